@@ -1,0 +1,17 @@
+// Package api is the Echo REST API and the web UI of cloudimages: nodes,
+// pools, the catalog, images and their live progress.
+package api
+
+// Config is the API's configuration, filled from flags and environment by
+// cmd/cloudimages.
+type Config struct {
+	Listen            string
+	TemporalAddress   string
+	TemporalNamespace string
+	TemporalWebURL    string
+	DatabaseURL       string
+	APIToken          string
+	NodeToken         string
+	CatalogPath       string
+	Version           string
+}

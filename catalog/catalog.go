@@ -1,0 +1,105 @@
+// Package catalog is the list of cloud images one can download — the
+// built-in one or a JSON file given with --catalog — and the parsers for
+// the vendors' checksum files (SHA256SUMS, SHA512SUMS, CHECKSUM).
+package catalog
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+)
+
+// Entry is one downloadable image.
+type Entry struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	OS          string `json:"os"`
+	Version     string `json:"version"`
+	Arch        string `json:"arch"`
+	Format      string `json:"format"` // qcow2 | raw | img
+	URL         string `json:"url"`
+	ChecksumURL string `json:"checksum_url"`
+	Checksum    string `json:"checksum"` // "sha256:HEX" or "sha512:HEX" when pinned
+	SizeBytes   int64  `json:"size_bytes"`
+}
+
+// Catalog is a set of entries by id.
+type Catalog struct {
+	entries map[string]Entry
+}
+
+// New builds a catalog from entries; ids must be unique and entries valid.
+func New(entries []Entry) (*Catalog, error) {
+	c := &Catalog{entries: make(map[string]Entry, len(entries))}
+	for _, e := range entries {
+		if err := e.validate(); err != nil {
+			return nil, err
+		}
+		if _, dup := c.entries[e.ID]; dup {
+			return nil, fmt.Errorf("catalog: entry %q listed twice", e.ID)
+		}
+		c.entries[e.ID] = e
+	}
+	return c, nil
+}
+
+// Load returns the catalog from a JSON file (an array of entries, or
+// {"items": [...]}), or the built-in catalog when path is empty.
+func Load(path string) (*Catalog, error) {
+	if path == "" {
+		return New(Builtin)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	var entries []Entry
+	if err := json.Unmarshal(data, &entries); err != nil {
+		var wrapped struct {
+			Items []Entry `json:"items"`
+		}
+		if err2 := json.Unmarshal(data, &wrapped); err2 != nil || wrapped.Items == nil {
+			return nil, fmt.Errorf("catalog %s: want a JSON array of entries or {\"items\": [...]}: %v", path, err)
+		}
+		entries = wrapped.Items
+	}
+	return New(entries)
+}
+
+// Get returns the entry with the given id.
+func (c *Catalog) Get(id string) (Entry, bool) {
+	e, ok := c.entries[id]
+	return e, ok
+}
+
+// Entries returns every entry, sorted by id.
+func (c *Catalog) Entries() []Entry {
+	out := make([]Entry, 0, len(c.entries))
+	for _, e := range c.entries {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// IDs returns the ids of every entry, sorted.
+func (c *Catalog) IDs() []string {
+	ids := make([]string, 0, len(c.entries))
+	for _, e := range c.Entries() {
+		ids = append(ids, e.ID)
+	}
+	return ids
+}
+
+func (e Entry) validate() error {
+	switch {
+	case e.ID == "":
+		return fmt.Errorf("catalog: an entry has no id")
+	case e.URL == "":
+		return fmt.Errorf("catalog: entry %q has no url", e.ID)
+	case e.Checksum == "" && e.ChecksumURL == "":
+		return fmt.Errorf("catalog: entry %q has neither checksum nor checksum_url", e.ID)
+	}
+	return nil
+}

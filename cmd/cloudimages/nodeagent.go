@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+
+	"github.com/quantix/cloudimages/nodeagent"
+)
+
+func runNodeAgent(ctx context.Context, args []string) error {
+	var cfg nodeagent.Config
+	var pools []string
+	f := newFlags("nodeagent", "Runs the agent of one hypervisor node: it downloads images into that node's storage pools.")
+	f.string(&cfg.NodeID, "node-id", "CLOUDIMAGES_NODE_ID", "", "this node's id, as registered in the API (required)")
+	f.list(&pools, "pool", "CLOUDIMAGES_POOLS", "a storage pool as ID=DIR; at least one")
+	f.string(&cfg.Listen, "listen", "CLOUDIMAGES_LISTEN", "127.0.0.1:9090", "host:port to serve the agent API on")
+	f.string(&cfg.Token, "node-token", "CLOUDIMAGES_NODE_TOKEN", "", "bearer token every request must carry (required)")
+	f.int(&cfg.MaxConcurrent, "max-concurrent", "CLOUDIMAGES_MAX_CONCURRENT", 4, "downloads that run at once; the rest wait, queued")
+	f.bool(&cfg.AllowPrivateNetworks, "allow-private-networks", "CLOUDIMAGES_ALLOW_PRIVATE_NETWORKS", false, "allow URLs on loopback and private addresses (mirrors on your LAN)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if cfg.NodeID == "" {
+		return usagef("--node-id is required: the node's id as registered with POST /v1/nodes")
+	}
+	if cfg.Token == "" {
+		return usagef("--node-token is required: every request to the agent must carry it (the API and worker use the same --node-token)")
+	}
+	if cfg.MaxConcurrent < 1 {
+		return usagef("--max-concurrent must be at least 1, got %d", cfg.MaxConcurrent)
+	}
+	var err error
+	if cfg.Pools, err = parsePools(pools); err != nil {
+		return err
+	}
+	cfg.Version = version
+	return nodeagent.Run(ctx, cfg)
+}
+
+func parsePools(specs []string) ([]nodeagent.PoolDir, error) {
+	if len(specs) == 0 {
+		return nil, usagef("at least one --pool ID=DIR is required, e.g. --pool local-1=/var/lib/cloudimages/local-1")
+	}
+	seen := map[string]bool{}
+	var out []nodeagent.PoolDir
+	for _, s := range specs {
+		id, dir, ok := strings.Cut(s, "=")
+		id, dir = strings.TrimSpace(id), strings.TrimSpace(dir)
+		if !ok || id == "" || dir == "" {
+			return nil, usagef("--pool %q: want ID=DIR, e.g. nfs-01=/mnt/nfs-01", s)
+		}
+		if seen[id] {
+			return nil, usagef("--pool %q: pool %q is given twice", s, id)
+		}
+		seen[id] = true
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, usagef("--pool %q: %v", s, err)
+		}
+		out = append(out, nodeagent.PoolDir{ID: id, Dir: abs})
+	}
+	return out, nil
+}

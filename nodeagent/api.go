@@ -1,0 +1,83 @@
+// Package nodeagent is the agent that runs on every hypervisor node and
+// downloads images into that node's storage pools: its HTTP server, its
+// download engine, its URL policy, and the Go client the activities use.
+package nodeagent
+
+import (
+	"time"
+
+	"github.com/quantix/cloudimages/fault"
+)
+
+// Download states, as in the contract.
+const (
+	StateQueued    = "queued"
+	StateRunning   = "running"
+	StateVerifying = "verifying"
+	StateCompleted = "completed"
+	StateFailed    = "failed"
+	StateCancelled = "cancelled"
+)
+
+// ImagesDir is the folder inside a pool directory that holds published
+// images: a published image is {pool dir}/cloud-images/{file_name}.
+const ImagesDir = "cloud-images"
+
+// DownloadRequest asks a node to download a URL into one of its pools.
+// Checksum is "sha256:HEX" or "sha512:HEX"; empty means the caller accepts
+// an unverified image (the agent still reports the sha256 it computed).
+type DownloadRequest struct {
+	ID        string `json:"id"`
+	URL       string `json:"url"`
+	PoolID    string `json:"pool_id"`
+	FileName  string `json:"file_name"`
+	Checksum  string `json:"checksum"`
+	SizeBytes int64  `json:"size_bytes,omitempty"`
+}
+
+// Download is a node-side download job.
+type Download struct {
+	ID             string       `json:"id"`
+	PoolID         string       `json:"pool_id"`
+	FileName       string       `json:"file_name"`
+	Path           string       `json:"path"`
+	State          string       `json:"state"`
+	BytesDone      int64        `json:"bytes_done"`
+	BytesTotal     int64        `json:"bytes_total"`
+	BytesPerSecond float64      `json:"bytes_per_second"`
+	Checksum       string       `json:"checksum"`
+	Error          *fault.Error `json:"error"`
+	StartedAt      *time.Time   `json:"started_at"`
+	FinishedAt     *time.Time   `json:"finished_at"`
+}
+
+// Finished reports whether the job has ended, well or not.
+func (d Download) Finished() bool {
+	return d.State == StateCompleted || d.State == StateFailed || d.State == StateCancelled
+}
+
+// Health is the agent's answer to GET /v1/health.
+type Health struct {
+	NodeID          string       `json:"node_id"`
+	Version         string       `json:"version"`
+	Pools           []PoolHealth `json:"pools"`
+	ActiveDownloads int          `json:"active_downloads"`
+}
+
+// PoolHealth is one pool as the agent sees it.
+type PoolHealth struct {
+	ID         string `json:"id"`
+	Path       string `json:"path"`
+	FreeBytes  uint64 `json:"free_bytes"`
+	TotalBytes uint64 `json:"total_bytes"`
+}
+
+// Pool returns the pool with the given id, if the agent serves it.
+func (h Health) Pool(id string) (PoolHealth, bool) {
+	for _, p := range h.Pools {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return PoolHealth{}, false
+}

@@ -1,0 +1,128 @@
+package nodeagent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/quantix/cloudimages/fault"
+)
+
+// Client talks to one node agent. Every failure is a *fault.Error: the
+// agent's own error when it answered with one, node_unreachable (retryable)
+// when it did not answer.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// NewClient returns a client for the agent at address ("host:port" or a URL).
+func NewClient(address, token string) *Client {
+	base := address
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	return &Client{
+		base:  strings.TrimRight(base, "/"),
+		token: token,
+		// Every call is small; a node that takes longer is as good as down.
+		http: &http.Client{Timeout: 10 * time.Second},
+	}
+}
+
+// Health asks the agent for its pools and load.
+func (c *Client) Health(ctx context.Context) (Health, error) {
+	var h Health
+	_, err := c.do(ctx, http.MethodGet, "/v1/health", nil, &h)
+	return h, err
+}
+
+// StartDownload starts (or, for the same id and request, finds) a download.
+func (c *Client) StartDownload(ctx context.Context, req DownloadRequest) (Download, error) {
+	var d Download
+	_, err := c.do(ctx, http.MethodPost, "/v1/downloads", req, &d)
+	return d, err
+}
+
+// Download returns the state of a download.
+func (c *Client) Download(ctx context.Context, id string) (Download, error) {
+	var d Download
+	_, err := c.do(ctx, http.MethodGet, "/v1/downloads/"+url.PathEscape(id), nil, &d)
+	return d, err
+}
+
+// CancelDownload stops a download and removes its partial data. A download
+// the agent does not know is not an error: there is nothing left to remove.
+func (c *Client) CancelDownload(ctx context.Context, id string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/downloads/"+url.PathEscape(id), nil, nil)
+	if fe, ok := fault.As(err); ok && fe.Code == fault.NotFound {
+		return nil
+	}
+	return err
+}
+
+// DeleteFile removes a published image from a pool. A file that is already
+// gone is not an error.
+func (c *Client) DeleteFile(ctx context.Context, poolID, fileName string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/pools/"+url.PathEscape(poolID)+"/files/"+url.PathEscape(fileName), nil, nil)
+	if fe, ok := fault.As(err); ok && fe.Code == fault.NotFound {
+		return nil
+	}
+	return err
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) (int, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, fault.New(fault.Internal, "encode request: %v", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return 0, fault.New(fault.InvalidRequest, "node address %q: %v", c.base, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+			return 0, ctxErr
+		}
+		return 0, fault.Retryable(fault.NodeUnreachable, "node agent at %s does not answer: %v", c.base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return resp.StatusCode, fault.Retryable(fault.NodeUnreachable, "node agent at %s: reading answer: %v", c.base, err)
+	}
+	if resp.StatusCode >= 400 {
+		var eb fault.Body
+		if json.Unmarshal(data, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
+			return resp.StatusCode, eb.Error
+		}
+		retry := resp.StatusCode >= 500
+		return resp.StatusCode, &fault.Error{Code: fault.NodeUnreachable, Retryable: retry,
+			Message: fmt.Sprintf("node agent at %s answered %s to %s %s", c.base, resp.Status, method, path)}
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, fault.Retryable(fault.NodeUnreachable, "node agent at %s sent bad JSON: %v", c.base, err)
+		}
+	}
+	return resp.StatusCode, nil
+}

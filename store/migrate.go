@@ -1,0 +1,152 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// migrations are applied in order, each once, recorded in schema_migrations.
+// Append new ones; never edit one that has shipped. {{time}} and {{bool}}
+// stand for the dialect's types.
+var migrations = []string{
+	// 1: the initial schema.
+	`CREATE TABLE nodes (
+		id VARCHAR(64) PRIMARY KEY,
+		name VARCHAR(200) NOT NULL DEFAULT '',
+		address VARCHAR(300) NOT NULL,
+		status VARCHAR(16) NOT NULL DEFAULT 'unknown',
+		last_seen_at {{time}},
+		pools TEXT NOT NULL DEFAULT '[]',
+		active_downloads INTEGER NOT NULL DEFAULT 0,
+		created_at {{time}} NOT NULL,
+		updated_at {{time}} NOT NULL
+	);
+	CREATE TABLE pools (
+		id VARCHAR(64) PRIMARY KEY,
+		name VARCHAR(200) NOT NULL DEFAULT '',
+		type VARCHAR(16) NOT NULL,
+		shared {{bool}} NOT NULL DEFAULT FALSE,
+		created_at {{time}} NOT NULL,
+		updated_at {{time}} NOT NULL
+	);
+	CREATE TABLE pool_nodes (
+		pool_id VARCHAR(64) NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
+		node_id VARCHAR(64) NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+		position INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (pool_id, node_id)
+	);
+	CREATE INDEX pool_nodes_node ON pool_nodes(node_id);
+	CREATE TABLE images (
+		id VARCHAR(64) PRIMARY KEY,
+		name VARCHAR(200) NOT NULL DEFAULT '',
+		catalog_id VARCHAR(100) NOT NULL DEFAULT '',
+		source_url TEXT NOT NULL DEFAULT '',
+		source_key TEXT NOT NULL,
+		pool_id VARCHAR(64) NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
+		node_id VARCHAR(64) NOT NULL DEFAULT '',
+		file_name VARCHAR(255) NOT NULL DEFAULT '',
+		path TEXT NOT NULL DEFAULT '',
+		status VARCHAR(16) NOT NULL,
+		size_bytes BIGINT NOT NULL DEFAULT 0,
+		checksum VARCHAR(200) NOT NULL DEFAULT '',
+		unverified {{bool}} NOT NULL DEFAULT FALSE,
+		bytes_done BIGINT NOT NULL DEFAULT 0,
+		bytes_total BIGINT NOT NULL DEFAULT 0,
+		bytes_per_second DOUBLE PRECISION NOT NULL DEFAULT 0,
+		attempt INTEGER NOT NULL DEFAULT 0,
+		progress_node_id VARCHAR(64) NOT NULL DEFAULT '',
+		error_code VARCHAR(64) NOT NULL DEFAULT '',
+		error_message TEXT NOT NULL DEFAULT '',
+		workflow_id VARCHAR(200) NOT NULL DEFAULT '',
+		created_at {{time}} NOT NULL,
+		updated_at {{time}} NOT NULL,
+		ready_at {{time}}
+	);
+	CREATE INDEX images_pool_status ON images(pool_id, status);
+	CREATE INDEX images_status ON images(status);
+	-- Idempotency lives here: one live-or-READY image per source and pool,
+	-- and one per file name in a pool, whatever races the callers run.
+	CREATE UNIQUE INDEX images_one_live_source ON images(pool_id, source_key)
+		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'READY');
+	CREATE UNIQUE INDEX images_one_live_file ON images(pool_id, file_name)
+		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'READY')`,
+}
+
+// migrate brings the schema up to date. It is safe to run twice and from
+// several processes at once: PostgreSQL serialises it with an advisory lock,
+// SQLite with an immediate (write-locked) transaction.
+func (s *Store) migrate(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	db := s.db.WithContext(ctx)
+	if s.dialect == "postgres" {
+		return db.Connection(func(conn *gorm.DB) error {
+			const lockID = 0x636c6f7564 // "cloud"
+			if err := conn.Exec("SELECT pg_advisory_lock(?)", lockID).Error; err != nil {
+				return err
+			}
+			defer conn.Exec("SELECT pg_advisory_unlock(?)", lockID)
+			return conn.Transaction(s.applyMigrations)
+		})
+	}
+	return db.Transaction(s.applyMigrations)
+}
+
+func (s *Store) applyMigrations(tx *gorm.DB) error {
+	if err := tx.Exec(s.sql(`CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY,
+		applied_at {{time}} NOT NULL
+	)`)).Error; err != nil {
+		return err
+	}
+	var current int
+	if err := tx.Raw("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&current).Error; err != nil {
+		return err
+	}
+	for i := current; i < len(migrations); i++ {
+		for _, stmt := range splitStatements(s.sql(migrations[i])) {
+			if err := tx.Exec(stmt).Error; err != nil {
+				return fmt.Errorf("migration %d: %w", i+1, err)
+			}
+		}
+		if err := tx.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", i+1, time.Now().UTC()).Error; err != nil {
+			return fmt.Errorf("record migration %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// SchemaVersion is the number of migrations applied.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.db.WithContext(ctx).Raw("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&v).Error
+	return v, err
+}
+
+func (s *Store) sql(q string) string {
+	timeType, boolType := "TIMESTAMPTZ", "BOOLEAN"
+	if s.dialect == "sqlite" {
+		timeType, boolType = "DATETIME", "BOOLEAN"
+	}
+	return strings.NewReplacer("{{time}}", timeType, "{{bool}}", boolType).Replace(q)
+}
+
+func splitStatements(q string) []string {
+	var out []string
+	for _, stmt := range strings.Split(q, ";") {
+		var lines []string
+		for _, l := range strings.Split(stmt, "\n") {
+			if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "--") {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) > 0 {
+			out = append(out, strings.Join(lines, "\n"))
+		}
+	}
+	return out
+}

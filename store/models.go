@@ -1,0 +1,141 @@
+package store
+
+import (
+	"database/sql/driver"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Image statuses, as in the contract.
+const (
+	StatusPending     = "PENDING"
+	StatusDownloading = "DOWNLOADING"
+	StatusVerifying   = "VERIFYING"
+	StatusReady       = "READY"
+	StatusFailed      = "FAILED"
+	StatusCancelled   = "CANCELLED"
+)
+
+// Node statuses, as in the contract.
+const (
+	NodeOnline  = "online"
+	NodeOffline = "offline"
+	NodeUnknown = "unknown"
+)
+
+// Node is a hypervisor node running a node agent.
+type Node struct {
+	ID              string     `gorm:"primaryKey;size:64"`
+	Name            string     `gorm:"size:200"`
+	Address         string     `gorm:"size:300;not null"`
+	Status          string     `gorm:"size:16;not null;default:unknown"`
+	LastSeenAt      *time.Time
+	Pools           StringList `gorm:"type:text"` // pool ids the agent reports
+	ActiveDownloads int
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// Pool is a storage pool; PoolNodes lists the nodes assigned to it.
+type Pool struct {
+	ID        string     `gorm:"primaryKey;size:64"`
+	Name      string     `gorm:"size:200"`
+	Type      string     `gorm:"size:16;not null"` // nfs | local
+	Shared    bool       `gorm:"not null;default:false"`
+	PoolNodes []PoolNode `gorm:"foreignKey:PoolID;constraint:OnDelete:CASCADE"`
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// NodeIDs returns the ids of the nodes assigned to the pool, in order.
+func (p Pool) NodeIDs() []string {
+	ids := make([]string, 0, len(p.PoolNodes))
+	for _, pn := range p.PoolNodes {
+		ids = append(ids, pn.NodeID)
+	}
+	return ids
+}
+
+// PoolNode assigns a node to a pool.
+type PoolNode struct {
+	PoolID   string `gorm:"primaryKey;size:64"`
+	NodeID   string `gorm:"primaryKey;size:64;index"`
+	Position int
+}
+
+// Image is one download of an image into a pool, from PENDING to a
+// terminal status. SourceKey identifies the source ("catalog:ID" or the
+// URL) so that the schema can refuse a second live download of it.
+type Image struct {
+	ID         string `gorm:"primaryKey;size:64"`
+	Name       string `gorm:"size:200"`
+	CatalogID  string `gorm:"size:100"`
+	SourceURL  string `gorm:"size:2048"`
+	SourceKey  string `gorm:"size:2048;not null"`
+	PoolID     string `gorm:"size:64;not null;index"`
+	NodeID     string `gorm:"size:64"`
+	FileName   string `gorm:"size:255"`
+	Path       string `gorm:"size:4096"`
+	Status     string `gorm:"size:16;not null;index"`
+	SizeBytes  int64
+	Checksum   string `gorm:"size:200"`
+	Unverified bool   // the image was accepted without a checksum
+
+	// Live progress, written at most every few seconds by the activity
+	// that watches the node (never once per chunk).
+	BytesDone      int64
+	BytesTotal     int64
+	BytesPerSecond float64
+	Attempt        int
+	ProgressNodeID string `gorm:"size:64"`
+
+	ErrorCode    string `gorm:"size:64"`
+	ErrorMessage string `gorm:"size:4096"`
+
+	WorkflowID string `gorm:"size:200"`
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	ReadyAt    *time.Time
+}
+
+// Terminal reports whether the image's status can no longer change.
+func (i Image) Terminal() bool { return IsTerminal(i.Status) }
+
+// IsTerminal reports whether status is READY, FAILED or CANCELLED.
+func IsTerminal(status string) bool {
+	return status == StatusReady || status == StatusFailed || status == StatusCancelled
+}
+
+// StringList is a []string kept as a JSON array in one text column.
+type StringList []string
+
+// Value implements driver.Valuer.
+func (s StringList) Value() (driver.Value, error) {
+	if s == nil {
+		s = StringList{}
+	}
+	b, err := json.Marshal([]string(s))
+	return string(b), err
+}
+
+// Scan implements sql.Scanner.
+func (s *StringList) Scan(v any) error {
+	var b []byte
+	switch x := v.(type) {
+	case nil:
+		*s = nil
+		return nil
+	case string:
+		b = []byte(x)
+	case []byte:
+		b = x
+	default:
+		return fmt.Errorf("StringList: cannot scan %T", v)
+	}
+	if len(b) == 0 {
+		*s = nil
+		return nil
+	}
+	return json.Unmarshal(b, (*[]string)(s))
+}

@@ -1,0 +1,222 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/quantix/cloudimages/internal/testenv"
+	"github.com/quantix/cloudimages/store"
+)
+
+func open(t *testing.T, url string) *store.Store {
+	t.Helper()
+	s, err := store.Open(context.Background(), url)
+	if err != nil {
+		t.Fatalf("open %s: %v", url, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// seed adds node-1 and a pool p1 assigned to it.
+func seed(t *testing.T, s *store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.CreateNode(ctx, &store.Node{ID: "node-1", Address: "127.0.0.1:9090"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreatePool(ctx, &store.Pool{ID: "p1", Type: "local"}, []string{"node-1"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOneLiveImagePerSourceUnder50ConcurrentInserts(t *testing.T) {
+	for _, db := range testenv.Databases(t) {
+		t.Run(db.Name, func(t *testing.T) {
+			s := open(t, db.URL)
+			seed(t, s)
+			ctx := context.Background()
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			created, ids := 0, map[string]bool{}
+			errs := make(chan error, 50)
+			for i := range 50 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					img := &store.Image{ID: fmt.Sprintf("img-%02d", i), SourceKey: "catalog:cirros", CatalogID: "cirros",
+						PoolID: "p1", FileName: "cirros.qcow2"}
+					got, isNew, err := s.CreateImage(ctx, img)
+					if err != nil {
+						errs <- err
+						return
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if isNew {
+						created++
+					}
+					ids[got.ID] = true
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Errorf("CreateImage: %v", err)
+			}
+			if created != 1 || len(ids) != 1 {
+				t.Fatalf("created %d images, callers saw ids %v; want exactly one", created, ids)
+			}
+			all, err := s.Images(ctx, store.ImageFilter{PoolID: "p1"})
+			if err != nil || len(all) != 1 {
+				t.Fatalf("images in pool: %d (%v), want 1", len(all), err)
+			}
+		})
+	}
+}
+
+func TestNewDownloadAllowedAfterFailureAndFileNameGuarded(t *testing.T) {
+	for _, db := range testenv.Databases(t) {
+		t.Run(db.Name, func(t *testing.T) {
+			s := open(t, db.URL)
+			seed(t, s)
+			ctx := context.Background()
+			first := &store.Image{ID: "a", SourceKey: "catalog:x", PoolID: "p1", FileName: "x.qcow2"}
+			if _, ok, err := s.CreateImage(ctx, first); err != nil || !ok {
+				t.Fatalf("first: created=%v err=%v", ok, err)
+			}
+			other := &store.Image{ID: "b", SourceKey: "https://example.com/x.qcow2", PoolID: "p1", FileName: "x.qcow2"}
+			if _, _, err := s.CreateImage(ctx, other); !errors.Is(err, store.ErrFileNameTaken) {
+				t.Fatalf("same file name, other source: err=%v, want ErrFileNameTaken", err)
+			}
+			if err := s.Transition(ctx, "a", store.StatusFailed, map[string]any{"error_code": "upstream_error"}); err != nil {
+				t.Fatal(err)
+			}
+			again := &store.Image{ID: "c", SourceKey: "catalog:x", PoolID: "p1", FileName: "x.qcow2"}
+			if got, ok, err := s.CreateImage(ctx, again); err != nil || !ok || got.ID != "c" {
+				t.Fatalf("after FAILED: got %q created=%v err=%v, want a new image c", got.ID, ok, err)
+			}
+			if _, _, err := s.CreateImage(ctx, &store.Image{ID: "d", SourceKey: "s", PoolID: "nope", FileName: "d"}); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("unknown pool: err=%v, want ErrNotFound", err)
+			}
+		})
+	}
+}
+
+func TestStatusTransitionsAreGuarded(t *testing.T) {
+	cases := []struct {
+		path []string // statuses applied in order; the last one is checked
+		ok   bool
+	}{
+		{[]string{store.StatusDownloading, store.StatusVerifying, store.StatusReady}, true},
+		{[]string{store.StatusReady, store.StatusDownloading}, false},
+		{[]string{store.StatusCancelled, store.StatusReady}, false},
+		{[]string{store.StatusFailed, store.StatusDownloading}, false},
+		{[]string{store.StatusReady, store.StatusReady}, true}, // a retried activity
+		{[]string{store.StatusDownloading, store.StatusCancelled}, true},
+		{[]string{store.StatusDownloading, store.StatusPending, store.StatusDownloading}, true}, // failover
+	}
+	for _, db := range testenv.Databases(t) {
+		t.Run(db.Name, func(t *testing.T) {
+			s := open(t, db.URL)
+			seed(t, s)
+			ctx := context.Background()
+			for i, c := range cases {
+				id := fmt.Sprintf("img-%d", i)
+				if _, _, err := s.CreateImage(ctx, &store.Image{ID: id, SourceKey: id, PoolID: "p1", FileName: id}); err != nil {
+					t.Fatal(err)
+				}
+				var err error
+				for _, st := range c.path {
+					if err = s.Transition(ctx, id, st, nil); err != nil {
+						break
+					}
+				}
+				if c.ok != (err == nil) {
+					t.Errorf("%v: err=%v, want ok=%v", c.path, err, c.ok)
+				}
+				if !c.ok && !errors.Is(err, store.ErrTransition) {
+					t.Errorf("%v: err=%v, want ErrTransition", c.path, err)
+				}
+			}
+			if err := s.Transition(ctx, "missing", store.StatusReady, nil); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("unknown image: err=%v, want ErrNotFound", err)
+			}
+			img, _ := s.Image(ctx, "img-0")
+			if img.ReadyAt == nil {
+				t.Errorf("READY image has no ready_at")
+			}
+		})
+	}
+}
+
+func TestMigrationsRunTwiceAndConcurrently(t *testing.T) {
+	for _, db := range testenv.Databases(t) {
+		t.Run(db.Name, func(t *testing.T) {
+			var wg sync.WaitGroup
+			errs := make(chan error, 4)
+			for range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s, err := store.Open(context.Background(), db.URL)
+					if err != nil {
+						errs <- err
+						return
+					}
+					s.Close()
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Errorf("concurrent open: %v", err)
+			}
+			s := open(t, db.URL) // and once more, after
+			v, err := s.SchemaVersion(context.Background())
+			if err != nil || v < 1 {
+				t.Fatalf("schema version %d, %v", v, err)
+			}
+			seed(t, s)
+		})
+	}
+}
+
+func TestPoolDeleteRefusedWhileImagesLive(t *testing.T) {
+	for _, db := range testenv.Databases(t) {
+		t.Run(db.Name, func(t *testing.T) {
+			s := open(t, db.URL)
+			seed(t, s)
+			ctx := context.Background()
+			if _, _, err := s.CreateImage(ctx, &store.Image{ID: "a", SourceKey: "k", PoolID: "p1", FileName: "f"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.DeletePool(ctx, "p1"); !errors.Is(err, store.ErrInUse) {
+				t.Fatalf("delete pool with live image: %v, want ErrInUse", err)
+			}
+			if err := s.Transition(ctx, "a", store.StatusCancelled, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.DeletePool(ctx, "p1"); err != nil {
+				t.Fatalf("delete pool with only a cancelled image: %v", err)
+			}
+			if err := s.DeletePool(ctx, "p1"); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("delete pool twice: %v, want ErrNotFound", err)
+			}
+			if err := s.CreateNode(ctx, &store.Node{ID: "node-1", Address: "x:1"}); !errors.Is(err, store.ErrExists) {
+				t.Fatalf("taken node id: %v, want ErrExists", err)
+			}
+		})
+	}
+}
+
+func TestBadDatabaseURL(t *testing.T) {
+	for _, u := range []string{"", "mysql://x", "postgres://", "sqlite:"} {
+		if err := store.ValidateURL(u); err == nil {
+			t.Errorf("ValidateURL(%q) = nil, want an error", u)
+		}
+	}
+}

@@ -1,0 +1,18 @@
+// Package workers builds and runs the Temporal worker: it registers
+// DownloadImageWorkflow and its activities on the image-downloads task
+// queue, and the search attributes they use.
+package workers
+
+import "time"
+
+// Config is the worker's configuration, filled from flags and environment
+// by cmd/cloudimages.
+type Config struct {
+	TemporalAddress   string
+	TemporalNamespace string
+	DatabaseURL       string
+	NodeToken         string
+	CatalogPath       string
+	NoNodeTimeout     time.Duration // how long to wait for a usable node
+	NodeGrace         time.Duration // how long a node may be unreachable mid-download
+}

@@ -15,4 +15,9 @@ type Config struct {
 	CatalogPath       string
 	NoNodeTimeout     time.Duration // how long to wait for a usable node
 	NodeGrace         time.Duration // how long a node may be unreachable mid-download
+	// HeartbeatTimeout is how soon a dead worker is noticed (default 20s).
+	HeartbeatTimeout time.Duration
+	// DialTimeout bounds how long Run keeps trying to reach Temporal
+	// (default 1 minute).
+	DialTimeout time.Duration
 }

@@ -2,10 +2,80 @@ package workers
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/quantix/cloudimages/activities"
+	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/store"
+	"github.com/quantix/cloudimages/workflows"
 )
 
-// Run runs the worker until ctx is done. (Placeholder until issue 4 lands.)
+// Run opens the database, loads the catalog, connects to Temporal,
+// registers the search attributes and runs the worker until ctx is done;
+// then it stops gracefully.
 func Run(ctx context.Context, cfg Config) error {
-	return errors.New("worker: not built yet")
+	log := slog.Default().With("component", "worker")
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cat, err := catalog.Load(cfg.CatalogPath)
+	if err != nil {
+		return err
+	}
+	c, err := Dial(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	added, err := EnsureSearchAttributes(ctx, c, cfg.TemporalNamespace)
+	if err != nil {
+		return err
+	}
+	if len(added) > 0 {
+		log.Info("registered search attributes", "names", added)
+	}
+	w := New(c, Deps{Store: st, Catalog: cat, NodeToken: cfg.NodeToken, Log: log, Settings: activities.Settings{
+		NoNodeTimeout: cfg.NoNodeTimeout, NodeGrace: cfg.NodeGrace, HeartbeatTimeout: cfg.HeartbeatTimeout}})
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	log.Info("worker running", "task_queue", workflows.TaskQueue, "temporal", cfg.TemporalAddress, "namespace", cfg.TemporalNamespace)
+	<-ctx.Done()
+	log.Info("worker stopping")
+	w.Stop()
+	return nil
+}
+
+// Dial connects to Temporal, trying again for up to cfg.DialTimeout (a
+// worker often starts alongside its server), and says what to do when it
+// cannot.
+func Dial(ctx context.Context, cfg Config, log *slog.Logger) (client.Client, error) {
+	timeout := cfg.DialTimeout
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := client.DialContext(ctx, client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,
+			Logger: tlog.NewStructuredLogger(log)})
+		if err == nil {
+			return c, nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return nil, fmt.Errorf("temporal at %s (namespace %q) does not answer after %s: %w; start it (`make run` starts a dev server, or `temporal server start-dev`) or point --temporal-address (TEMPORAL_ADDRESS) at it",
+				cfg.TemporalAddress, cfg.TemporalNamespace, timeout, err)
+		}
+		log.Warn("temporal does not answer yet; trying again", "address", cfg.TemporalAddress, "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+	}
 }

@@ -1,0 +1,98 @@
+// Package activities holds the steps of DownloadImageWorkflow that touch
+// the world: the catalog and vendors' checksum files, the database, and the
+// node agents. The workflow decides; these only do, and report typed errors
+// (fault codes as Temporal application error types) so it can decide.
+package activities
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/store"
+)
+
+// ProgressSignal is the signal the watching activity sends its workflow
+// every few seconds and on every change of state, with a ProgressUpdate.
+const ProgressSignal = "download-progress"
+
+// Signaler sends a signal to a workflow; a Temporal client.Client is one.
+type Signaler interface {
+	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error
+}
+
+// Activities are the steps of DownloadImageWorkflow. Register a filled-in
+// value with the worker; the workflow calls the methods through a nil
+// pointer.
+type Activities struct {
+	Store     *store.Store
+	Catalog   *catalog.Catalog
+	NodeToken string
+	HTTP      *http.Client // fetches vendors' checksum files
+	Temporal  Signaler     // tells the workflow about progress; nil sends nothing
+	Settings  Settings
+	Log       *slog.Logger
+}
+
+// Settings are the timings of a download. Zero fields take the defaults.
+type Settings struct {
+	// NoNodeTimeout is how long a download waits for a usable node.
+	NoNodeTimeout time.Duration
+	// NodeGrace is how long a node may stay unreachable mid-download
+	// before the download fails over to another node.
+	NodeGrace time.Duration
+	// HeartbeatTimeout is how soon a dead worker is noticed: the watch is
+	// then retried, and re-attaches to the node's job.
+	HeartbeatTimeout time.Duration
+	// PollInterval is how often the watch asks the node.
+	PollInterval time.Duration
+	// ProgressInterval is how often progress is written to the database.
+	ProgressInterval time.Duration
+	// SignalInterval is how often progress is signalled to the workflow.
+	// Every signal is a few history events, so it is kept coarse.
+	SignalInterval time.Duration
+}
+
+// WithDefaults fills zero fields with the defaults.
+func (s Settings) WithDefaults() Settings {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&s.NoNodeTimeout, 2*time.Minute)
+	def(&s.NodeGrace, 30*time.Second)
+	def(&s.HeartbeatTimeout, 20*time.Second)
+	def(&s.PollInterval, time.Second)
+	def(&s.ProgressInterval, 2*time.Second)
+	def(&s.SignalInterval, 5*time.Second)
+	return s
+}
+
+func (a *Activities) settings() Settings { return a.Settings.WithDefaults() }
+
+func (a *Activities) log() *slog.Logger {
+	if a.Log != nil {
+		return a.Log
+	}
+	return slog.Default()
+}
+
+func (a *Activities) httpClient() *http.Client {
+	if a.HTTP != nil {
+		return a.HTTP
+	}
+	return &http.Client{Timeout: 30 * time.Second}
+}
+
+// node returns a client for a node's agent, found by id in the store.
+func (a *Activities) node(ctx context.Context, nodeID string) (*nodeagent.Client, store.Node, error) {
+	n, err := a.Store.Node(ctx, nodeID)
+	if err != nil {
+		return nil, n, err
+	}
+	return nodeagent.NewClient(n.Address, a.NodeToken), n, nil
+}

@@ -1,0 +1,156 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/store"
+)
+
+// ImageRequest asks for the image record of a download.
+type ImageRequest struct {
+	ImageID    string
+	WorkflowID string
+	PoolID     string
+	Source     Source
+}
+
+// Plan is what the workflow needs to know about the image, its pool and
+// the timings it runs with (recorded in history, so that a replay sees the
+// values the run had).
+type Plan struct {
+	ImageID          string
+	PoolID           string
+	FileName         string
+	Shared           bool     // every node of the pool sees the same directory
+	AssignedNodes    []string // the nodes assigned to the pool
+	NoNodeTimeout    time.Duration
+	HeartbeatTimeout time.Duration
+}
+
+// EnsureImage makes sure the image record exists: the API creates it
+// before it starts the workflow; a workflow started from the temporal CLI
+// creates its own. A live or READY image of the same source in the pool
+// stops the download: there is never a second one.
+func (a *Activities) EnsureImage(ctx context.Context, in ImageRequest) (Plan, error) {
+	pool, err := a.Store.Pool(ctx, in.PoolID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Plan{}, fatal(fault.PoolNotFound, "pool %q does not exist: create it (POST /v1/pools) or pick another", in.PoolID)
+	} else if err != nil {
+		return Plan{}, err
+	}
+	img, err := a.Store.Image(ctx, in.ImageID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		img, err = a.createImage(ctx, in)
+		if err != nil {
+			return Plan{}, err
+		}
+	case err != nil:
+		return Plan{}, err
+	case img.Terminal():
+		return Plan{}, fatal(fault.Conflict, "image %q is already %s", img.ID, img.Status)
+	case img.PoolID != in.PoolID:
+		return Plan{}, fatal(fault.Conflict, "image %q belongs to pool %q, not %q", img.ID, img.PoolID, in.PoolID)
+	default:
+		if err := a.Store.Transition(ctx, img.ID, img.Status, map[string]any{"workflow_id": in.WorkflowID}); err != nil {
+			return Plan{}, asStoreError(err)
+		}
+	}
+	s := a.settings()
+	return Plan{ImageID: img.ID, PoolID: pool.ID, FileName: img.FileName, Shared: pool.Shared,
+		AssignedNodes: pool.NodeIDs(), NoNodeTimeout: s.NoNodeTimeout, HeartbeatTimeout: s.HeartbeatTimeout}, nil
+}
+
+func (a *Activities) createImage(ctx context.Context, in ImageRequest) (store.Image, error) {
+	src := in.Source
+	img := &store.Image{ID: in.ImageID, Name: src.Name, CatalogID: src.CatalogID, SourceURL: src.URL,
+		SourceKey: src.SourceKey, PoolID: in.PoolID, FileName: src.FileName, Status: store.StatusPending,
+		SizeBytes: src.SizeBytes, Checksum: src.Checksum, WorkflowID: in.WorkflowID}
+	got, created, err := a.Store.CreateImage(ctx, img)
+	switch {
+	case errors.Is(err, store.ErrFileNameTaken):
+		return got, fatal(fault.Conflict, "%v: give the image another name", err)
+	case errors.Is(err, store.ErrExists):
+		// Created by an earlier attempt of this activity that then lost
+		// its answer; it is ours.
+		return a.Store.Image(ctx, in.ImageID)
+	case err != nil:
+		return got, err
+	case !created && got.ID != in.ImageID:
+		return got, fatal(fault.Conflict, "pool %q already has image %q (%s) of this source: see workflow %s",
+			in.PoolID, got.ID, got.Status, got.WorkflowID)
+	}
+	a.log().Info("image record created", "image_id", got.ID, "pool_id", got.PoolID)
+	return got, nil
+}
+
+// ReadyRequest marks a downloaded image READY.
+type ReadyRequest struct {
+	ImageID   string
+	NodeID    string
+	Path      string
+	SizeBytes int64
+	Checksum  string
+}
+
+// MarkReady records that the whole image is at Path and verified.
+func (a *Activities) MarkReady(ctx context.Context, in ReadyRequest) error {
+	err := a.Store.Transition(ctx, in.ImageID, store.StatusReady, map[string]any{
+		"node_id": in.NodeID, "path": in.Path, "size_bytes": in.SizeBytes, "checksum": in.Checksum,
+		"bytes_done": in.SizeBytes, "bytes_total": in.SizeBytes, "bytes_per_second": 0,
+		"progress_node_id": in.NodeID, "error_code": "", "error_message": "",
+	})
+	if err != nil {
+		return asStoreError(err)
+	}
+	a.log().Info("image ready", "image_id", in.ImageID, "node_id", in.NodeID, "path", in.Path)
+	return nil
+}
+
+// FailRequest marks an image FAILED with a contract code.
+type FailRequest struct {
+	ImageID string
+	Code    string
+	Message string
+}
+
+// MarkFailed records the failure. An image that is gone or already
+// terminal is left as it is.
+func (a *Activities) MarkFailed(ctx context.Context, in FailRequest) error {
+	err := a.Store.Transition(ctx, in.ImageID, store.StatusFailed, map[string]any{
+		"error_code": in.Code, "error_message": in.Message, "bytes_per_second": 0,
+	})
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrTransition) {
+		a.log().Warn("image not marked failed", "image_id", in.ImageID, "error", err)
+		return nil
+	}
+	if err == nil {
+		a.log().Warn("image failed", "image_id", in.ImageID, "code", in.Code, "message", in.Message)
+	}
+	return err
+}
+
+// MarkCancelled records that the download was cancelled. An image that is
+// gone or already terminal is left as it is.
+func (a *Activities) MarkCancelled(ctx context.Context, imageID string) error {
+	err := a.Store.Transition(ctx, imageID, store.StatusCancelled, map[string]any{
+		"error_code": fault.Cancelled, "error_message": "the download was cancelled", "bytes_per_second": 0,
+	})
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrTransition) {
+		return nil
+	}
+	return err
+}
+
+func asStoreError(err error) error {
+	switch {
+	case errors.Is(err, store.ErrTransition):
+		return fatal(fault.Conflict, "%v", err)
+	case errors.Is(err, store.ErrNotFound):
+		return fatal(fault.NotFound, "%v: the image record was deleted", err)
+	}
+	return err
+}

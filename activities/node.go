@@ -1,0 +1,85 @@
+package activities
+
+import (
+	"context"
+	"errors"
+
+	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/store"
+)
+
+// Job is a download on one node.
+type Job struct {
+	ImageID    string
+	DownloadID string // the node-side job id: the image's id, on every node
+	NodeID     string
+	PoolID     string
+	FileName   string
+	URL        string
+	Checksum   string // empty for an unverified image
+	SizeBytes  int64
+	Shared     bool // the pool is shared: a full disk is every node's
+	Attempt    int  // 1 on the first node, +1 on every failover
+}
+
+// Started is the node-side job as the node reported it when started.
+type Started struct {
+	NodeID    string
+	Path      string
+	State     string
+	BytesDone int64
+}
+
+// StartOnNode starts the node-side download. The agent makes it idempotent
+// by the job's id, so a retry (or a retried workflow task) never starts a
+// second transfer. A node that does not answer fails the attempt; the
+// workflow's retry policy bounds the attempts and then fails over.
+func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) {
+	c, node, err := a.node(ctx, job.NodeID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Started{}, failover("node %s was deleted", job.NodeID)
+	} else if err != nil {
+		return Started{}, err
+	}
+	d, err := c.StartDownload(ctx, nodeagent.DownloadRequest{ID: job.DownloadID, URL: job.URL, PoolID: job.PoolID,
+		FileName: job.FileName, Checksum: job.Checksum, SizeBytes: job.SizeBytes})
+	if err != nil {
+		if ctx.Err() != nil {
+			return Started{}, ctx.Err()
+		}
+		return Started{}, fromNode(node.ID, fault.From(err), job.Shared)
+	}
+	err = a.Store.Transition(ctx, job.ImageID, store.StatusDownloading, map[string]any{
+		"node_id": job.NodeID, "progress_node_id": job.NodeID, "attempt": job.Attempt, "path": d.Path,
+		"bytes_done": d.BytesDone, "bytes_total": orSize(d.BytesTotal, job.SizeBytes),
+	})
+	if err != nil {
+		return Started{}, asStoreError(err)
+	}
+	a.log().Info("download started on node", "image_id", job.ImageID, "node_id", job.NodeID, "pool_id", job.PoolID,
+		"attempt", job.Attempt, "bytes_done", d.BytesDone)
+	return Started{NodeID: job.NodeID, Path: d.Path, State: d.State, BytesDone: d.BytesDone}, nil
+}
+
+// CancelRequest asks a node to stop a download and remove its partial data.
+type CancelRequest struct {
+	NodeID     string
+	DownloadID string
+}
+
+// CancelOnNode stops the node-side job and removes its partial data. A
+// node that was deleted has nothing left to clean.
+func (a *Activities) CancelOnNode(ctx context.Context, in CancelRequest) error {
+	c, _, err := a.node(ctx, in.NodeID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if err := c.CancelDownload(ctx, in.DownloadID); err != nil {
+		return retryable(fault.CodeOf(err), "cancel download %s on node %s: %v", in.DownloadID, in.NodeID, err)
+	}
+	a.log().Info("download cancelled on node", "image_id", in.DownloadID, "node_id", in.NodeID)
+	return nil
+}

@@ -1,0 +1,199 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/store"
+)
+
+// ProgressUpdate is the payload of ProgressSignal.
+type ProgressUpdate struct {
+	NodeID         string  `json:"node_id"`
+	State          string  `json:"state"` // the node-side job's state
+	BytesDone      int64   `json:"bytes_done"`
+	BytesTotal     int64   `json:"bytes_total"`
+	BytesPerSecond float64 `json:"bytes_per_second"`
+}
+
+// WatchDetails are the watch's heartbeat details: what Temporal Web shows
+// of the running activity, and what a retried attempt (after its worker
+// died) re-attaches with — the node and the job — instead of starting the
+// transfer again. UnreachableSince carries the grace period across workers.
+type WatchDetails struct {
+	NodeID           string     `json:"node_id"`
+	DownloadID       string     `json:"download_id"`
+	State            string     `json:"state"`
+	BytesDone        int64      `json:"bytes_done"`
+	BytesTotal       int64      `json:"bytes_total"`
+	BytesPerSecond   float64    `json:"bytes_per_second"`
+	UnreachableSince *time.Time `json:"unreachable_since,omitempty"`
+}
+
+// Finished is a completed node-side download.
+type Finished struct {
+	NodeID    string
+	Path      string
+	SizeBytes int64
+	Checksum  string
+}
+
+// WatchDownload follows the node-side job until it ends, heartbeating its
+// progress, writing it to the database every few seconds and signalling it
+// to the workflow. It never starts the job: a retried attempt carries on
+// with the same job. A node that stays unreachable longer than the grace
+// period, or whose job fails in a way another node may not, is a
+// FailoverError; an error of the image itself is fatal with its code.
+func (a *Activities) WatchDownload(ctx context.Context, job Job) (Finished, error) {
+	c, _, err := a.node(ctx, job.NodeID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Finished{}, failover("node %s was deleted", job.NodeID)
+	} else if err != nil {
+		return Finished{}, err
+	}
+	w := &watch{a: a, job: job, client: c, s: a.settings()}
+	w.details = WatchDetails{NodeID: job.NodeID, DownloadID: job.DownloadID}
+	if activity.HasHeartbeatDetails(ctx) {
+		var prev WatchDetails
+		if activity.GetHeartbeatDetails(ctx, &prev) == nil && prev.NodeID == job.NodeID && prev.DownloadID == job.DownloadID {
+			w.details = prev
+			a.log().Info("re-attached to the node's download", "image_id", job.ImageID, "node_id", job.NodeID,
+				"bytes_done", prev.BytesDone, "attempt", activity.GetInfo(ctx).Attempt)
+		}
+	}
+	return w.run(ctx)
+}
+
+type watch struct {
+	a          *Activities
+	job        Job
+	client     *nodeagent.Client
+	s          Settings
+	details    WatchDetails
+	lastStored time.Time
+	lastSignal time.Time
+	lastState  string
+}
+
+func (w *watch) run(ctx context.Context) (Finished, error) {
+	tick := time.NewTicker(w.s.PollInterval)
+	defer tick.Stop()
+	for {
+		if res, done, err := w.poll(ctx); done || err != nil {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return Finished{}, ctx.Err()
+		case <-activity.GetWorkerStopChannel(ctx):
+			// Give the attempt back now, rather than after the heartbeat
+			// timeout: the next worker re-attaches at once.
+			return Finished{}, retryable("worker_stopping", "the worker is stopping; the next attempt re-attaches to the node's download")
+		case <-tick.C:
+		}
+	}
+}
+
+// poll asks the node once. done means the job ended well.
+func (w *watch) poll(ctx context.Context) (Finished, bool, error) {
+	d, err := w.client.Download(ctx, w.job.DownloadID)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Finished{}, false, ctx.Err()
+		}
+		return Finished{}, false, w.unreachable(ctx, fault.From(err))
+	}
+	w.details.UnreachableSince = nil
+	w.details.State, w.details.BytesDone, w.details.BytesPerSecond = d.State, d.BytesDone, d.BytesPerSecond
+	w.details.BytesTotal = orSize(d.BytesTotal, w.job.SizeBytes)
+	activity.RecordHeartbeat(ctx, w.details)
+	w.report(ctx)
+	switch d.State {
+	case nodeagent.StateCompleted:
+		return Finished{NodeID: w.job.NodeID, Path: d.Path, SizeBytes: d.BytesDone, Checksum: d.Checksum}, true, nil
+	case nodeagent.StateFailed:
+		return Finished{}, false, w.failed(d.Error)
+	case nodeagent.StateCancelled:
+		return Finished{}, false, failover("node %s: the download was cancelled on the node", w.job.NodeID)
+	}
+	return Finished{}, false, nil
+}
+
+// unreachable handles a failed poll: within the grace period the watch
+// keeps trying; past it, the download fails over.
+func (w *watch) unreachable(ctx context.Context, fe *fault.Error) error {
+	if fe.Code == fault.NotFound {
+		return failover("node %s no longer knows download %s", w.job.NodeID, w.job.DownloadID)
+	}
+	if !fe.Retryable {
+		return fromNode(w.job.NodeID, fe, w.job.Shared)
+	}
+	now := time.Now().UTC()
+	if w.details.UnreachableSince == nil {
+		w.details.UnreachableSince = &now
+		w.a.log().Warn("node unreachable", "image_id", w.job.ImageID, "node_id", w.job.NodeID, "error", fe.Message)
+	}
+	activity.RecordHeartbeat(ctx, w.details)
+	if gone := now.Sub(*w.details.UnreachableSince); gone >= w.s.NodeGrace {
+		return failover("node %s unreachable for %s: %s", w.job.NodeID, gone.Round(time.Second), fe.Message)
+	}
+	return nil
+}
+
+// failed turns a failed node-side job into the activity's error: one the
+// node calls retryable means another node may get past it.
+func (w *watch) failed(fe *fault.Error) error {
+	if fe == nil {
+		return failover("node %s: the download failed without a reason", w.job.NodeID)
+	}
+	if fe.Retryable {
+		return failover("node %s: %s: %s", w.job.NodeID, fe.Code, fe.Message)
+	}
+	return fromNode(w.job.NodeID, fe, w.job.Shared)
+}
+
+// report writes progress to the database and signals it to the workflow,
+// each no more often than its interval, and at once when the state changes.
+func (w *watch) report(ctx context.Context) {
+	now := time.Now()
+	changed := w.details.State != w.lastState
+	if changed && w.details.State == nodeagent.StateVerifying {
+		err := w.a.Store.Transition(ctx, w.job.ImageID, store.StatusVerifying, nil)
+		if err != nil {
+			w.a.log().Warn("mark verifying", "image_id", w.job.ImageID, "error", err)
+		}
+	}
+	if changed || now.Sub(w.lastStored) >= w.s.ProgressInterval {
+		err := w.a.Store.UpdateProgress(ctx, w.job.ImageID, store.Progress{BytesDone: w.details.BytesDone,
+			BytesTotal: w.details.BytesTotal, BytesPerSecond: w.details.BytesPerSecond, Attempt: w.job.Attempt, NodeID: w.job.NodeID})
+		if err != nil {
+			w.a.log().Warn("record progress", "image_id", w.job.ImageID, "error", err)
+		}
+		w.lastStored = now
+	}
+	if (changed || now.Sub(w.lastSignal) >= w.s.SignalInterval) && w.a.Temporal != nil {
+		info := activity.GetInfo(ctx)
+		err := w.a.Temporal.SignalWorkflow(ctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, ProgressSignal, ProgressUpdate{
+			NodeID: w.job.NodeID, State: w.details.State, BytesDone: w.details.BytesDone,
+			BytesTotal: w.details.BytesTotal, BytesPerSecond: w.details.BytesPerSecond})
+		if err != nil {
+			w.a.log().Warn("signal progress", "image_id", w.job.ImageID, "error", err)
+		}
+		w.lastSignal = now
+	}
+	w.lastState = w.details.State
+}
+
+// orSize is the node's total when it knows it, else the expected size
+// (a catalog's size is only a hint; the node's is the truth).
+func orSize(total, expected int64) int64 {
+	if total > 0 {
+		return total
+	}
+	return expected
+}

@@ -1,0 +1,52 @@
+package workers
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/quantix/cloudimages/activities"
+	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/store"
+	"github.com/quantix/cloudimages/workflows"
+)
+
+// Deps are what the worker's activities work with.
+type Deps struct {
+	Store     *store.Store
+	Catalog   *catalog.Catalog
+	NodeToken string
+	Settings  activities.Settings
+	HTTP      *http.Client // for vendors' checksum files; nil uses a default
+	Log       *slog.Logger // nil uses slog.Default()
+}
+
+// New returns a worker, not yet started, that runs DownloadImageWorkflow
+// and its activities on the image-downloads task queue. c also carries the
+// watch's progress signals to the workflows.
+func New(c client.Client, deps Deps) worker.Worker {
+	w := worker.New(c, workflows.TaskQueue, worker.Options{
+		// Heartbeats reach the server (and Temporal Web) every 2 s, not
+		// only every 80% of the heartbeat timeout.
+		MaxHeartbeatThrottleInterval:     2 * time.Second,
+		DefaultHeartbeatThrottleInterval: 2 * time.Second,
+		// The watch gives its attempt back at once when the worker stops;
+		// the other activities are short.
+		WorkerStopTimeout: 10 * time.Second,
+	})
+	w.RegisterWorkflowWithOptions(workflows.DownloadImageWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	w.RegisterActivity(&activities.Activities{
+		Store:     deps.Store,
+		Catalog:   deps.Catalog,
+		NodeToken: deps.NodeToken,
+		HTTP:      deps.HTTP,
+		Temporal:  c,
+		Settings:  deps.Settings,
+		Log:       deps.Log,
+	})
+	return w
+}

@@ -1,0 +1,211 @@
+package workflows
+
+import (
+	"errors"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/quantix/cloudimages/activities"
+	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/store"
+)
+
+// a is the nil receiver through which the workflow names its activities.
+var a *activities.Activities
+
+// DownloadImageWorkflow puts one image into one pool:
+//  1. resolve the source (catalog entry or URL) and its checksum,
+//  2. create or update the image record,
+//  3. pick a node of the pool (waiting a bounded time for one),
+//  4. start the node-side download, with bounded retries,
+//  5. watch it to the end, heartbeating progress,
+//  6. fail over to another node when this one fails,
+//  7. mark the image READY, or FAILED with a contract code.
+//
+// Cancelled, it stops the node-side job, removes the partial data and
+// marks the image CANCELLED.
+func DownloadImageWorkflow(ctx workflow.Context, in Input) (Result, error) {
+	d := newDownload(ctx, in)
+	if err := d.listen(ctx); err != nil {
+		return Result{}, err
+	}
+	res, err := d.run(ctx)
+	if err != nil {
+		return Result{}, d.end(ctx, err)
+	}
+	return res, nil
+}
+
+func (d *download) run(ctx workflow.Context) (Result, error) {
+	if err := d.resolveSource(ctx); err != nil {
+		return Result{}, err
+	}
+	if err := d.ensureImage(ctx); err != nil {
+		return Result{}, err
+	}
+	if err := d.resolveChecksum(ctx); err != nil {
+		return Result{}, err
+	}
+	fin, err := d.transfer(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	return d.markReady(ctx, fin)
+}
+
+func (d *download) resolveSource(ctx workflow.Context) error {
+	req := activities.SourceRequest{CatalogID: d.in.CatalogID, URL: d.in.URL, Name: d.in.Name,
+		Checksum: d.in.Checksum, PoolID: d.in.PoolID}
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, localOptions), a.ResolveSource, req).Get(ctx, &d.src)
+}
+
+func (d *download) ensureImage(ctx workflow.Context) error {
+	req := activities.ImageRequest{ImageID: d.imageID, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
+		PoolID: d.in.PoolID, Source: d.src}
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, localOptions), a.EnsureImage, req).Get(ctx, &d.plan)
+	if err == nil {
+		d.recordExists = true
+	}
+	return err
+}
+
+func (d *download) resolveChecksum(ctx workflow.Context) error {
+	req := activities.ChecksumRequest{ImageID: d.imageID, Source: d.src, AllowUnverified: d.in.AllowUnverified}
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, checksumOptions), a.ResolveChecksum, req).Get(ctx, &d.src)
+}
+
+// transfer runs steps 3 to 6: node after node until one finishes the
+// download or the error is not the node's.
+func (d *download) transfer(ctx workflow.Context) (activities.Finished, error) {
+	for {
+		node, err := d.pickNode(ctx)
+		if err != nil {
+			return activities.Finished{}, err
+		}
+		d.useNode(ctx, node.NodeID)
+		fin, err := d.downloadOn(ctx, node.NodeID)
+		if err == nil {
+			return fin, nil
+		}
+		reason, ok := failoverReason(ctx, err)
+		if !ok {
+			return activities.Finished{}, err
+		}
+		d.failover(ctx, node.NodeID, reason)
+	}
+}
+
+func (d *download) downloadOn(ctx workflow.Context, nodeID string) (activities.Finished, error) {
+	job := d.job(nodeID)
+	var started activities.Started
+	d.jobStarted = true // a start that fails may still have reached the node
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, startOptions), a.StartOnNode, job).Get(ctx, &started)
+	if err != nil {
+		return activities.Finished{}, err
+	}
+	d.setProgress(started.BytesDone, d.progress.BytesTotal, 0)
+	d.setStatus(ctx, store.StatusDownloading)
+	var fin activities.Finished
+	wctx := workflow.WithActivityOptions(ctx, watchOptions(d.plan.HeartbeatTimeout))
+	err = workflow.ExecuteActivity(wctx, a.WatchDownload, job).Get(ctx, &fin)
+	return fin, err
+}
+
+func (d *download) job(nodeID string) activities.Job {
+	return activities.Job{ImageID: d.imageID, DownloadID: d.imageID, NodeID: nodeID, PoolID: d.plan.PoolID,
+		FileName: d.plan.FileName, URL: d.src.URL, Checksum: d.src.Checksum, SizeBytes: d.src.SizeBytes,
+		Shared: d.plan.Shared, Attempt: d.attempt}
+}
+
+func (d *download) markReady(ctx workflow.Context, fin activities.Finished) (Result, error) {
+	sum := fin.Checksum
+	if sum == "" {
+		sum = d.src.Checksum
+	}
+	req := activities.ReadyRequest{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum}
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, localOptions), a.MarkReady, req).Get(ctx, nil); err != nil {
+		return Result{}, err
+	}
+	d.setProgress(fin.SizeBytes, fin.SizeBytes, 0)
+	d.setStatus(ctx, store.StatusReady)
+	return Result{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum}, nil
+}
+
+// end finishes a download that did not succeed: cancelled, it cleans up
+// on the node in a disconnected context (the workflow's own is cancelled)
+// and ends cancelled; otherwise it records the failure and fails with the
+// error's code.
+func (d *download) end(ctx workflow.Context, err error) error {
+	if ctx.Err() != nil || temporal.IsCanceledError(err) {
+		dctx, cancel := workflow.NewDisconnectedContext(ctx)
+		defer cancel()
+		d.cleanup(dctx)
+		if d.recordExists {
+			err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, localOptions), a.MarkCancelled, d.imageID).Get(dctx, nil)
+			if err != nil {
+				workflow.GetLogger(ctx).Error("mark cancelled", "image_id", d.imageID, "error", err)
+			}
+		}
+		d.setStatus(dctx, store.StatusCancelled)
+		return temporal.NewCanceledError("download cancelled")
+	}
+	code, msg := failure(err)
+	d.cleanup(ctx)
+	req := activities.FailRequest{ImageID: d.imageID, Code: code, Message: msg}
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, localOptions), a.MarkFailed, req).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Error("mark failed", "image_id", d.imageID, "error", err)
+	}
+	d.setStatus(ctx, store.StatusFailed)
+	return temporal.NewNonRetryableApplicationError(msg, code, nil)
+}
+
+// cleanup asks the current node, best effort, to stop its job and remove
+// the partial data.
+func (d *download) cleanup(ctx workflow.Context) {
+	if !d.jobStarted || d.nodeID == "" {
+		return
+	}
+	req := activities.CancelRequest{NodeID: d.nodeID, DownloadID: d.imageID}
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cleanupOptions), a.CancelOnNode, req).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("clean up on node", "image_id", d.imageID, "node_id", d.nodeID, "error", err)
+	}
+}
+
+// failure is the contract code and message of a failed step.
+func failure(err error) (code, msg string) {
+	if fe, ok := fault.As(err); ok {
+		return fe.Code, fe.Message
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() != "" && appErr.Type() != activities.FailoverError {
+		return appErr.Type(), appErr.Message()
+	}
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) {
+		return fault.Internal, "a step timed out: " + te.Error()
+	}
+	return fault.Internal, err.Error()
+}
+
+// failoverReason says whether an error of a node step is the node's, so
+// the download moves on to the next node, and why.
+func failoverReason(ctx workflow.Context, err error) (string, bool) {
+	if ctx.Err() != nil || temporal.IsCanceledError(err) {
+		return "", false
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		// A failover error, or a retryable one whose retries ran out.
+		if appErr.Type() == activities.FailoverError || !appErr.NonRetryable() {
+			return appErr.Message(), true
+		}
+		return "", false
+	}
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) {
+		return "the node's step timed out: " + te.Error(), true
+	}
+	return err.Error(), true
+}

@@ -1,0 +1,89 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/quantix/cloudimages/activities"
+	"github.com/quantix/cloudimages/fault"
+)
+
+// pickNode finds a node for the download. When none can take it, it looks
+// again with growing waits, up to the plan's NoNodeTimeout, and then fails
+// with no_node_available and what to do about it.
+func (d *download) pickNode(ctx workflow.Context) (activities.Candidate, error) {
+	start := workflow.Now(ctx)
+	wait := noNodeFirstWait
+	req := activities.PickRequest{PoolID: d.plan.PoolID, PreferredNodeID: d.in.PreferredNodeID, Exclude: d.failed}
+	for {
+		var pick activities.Pick
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, pickOptions), a.PickNode, req).Get(ctx, &pick)
+		if err != nil {
+			return activities.Candidate{}, err
+		}
+		if pick.Node != nil {
+			return *pick.Node, nil
+		}
+		waited := workflow.Now(ctx).Sub(start)
+		left := d.plan.NoNodeTimeout - waited
+		if left <= 0 {
+			return activities.Candidate{}, fault.New(fault.NoNodeAvailable, "%s", d.noNodeMessage(pick, waited))
+		}
+		workflow.GetLogger(ctx).Info("no node can take the download yet; waiting", "pool_id", d.plan.PoolID, "wait", min(wait, left))
+		if err := workflow.Sleep(ctx, min(wait, left)); err != nil {
+			return activities.Candidate{}, err
+		}
+		wait = min(2*wait, noNodeMaxWait)
+	}
+}
+
+// noNodeMessage says which nodes the pool has, which were tried and why
+// each is refused, and what to do.
+func (d *download) noNodeMessage(pick activities.Pick, waited time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "no node can download into pool %q (waited %s). ", d.plan.PoolID, waited.Round(time.Second))
+	if len(pick.Assigned) == 0 && len(pick.Refused) == 0 {
+		b.WriteString("The pool has no nodes assigned and no node agent reports it: assign nodes to the pool, or start an agent with --pool " + d.plan.PoolID + "=DIR.")
+		return b.String()
+	}
+	fmt.Fprintf(&b, "Assigned nodes: %s. ", listOr(pick.Assigned, "none"))
+	if len(d.failovers) > 0 {
+		var tried []string
+		for _, f := range d.failovers {
+			tried = append(tried, fmt.Sprintf("%s (%s)", f.NodeID, f.Reason))
+		}
+		fmt.Fprintf(&b, "Tried in this download and failed: %s. ", strings.Join(tried, "; "))
+	}
+	var refused []string
+	for _, r := range pick.Refused {
+		refused = append(refused, fmt.Sprintf("%s: %s", r.NodeID, r.Reason))
+	}
+	fmt.Fprintf(&b, "Refused: %s. ", listOr(refused, "none"))
+	b.WriteString("Start or fix the node agents of this pool so the worker can reach them (check their address and --node-token), or assign another node to the pool, then start the download again.")
+	return b.String()
+}
+
+func listOr(items []string, none string) string {
+	if len(items) == 0 {
+		return none
+	}
+	return strings.Join(items, ", ")
+}
+
+// failover records that a node failed the download and leaves it behind.
+// On a local pool the node is asked, best effort, to stop its job and
+// remove the partial data; on a shared pool that data is what the next
+// node resumes from, so it stays.
+func (d *download) failover(ctx workflow.Context, nodeID, reason string) {
+	workflow.GetLogger(ctx).Warn("failing over", "image_id", d.imageID, "node_id", nodeID, "reason", reason)
+	d.failovers = append(d.failovers, Failover{NodeID: nodeID, Reason: reason, At: workflow.Now(ctx).UTC()})
+	d.failed = append(d.failed, nodeID)
+	if !d.plan.Shared {
+		d.cleanup(ctx)
+	}
+	d.jobStarted = false
+	d.showDetails(ctx)
+}

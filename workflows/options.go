@@ -1,0 +1,62 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Activity options, one set per kind of step. Every retry policy is
+// bounded: a step that keeps failing ends the download with its error
+// (or, for the node steps, moves it to another node).
+var (
+	// Database and catalog steps: quick, retried a few times.
+	localOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
+			MaximumInterval: 10 * time.Second, MaximumAttempts: 8},
+	}
+	// Fetching a vendor's checksum file.
+	checksumOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2,
+			MaximumInterval: 20 * time.Second, MaximumAttempts: 5},
+	}
+	// Health checks of the pool's nodes; the workflow itself waits and
+	// asks again when none is usable.
+	pickOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+	}
+	// Connecting to the node to start its job: a few quick tries, then
+	// the next node.
+	startOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 20 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
+			MaximumInterval: 4 * time.Second, MaximumAttempts: 3},
+	}
+	// Best-effort clean-up on a node.
+	cleanupOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
+	}
+)
+
+// watchOptions are those of the long-running watch: its heartbeat timeout
+// notices a dead worker, and the retry re-attaches on another one. Many
+// attempts are allowed because a worker restart spends one.
+func watchOptions(heartbeat time.Duration) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 7 * 24 * time.Hour,
+		HeartbeatTimeout:    heartbeat,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
+			MaximumInterval: 10 * time.Second, MaximumAttempts: 20},
+	}
+}
+
+// noNodeBackoff is the first and the longest wait between looks for a node.
+const (
+	noNodeFirstWait = time.Second
+	noNodeMaxWait   = 30 * time.Second
+)

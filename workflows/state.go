@@ -1,0 +1,154 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/quantix/cloudimages/activities"
+	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/store"
+)
+
+// download is the state of one run of DownloadImageWorkflow. Everything
+// the progress query, the search attributes and Temporal Web show comes
+// from here, so they always agree.
+type download struct {
+	in           Input
+	imageID      string
+	src          activities.Source
+	plan         activities.Plan
+	status       string
+	nodeID       string
+	attempt      int
+	progress     Progress
+	failovers    []Failover
+	failed       []string // nodes that failed in this download
+	jobStarted   bool     // a node-side job may exist on nodeID
+	recordExists bool     // the image record exists
+}
+
+func newDownload(ctx workflow.Context, in Input) *download {
+	id := in.ImageID
+	if id == "" {
+		// Started from the temporal CLI: the image id is in the workflow id.
+		id = ImageIDFromWorkflowID(workflow.GetInfo(ctx).WorkflowExecution.ID)
+	}
+	return &download{in: in, imageID: id, status: store.StatusPending, failovers: []Failover{}}
+}
+
+// listen answers the progress query, takes in the progress the watch
+// signals, and sets the search attributes that do not change.
+func (d *download) listen(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, d.state); err != nil {
+		return err
+	}
+	signals := workflow.GetSignalChannel(ctx, activities.ProgressSignal)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		var u activities.ProgressUpdate
+		for signals.Receive(ctx, &u) {
+			d.onProgress(ctx, u)
+		}
+	})
+	updates := []temporal.SearchAttributeUpdate{ImageIDKey.ValueSet(d.imageID), ImageStatusKey.ValueSet(d.status)}
+	if d.in.PoolID != "" {
+		updates = append(updates, PoolIDKey.ValueSet(d.in.PoolID))
+	}
+	if d.in.CatalogID != "" {
+		updates = append(updates, CatalogIDKey.ValueSet(d.in.CatalogID))
+	}
+	d.upsert(ctx, updates...)
+	d.showDetails(ctx)
+	return nil
+}
+
+func (d *download) state() (ProgressState, error) {
+	return ProgressState{Status: d.status, NodeID: d.nodeID, Progress: d.progress, Failovers: d.failovers}, nil
+}
+
+func (d *download) onProgress(ctx workflow.Context, u activities.ProgressUpdate) {
+	if u.NodeID != d.nodeID || store.IsTerminal(d.status) {
+		return // late news from a node the download has left
+	}
+	d.setProgress(u.BytesDone, u.BytesTotal, u.BytesPerSecond)
+	if u.State == nodeagent.StateVerifying {
+		d.setStatus(ctx, store.StatusVerifying)
+	} else {
+		d.setStatus(ctx, store.StatusDownloading)
+	}
+	d.showDetails(ctx)
+}
+
+func (d *download) setProgress(done, total int64, rate float64) {
+	if total <= 0 {
+		total = d.src.SizeBytes
+	}
+	d.progress = NewProgress(done, total, rate, d.attempt, d.nodeID)
+}
+
+func (d *download) setStatus(ctx workflow.Context, status string) {
+	if d.status != status {
+		d.status = status
+		d.upsert(ctx, ImageStatusKey.ValueSet(status))
+	}
+	d.showDetails(ctx)
+}
+
+// useNode moves the download to a node. On a shared pool the new node
+// resumes the partial file, so the bytes done so far still count.
+func (d *download) useNode(ctx workflow.Context, nodeID string) {
+	d.nodeID = nodeID
+	d.attempt++
+	done := int64(0)
+	if d.plan.Shared {
+		done = d.progress.BytesDone
+	}
+	d.setProgress(done, d.progress.BytesTotal, 0)
+	d.upsert(ctx, NodeIDKey.ValueSet(nodeID))
+	d.showDetails(ctx)
+}
+
+func (d *download) upsert(ctx workflow.Context, updates ...temporal.SearchAttributeUpdate) {
+	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
+		workflow.GetLogger(ctx).Warn("upsert search attributes", "image_id", d.imageID, "error", err)
+	}
+}
+
+// showDetails sets what Temporal Web shows as the workflow's current
+// details: the same figures as the API's.
+func (d *download) showDetails(ctx workflow.Context) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "**%s**", d.status)
+	if d.nodeID != "" {
+		fmt.Fprintf(&b, " on node `%s` (attempt %d)", d.nodeID, d.attempt)
+	}
+	p := d.progress
+	if p.BytesDone > 0 || p.BytesTotal > 0 {
+		fmt.Fprintf(&b, "\n\n%.1f%% — %s of %s", p.Percent, size(p.BytesDone), size(p.BytesTotal))
+		if p.BytesPerSecond > 0 {
+			fmt.Fprintf(&b, " at %s/s", size(int64(p.BytesPerSecond)))
+		}
+		if p.ETASeconds != nil {
+			fmt.Fprintf(&b, ", about %d s left", *p.ETASeconds)
+		}
+	}
+	for _, f := range d.failovers {
+		fmt.Fprintf(&b, "\n\nfailover from `%s` at %s: %s", f.NodeID, f.At.Format("15:04:05"), f.Reason)
+	}
+	workflow.SetCurrentDetails(ctx, b.String())
+}
+
+func size(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -18,9 +18,10 @@ type Job struct {
 	FileName   string
 	URL        string
 	Checksum   string // empty for an unverified image
-	SizeBytes  int64
-	Shared     bool // the pool is shared: a full disk is every node's
-	Attempt    int  // 1 on the first node, +1 on every failover
+	Format     string // disk format, checked by the node ("qcow2" must be qcow2)
+	SizeBytes  int64  // expected size, for progress only: the agent takes a size as exact
+	Shared     bool   // the pool is shared: a full disk is every node's
+	Attempt    int    // 1 on the first node, +1 on every failover
 }
 
 // Started is the node-side job as the node reported it when started.
@@ -43,7 +44,7 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 		return Started{}, err
 	}
 	d, err := c.StartDownload(ctx, nodeagent.DownloadRequest{ID: job.DownloadID, URL: job.URL, PoolID: job.PoolID,
-		FileName: job.FileName, Checksum: job.Checksum, SizeBytes: job.SizeBytes})
+		FileName: job.FileName, Checksum: job.Checksum, Format: job.Format})
 	if err != nil {
 		if ctx.Err() != nil {
 			return Started{}, ctx.Err()

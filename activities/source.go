@@ -36,7 +36,8 @@ type Source struct {
 	SourceKey   string
 	Checksum    string // empty until resolved; stays empty when Unverified
 	ChecksumURL string // the vendor's checksum file, when not pinned
-	SizeBytes   int64  // expected size, 0 if unknown
+	SizeBytes   int64  // expected size for progress, 0 if unknown (a catalog's is a hint)
+	Format      string // disk format ("qcow2", "raw"); empty lets the node go by the file name
 	Unverified  bool   // accepted without a checksum
 }
 
@@ -60,7 +61,7 @@ func (a *Activities) ResolveSource(ctx context.Context, in SourceRequest) (Sourc
 			name = in.Name
 		}
 		src = Source{CatalogID: e.ID, URL: e.URL, Name: name, FileName: catalog.FileName(e.ID, e.URL),
-			SourceKey: catalog.SourceKey(e.ID, ""), Checksum: e.Checksum, ChecksumURL: e.ChecksumURL, SizeBytes: e.SizeBytes}
+			SourceKey: catalog.SourceKey(e.ID, ""), Checksum: e.Checksum, ChecksumURL: e.ChecksumURL, SizeBytes: e.SizeBytes, Format: e.Format}
 	case in.URL != "":
 		u, err := url.Parse(in.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -114,7 +114,7 @@ func (d *download) downloadOn(ctx workflow.Context, nodeID string) (activities.F
 
 func (d *download) job(nodeID string) activities.Job {
 	return activities.Job{ImageID: d.imageID, DownloadID: d.imageID, NodeID: nodeID, PoolID: d.plan.PoolID,
-		FileName: d.plan.FileName, URL: d.src.URL, Checksum: d.src.Checksum, SizeBytes: d.src.SizeBytes,
+		FileName: d.plan.FileName, URL: d.src.URL, Checksum: d.src.Checksum, Format: d.src.Format, SizeBytes: d.src.SizeBytes,
 		Shared: d.plan.Shared, Attempt: d.attempt}
 }
 

@@ -1,0 +1,107 @@
+package activities_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/nodeagent"
+)
+
+// fakeAgent is a real HTTP server that speaks the node agent's API with
+// scripted answers, for the activities' unit tests. (The integration tests
+// run the real agent.)
+type fakeAgent struct {
+	srv *httptest.Server
+
+	mu     sync.Mutex
+	health nodeagent.Health
+	down   bool                 // answer every request with 502
+	script []nodeagent.Download // answers to GET /v1/downloads/{id}, the last one repeated
+	starts []nodeagent.DownloadRequest
+	cancel []string
+}
+
+func newFakeAgent(t *testing.T, nodeID string, pools ...string) *fakeAgent {
+	f := &fakeAgent{health: nodeagent.Health{NodeID: nodeID}}
+	for _, p := range pools {
+		f.health.Pools = append(f.health.Pools, nodeagent.PoolHealth{ID: p, FreeBytes: 1 << 30, TotalBytes: 2 << 30})
+	}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeAgent) address() string { return strings.TrimPrefix(f.srv.URL, "http://") }
+
+func (f *fakeAgent) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		http.Error(w, "bad gateway", http.StatusBadGateway)
+		return
+	}
+	if r.Header.Get("Authorization") != "Bearer node-token" {
+		writeJSON(w, http.StatusUnauthorized, fault.Body{Error: fault.New(fault.Unauthorized, "wrong token")})
+		return
+	}
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/health":
+		writeJSON(w, http.StatusOK, f.health)
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/downloads":
+		var req nodeagent.DownloadRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		f.starts = append(f.starts, req)
+		writeJSON(w, http.StatusAccepted, nodeagent.Download{ID: req.ID, PoolID: req.PoolID, FileName: req.FileName,
+			Path: "/pool/cloud-images/" + req.FileName, State: nodeagent.StateRunning})
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/downloads/"):
+		if len(f.script) == 0 {
+			writeJSON(w, http.StatusNotFound, fault.Body{Error: fault.New(fault.NotFound, "no such download")})
+			return
+		}
+		d := f.script[0]
+		if len(f.script) > 1 {
+			f.script = f.script[1:]
+		}
+		writeJSON(w, http.StatusOK, d)
+	case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/v1/downloads/"):
+		f.cancel = append(f.cancel, strings.TrimPrefix(r.URL.Path, "/v1/downloads/"))
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (f *fakeAgent) set(fn func(f *fakeAgent)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+func (f *fakeAgent) startCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.starts)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (f *fakeAgent) started() []nodeagent.DownloadRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]nodeagent.DownloadRequest(nil), f.starts...)
+}
+
+func (f *fakeAgent) cancelled() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.cancel...)
+}

@@ -1,0 +1,282 @@
+package activities_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/quantix/cloudimages/activities"
+	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/store"
+)
+
+func (b *bench) pick(req activities.PickRequest) activities.Pick {
+	b.t.Helper()
+	v, err := b.env.ExecuteActivity(b.acts.PickNode, req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	var p activities.Pick
+	if err := v.Get(&p); err != nil {
+		b.t.Fatal(err)
+	}
+	return p
+}
+
+func reasons(p activities.Pick) map[string]string {
+	m := map[string]string{}
+	for _, r := range p.Refused {
+		m[r.NodeID] = r.Reason
+	}
+	return m
+}
+
+func TestPickNodeRanksHealthyNodesAndSaysWhyOthersAreRefused(t *testing.T) {
+	busy := newFakeAgent(t, "node-busy", "pool-1")
+	busy.health.ActiveDownloads = 3
+	idle := newFakeAgent(t, "node-idle", "pool-1")
+	idle.health.ActiveDownloads = 0
+	roomy := newFakeAgent(t, "node-roomy", "pool-1")
+	roomy.health.Pools[0].FreeBytes = 5 << 30
+	other := newFakeAgent(t, "node-other", "pool-9")
+	dead := newFakeAgent(t, "node-dead", "pool-1")
+	dead.down = true
+	b := newBench(t, false, busy, idle, roomy, other, dead)
+
+	p := b.pick(activities.PickRequest{PoolID: "pool-1"})
+	if p.Node == nil || p.Node.NodeID != "node-roomy" {
+		t.Fatalf("picked %+v, want node-roomy (idle, most free space)", p.Node)
+	}
+	r := reasons(p)
+	if !strings.Contains(r["node-other"], `does not serve pool "pool-1"`) || !strings.Contains(r["node-dead"], "health check") {
+		t.Fatalf("refusals = %v", r)
+	}
+	if len(p.Assigned) != 5 {
+		t.Fatalf("assigned = %v", p.Assigned)
+	}
+	// The preferred node wins while it is usable, even when busy.
+	if p := b.pick(activities.PickRequest{PoolID: "pool-1", PreferredNodeID: "node-busy"}); p.Node == nil || p.Node.NodeID != "node-busy" {
+		t.Fatalf("picked %+v, want the preferred node-busy", p.Node)
+	}
+	// A node that failed in this download is never picked again.
+	p = b.pick(activities.PickRequest{PoolID: "pool-1", PreferredNodeID: "node-roomy", Exclude: []string{"node-roomy"}})
+	if p.Node == nil || p.Node.NodeID != "node-idle" || !strings.Contains(reasons(p)["node-roomy"], "already failed") {
+		t.Fatalf("picked %+v, refusals %v", p.Node, reasons(p))
+	}
+	// Health checks are recorded on the nodes.
+	n, err := b.store.Node(context.Background(), "node-dead")
+	if err != nil || n.Status != store.NodeOffline {
+		t.Fatalf("node-dead = %+v, %v; want offline", n, err)
+	}
+	n, err = b.store.Node(context.Background(), "node-idle")
+	if err != nil || n.Status != store.NodeOnline || len(n.Pools) != 1 {
+		t.Fatalf("node-idle = %+v, %v; want online with its pool", n, err)
+	}
+}
+
+func TestPickNodeRefusesAnAgentThatIsAnotherNode(t *testing.T) {
+	agent := newFakeAgent(t, "node-1", "pool-1")
+	b := newBench(t, false, agent)
+	agent.set(func(f *fakeAgent) { f.health.NodeID = "node-7" })
+	p := b.pick(activities.PickRequest{PoolID: "pool-1"})
+	if p.Node != nil || !strings.Contains(reasons(p)["node-1"], `says it is node "node-7"`) {
+		t.Fatalf("pick = %+v", p)
+	}
+}
+
+func TestEnsureImageCreatesTheRecordOfACLIStartedWorkflow(t *testing.T) {
+	b := newBench(t, true)
+	src := activities.Source{CatalogID: "y", URL: "https://example.com/y.img", Name: "Y", FileName: "y.img", SourceKey: "catalog:y"}
+	v, err := b.env.ExecuteActivity(b.acts.EnsureImage, activities.ImageRequest{ImageID: "cli-1", WorkflowID: "image-cli-1", PoolID: "pool-1", Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan activities.Plan
+	if err := v.Get(&plan); err != nil {
+		t.Fatal(err)
+	}
+	if plan.ImageID != "cli-1" || plan.FileName != "y.img" || !plan.Shared || plan.NoNodeTimeout <= 0 || plan.HeartbeatTimeout <= 0 {
+		t.Fatalf("plan = %+v", plan)
+	}
+	img, err := b.store.Image(context.Background(), "cli-1")
+	if err != nil || img.Status != store.StatusPending || img.WorkflowID != "image-cli-1" || img.CatalogID != "y" {
+		t.Fatalf("image = %+v, %v", img, err)
+	}
+	// Running it again (a retried activity) finds the same record.
+	if _, err := b.env.ExecuteActivity(b.acts.EnsureImage, activities.ImageRequest{ImageID: "cli-1", WorkflowID: "image-cli-1", PoolID: "pool-1", Source: src}); err != nil {
+		t.Fatal(err)
+	}
+	// A second image of a source that is live in the pool is refused.
+	_, err = b.env.ExecuteActivity(b.acts.EnsureImage, activities.ImageRequest{ImageID: "cli-2", WorkflowID: "image-cli-2", PoolID: "pool-1", Source: src})
+	if typ, nonRetryable := errorType(t, err); typ != fault.Conflict || !nonRetryable || !strings.Contains(err.Error(), `image "cli-1"`) {
+		t.Fatalf("error = %v", err)
+	}
+	// An unknown pool says what to do.
+	_, err = b.env.ExecuteActivity(b.acts.EnsureImage, activities.ImageRequest{ImageID: "cli-3", PoolID: "nope", Source: src})
+	if typ, _ := errorType(t, err); typ != fault.PoolNotFound {
+		t.Fatalf("error = %v", err)
+	}
+}
+
+func TestResolveSource(t *testing.T) {
+	b := newBench(t, false)
+	cases := []struct {
+		name     string
+		req      activities.SourceRequest
+		wantType string
+		check    func(activities.Source) bool
+	}{
+		{"catalog entry", activities.SourceRequest{CatalogID: "x", PoolID: "p"}, "",
+			func(s activities.Source) bool {
+				return s.FileName == "x.qcow2" && s.SourceKey == "catalog:x" && s.Checksum == sum256
+			}},
+		{"checksum without its algorithm", activities.SourceRequest{URL: "https://example.com/a/b.qcow2?sig=1", Checksum: strings.ToUpper(sum256[7:]), PoolID: "p"}, fault.InvalidRequest, nil},
+		{"url", activities.SourceRequest{URL: "https://example.com/a/b.qcow2", Name: "mine", Checksum: sum256, PoolID: "p"}, "",
+			func(s activities.Source) bool {
+				return s.FileName == "mine.qcow2" && s.SourceKey == "https://example.com/a/b.qcow2"
+			}},
+		{"unknown entry", activities.SourceRequest{CatalogID: "nope", PoolID: "p"}, fault.CatalogEntryNotFound, nil},
+		{"file url", activities.SourceRequest{URL: "file:///etc/passwd", PoolID: "p"}, fault.URLForbidden, nil},
+		{"bad name", activities.SourceRequest{URL: "https://example.com/x.img", Name: "../x", PoolID: "p"}, fault.InvalidRequest, nil},
+		{"no pool", activities.SourceRequest{CatalogID: "x"}, fault.InvalidRequest, nil},
+		{"nothing", activities.SourceRequest{PoolID: "p"}, fault.InvalidRequest, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v, err := b.env.ExecuteActivity(b.acts.ResolveSource, c.req)
+			if c.wantType != "" {
+				if typ, _ := errorType(t, err); typ != c.wantType {
+					t.Fatalf("error = %v, want %s", err, c.wantType)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var s activities.Source
+			if err := v.Get(&s); err != nil || !c.check(s) {
+				t.Fatalf("source = %+v, %v", s, err)
+			}
+		})
+	}
+}
+
+func TestResolveChecksumFromTheVendorFile(t *testing.T) {
+	hexA := strings.Repeat("ab", 32)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/SHA256SUMS", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte(strings.Repeat("cd", 32) + " *other.img\n" + hexA + " *x.qcow2\n"))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	cases := []struct {
+		name            string
+		checksumURL     string
+		allowUnverified bool
+		wantSum         string
+		wantUnverified  bool
+		wantType        string
+	}{
+		{"listed", srv.URL + "/SHA256SUMS", false, "sha256:" + hexA, false, ""},
+		{"checksum file missing", srv.URL + "/MISSING", false, "", false, fault.ChecksumUnavailable},
+		{"checksum file missing, unverified accepted", srv.URL + "/MISSING", true, "", true, ""},
+		{"no checksum file at all", "", false, "", false, fault.ChecksumUnavailable},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := newBench(t, false)
+			src := activities.Source{URL: "https://example.com/x.qcow2", ChecksumURL: c.checksumURL}
+			v, err := b.env.ExecuteActivity(b.acts.ResolveChecksum, activities.ChecksumRequest{ImageID: "img-1", Source: src, AllowUnverified: c.allowUnverified})
+			if c.wantType != "" {
+				if typ, _ := errorType(t, err); typ != c.wantType {
+					t.Fatalf("error = %v, want %s", err, c.wantType)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got activities.Source
+			if err := v.Get(&got); err != nil || got.Checksum != c.wantSum || got.Unverified != c.wantUnverified {
+				t.Fatalf("source = %+v, %v", got, err)
+			}
+			img, _ := b.store.Image(context.Background(), "img-1")
+			if img.Checksum != c.wantSum || img.Unverified != c.wantUnverified {
+				t.Fatalf("image checksum %q unverified %v", img.Checksum, img.Unverified)
+			}
+		})
+	}
+}
+
+func TestStartOnNode(t *testing.T) {
+	agent := newFakeAgent(t, "node-1", "pool-1")
+	b := newBench(t, false, agent)
+	v, err := b.env.ExecuteActivity(b.acts.StartOnNode, job("node-1", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st activities.Started
+	if err := v.Get(&st); err != nil || st.NodeID != "node-1" || st.Path != "/pool/cloud-images/x.qcow2" {
+		t.Fatalf("started = %+v, %v", st, err)
+	}
+	if got := agent.started(); len(got) != 1 || got[0].ID != "img-1" || got[0].Checksum != sum256 || got[0].SizeBytes != 0 {
+		t.Fatalf("agent got %+v", got)
+	}
+	img, _ := b.store.Image(context.Background(), "img-1")
+	if img.Status != store.StatusDownloading || img.NodeID != "node-1" || img.Attempt != 1 {
+		t.Fatalf("image = %+v", img)
+	}
+
+	// A node that does not answer is left to the retry policy; one that
+	// refuses our token fails over at once.
+	agent.set(func(f *fakeAgent) { f.down = true })
+	_, err = b.env.ExecuteActivity(b.acts.StartOnNode, job("node-1", false))
+	if typ, nonRetryable := errorType(t, err); typ != fault.NodeUnreachable || nonRetryable {
+		t.Fatalf("error = %v", err)
+	}
+	b.acts.NodeToken = "wrong"
+	agent.set(func(f *fakeAgent) { f.down = false })
+	_, err = b.env.ExecuteActivity(b.acts.StartOnNode, job("node-1", false))
+	if typ, nonRetryable := errorType(t, err); typ != activities.FailoverError || !nonRetryable {
+		t.Fatalf("error = %v", err)
+	}
+}
+
+func TestCancelOnNode(t *testing.T) {
+	agent := newFakeAgent(t, "node-1", "pool-1")
+	b := newBench(t, false, agent)
+	if _, err := b.env.ExecuteActivity(b.acts.CancelOnNode, activities.CancelRequest{NodeID: "node-1", DownloadID: "img-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := agent.cancelled(); len(got) != 1 || got[0] != "img-1" {
+		t.Fatalf("agent cancelled %v", got)
+	}
+	// A deleted node has nothing left to clean.
+	if _, err := b.env.ExecuteActivity(b.acts.CancelOnNode, activities.CancelRequest{NodeID: "gone", DownloadID: "img-1"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMarkSteps(t *testing.T) {
+	b := newBench(t, false)
+	ctx := context.Background()
+	if _, err := b.env.ExecuteActivity(b.acts.MarkReady, activities.ReadyRequest{ImageID: "img-1", NodeID: "node-1", Path: "/p/x.qcow2", SizeBytes: 42, Checksum: sum256}); err != nil {
+		t.Fatal(err)
+	}
+	img, _ := b.store.Image(ctx, "img-1")
+	if img.Status != store.StatusReady || img.Path != "/p/x.qcow2" || img.SizeBytes != 42 || img.ReadyAt == nil || img.BytesDone != 42 {
+		t.Fatalf("image = %+v", img)
+	}
+	// A READY image is not failed or cancelled afterwards.
+	if _, err := b.env.ExecuteActivity(b.acts.MarkFailed, activities.FailRequest{ImageID: "img-1", Code: fault.Internal, Message: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.env.ExecuteActivity(b.acts.MarkCancelled, "img-1"); err != nil {
+		t.Fatal(err)
+	}
+	if img, _ := b.store.Image(ctx, "img-1"); img.Status != store.StatusReady {
+		t.Fatalf("status %s, want READY kept", img.Status)
+	}
+}

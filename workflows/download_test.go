@@ -1,0 +1,289 @@
+package workflows_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/quantix/cloudimages/activities"
+	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/workflows"
+)
+
+// a names the activities in mocks, as the workflow does.
+var a *activities.Activities
+
+const (
+	imageID = "img-1"
+	poolID  = "pool-1"
+	sum     = "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+)
+
+var source = activities.Source{CatalogID: "cirros", URL: "https://example.com/cirros.img", Name: "CirrOS",
+	FileName: "cirros.img", SourceKey: "catalog:cirros", Checksum: sum, SizeBytes: 1000}
+
+type fixture struct {
+	t      *testing.T
+	env    *testsuite.TestWorkflowEnvironment
+	shared bool
+}
+
+// newFixture is a test environment where the steps that do not touch the
+// nodes succeed; each test mocks PickNode, StartOnNode and WatchDownload.
+func newFixture(t *testing.T, shared bool) *fixture {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(workflows.DownloadImageWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	env.RegisterActivity(a)
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.WorkflowID(imageID)})
+	env.SetTestTimeout(time.Minute)
+	return &fixture{t: t, env: env, shared: shared}
+}
+
+// defaults mocks the steps a test did not mock itself. Mocks match in the
+// order they were made, so these come last.
+func (f *fixture) defaults() {
+	f.env.OnActivity(a.ResolveSource, mock.Anything, mock.Anything).Return(source, nil).Maybe()
+	f.env.OnActivity(a.EnsureImage, mock.Anything, mock.Anything).Return(f.plan(), nil).Maybe()
+	f.env.OnActivity(a.ResolveChecksum, mock.Anything, mock.Anything).Return(source, nil).Maybe()
+	f.env.OnActivity(a.MarkReady, mock.Anything, mock.Anything).Return(nil).Maybe()
+	f.env.OnActivity(a.MarkFailed, mock.Anything, mock.Anything).Return(nil).Maybe()
+	f.env.OnActivity(a.MarkCancelled, mock.Anything, mock.Anything).Return(nil).Maybe()
+	f.env.OnActivity(a.CancelOnNode, mock.Anything, mock.Anything).Return(nil).Maybe()
+}
+
+func (f *fixture) plan() activities.Plan {
+	return activities.Plan{ImageID: imageID, PoolID: poolID, FileName: source.FileName, Shared: f.shared,
+		AssignedNodes: []string{"node-1", "node-2"}, NoNodeTimeout: 30 * time.Second, HeartbeatTimeout: 20 * time.Second}
+}
+
+func onNode(id string) any {
+	return mock.MatchedBy(func(j activities.Job) bool { return j.NodeID == id })
+}
+
+func excluding(ids ...string) any {
+	return mock.MatchedBy(func(r activities.PickRequest) bool { return strings.Join(r.Exclude, ",") == strings.Join(ids, ",") })
+}
+
+func pick(id string) activities.Pick {
+	return activities.Pick{Node: &activities.Candidate{NodeID: id}, Assigned: []string{"node-1", "node-2"}}
+}
+
+func finished(id string) activities.Finished {
+	return activities.Finished{NodeID: id, Path: "/pools/" + id + "/cloud-images/cirros.img", SizeBytes: 1000, Checksum: sum}
+}
+
+func (f *fixture) run(in workflows.Input) {
+	f.defaults()
+	f.env.ExecuteWorkflow(workflows.WorkflowType, in)
+	if !f.env.IsWorkflowCompleted() {
+		f.t.Fatal("workflow did not complete")
+	}
+}
+
+func (f *fixture) state() workflows.ProgressState {
+	f.t.Helper()
+	v, err := f.env.QueryWorkflow(workflows.ProgressQuery)
+	if err != nil {
+		f.t.Fatalf("query progress: %v", err)
+	}
+	var s workflows.ProgressState
+	if err := v.Get(&s); err != nil {
+		f.t.Fatal(err)
+	}
+	return s
+}
+
+func (f *fixture) result() workflows.Result {
+	f.t.Helper()
+	if err := f.env.GetWorkflowError(); err != nil {
+		f.t.Fatalf("workflow failed: %v", err)
+	}
+	var r workflows.Result
+	if err := f.env.GetWorkflowResult(&r); err != nil {
+		f.t.Fatal(err)
+	}
+	return r
+}
+
+// failedWith returns the workflow's error code and message.
+func (f *fixture) failedWith() (string, string) {
+	f.t.Helper()
+	var appErr *temporal.ApplicationError
+	if err := f.env.GetWorkflowError(); !errors.As(err, &appErr) {
+		f.t.Fatalf("workflow error = %v, want an application error", err)
+	}
+	return appErr.Type(), appErr.Message()
+}
+
+func TestDownloadsOnThePickedNodeAndMarksReady(t *testing.T) {
+	f := newFixture(t, false)
+	f.env.OnActivity(a.PickNode, mock.Anything, mock.MatchedBy(func(r activities.PickRequest) bool {
+		return r.PoolID == poolID && r.PreferredNodeID == "node-2" && len(r.Exclude) == 0
+	})).Return(pick("node-2"), nil).Once()
+	f.env.OnActivity(a.StartOnNode, mock.Anything, mock.MatchedBy(func(j activities.Job) bool {
+		return j.NodeID == "node-2" && j.DownloadID == imageID && j.Checksum == sum && j.FileName == "cirros.img" && j.Attempt == 1
+	})).Return(activities.Started{NodeID: "node-2"}, nil).Once()
+	f.env.OnActivity(a.WatchDownload, mock.Anything, onNode("node-2")).Return(finished("node-2"), nil).Once()
+	f.env.OnActivity(a.MarkReady, mock.Anything, activities.ReadyRequest{ImageID: imageID, NodeID: "node-2",
+		Path: finished("node-2").Path, SizeBytes: 1000, Checksum: sum}).Return(nil).Once()
+
+	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID, PreferredNodeID: "node-2"})
+
+	want := workflows.Result{ImageID: imageID, NodeID: "node-2", Path: finished("node-2").Path, SizeBytes: 1000, Checksum: sum}
+	if got := f.result(); got != want {
+		t.Fatalf("result = %+v, want %+v", got, want)
+	}
+	s := f.state()
+	if s.Status != "READY" || s.NodeID != "node-2" || s.Progress.Percent != 100 || len(s.Failovers) != 0 {
+		t.Fatalf("progress state = %+v", s)
+	}
+	f.env.AssertExpectations(t)
+}
+
+func TestFailsOverWhenConnectRetriesRunOut(t *testing.T) {
+	f := newFixture(t, false)
+	f.env.OnActivity(a.PickNode, mock.Anything, excluding()).Return(pick("node-1"), nil).Once()
+	f.env.OnActivity(a.PickNode, mock.Anything, excluding("node-1")).Return(pick("node-2"), nil).Once()
+	f.env.OnActivity(a.StartOnNode, mock.Anything, onNode("node-1")).
+		Return(activities.Started{}, temporal.NewApplicationError("node agent at 10.0.0.1:9090 does not answer", fault.NodeUnreachable)).Times(3)
+	f.env.OnActivity(a.StartOnNode, mock.Anything, mock.MatchedBy(func(j activities.Job) bool {
+		return j.NodeID == "node-2" && j.Attempt == 2
+	})).Return(activities.Started{NodeID: "node-2"}, nil).Once()
+	f.env.OnActivity(a.WatchDownload, mock.Anything, onNode("node-2")).Return(finished("node-2"), nil).Once()
+	// On a local pool the node left behind is asked to clean up.
+	f.env.OnActivity(a.CancelOnNode, mock.Anything, activities.CancelRequest{NodeID: "node-1", DownloadID: imageID}).Return(nil).Once()
+
+	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
+
+	if r := f.result(); r.NodeID != "node-2" {
+		t.Fatalf("result on %s, want node-2", r.NodeID)
+	}
+	s := f.state()
+	if len(s.Failovers) != 1 || s.Failovers[0].NodeID != "node-1" || !strings.Contains(s.Failovers[0].Reason, "does not answer") {
+		t.Fatalf("failovers = %+v", s.Failovers)
+	}
+	if s.Progress.Attempt != 2 {
+		t.Fatalf("attempt = %d, want 2", s.Progress.Attempt)
+	}
+	f.env.AssertExpectations(t)
+}
+
+func TestFailsOverWhenNodeDiesMidTransferOnSharedPool(t *testing.T) {
+	f := newFixture(t, true)
+	f.env.OnActivity(a.PickNode, mock.Anything, excluding()).Return(pick("node-1"), nil).Once()
+	f.env.OnActivity(a.PickNode, mock.Anything, excluding("node-1")).Return(pick("node-2"), nil).Once()
+	f.env.OnActivity(a.StartOnNode, mock.Anything, onNode("node-1")).Return(activities.Started{NodeID: "node-1"}, nil).Once()
+	f.env.OnActivity(a.WatchDownload, mock.Anything, onNode("node-1")).Return(
+		func(ctx context.Context, j activities.Job) (activities.Finished, error) {
+			f.env.SignalWorkflow(activities.ProgressSignal, activities.ProgressUpdate{NodeID: "node-1", State: "running", BytesDone: 400, BytesTotal: 1000, BytesPerSecond: 100})
+			return activities.Finished{}, temporal.NewNonRetryableApplicationError("node node-1 unreachable for 30s", activities.FailoverError, nil)
+		}).Once()
+	// The same job id on the next node: it resumes the shared partial file.
+	f.env.OnActivity(a.StartOnNode, mock.Anything, mock.MatchedBy(func(j activities.Job) bool {
+		return j.NodeID == "node-2" && j.DownloadID == imageID && j.Shared && j.Attempt == 2
+	})).Return(activities.Started{NodeID: "node-2", BytesDone: 400}, nil).Once()
+	f.env.OnActivity(a.WatchDownload, mock.Anything, onNode("node-2")).Return(finished("node-2"), nil).Once()
+
+	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
+
+	if r := f.result(); r.NodeID != "node-2" {
+		t.Fatalf("result on %s, want node-2", r.NodeID)
+	}
+	s := f.state()
+	if len(s.Failovers) != 1 || s.Failovers[0].NodeID != "node-1" || !strings.Contains(s.Failovers[0].Reason, "unreachable") || s.Failovers[0].At.IsZero() {
+		t.Fatalf("failovers = %+v", s.Failovers)
+	}
+	// On a shared pool the partial data is what node-2 resumes: no clean-up.
+	f.env.AssertActivityNumberOfCalls(t, "CancelOnNode", 0)
+	f.env.AssertExpectations(t)
+}
+
+func TestNonRetryableNodeErrorsFailAtOnceWithTheirCode(t *testing.T) {
+	for _, code := range []string{fault.ChecksumMismatch, fault.UpstreamNotFound, fault.NotADiskImage} {
+		t.Run(code, func(t *testing.T) {
+			f := newFixture(t, false)
+			f.env.OnActivity(a.PickNode, mock.Anything, mock.Anything).Return(pick("node-1"), nil).Once()
+			f.env.OnActivity(a.StartOnNode, mock.Anything, mock.Anything).Return(activities.Started{NodeID: "node-1"}, nil).Once()
+			f.env.OnActivity(a.WatchDownload, mock.Anything, mock.Anything).
+				Return(activities.Finished{}, temporal.NewNonRetryableApplicationError("the image is bad: "+code, code, nil)).Once()
+			f.env.OnActivity(a.MarkFailed, mock.Anything, activities.FailRequest{ImageID: imageID, Code: code, Message: "the image is bad: " + code}).Return(nil).Once()
+
+			f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
+
+			if got, msg := f.failedWith(); got != code || !strings.Contains(msg, "the image is bad") {
+				t.Fatalf("failed with %s: %s, want %s", got, msg, code)
+			}
+			if s := f.state(); s.Status != "FAILED" || len(s.Failovers) != 0 {
+				t.Fatalf("progress state = %+v", s)
+			}
+			f.env.AssertActivityNumberOfCalls(t, "PickNode", 1)
+			f.env.AssertExpectations(t)
+		})
+	}
+}
+
+func TestNoNodeAvailableAfterBoundedWait(t *testing.T) {
+	f := newFixture(t, false)
+	start := f.env.Now()
+	picks := 0
+	f.env.OnActivity(a.PickNode, mock.Anything, mock.Anything).Return(func(context.Context, activities.PickRequest) (activities.Pick, error) {
+		picks++
+		return activities.Pick{Assigned: []string{"node-1", "node-2"}, Refused: []activities.Refusal{
+			{NodeID: "node-1", Reason: "health check of 10.0.0.1:9090 failed: connection refused"},
+			{NodeID: "node-2", Reason: `its agent does not serve pool "pool-1"`},
+		}}, nil
+	})
+	var failedReq activities.FailRequest
+	f.env.OnActivity(a.MarkFailed, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.FailRequest) error {
+		failedReq = r
+		return nil
+	})
+
+	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
+
+	code, msg := f.failedWith()
+	if code != fault.NoNodeAvailable {
+		t.Fatalf("failed with %s, want %s", code, fault.NoNodeAvailable)
+	}
+	for _, want := range []string{`pool "pool-1"`, "Assigned nodes: node-1, node-2", "connection refused", "does not serve pool", "Start or fix the node agents"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q does not say %q", msg, want)
+		}
+	}
+	if failedReq.Code != fault.NoNodeAvailable || failedReq.Message != msg {
+		t.Errorf("image marked failed with %+v", failedReq)
+	}
+	if waited := f.env.Now().Sub(start); waited < 30*time.Second {
+		t.Errorf("gave up after %s, want the plan's 30s", waited)
+	}
+	if picks < 3 || picks > 8 {
+		t.Errorf("PickNode called %d times in 30s, want a few with backoff", picks)
+	}
+	f.env.AssertActivityNumberOfCalls(t, "StartOnNode", 0)
+}
+
+func TestNoNodeAvailableNamesTheNodesThatFailed(t *testing.T) {
+	f := newFixture(t, false)
+	f.env.OnActivity(a.PickNode, mock.Anything, excluding()).Return(pick("node-1"), nil).Once()
+	f.env.OnActivity(a.PickNode, mock.Anything, excluding("node-1")).Return(activities.Pick{
+		Assigned: []string{"node-1"}, Refused: []activities.Refusal{{NodeID: "node-1", Reason: "already failed in this download"}}}, nil)
+	f.env.OnActivity(a.StartOnNode, mock.Anything, mock.Anything).Return(activities.Started{NodeID: "node-1"}, nil).Once()
+	f.env.OnActivity(a.WatchDownload, mock.Anything, mock.Anything).
+		Return(activities.Finished{}, temporal.NewNonRetryableApplicationError("node node-1: disk_full: no space left", activities.FailoverError, nil)).Once()
+
+	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
+
+	code, msg := f.failedWith()
+	if code != fault.NoNodeAvailable || !strings.Contains(msg, "Tried in this download and failed: node-1 (node node-1: disk_full: no space left)") {
+		t.Fatalf("failed with %s: %s", code, msg)
+	}
+}

@@ -1,0 +1,205 @@
+// Images: every download with its live progress (from the events stream),
+// failovers, errors in words, and Cancel/Delete. Rows are updated in place,
+// so focus stays where it was while numbers move.
+
+import { del, follow } from './api.js';
+import { explain } from './errors.js';
+import { h, fill, bytes, duration, ago, showError, showInfo } from './dom.js';
+
+const terminal = new Set(['READY', 'FAILED', 'CANCELLED']);
+const maxStreams = 4; // browsers allow 6 connections per host; leave room for the rest
+
+const rows = new Map(); // image id → {img, el, parts}
+const streams = new Map(); // image id → AbortController
+let settings = { web: 'http://127.0.0.1:8233', namespace: 'default' };
+let onChange = () => {};
+
+/** Sets where Temporal Web is, for the workflow links. */
+export function setTemporalWeb(web, namespace) {
+  settings = { web: web.replace(/\/+$/, ''), namespace: namespace || 'default' };
+  for (const r of rows.values()) update(r);
+}
+
+/** Sets the function called after a cancel or delete, to refresh the list. */
+export function onImagesChanged(fn) { onChange = fn; }
+
+function newer(a, b) {
+  return !b || !a.updated_at || !b.updated_at || Date.parse(a.updated_at) >= Date.parse(b.updated_at);
+}
+
+/** Shows one image snapshot, unless an already shown one is newer. */
+export function upsert(img) {
+  let r = rows.get(img.id);
+  if (r && !newer(img, r.img)) return;
+  if (!r) {
+    r = build(img);
+    rows.set(img.id, r);
+    const list = document.getElementById('images-list');
+    list.prepend(r.el);
+  }
+  r.img = img;
+  update(r);
+  document.getElementById('images-empty').hidden = rows.size > 0;
+}
+
+/** Shows the whole list: newest first, rows of deleted images removed. */
+export function renderImages(images) {
+  const ids = new Set(images.map((i) => i.id));
+  for (const [id, r] of rows) {
+    if (!ids.has(id)) { r.el.remove(); rows.delete(id); stopStream(id); }
+  }
+  const sorted = [...images].sort((a, b) => Date.parse(a.created_at || 0) - Date.parse(b.created_at || 0));
+  for (const img of sorted) upsert(img);
+  const list = document.getElementById('images-list');
+  for (const img of sorted.reverse()) list.append(rows.get(img.id).el);
+  document.getElementById('images-empty').hidden = rows.size > 0;
+  followLive();
+}
+
+/** Follows the events stream of live images, a few at a time. */
+export function followLive() {
+  for (const r of rows.values()) {
+    if (streams.size >= maxStreams) return;
+    if (!terminal.has(r.img.status) && !streams.has(r.img.id)) stream(r.img.id);
+  }
+}
+
+function stream(id) {
+  const ctl = new AbortController();
+  streams.set(id, ctl);
+  follow('/v1/images/' + encodeURIComponent(id) + '/events', upsert, ctl.signal)
+    .catch(() => {}) // the periodic list refresh shows the state and restarts the stream
+    .finally(() => {
+      if (streams.get(id) === ctl) streams.delete(id);
+      followLive();
+    });
+}
+
+function stopStream(id) {
+  const ctl = streams.get(id);
+  if (ctl) { ctl.abort(); streams.delete(id); }
+}
+
+function build(img) {
+  const parts = {
+    name: h('h3', {}),
+    status: h('span', { class: 'badge' }),
+    meta: h('p', { class: 'meta' }),
+    bar: h('progress', { max: '100' }),
+    numbers: h('p', { class: 'numbers' }),
+    failovers: h('ul', { class: 'failovers', 'aria-label': 'Failovers' }),
+    note: h('p', { class: 'note' }),
+    error: h('div', { class: 'status-line error', role: 'alert' }),
+    actionStatus: h('div', { class: 'status-line', role: 'status', 'aria-live': 'polite' }),
+    link: h('a', { target: '_blank', rel: 'noopener' }, 'Workflow in Temporal Web'),
+    cancel: h('button', { type: 'button', class: 'danger', 'data-action': 'cancel' }, 'Cancel'),
+    del: h('button', { type: 'button', class: 'quiet', 'data-action': 'delete' }, 'Delete'),
+  };
+  const el = h('li', { class: 'image', 'data-image': img.id },
+    h('div', { class: 'head' }, parts.name, parts.status),
+    parts.meta, parts.bar, parts.numbers, parts.failovers, parts.note, parts.error,
+    h('div', { class: 'actions' }, parts.cancel, parts.del, parts.link),
+    parts.actionStatus);
+  const r = { img, el, parts };
+  parts.cancel.addEventListener('click', () => remove(r, 'cancel'));
+  parts.del.addEventListener('click', () => remove(r, 'delete'));
+  return r;
+}
+
+function update(r) {
+  const { img, parts, el } = r;
+  const p = img.progress || {};
+  const label = img.name || img.catalog_id || img.id;
+  parts.name.textContent = label;
+  parts.status.textContent = img.status;
+  parts.status.className = 'badge status-' + (img.status || '').toLowerCase();
+  el.dataset.status = img.status;
+  fill(parts.meta,
+    'Pool ', h('strong', {}, img.pool_id || '—'),
+    ' · node ', h('strong', {}, p.node_id || img.node_id || 'not chosen yet'),
+    p.attempt > 1 ? ' · attempt ' + p.attempt : '',
+    ' · started ' + ago(img.created_at));
+  updateProgress(parts, img, p, label);
+  updateFailovers(parts.failovers, img, p);
+  updateNote(parts.note, img);
+  if (img.error && img.error.code) showError(parts.error, explain(img.error));
+  parts.error.hidden = !(img.error && img.error.code);
+  const live = !terminal.has(img.status);
+  parts.cancel.hidden = !live;
+  parts.del.hidden = live;
+  parts.cancel.setAttribute('aria-label', 'Cancel ' + label);
+  parts.del.setAttribute('aria-label', 'Delete ' + label);
+  parts.link.hidden = !img.workflow_id;
+  if (img.workflow_id) {
+    parts.link.href = settings.web + '/namespaces/' + encodeURIComponent(settings.namespace) +
+      '/workflows/' + encodeURIComponent(img.workflow_id);
+  }
+}
+
+function updateProgress(parts, img, p, label) {
+  const bar = parts.bar;
+  bar.setAttribute('aria-label', 'Progress of ' + label);
+  if (img.status === 'READY') bar.value = 100;
+  else if (p.bytes_total > 0) bar.value = Math.min(100, p.percent || (100 * p.bytes_done) / p.bytes_total);
+  else bar.removeAttribute('value'); // indeterminate: size not known yet
+  bar.hidden = img.status === 'CANCELLED' || (img.status === 'FAILED' && !p.bytes_done);
+  const n = [];
+  if (img.status === 'READY') {
+    n.push(bytes(img.size_bytes || p.bytes_total) + ' · verified ' + (img.checksum || ''));
+  } else if (img.status === 'VERIFYING') {
+    n.push('Verifying the checksum…');
+  } else if (p.bytes_total > 0 || p.bytes_done > 0) {
+    const pct = p.bytes_total > 0 ? (p.percent ?? (100 * p.bytes_done) / p.bytes_total) : null;
+    if (pct !== null) n.push(Number(pct).toFixed(1) + '%');
+    n.push(bytes(p.bytes_done) + (p.bytes_total > 0 ? ' of ' + bytes(p.bytes_total) : ''));
+    if (!terminal.has(img.status)) {
+      if (p.bytes_per_second > 0) n.push(bytes(p.bytes_per_second) + '/s');
+      if (p.eta_seconds !== null && p.eta_seconds !== undefined) n.push(duration(p.eta_seconds) + ' left');
+    }
+  } else if (img.status === 'PENDING') {
+    n.push('Waiting for a node…');
+  }
+  parts.numbers.textContent = n.join(' · ');
+}
+
+function updateFailovers(list, img, p) {
+  const fo = img.failovers || [];
+  fill(list, fo.map((f, i) => {
+    const next = i + 1 < fo.length ? fo[i + 1].node_id : (p.node_id || img.node_id);
+    const moved = next && next !== f.node_id ? ' → continued on ' + next : '';
+    return h('li', {}, f.node_id + ' ' + (f.reason || 'failed') + moved,
+      f.at ? h('span', { class: 'sub' }, ' (' + ago(f.at) + ')') : null);
+  }));
+  list.hidden = fo.length === 0;
+}
+
+function updateNote(note, img) {
+  const parts = [];
+  if (img.status === 'READY' && img.path) parts.push('At ' + img.path + ' on ' + img.node_id + '.');
+  if (img.unverified) parts.push('Unverified: no checksum was given or found, so the file was not checked.');
+  note.textContent = parts.join(' ');
+  note.hidden = parts.length === 0;
+}
+
+async function remove(r, action) {
+  const { img, parts } = r;
+  if (action === 'delete' && img.status === 'READY' && parts.del.dataset.confirm !== 'yes') {
+    parts.del.dataset.confirm = 'yes';
+    parts.del.textContent = 'Really delete the file?';
+    showInfo(parts.actionStatus, 'This removes ' + (img.path || 'the file') + ' from the pool. Click again to delete.');
+    return;
+  }
+  const button = action === 'cancel' ? parts.cancel : parts.del;
+  button.disabled = true;
+  try {
+    const status = await del('/v1/images/' + encodeURIComponent(img.id));
+    showInfo(parts.actionStatus, status === 202 ? 'Cancelling…' : 'Deleted.');
+  } catch (err) {
+    showError(parts.actionStatus, explain(err));
+  } finally {
+    button.disabled = false;
+    delete parts.del.dataset.confirm;
+    parts.del.textContent = 'Delete';
+  }
+  onChange();
+}

@@ -8,7 +8,7 @@ BIN      := $(CURDIR)/bin
 TEMPORAL := $(BIN)/temporal
 GOTEST_FLAGS ?= -race -timeout 75m
 
-.PHONY: all tools build run test vet fmt-check bench clean
+.PHONY: all tools build run test vet fmt-check bench clean web-test-deps
 
 all: build
 
@@ -19,6 +19,13 @@ $(TEMPORAL):
 	@mkdir -p $(BIN)
 	@echo "installing temporal CLI $(TEMPORAL_CLI_VERSION) into bin/ (about 2 minutes the first time)"
 	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+## web-test-deps: Debian's Chromium for the browser tests in web/, installed when missing
+web-test-deps:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing chromium (Debian) for the browser tests"; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y chromium; }
 
 ## build: the static cloudimages binary in bin/
 build:
@@ -37,7 +44,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 ## test: vet, gofmt, and the whole suite with -race (PostgreSQL tests need CLOUDIMAGES_TEST_POSTGRES_URL)
-test: tools build fmt-check vet
+test: tools build web-test-deps fmt-check vet
 	CLOUDIMAGES_TEMPORAL_CLI=$(TEMPORAL) CLOUDIMAGES_BIN=$(BIN)/cloudimages $(GO) test $(GOTEST_FLAGS) ./...
 
 ## bench: throughput against curl and the other benchmarks; prints ratios

@@ -26,6 +26,13 @@ const ImagesDir = "cloud-images"
 // DownloadRequest asks a node to download a URL into one of its pools.
 // Checksum is "sha256:HEX" or "sha512:HEX"; empty means the caller accepts
 // an unverified image (the agent still reports the sha256 it computed).
+//
+// ID and FileName are names (catalog.ValidName). SizeBytes, when given, is
+// the exact size: a mirror that serves another size fails the download.
+// Format is the disk format ("qcow2", "raw", ...); when it is "qcow2", or
+// empty and FileName ends in ".qcow2", the data must start with the qcow2
+// magic. On a shared pool, a download started again with the same ID on
+// another node resumes the partial data the first node left.
 type DownloadRequest struct {
 	ID        string `json:"id"`
 	URL       string `json:"url"`
@@ -33,6 +40,7 @@ type DownloadRequest struct {
 	FileName  string `json:"file_name"`
 	Checksum  string `json:"checksum"`
 	SizeBytes int64  `json:"size_bytes,omitempty"`
+	Format    string `json:"format,omitempty"`
 }
 
 // Download is a node-side download job.

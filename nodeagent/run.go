@@ -3,9 +3,50 @@ package nodeagent
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
 )
 
-// Run serves the agent until ctx is done. (Placeholder until issue 3 lands.)
+// Run serves the agent on cfg.Listen until ctx is done, then stops taking
+// requests and stops the downloads at a checkpoint: the next start resumes
+// them.
 func Run(ctx context.Context, cfg Config) error {
-	return errors.New("nodeagent: not built yet")
+	s, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	pools := make([]string, 0, len(cfg.Pools))
+	for _, p := range cfg.Pools {
+		pools = append(pools, p.ID+"="+p.Dir)
+	}
+	s.log.Info("node agent listening", "addr", ln.Addr().String(), "pools", pools, "max_concurrent", s.cfg.MaxConcurrent, "allow_private_networks", cfg.AllowPrivateNetworks)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		s.log.Info("node agent stopping")
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = srv.Shutdown(shutdownCtx)
+		cancel()
+	}
+	s.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	s.log.Info("node agent stopped")
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/quantix/cloudimages/nodeagent"
 )
@@ -18,6 +19,9 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	f.string(&cfg.Token, "node-token", "CLOUDIMAGES_NODE_TOKEN", "", "bearer token every request must carry (required)")
 	f.int(&cfg.MaxConcurrent, "max-concurrent", "CLOUDIMAGES_MAX_CONCURRENT", 4, "downloads that run at once; the rest wait, queued")
 	f.bool(&cfg.AllowPrivateNetworks, "allow-private-networks", "CLOUDIMAGES_ALLOW_PRIVATE_NETWORKS", false, "allow URLs on loopback and private addresses (mirrors on your LAN)")
+	f.duration(&cfg.RetryBackoff, "retry-backoff", "CLOUDIMAGES_RETRY_BACKOFF", time.Second, "first wait before retrying a failed transfer; doubles up to 30s")
+	f.int(&cfg.MaxAttempts, "max-attempts", "CLOUDIMAGES_MAX_ATTEMPTS", 5, "attempts in a row without progress before a download fails (retryable, so another node may try)")
+	f.duration(&cfg.StallTimeout, "stall-timeout", "CLOUDIMAGES_STALL_TIMEOUT", time.Minute, "a mirror that sends nothing for this long is retried")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -29,6 +33,9 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	}
 	if cfg.MaxConcurrent < 1 {
 		return usagef("--max-concurrent must be at least 1, got %d", cfg.MaxConcurrent)
+	}
+	if cfg.RetryBackoff <= 0 || cfg.StallTimeout <= 0 || cfg.MaxAttempts < 1 {
+		return usagef("--retry-backoff and --stall-timeout must be positive and --max-attempts at least 1")
 	}
 	var err error
 	if cfg.Pools, err = parsePools(pools); err != nil {

@@ -1,0 +1,372 @@
+package nodeagent
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/checksum"
+	"github.com/quantix/cloudimages/fault"
+)
+
+// maxRequestBody bounds a POST body: a download request is a few hundred bytes.
+const maxRequestBody = 64 << 10
+
+// cancelWait is how long DELETE waits for a running transfer to stop and
+// its partial data to be removed before answering.
+const cancelWait = 10 * time.Second
+
+// routes is the agent's API. Every route, /metrics included, needs the
+// bearer token: the contract says so, and the agent listens on the
+// hypervisor's network, where nothing should learn what it downloads
+// unasked. Scrapers send the token (Prometheus: authorization.credentials).
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", s.handleHealth)
+	mux.HandleFunc("GET /v1/downloads", s.handleList)
+	mux.HandleFunc("POST /v1/downloads", s.handleStart)
+	mux.HandleFunc("GET /v1/downloads/{id}", s.handleGet)
+	mux.HandleFunc("DELETE /v1/downloads/{id}", s.handleCancel)
+	mux.HandleFunc("DELETE /v1/pools/{pool_id}/files/{file_name}", s.handleDeleteFile)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.handleNoRoute(mux, w, r) })
+	return s.auth(mux)
+}
+
+// auth lets through only requests with the right bearer token. Both sides
+// are hashed first so the comparison takes the same time whatever the
+// length of what was sent.
+func (s *Server) auth(next http.Handler) http.Handler {
+	want := sha256.Sum256([]byte("Bearer " + s.cfg.Token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="cloudimages-nodeagent"`)
+			writeError(w, fault.New(fault.Unauthorized, "missing or wrong bearer token: send Authorization: Bearer TOKEN with the agent's --node-token"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) handleNoRoute(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
+			writeError(w, fault.New(fault.MethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
+			return
+		}
+	}
+	writeError(w, fault.New(fault.NotFound, "no route %s %s", r.Method, r.URL.Path))
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	h := Health{NodeID: s.cfg.NodeID, Version: s.cfg.Version, Pools: []PoolHealth{}}
+	for _, p := range s.order {
+		ph := PoolHealth{ID: p.id, Path: p.dir}
+		if free, total, err := p.space(); err == nil {
+			ph.FreeBytes, ph.TotalBytes = free, total
+		} else {
+			s.log.Warn("statfs pool", "pool_id", p.id, "err", err)
+		}
+		h.Pools = append(h.Pools, ph)
+	}
+	queued, running := s.counts()
+	h.ActiveDownloads = queued + running
+	writeJSON(w, http.StatusOK, h)
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string][]Download{"items": s.list()})
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+	j, ok := s.job(r.PathValue("id"))
+	if !ok {
+		writeError(w, fault.New(fault.NotFound, "no download %q on node %s", r.PathValue("id"), s.cfg.NodeID))
+		return
+	}
+	writeJSON(w, http.StatusOK, j.snapshot())
+}
+
+func (s *Server) job(id string) (*job, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.jobs[id]
+	return j, ok
+}
+
+func (s *Server) handleStart(w http.ResponseWriter, r *http.Request) {
+	req, err := decodeRequest(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.validate(&req); err != nil {
+		writeError(w, err)
+		return
+	}
+	d, status, err := s.start(req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, status, d)
+}
+
+// decodeRequest reads a DownloadRequest, strictly: unknown fields and
+// trailing data are mistakes worth hearing about.
+func decodeRequest(body io.Reader) (DownloadRequest, error) {
+	var req DownloadRequest
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return req, fault.New(fault.PayloadTooLarge, "request body is larger than %d bytes", maxRequestBody)
+		}
+		return req, fault.New(fault.InvalidRequest, "request body is not a download request: %v", err)
+	}
+	if dec.More() {
+		return req, fault.New(fault.InvalidRequest, "request body has data after the JSON object")
+	}
+	return req, nil
+}
+
+// ValidateRequest checks a download request as the agent does before it
+// accepts one, apart from which pools exist: names, URL policy (with
+// allowPrivate as --allow-private-networks), checksum and size. It
+// normalises the checksum to lower case.
+func ValidateRequest(req *DownloadRequest, allowPrivate bool) error {
+	if req.ID == "" {
+		return fault.New(fault.InvalidRequest, "id is required: the download's id (the image id)")
+	}
+	if err := catalog.ValidName(req.ID); err != nil {
+		return fault.New(fault.InvalidRequest, "id: %v", err)
+	}
+	if req.URL == "" {
+		return fault.New(fault.InvalidRequest, "url is required")
+	}
+	if _, err := checkURL(req.URL, allowPrivate); err != nil {
+		return err
+	}
+	if req.PoolID == "" {
+		return fault.New(fault.InvalidRequest, "pool_id is required")
+	}
+	if req.FileName == "" {
+		return fault.New(fault.InvalidRequest, "file_name is required: the name the image is published under in the pool")
+	}
+	if err := catalog.ValidName(req.FileName); err != nil {
+		return fault.New(fault.InvalidRequest, "file_name: %v", err)
+	}
+	if req.Checksum != "" {
+		sum, err := checksum.Parse(req.Checksum)
+		if err != nil {
+			return fault.New(fault.InvalidRequest, "%v", err)
+		}
+		req.Checksum = sum.String()
+	}
+	if req.SizeBytes < 0 {
+		return fault.New(fault.InvalidRequest, "size_bytes is %d; give the size in bytes, or leave it out", req.SizeBytes)
+	}
+	if req.Format != "" && !validFormat(req.Format) {
+		return fault.New(fault.InvalidRequest, "format %q: want a disk format such as qcow2, raw or img", req.Format)
+	}
+	return nil
+}
+
+func validFormat(f string) bool {
+	if len(f) > 16 {
+		return false
+	}
+	for _, c := range f {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) validate(req *DownloadRequest) error {
+	if err := ValidateRequest(req, s.cfg.AllowPrivateNetworks); err != nil {
+		return err
+	}
+	if _, ok := s.pools[req.PoolID]; !ok {
+		ids := make([]string, 0, len(s.order))
+		for _, p := range s.order {
+			ids = append(ids, p.id)
+		}
+		return fault.New(fault.PoolNotFound, "node %s serves no pool %q; it serves %s", s.cfg.NodeID, req.PoolID, strings.Join(ids, ", "))
+	}
+	return nil
+}
+
+// start creates the job for a request, or finds it: 202 for a new (or
+// restarted) job, 200 for the same request again, 409 for another
+// request under the same id or another job writing the same file.
+func (s *Server) start(req DownloadRequest) (Download, int, error) {
+	p := s.pools[req.PoolID]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j, ok := s.jobs[req.ID]; ok {
+		if j.request() != req {
+			return Download{}, 0, fault.New(fault.Conflict, "download %s already exists with another request (%s into %s/%s): use a new id", req.ID, redact(j.request().URL), j.request().PoolID, j.request().FileName)
+		}
+		if !j.restartable() {
+			return j.snapshot(), http.StatusOK, nil
+		}
+		j.log.Info("download requested again after it ended; starting it again", "state", j.state())
+	}
+	for _, other := range s.jobs {
+		o := other.request()
+		if o.ID != req.ID && o.PoolID == req.PoolID && o.FileName == req.FileName && !finishedState(other.state()) {
+			return Download{}, 0, fault.New(fault.Conflict, "download %s is already writing %s in pool %s: wait for it or cancel it", o.ID, req.FileName, req.PoolID)
+		}
+	}
+	if req.SizeBytes > 0 {
+		if free, _, err := p.space(); err == nil && uint64(req.SizeBytes) > free {
+			return Download{}, 0, fault.Retryable(fault.DiskFull, "pool %s has %d bytes free, the image is %d bytes: free space in %s or use another pool", p.id, free, req.SizeBytes, p.dir)
+		}
+	}
+	j := newJob(p, s.adopt(p, req), s.log)
+	s.jobs[req.ID] = j
+	if finishedState(j.state()) {
+		return j.snapshot(), http.StatusAccepted, nil
+	}
+	j.save()
+	s.launch(j)
+	return j.snapshot(), http.StatusAccepted, nil
+}
+
+// adopt returns the record to start a job from: on a shared pool another
+// node may have left this very download half done (it failed over to us)
+// or even published; its record and partial data are taken over. Anything
+// else under this id is stale and removed. Called with s.mu held.
+func (s *Server) adopt(p *pool, req DownloadRequest) record {
+	old, err := p.loadRecord(req.ID)
+	if err == nil && old.Request == req {
+		switch {
+		case !finishedState(old.State):
+			old.State = StateQueued
+			s.log.Info("taking over a partial download left in the pool", "download_id", req.ID, "pool_id", p.id, "bytes_done", old.BytesDone)
+			return *old
+		case old.State == StateCompleted:
+			if fi, err := p.root.Lstat(req.FileName); err == nil && fi.Mode().IsRegular() && fi.Size() == old.BytesTotal {
+				return *old
+			}
+		}
+	}
+	if err := p.removeJobFiles(req.ID, false); err != nil {
+		s.log.Warn("remove stale download files", "download_id", req.ID, "pool_id", p.id, "err", err)
+	}
+	return newRecord(req)
+}
+
+func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	j, ok := s.job(id)
+	if !ok {
+		if s.removeForeign(id) {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		writeError(w, fault.New(fault.NotFound, "no download %q on node %s", id, s.cfg.NodeID))
+		return
+	}
+	if finishedState(j.state()) {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	j.cancel(errCancelled)
+	select {
+	case <-j.done:
+		w.WriteHeader(http.StatusNoContent)
+	case <-time.After(cancelWait):
+		writeError(w, fault.Retryable(fault.Internal, "download %s did not stop within %s; try again", id, cancelWait))
+	}
+}
+
+// removeForeign removes what another node left under id in a shared pool
+// (it started the download, then this node was asked to cancel it).
+func (s *Server) removeForeign(id string) bool {
+	if catalog.ValidName(id) != nil {
+		return false
+	}
+	found := false
+	for _, p := range s.order {
+		rec, err := p.loadRecord(id)
+		if err != nil || finishedState(rec.State) {
+			continue
+		}
+		found = true
+		if err := p.removeJobFiles(id, false); err != nil {
+			s.log.Warn("remove partial data", "download_id", id, "pool_id", p.id, "err", err)
+		}
+	}
+	return found
+}
+
+func (s *Server) handleDeleteFile(w http.ResponseWriter, r *http.Request) {
+	poolID, name := r.PathValue("pool_id"), r.PathValue("file_name")
+	p, ok := s.pools[poolID]
+	if !ok {
+		writeError(w, fault.New(fault.PoolNotFound, "node %s serves no pool %q", s.cfg.NodeID, poolID))
+		return
+	}
+	if err := catalog.ValidName(name); err != nil {
+		writeError(w, fault.New(fault.InvalidRequest, "file name: %v", err))
+		return
+	}
+	s.mu.Lock()
+	for _, j := range s.jobs {
+		if req := j.request(); req.PoolID == poolID && req.FileName == name && !finishedState(j.state()) {
+			s.mu.Unlock()
+			writeError(w, fault.New(fault.Conflict, "download %s is writing %s: cancel it first", req.ID, name))
+			return
+		}
+	}
+	s.mu.Unlock()
+	fi, err := p.root.Lstat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		writeError(w, fault.New(fault.NotFound, "no file %s in pool %s", name, poolID))
+		return
+	case err != nil:
+		writeError(w, fault.New(fault.Internal, "pool %s: %v", poolID, err))
+		return
+	case fi.IsDir():
+		writeError(w, fault.New(fault.InvalidRequest, "%s in pool %s is a directory, not an image", name, poolID))
+		return
+	}
+	// Remove never follows a symlink: a link planted in the pool goes, its target stays.
+	if err := p.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		writeError(w, fault.New(fault.Internal, "remove %s: %v", p.path(name), err))
+		return
+	}
+	if err := p.syncDir(); err != nil {
+		s.log.Warn("sync images folder", "pool_id", poolID, "err", err)
+	}
+	s.log.Info("image file removed", "pool_id", poolID, "file_name", name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	fe := fault.From(err)
+	writeJSON(w, fault.HTTPStatus(fe.Code), fault.Body{Error: fe})
+}

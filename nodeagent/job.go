@@ -1,0 +1,166 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/quantix/cloudimages/fault"
+)
+
+// Why a job's context ends, when it is not the job's own doing.
+var (
+	errCancelled = errors.New("download cancelled")
+	errShutdown  = errors.New("node agent shutting down")
+	errStalled   = errors.New("mirror stalled")
+)
+
+// record is what the agent keeps of a job on disk, next to its partial
+// data: enough to answer for it after a restart and to resume it without
+// re-reading the partial file (the hash state at BytesDone).
+type record struct {
+	Request      DownloadRequest `json:"request"`
+	State        string          `json:"state"`
+	BytesDone    int64           `json:"bytes_done"`
+	BytesTotal   int64           `json:"bytes_total"`
+	ETag         string          `json:"etag,omitempty"`
+	LastModified string          `json:"last_modified,omitempty"`
+	HashAlgo     string          `json:"hash_algo,omitempty"`
+	HashState    []byte          `json:"hash_state,omitempty"`
+	Checksum     string          `json:"checksum,omitempty"`
+	Error        *fault.Error    `json:"error,omitempty"`
+	CreatedAt    time.Time       `json:"created_at"`
+	StartedAt    *time.Time      `json:"started_at,omitempty"`
+	FinishedAt   *time.Time      `json:"finished_at,omitempty"`
+}
+
+func finishedState(s string) bool {
+	return s == StateCompleted || s == StateFailed || s == StateCancelled
+}
+
+// job is one download on this agent. Its goroutine owns the transfer; the
+// HTTP handlers read snapshots and may cancel it.
+type job struct {
+	pool *pool
+	log  *slog.Logger
+
+	cancel context.CancelCauseFunc
+	done   chan struct{} // closed when the job's goroutine has ended
+
+	mu          sync.Mutex
+	rec         record
+	live        int64 // bytes on disk now, ahead of rec.BytesDone between checkpoints
+	rate        float64
+	sampleAt    time.Time
+	sampleBytes int64
+}
+
+func newJob(p *pool, rec record, log *slog.Logger) *job {
+	j := &job{pool: p, rec: rec, live: rec.BytesDone, done: make(chan struct{})}
+	j.log = log.With("download_id", rec.Request.ID, "pool_id", p.id, "file_name", rec.Request.FileName)
+	if finishedState(rec.State) {
+		close(j.done)
+	}
+	return j
+}
+
+func (j *job) request() DownloadRequest {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.rec.Request
+}
+
+func (j *job) state() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.rec.State
+}
+
+// record returns a copy of the job's record, for saving or reading.
+func (j *job) record() record {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.rec
+}
+
+func (j *job) update(f func(r *record)) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	f(&j.rec)
+}
+
+// save writes the job's record to its pool; a failure is logged, not
+// fatal: the record is what a restart would resume from.
+func (j *job) save() {
+	r := j.record()
+	if err := j.pool.saveRecord(&r); err != nil {
+		j.log.Error("save download record", "err", err)
+	}
+}
+
+// progress records the bytes on disk and, about once a second, the rate.
+func (j *job) progress(done int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.live = done
+	now := time.Now()
+	if j.sampleAt.IsZero() || done < j.sampleBytes {
+		j.sampleAt, j.sampleBytes = now, done
+		return
+	}
+	if dt := now.Sub(j.sampleAt); dt >= time.Second {
+		j.rate = float64(done-j.sampleBytes) / dt.Seconds()
+		j.sampleAt, j.sampleBytes = now, done
+	}
+}
+
+func (j *job) snapshot() Download {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	r := j.rec
+	d := Download{
+		ID:         r.Request.ID,
+		PoolID:     r.Request.PoolID,
+		FileName:   r.Request.FileName,
+		Path:       j.pool.path(r.Request.FileName),
+		State:      r.State,
+		BytesDone:  j.live,
+		BytesTotal: r.BytesTotal,
+		Checksum:   r.Checksum,
+		Error:      r.Error,
+		StartedAt:  r.StartedAt,
+		FinishedAt: r.FinishedAt,
+	}
+	if d.BytesTotal <= 0 {
+		d.BytesTotal = r.Request.SizeBytes
+	}
+	if d.Checksum == "" {
+		d.Checksum = r.Request.Checksum
+	}
+	if r.State == StateRunning {
+		d.BytesPerSecond = j.rate
+	}
+	return d
+}
+
+// finish puts the job in a final state.
+func (j *job) finish(state string, fe *fault.Error) {
+	now := time.Now().UTC()
+	j.update(func(r *record) {
+		r.State, r.Error, r.FinishedAt = state, fe, &now
+		r.HashState = nil
+	})
+}
+
+// restartable says whether a POST of the same request starts the job
+// again: after a cancel, or a failure another attempt may get past.
+func (j *job) restartable() bool {
+	r := j.record()
+	return r.State == StateCancelled || (r.State == StateFailed && r.Error != nil && r.Error.Retryable)
+}
+
+func newRecord(req DownloadRequest) record {
+	return record{Request: req, State: StateQueued, CreatedAt: time.Now().UTC()}
+}

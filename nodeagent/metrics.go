@@ -1,0 +1,44 @@
+package nodeagent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the agent's Prometheus metrics, in a registry of its own so
+// that two agents in one process (tests, `cloudimages dev`) do not clash.
+type metrics struct {
+	registry  *prometheus.Registry
+	bytes     prometheus.Counter
+	completed prometheus.Counter
+	failures  *prometheus.CounterVec
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudimages_nodeagent_downloaded_bytes_total",
+			Help: "Bytes written to partial files from mirrors.",
+		}),
+		completed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudimages_nodeagent_downloads_completed_total",
+			Help: "Downloads verified and published.",
+		}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloudimages_nodeagent_download_failures_total",
+			Help: "Downloads that failed, by error code.",
+		}, []string{"code"}),
+	}
+	active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cloudimages_nodeagent_downloads_active",
+		Help: "Downloads running (transferring or verifying).",
+	}, func() float64 { _, running := s.counts(); return float64(running) })
+	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cloudimages_nodeagent_downloads_queued",
+		Help: "Downloads waiting for a slot (--max-concurrent).",
+	}, func() float64 { queued, _ := s.counts(); return float64(queued) })
+	m.registry.MustRegister(m.bytes, m.completed, m.failures, active, queued,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,157 @@
+package nodeagent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// workDir holds, inside a pool's cloud-images folder, what is not a
+// published image: {id}.part (data in flight) and {id}.json (the job's
+// record). Its leading dot keeps it out of any valid file name.
+const workDir = ".downloads"
+
+// pool is one storage pool. Every file operation goes through root, an
+// os.Root on {dir}/cloud-images: whatever a name says, and whatever
+// symlinks sit in the pool, nothing is opened, renamed or removed outside it.
+type pool struct {
+	id   string
+	dir  string
+	root *os.Root
+}
+
+func openPool(p PoolDir) (*pool, error) {
+	fi, err := os.Stat(p.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: directory %s: %w (create it, or mount the storage there)", p.ID, p.Dir, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("pool %s: %s is not a directory", p.ID, p.Dir)
+	}
+	top, err := os.OpenRoot(p.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: %w", p.ID, err)
+	}
+	defer top.Close()
+	if err := top.Mkdir(ImagesDir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("pool %s: create %s: %w", p.ID, filepath.Join(p.Dir, ImagesDir), err)
+	}
+	root, err := top.OpenRoot(ImagesDir)
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: open %s: %w (is it a symlink out of the pool?)", p.ID, filepath.Join(p.Dir, ImagesDir), err)
+	}
+	if err := root.Mkdir(workDir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		root.Close()
+		return nil, fmt.Errorf("pool %s: create %s: %w", p.ID, filepath.Join(p.Dir, ImagesDir, workDir), err)
+	}
+	if fi, err := root.Lstat(workDir); err != nil || !fi.IsDir() {
+		root.Close()
+		return nil, fmt.Errorf("pool %s: %s must be a directory", p.ID, filepath.Join(p.Dir, ImagesDir, workDir))
+	}
+	return &pool{id: p.ID, dir: p.Dir, root: root}, nil
+}
+
+// path is where a file is published, as reported to callers.
+func (p *pool) path(fileName string) string { return filepath.Join(p.dir, ImagesDir, fileName) }
+
+func partName(id string) string   { return workDir + "/" + id + ".part" }
+func recordName(id string) string { return workDir + "/" + id + ".json" }
+
+// space returns the pool's free (for this unprivileged-or-not process) and
+// total bytes.
+func (p *pool) space() (free, total uint64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(p.dir, &st); err != nil {
+		return 0, 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), st.Blocks * uint64(st.Bsize), nil
+}
+
+// saveRecord writes a job's record atomically: a kill at any moment leaves
+// the old record or the new one, never half of one.
+func (p *pool) saveRecord(r *record) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	tmp := workDir + "/." + r.Request.ID + ".json.tmp"
+	f, err := p.root.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		p.root.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		p.root.Remove(tmp)
+		return err
+	}
+	return p.root.Rename(tmp, recordName(r.Request.ID))
+}
+
+func (p *pool) loadRecord(id string) (*record, error) {
+	f, err := p.root.Open(recordName(id))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var r record
+	if err := json.NewDecoder(f).Decode(&r); err != nil {
+		return nil, fmt.Errorf("record %s: %w", recordName(id), err)
+	}
+	if r.Request.ID != id {
+		return nil, fmt.Errorf("record %s is for download %q", recordName(id), r.Request.ID)
+	}
+	return &r, nil
+}
+
+// recordIDs lists the ids of the records in the pool.
+func (p *pool) recordIDs() ([]string, error) {
+	d, err := p.root.Open(workDir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, n := range names {
+		if id, ok := strings.CutSuffix(n, ".json"); ok && !strings.HasPrefix(n, ".") {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// removeJobFiles removes a job's partial data and record; missing is fine.
+func (p *pool) removeJobFiles(id string, keepRecord bool) error {
+	err := p.root.Remove(partName(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil
+	}
+	if !keepRecord {
+		if e := p.root.Remove(recordName(id)); e != nil && !errors.Is(e, fs.ErrNotExist) {
+			err = errors.Join(err, e)
+		}
+	}
+	return err
+}
+
+// syncDir makes a rename in the images folder durable.
+func (p *pool) syncDir() error {
+	d, err := p.root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

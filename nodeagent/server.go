@@ -1,0 +1,272 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/fault"
+)
+
+// retention is how long finished jobs are remembered (GET answers for
+// them, across restarts) before their records are pruned.
+const retention = 7 * 24 * time.Hour
+
+// Server is a node agent: its pools, its download jobs, and its HTTP API.
+// New resumes the unfinished jobs it finds in the pools; Close stops them
+// so that the next start resumes them again.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	pools    map[string]*pool
+	order    []*pool
+	upstream *http.Client
+	metrics  *metrics
+	handler  http.Handler
+	slots    chan struct{} // one token per running download
+
+	base context.Context
+	stop context.CancelCauseFunc
+	wg   sync.WaitGroup
+
+	mu   sync.Mutex
+	jobs map[string]*job
+
+	// writeFault, when set (by tests only, see export_test.go), is called
+	// before each write to a partial file; an error it returns is treated
+	// as the write's error. It exists for machines where a tiny file
+	// system cannot be mounted to produce a real ENOSPC.
+	writeFault func(n int) error
+}
+
+// New opens the pools, resumes the unfinished downloads recorded in them,
+// and returns the agent, ready to serve Handler.
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
+	switch {
+	case cfg.NodeID == "":
+		return nil, errors.New("nodeagent: a node id is required")
+	case cfg.Token == "":
+		return nil, errors.New("nodeagent: a token is required: every request must carry it")
+	case len(cfg.Pools) == 0:
+		return nil, errors.New("nodeagent: at least one pool is required")
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger.With("node_id", cfg.NodeID),
+		pools:    map[string]*pool{},
+		upstream: newUpstreamClient(cfg.AllowPrivateNetworks, cfg.StallTimeout),
+		slots:    make(chan struct{}, cfg.MaxConcurrent),
+		jobs:     map[string]*job{},
+	}
+	for _, pd := range cfg.Pools {
+		if err := catalog.ValidName(pd.ID); err != nil {
+			s.closePools()
+			return nil, fmt.Errorf("pool id: %w", err)
+		}
+		if _, dup := s.pools[pd.ID]; dup {
+			s.closePools()
+			return nil, fmt.Errorf("pool %s is given twice", pd.ID)
+		}
+		p, err := openPool(pd)
+		if err != nil {
+			s.closePools()
+			return nil, err
+		}
+		s.pools[p.id] = p
+		s.order = append(s.order, p)
+	}
+	s.metrics = newMetrics(s)
+	s.handler = s.routes()
+	s.base, s.stop = context.WithCancelCause(context.Background())
+	s.mu.Lock()
+	s.load()
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go s.pruneLoop()
+	return s, nil
+}
+
+// Handler is the agent's HTTP API.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close stops every running download at its current checkpoint (the next
+// start resumes it) and waits for them.
+func (s *Server) Close() {
+	s.stop(errShutdown)
+	s.wg.Wait()
+	s.closePools()
+}
+
+func (s *Server) closePools() {
+	for _, p := range s.pools {
+		p.root.Close()
+	}
+}
+
+// load picks up the records in the pools: finished jobs are remembered,
+// unfinished ones queued again. Called with s.mu held.
+func (s *Server) load() {
+	for _, p := range s.order {
+		ids, err := p.recordIDs()
+		if err != nil {
+			s.log.Error("list download records", "pool_id", p.id, "err", err)
+			continue
+		}
+		for _, id := range ids {
+			rec, err := p.loadRecord(id)
+			if err != nil {
+				s.log.Warn("skip unreadable download record", "pool_id", p.id, "err", err)
+				continue
+			}
+			if rec.Request.PoolID != p.id {
+				continue // a pool directory given under another id: not ours to resume
+			}
+			if old, ok := s.jobs[id]; ok && old.record().CreatedAt.After(rec.CreatedAt) {
+				continue
+			}
+			j := newJob(p, *rec, s.log)
+			s.jobs[id] = j
+			if !finishedState(rec.State) {
+				j.update(func(r *record) { r.State = StateQueued })
+				j.log.Info("resuming download after restart", "bytes_done", rec.BytesDone)
+				s.launch(j)
+			}
+		}
+	}
+}
+
+// launch starts a job's goroutine. Called with s.mu held.
+func (s *Server) launch(j *job) {
+	ctx, cancel := context.WithCancelCause(s.base)
+	j.cancel = cancel
+	s.wg.Add(1)
+	go s.run(ctx, j)
+}
+
+// run waits for a slot, downloads, and records how it ended.
+func (s *Server) run(ctx context.Context, j *job) {
+	defer s.wg.Done()
+	defer close(j.done)
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	case <-ctx.Done():
+		s.end(j, context.Cause(ctx))
+		return
+	}
+	now := time.Now().UTC()
+	j.update(func(r *record) {
+		r.State = StateRunning
+		if r.StartedAt == nil {
+			r.StartedAt = &now
+		}
+	})
+	j.save()
+	j.log.Info("download started", "url", redact(j.request().URL))
+	err := s.download(ctx, j)
+	if ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
+	s.end(j, err)
+}
+
+// end records how a job ended: published, stopped for a shutdown (left to
+// resume), cancelled, or failed. Cancelled and failed jobs leave no
+// partial data behind.
+func (s *Server) end(j *job, err error) {
+	switch {
+	case err == nil:
+		s.metrics.completed.Inc()
+		d := j.snapshot()
+		j.log.Info("download published", "path", d.Path, "bytes", d.BytesDone, "checksum", d.Checksum)
+	case errors.Is(err, errShutdown):
+		j.log.Info("download stopped for shutdown; it resumes at the next start")
+	case errors.Is(err, errCancelled):
+		if e := j.pool.removeJobFiles(j.request().ID, true); e != nil {
+			j.log.Error("remove partial data", "err", e)
+		}
+		j.finish(StateCancelled, fault.New(fault.Cancelled, "download cancelled"))
+		j.save()
+		j.log.Info("download cancelled; partial data removed")
+	default:
+		fe := fault.From(err)
+		if e := j.pool.removeJobFiles(j.request().ID, true); e != nil {
+			j.log.Error("remove partial data", "err", e)
+		}
+		j.finish(StateFailed, fe)
+		j.save()
+		s.metrics.failures.WithLabelValues(fe.Code).Inc()
+		j.log.Warn("download failed; partial data removed", "code", fe.Code, "retryable", fe.Retryable, "err", fe.Message)
+	}
+}
+
+// pruneLoop forgets finished jobs older than retention, hourly.
+func (s *Server) pruneLoop() {
+	defer s.wg.Done()
+	tick := time.NewTicker(time.Hour)
+	defer tick.Stop()
+	for {
+		s.prune(time.Now().Add(-retention))
+		select {
+		case <-tick.C:
+		case <-s.base.Done():
+			return
+		}
+	}
+}
+
+func (s *Server) prune(before time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, j := range s.jobs {
+		r := j.record()
+		if finishedState(r.State) && r.FinishedAt != nil && r.FinishedAt.Before(before) {
+			delete(s.jobs, id)
+			if err := j.pool.removeJobFiles(id, false); err != nil {
+				j.log.Warn("prune download record", "err", err)
+			}
+		}
+	}
+}
+
+// counts returns how many jobs are queued and running (verifying counts
+// as running).
+func (s *Server) counts() (queued, running int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.jobs {
+		switch j.state() {
+		case StateQueued:
+			queued++
+		case StateRunning, StateVerifying:
+			running++
+		}
+	}
+	return queued, running
+}
+
+// list returns every job, newest first.
+func (s *Server) list() []Download {
+	s.mu.Lock()
+	jobs := make([]*job, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		jobs = append(jobs, j)
+	}
+	s.mu.Unlock()
+	out := make([]Download, 0, len(jobs))
+	created := map[string]time.Time{}
+	for _, j := range jobs {
+		d := j.snapshot()
+		created[d.ID] = j.record().CreatedAt
+		out = append(out, d)
+	}
+	sort.Slice(out, func(a, b int) bool { return created[out[a].ID].After(created[out[b].ID]) })
+	return out
+}

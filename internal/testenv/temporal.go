@@ -89,4 +89,3 @@ func RepoRoot(t testing.TB) string {
 		dir = parent
 	}
 }
-

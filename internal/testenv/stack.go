@@ -1,0 +1,420 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/quantix/cloudimages/nodeagent"
+)
+
+// StackOptions configures StartStack. Zero values get the defaults below.
+type StackOptions struct {
+	// DatabaseURL is the store of the API and workers; default a fresh
+	// SQLite file. Pass testenv.Postgres(t) to run on PostgreSQL.
+	DatabaseURL string
+	// Agents is the number of node agents, node-1 … node-N; default 2.
+	Agents int
+	// Workers is the number of worker processes; default 1.
+	Workers int
+	// Pools are registered through the API. Default: one shared pool
+	// "shared" (type nfs) that every agent sees in the same directory, and
+	// one local pool "local-N" per agent node-N.
+	Pools []StackPool
+	// NoRegister leaves nodes and pools unregistered.
+	NoRegister bool
+	// NodeToken is the agents' bearer token; default a random one.
+	NodeToken string
+	// APIToken, when set, is required by the API (and sent by Stack.API).
+	APIToken string
+	// WorkerArgs are extra flags for every worker, e.g. "--no-node-timeout", "5s".
+	WorkerArgs []string
+	// AgentArgs are extra flags for every agent.
+	AgentArgs []string
+	// Env is added to the environment of the API, the workers and the agents.
+	Env []string
+	// PersistTemporal keeps the Temporal dev server's state in a SQLite
+	// file, so that Stack.Temporal.Restart() loses no workflow.
+	PersistTemporal bool
+}
+
+// StackPool is a storage pool of the stack. Dirs maps node ids to the
+// pool's directory on that node; a shared pool has one directory that
+// every node in NodeIDs uses.
+type StackPool struct {
+	ID      string
+	Shared  bool
+	NodeIDs []string
+	Dir     string // the shared pool's directory (shared pools only)
+}
+
+// Stack is the whole of cloudimages as separate processes of the built
+// binary, as in production: a Temporal dev server, workers, the API and
+// node agents, with nodes and pools registered through the REST API. It
+// stops when the test ends; each process's log is printed if it fails.
+type Stack struct {
+	t         testing.TB
+	opts      StackOptions
+	Temporal  *Process
+	Workers   []*Process
+	APIServer *Process
+	Agents    []*Agent
+	// API is a client of the REST API, with the API token if any.
+	API *APIClient
+
+	temporalAddr string
+	temporalUI   string
+	apiURL       string
+	poolDirs     map[string]map[string]string // pool id → node id → dir
+}
+
+// StartStack starts the Temporal dev server, the agents, the workers and
+// the API, waits until each one serves, and registers nodes and pools.
+func StartStack(t testing.TB, opts StackOptions) *Stack {
+	t.Helper()
+	opts = stackDefaults(t, opts)
+	s := &Stack{t: t, opts: opts, poolDirs: map[string]map[string]string{}}
+	s.startTemporal()
+	s.startAgents()
+	for i := range opts.Workers {
+		s.Workers = append(s.Workers, s.newWorker(fmt.Sprintf("worker-%d", i+1)))
+		s.Workers[i].Start()
+	}
+	s.startAPI()
+	if !opts.NoRegister {
+		s.Register()
+	}
+	return s
+}
+
+func stackDefaults(t testing.TB, opts StackOptions) StackOptions {
+	if opts.DatabaseURL == "" {
+		opts.DatabaseURL = SQLite(t)
+	}
+	if opts.Agents == 0 {
+		opts.Agents = 2
+	}
+	if opts.Workers == 0 {
+		opts.Workers = 1
+	}
+	if opts.NodeToken == "" {
+		opts.NodeToken = "node-token-" + randomHex(8)
+	}
+	if opts.Pools == nil {
+		shared := StackPool{ID: "shared", Shared: true, Dir: t.TempDir()}
+		for i := range opts.Agents {
+			shared.NodeIDs = append(shared.NodeIDs, nodeName(i))
+		}
+		opts.Pools = append(opts.Pools, shared)
+		for i := range opts.Agents {
+			opts.Pools = append(opts.Pools, StackPool{ID: fmt.Sprintf("local-%d", i+1), NodeIDs: []string{nodeName(i)}})
+		}
+	}
+	return opts
+}
+
+func nodeName(i int) string { return fmt.Sprintf("node-%d", i+1) }
+
+// TemporalAddress returns the host:port of the Temporal frontend.
+func (s *Stack) TemporalAddress() string { return s.temporalAddr }
+
+// TemporalWebURL returns the URL of Temporal Web.
+func (s *Stack) TemporalWebURL() string { return s.temporalUI }
+
+// APIURL returns the base URL of the REST API, e.g. http://127.0.0.1:PORT.
+func (s *Stack) APIURL() string { return s.apiURL }
+
+// NodeToken returns the agents' bearer token.
+func (s *Stack) NodeToken() string { return s.opts.NodeToken }
+
+// DatabaseURL returns the store's URL.
+func (s *Stack) DatabaseURL() string { return s.opts.DatabaseURL }
+
+// Agent returns the agent of a node id such as "node-1".
+func (s *Stack) Agent(nodeID string) *Agent {
+	for _, a := range s.Agents {
+		if a.NodeID() == nodeID {
+			return a
+		}
+	}
+	s.t.Fatalf("the stack has no node %q", nodeID)
+	return nil
+}
+
+// PoolDir returns the directory of a pool on a node: for a shared pool
+// the same one for every node.
+func (s *Stack) PoolDir(poolID, nodeID string) string {
+	dir, ok := s.poolDirs[poolID][nodeID]
+	if !ok {
+		s.t.Fatalf("pool %q is not on node %q", poolID, nodeID)
+	}
+	return dir
+}
+
+// Pools returns the stack's pools.
+func (s *Stack) Pools() []StackPool { return s.opts.Pools }
+
+// TemporalClient returns an SDK client of the stack's Temporal server,
+// closed when the test ends.
+func (s *Stack) TemporalClient() client.Client {
+	s.t.Helper()
+	c, err := client.Dial(client.Options{HostPort: s.temporalAddr, Namespace: "default"})
+	if err != nil {
+		s.t.Fatalf("dial temporal at %s: %v", s.temporalAddr, err)
+	}
+	s.t.Cleanup(c.Close)
+	return c
+}
+
+// TemporalCLI runs the pinned temporal CLI against the stack's server
+// (--address and --namespace are added) and returns its combined output
+// and error.
+func (s *Stack) TemporalCLI(args ...string) (string, error) {
+	args = append(args, "--address", s.temporalAddr, "--namespace", "default")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, TemporalCLI(s.t), args...).CombinedOutput()
+	return string(out), err
+}
+
+// AddWorker starts one more worker process and returns it.
+func (s *Stack) AddWorker() *Process {
+	s.t.Helper()
+	w := s.newWorker(fmt.Sprintf("worker-%d", len(s.Workers)+1))
+	s.Workers = append(s.Workers, w)
+	w.Start()
+	return w
+}
+
+func (s *Stack) startTemporal() {
+	s.t.Helper()
+	port, uiPort := FreePort(s.t), FreePort(s.t)
+	s.temporalAddr = "127.0.0.1:" + strconv.Itoa(port)
+	s.temporalUI = "http://127.0.0.1:" + strconv.Itoa(uiPort)
+	args := []string{"server", "start-dev", "--ip", "127.0.0.1",
+		"--port", strconv.Itoa(port), "--ui-port", strconv.Itoa(uiPort), "--log-level", "warn"}
+	if s.opts.PersistTemporal {
+		args = append(args, "--db-filename", filepath.Join(s.t.TempDir(), "temporal.db"))
+	}
+	for _, name := range SearchAttributes {
+		args = append(args, "--search-attribute", name+"=Keyword")
+	}
+	s.Temporal = newProcess(s.t, "temporal", TemporalCLI(s.t), args, nil, func(_ int, exited <-chan struct{}) error {
+		return pollReady(exited, 2*time.Minute, s.temporalHealthy)
+	})
+	s.Temporal.Start()
+}
+
+func (s *Stack) temporalHealthy() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := client.DialContext(ctx, client.Options{HostPort: s.temporalAddr, Namespace: "default"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"})
+	return err
+}
+
+func (s *Stack) startAgents() {
+	s.t.Helper()
+	for i := range s.opts.Agents {
+		node := nodeName(i)
+		var pools []nodeagent.PoolDir
+		for _, p := range s.opts.Pools {
+			if !slices.Contains(p.NodeIDs, node) {
+				continue
+			}
+			dir := p.Dir
+			if !p.Shared || dir == "" {
+				dir = s.t.TempDir()
+			}
+			if s.poolDirs[p.ID] == nil {
+				s.poolDirs[p.ID] = map[string]string{}
+			}
+			s.poolDirs[p.ID][node] = dir
+			pools = append(pools, nodeagent.PoolDir{ID: p.ID, Dir: dir})
+		}
+		if len(pools) == 0 {
+			pools = []nodeagent.PoolDir{{ID: "unused-" + node, Dir: s.t.TempDir()}}
+		}
+		s.Agents = append(s.Agents, StartAgent(s.t, AgentOptions{
+			NodeID: node, Pools: pools, Token: s.opts.NodeToken, AllowPrivateNetworks: true,
+			Env: s.opts.Env, Args: s.opts.AgentArgs,
+		}))
+	}
+}
+
+func (s *Stack) controlPlaneArgs() []string {
+	return []string{"--temporal-address", s.temporalAddr, "--temporal-namespace", "default",
+		"--database-url", s.opts.DatabaseURL}
+}
+
+func (s *Stack) childEnv() []string {
+	env := []string{"CLOUDIMAGES_LOG_LEVEL=debug", "CLOUDIMAGES_NODE_TOKEN=" + s.opts.NodeToken}
+	return append(env, s.opts.Env...)
+}
+
+func (s *Stack) newWorker(name string) *Process {
+	args := append([]string{"worker"}, s.controlPlaneArgs()...)
+	args = append(args, s.opts.WorkerArgs...)
+	return newProcess(s.t, name, Binary(s.t), args, s.childEnv(), func(pid int, exited <-chan struct{}) error {
+		return pollReady(exited, time.Minute, func() error { return s.workerPolling(pid) })
+	})
+}
+
+// workerPolling checks that the worker with this pid polls the task
+// queue: the SDK's default identity starts with "PID@".
+func (s *Stack) workerPolling(pid int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := client.DialContext(ctx, client.Options{HostPort: s.temporalAddr, Namespace: "default"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	resp, err := c.DescribeTaskQueue(ctx, "image-downloads", enums.TASK_QUEUE_TYPE_ACTIVITY)
+	if err != nil {
+		return err
+	}
+	if hasPoller(resp.GetPollers(), pid) {
+		return nil
+	}
+	return fmt.Errorf("worker pid %d does not poll task queue image-downloads yet", pid)
+}
+
+func hasPoller(pollers []*taskqueue.PollerInfo, pid int) bool {
+	prefix := strconv.Itoa(pid) + "@"
+	for _, p := range pollers {
+		if strings.HasPrefix(p.GetIdentity(), prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Stack) startAPI() {
+	s.t.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(FreePort(s.t))
+	s.apiURL = "http://" + addr
+	s.API = &APIClient{BaseURL: s.apiURL, Token: s.opts.APIToken}
+	args := append([]string{"api", "--listen", addr, "--temporal-web-url", s.temporalUI}, s.controlPlaneArgs()...)
+	env := s.childEnv()
+	if s.opts.APIToken != "" {
+		env = append(env, "CLOUDIMAGES_API_TOKEN="+s.opts.APIToken)
+	}
+	s.APIServer = newProcess(s.t, "api", Binary(s.t), args, env, func(_ int, exited <-chan struct{}) error {
+		return pollReady(exited, time.Minute, func() error {
+			status, err := s.API.Do(context.Background(), http.MethodGet, "/healthz", nil, nil)
+			if err == nil && status != http.StatusOK {
+				err = fmt.Errorf("GET /healthz: %d", status)
+			}
+			return err
+		})
+	})
+	s.APIServer.Start()
+}
+
+// Register registers every agent as a node and every pool through the
+// REST API. A node or pool that exists already (409) is left as it is.
+func (s *Stack) Register() {
+	s.t.Helper()
+	for _, a := range s.Agents {
+		s.API.MustDo(s.t, http.MethodPost, "/v1/nodes", map[string]any{
+			"id": a.NodeID(), "name": a.NodeID(), "address": a.Address()}, nil, http.StatusCreated, http.StatusConflict)
+	}
+	for _, p := range s.opts.Pools {
+		typ := "local"
+		if p.Shared {
+			typ = "nfs"
+		}
+		s.API.MustDo(s.t, http.MethodPost, "/v1/pools", map[string]any{
+			"id": p.ID, "name": p.ID, "type": typ, "shared": p.Shared, "node_ids": p.NodeIDs}, nil, http.StatusCreated, http.StatusConflict)
+	}
+}
+
+// APIClient is a small JSON client of the REST API for tests.
+type APIClient struct {
+	BaseURL string
+	Token   string // sent as a bearer token when set
+}
+
+// Do sends a request with in as its JSON body (none when nil), decodes a
+// JSON answer into out (when non-nil), and returns the status.
+func (c *APIClient) Do(ctx context.Context, method, path string, in, out any) (int, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, err
+		}
+		body = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return 0, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s %s: %d, decode %q: %w", method, path, resp.StatusCode, raw, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// MustDo is Do that fails the test on an error or on a status other than
+// the wanted ones (any 2xx when none are given).
+func (c *APIClient) MustDo(t testing.TB, method, path string, in, out any, want ...int) int {
+	t.Helper()
+	var raw json.RawMessage
+	status, err := c.Do(context.Background(), method, path, in, &raw)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	ok := len(want) == 0 && status/100 == 2
+	for _, w := range want {
+		ok = ok || status == w
+	}
+	if !ok {
+		t.Fatalf("%s %s: status %d, want %v: %s", method, path, status, want, raw)
+	}
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
+		}
+	}
+	return status
+}

@@ -81,7 +81,8 @@ func dialControl(network, address string, _ syscall.RawConn) error {
 }
 
 // checkURL is the policy applied before anything is dialled: http or https,
-// a host, and — for literal addresses and "localhost" — a public address.
+// a host, and for a literal address a public one. Names ("localhost"
+// included) are judged by the address they resolve to, at dial time.
 func checkURL(raw string, allowPrivate bool) (*url.URL, error) {
 	if len(raw) > 8192 {
 		return nil, fault.New(fault.InvalidRequest, "url is %d characters long; at most 8192", len(raw))
@@ -100,9 +101,6 @@ func checkURL(raw string, allowPrivate bool) (*url.URL, error) {
 	if allowPrivate {
 		return u, nil
 	}
-	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
-		return nil, fault.New(fault.URLForbidden, "url %q points at this machine; the agent only downloads from public addresses unless started with --allow-private-networks", u.Redacted())
-	}
 	if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
 		if why := forbiddenAddr(a); why != "" {
 			return nil, fault.New(fault.URLForbidden, "url %q: %s is %s; the agent only downloads from public addresses unless started with --allow-private-networks", u.Redacted(), a, why)
@@ -116,11 +114,9 @@ func checkURL(raw string, allowPrivate bool) (*url.URL, error) {
 // of the mirror, past the policy), no transparent gzip (ranges are about
 // the bytes on the wire), HTTP/1.1 (one TCP stream is fastest for one big
 // file), and a bounded number of redirects, each to http or https only.
-func newUpstreamClient(allowPrivate bool, headerTimeout time.Duration) *http.Client {
-	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	if !allowPrivate {
-		dialer.Control = dialControl
-	}
+// control is dialControl, or nil to allow every address.
+func newUpstreamClient(control func(network, address string, c syscall.RawConn) error, headerTimeout time.Duration) *http.Client {
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: control}
 	transport := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           dialer.DialContext,

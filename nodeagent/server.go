@@ -61,7 +61,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("node_id", cfg.NodeID),
 		pools:    map[string]*pool{},
-		upstream: newUpstreamClient(cfg.AllowPrivateNetworks, cfg.StallTimeout),
+		upstream: newUpstreamClient(dialControl, cfg.StallTimeout),
 		slots:    make(chan struct{}, cfg.MaxConcurrent),
 		jobs:     map[string]*job{},
 	}
@@ -81,6 +81,9 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.pools[p.id] = p
 		s.order = append(s.order, p)
+	}
+	if cfg.AllowPrivateNetworks {
+		s.upstream = newUpstreamClient(nil, cfg.StallTimeout)
 	}
 	s.metrics = newMetrics(s)
 	s.handler = s.routes()

@@ -1,0 +1,6 @@
+package nodeagent
+
+// SetWriteFault makes every write to a partial file call f first and fail
+// with its error, if any: the seam for ENOSPC where no tiny file system
+// can be mounted.
+func SetWriteFault(s *Server, f func(n int) error) { s.writeFault = f }

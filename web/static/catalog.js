@@ -27,7 +27,7 @@ export function renderPools(state) {
   const options = rows.map(({ pool, usable, why }) =>
     h('option', { value: pool.id, disabled: !usable },
       (pool.name || pool.id) + (usable ? '' : ' — unavailable: ' + why)));
-  const firstUsable = rows.find((r) => r.usable);
+  const firstUsable = rows.find((r) => r.sure) || rows.find((r) => r.usable);
   if (!firstUsable) options.unshift(h('option', { value: '', disabled: true }, 'No pool can take a download now'));
   fill(s, options);
   const keep = rows.find((r) => r.pool.id === before && r.usable);
@@ -43,7 +43,8 @@ function renderPoolNote(rows) {
   const blocked = rows.filter((r) => !r.usable);
   const parts = [];
   if (rows.length === 0) parts.push('There are no storage pools yet: create one with POST /v1/pools and assign nodes to it.');
-  else if (picked) parts.push('Served by ' + picked.why + '.');
+  else if (picked && picked.sure) parts.push('Served by ' + picked.why + '.');
+  else if (picked) parts.push('Its nodes are ' + picked.why + ': the download waits for one to answer.');
   for (const r of blocked) parts.push(r.pool.id + ' cannot take downloads now: ' + r.why + '.');
   fill(note, parts.join(' '));
 }

@@ -21,6 +21,8 @@ const sentences = {
   internal: 'Something went wrong inside cloudimages. The API and worker logs say more; trying again may help.',
   temporal_unavailable: 'Temporal cannot be reached, so downloads cannot start or report. Check that the Temporal server runs.',
   payload_too_large: 'The request is too large. Shorten the fields and try again.',
+  method_not_allowed: 'The API does not allow that here. Reload the page: it may be out of date with the API.',
+  unsupported_media_type: 'The API expected JSON. Reload the page: it may be out of date with the API.',
   unprocessable: 'The request is valid but cannot be carried out. Read the details below.',
   network: 'The cloudimages API cannot be reached. Check that it runs; this page keeps trying on its own.',
 };

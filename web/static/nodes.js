@@ -9,22 +9,24 @@ function reportedPools(node) {
 }
 
 /**
- * Says whether a download into pool can start now, and if not, why:
- * it needs an assigned node that is online and whose agent serves the pool.
+ * Says whether a download into pool can start now, and if not, why: it
+ * needs an assigned node whose agent serves the pool. A pool whose nodes
+ * have not been checked yet ("unknown") can be tried (sure is false); one
+ * whose nodes are all offline cannot.
  */
 export function usability(pool, nodesById) {
   const ids = pool.node_ids || [];
   if (ids.length === 0) return { usable: false, why: 'no node is assigned to this pool' };
-  const online = ids.map((id) => nodesById.get(id)).filter((n) => n && n.status === 'online');
-  if (online.length === 0) {
-    const down = ids.map((id) => id + ' ' + ((nodesById.get(id) || {}).status || 'unknown'));
-    return { usable: false, why: down.join(', ') };
-  }
+  const nodes = ids.map((id) => nodesById.get(id) || { id, status: 'unknown' });
+  const online = nodes.filter((n) => n.status === 'online');
   const serving = online.filter((n) => !n.pools || reportedPools(n).includes(pool.id));
-  if (serving.length === 0) {
+  if (serving.length) return { usable: true, sure: true, why: serving.map((n) => n.id).join(', ') + ' online' };
+  if (online.length) {
     return { usable: false, why: online.map((n) => n.id).join(', ') + ' online but not serving this pool (check the agent’s --pool)' };
   }
-  return { usable: true, why: serving.map((n) => n.id).join(', ') + ' online' };
+  const unknown = nodes.filter((n) => n.status !== 'offline');
+  if (unknown.length) return { usable: true, sure: false, why: unknown.map((n) => n.id).join(', ') + ' not checked yet' };
+  return { usable: false, why: nodes.map((n) => n.id + ' offline').join(', ') };
 }
 
 /** Free and total bytes of a pool: from the pool, else from a node's report. */
@@ -56,7 +58,7 @@ function poolRow(pool, nodesById) {
     cell('Type', (pool.type || '?') + (pool.shared ? ', shared' : '')),
     cell('Served by', served.length ? served : h('span', { class: 'muted' }, 'no node')),
     cell('Free space', s ? bytes(s.free) + (s.total ? ' of ' + bytes(s.total) : '') : h('span', { class: 'muted', title: 'The API does not report free space' }, 'not reported')),
-    cell('Usable', u.usable ? h('span', { class: 'ok' }, 'yes') : h('span', { class: 'warn' }, 'no: ' + u.why)));
+    cell('Usable', u.sure ? h('span', { class: 'ok' }, 'yes') : h('span', { class: 'warn' }, (u.usable ? 'maybe: ' : 'no: ') + u.why)));
 }
 
 function nodeRow(node) {

@@ -2,15 +2,135 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
 )
 
+// devConfig is the configuration of `cloudimages dev`.
+type devConfig struct {
+	dataDir         string
+	listen          string   // the API and UI
+	agentListen     []string // node-1, node-2
+	temporalAddress string
+	temporalUIPort  int
+	temporalCLI     string // empty: next to the executable, then ./bin
+	apiToken        string
+	allowPrivate    bool
+}
+
 func runDev(ctx context.Context, args []string) error {
-	var dataDir string
-	f := newFlags("dev", "Runs everything on embedded defaults in one process tree.")
-	f.string(&dataDir, "data-dir", "CLOUDIMAGES_DATA_DIR", ".data", "where the dev setup keeps its database, pools and Temporal state")
+	var cfg devConfig
+	var agents string
+	f := newFlags("dev", "Runs everything on embedded defaults in one process tree: a Temporal dev server with Temporal Web,\n"+
+		"the worker, the API and web UI, and two node agents (node-1, node-2) with a local pool each and one\n"+
+		"shared pool. State is kept under --data-dir, so a second run finds its images again. Ctrl-C stops it all.")
+	f.string(&cfg.dataDir, "data-dir", "CLOUDIMAGES_DATA_DIR", ".data", "where the dev setup keeps its database, pools, logs and Temporal state")
+	f.string(&cfg.listen, "listen", "CLOUDIMAGES_DEV_LISTEN", "127.0.0.1:8080", "host:port of the API and web UI")
+	f.string(&agents, "agent-listen", "CLOUDIMAGES_DEV_AGENT_LISTEN", "127.0.0.1:9091,127.0.0.1:9092", "host:port of node-1 and node-2, comma-separated")
+	f.string(&cfg.temporalAddress, "temporal-address", "TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend: used if a server answers there, else a dev server is started on it")
+	f.int(&cfg.temporalUIPort, "temporal-ui-port", "CLOUDIMAGES_DEV_TEMPORAL_UI_PORT", 8233, "port of Temporal Web, when the dev server is started here")
+	f.string(&cfg.temporalCLI, "temporal-cli", "CLOUDIMAGES_TEMPORAL_CLI", "", "the temporal CLI that runs the dev server (default: next to this binary, then ./bin/temporal)")
+	f.string(&cfg.apiToken, "api-token", "CLOUDIMAGES_API_TOKEN", "", "bearer token the API requires on /v1/ routes (none: no auth)")
+	f.bool(&cfg.allowPrivate, "allow-private-networks", "CLOUDIMAGES_ALLOW_PRIVATE_NETWORKS", false, "let the agents download from loopback and private addresses (a mirror on your LAN)")
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	return errors.New("dev: not built yet")
+	if err := cfg.parse(agents); err != nil {
+		return err
+	}
+	return newDevRun(cfg).run(ctx)
+}
+
+// parse checks the settings and makes the data dir absolute: the children
+// get paths, and may not share the working directory's meaning.
+func (c *devConfig) parse(agents string) error {
+	for _, a := range strings.Split(agents, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			c.agentListen = append(c.agentListen, a)
+		}
+	}
+	if len(c.agentListen) != 2 {
+		return usagef("--agent-listen %q: want two host:port, for node-1 and node-2, e.g. 127.0.0.1:9091,127.0.0.1:9092", agents)
+	}
+	for _, hp := range append([]string{c.listen, c.temporalAddress}, c.agentListen...) {
+		if _, _, err := net.SplitHostPort(hp); err != nil {
+			return usagef("%q: want host:port, e.g. 127.0.0.1:8080", hp)
+		}
+	}
+	if c.temporalUIPort < 1 || c.temporalUIPort > 65535 {
+		return usagef("--temporal-ui-port %d: want a port between 1 and 65535", c.temporalUIPort)
+	}
+	if c.dataDir == "" {
+		return usagef("--data-dir is empty: give a directory, e.g. .data")
+	}
+	abs, err := filepath.Abs(c.dataDir)
+	if err != nil {
+		return usagef("--data-dir %q: %v", c.dataDir, err)
+	}
+	c.dataDir = abs
+	return nil
+}
+
+// devRun is one run of the dev setup: its children and where they keep things.
+type devRun struct {
+	cfg       devConfig
+	log       *slog.Logger
+	nodeToken string
+	children  []*child
+	exited    chan *child // a child that ended on its own
+	webURL    string      // Temporal Web, when started here
+	self      string      // this binary, which the children run
+	stopping  atomic.Bool
+}
+
+func newDevRun(cfg devConfig) *devRun {
+	return &devRun{cfg: cfg, log: slog.Default().With("component", "dev"), exited: make(chan *child, 8)}
+}
+
+// run starts everything, waits for Ctrl-C or for a child to die, and
+// stops everything.
+func (d *devRun) run(ctx context.Context) error {
+	err := d.start(ctx)
+	if err == nil {
+		d.printWelcome()
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(os.Stderr, "\nstopping…")
+		case c := <-d.exited:
+			err = fmt.Errorf("%s exited on its own (%v); its log is %s:\n%s", c.name, c.state(), c.logPath, c.tail(20))
+		}
+	}
+	d.stopAll()
+	if err == nil {
+		fmt.Fprintln(os.Stderr, "everything stopped")
+	}
+	return err
+}
+
+// start brings the parts up in order: Temporal, agents, worker, API; then
+// it registers the nodes and pools.
+func (d *devRun) start(ctx context.Context) error {
+	if err := d.prepare(); err != nil {
+		return err
+	}
+	if err := d.startTemporal(ctx); err != nil {
+		return err
+	}
+	for i := range d.cfg.agentListen {
+		if err := d.startAgent(ctx, i); err != nil {
+			return err
+		}
+	}
+	if err := d.startWorker(ctx); err != nil {
+		return err
+	}
+	if err := d.startAPI(ctx); err != nil {
+		return err
+	}
+	return d.register(ctx)
 }

@@ -1,0 +1,146 @@
+package workers_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/quantix/cloudimages/internal/testenv"
+	"github.com/quantix/cloudimages/store"
+	"github.com/quantix/cloudimages/workflows"
+)
+
+// RecordHistoryEnv, when set, makes the integration tests write the
+// histories they record into workflows/testdata, where the replay test
+// checks them against the workflow code.
+const RecordHistoryEnv = "CLOUDIMAGES_RECORD_HISTORY"
+
+func TestStartedFromTheTemporalCLIWithOnlyCatalogAndPool(t *testing.T) {
+	srv := testenv.StartDevServer(t)
+	w := newWorld(t, srv, worldOptions{dbURL: testenv.SQLite(t), nodes: []string{"node-1", "node-2"}, size: 2 << 20, rate: 1 << 20})
+	id := "cli-demo"
+	wfID := workflows.WorkflowID(id)
+	temporalCLI(t, srv, "workflow", "start", "--task-queue", workflows.TaskQueue, "--type", workflows.WorkflowType,
+		"--workflow-id", wfID, "--input", `{"catalog_id": "tiny", "pool_id": "pool-1"}`)
+
+	// While it runs, the progress query answers with the contract's shape.
+	deadline := time.Now().Add(time.Minute)
+	var live map[string]any
+	for time.Now().Before(deadline) {
+		out := temporalCLI(t, srv, "workflow", "query", "--workflow-id", wfID, "--type", workflows.ProgressQuery, "--output", "json")
+		live = queryResult(t, out)
+		if live["status"] == store.StatusReady || (live["status"] == store.StatusDownloading && progressOf(live)["bytes_done"].(float64) > 0) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, key := range []string{"status", "node_id", "progress", "failovers"} {
+		if _, ok := live[key]; !ok {
+			t.Fatalf("progress query result %v has no %q", live, key)
+		}
+	}
+	if live["node_id"] == "" {
+		t.Fatalf("progress query result %v names no node", live)
+	}
+
+	temporalCLI(t, srv, "workflow", "result", "--workflow-id", wfID)
+	img, err := w.store.Image(context.Background(), id)
+	if err != nil {
+		t.Fatalf("the workflow did not create its image record: %v", err)
+	}
+	if img.Status != store.StatusReady || img.CatalogID != "tiny" || img.WorkflowID != wfID || img.FileName != "tiny.qcow2" {
+		t.Fatalf("image = %+v", img)
+	}
+	done := queryResult(t, temporalCLI(t, srv, "workflow", "query", "--workflow-id", wfID, "--type", workflows.ProgressQuery, "--output", "json"))
+	if done["status"] != store.StatusReady || progressOf(done)["percent"].(float64) != 100 {
+		t.Fatalf("progress after READY = %v", done)
+	}
+
+	// The search attributes find it by pool, by status and by node.
+	for _, q := range []string{`PoolId="pool-1"`, `ImageStatus="READY"`, `ImageId="cli-demo"`, `CatalogId="tiny"`, `NodeId="` + img.NodeID + `"`} {
+		waitListed(t, srv, q, wfID)
+	}
+	recordHistory(t, srv, wfID, "cli-started.json")
+}
+
+func waitListed(t *testing.T, srv *testenv.DevServer, query, wfID string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := temporalCLI(t, srv, "workflow", "list", "--query", query, "--output", "json")
+		if strings.Contains(out, `"`+wfID+`"`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("temporal workflow list --query '%s' does not list %s:\n%s", query, wfID, out)
+		}
+		time.Sleep(200 * time.Millisecond) // the visibility store catches up
+	}
+}
+
+func temporalCLI(t *testing.T, srv *testenv.DevServer, args ...string) string {
+	t.Helper()
+	args = append(args, "--address", srv.Address, "--namespace", "default")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, testenv.TemporalCLI(t), args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("temporal %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// queryResult reads `temporal workflow query --output json`.
+func queryResult(t *testing.T, out string) map[string]any {
+	t.Helper()
+	var resp struct {
+		QueryResult []map[string]any `json:"queryResult"`
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil || len(resp.QueryResult) != 1 {
+		t.Fatalf("query output %q: %v", out, err)
+	}
+	return resp.QueryResult[0]
+}
+
+func progressOf(state map[string]any) map[string]any {
+	p, _ := state["progress"].(map[string]any)
+	if p == nil {
+		return map[string]any{"bytes_done": 0.0, "percent": 0.0}
+	}
+	return p
+}
+
+// recordHistory fetches a finished workflow's history the way a user
+// would (`temporal workflow show --output json`), replays it against the
+// workflow code, and with RecordHistoryEnv set keeps it in
+// workflows/testdata for the replay test.
+func recordHistory(t *testing.T, srv *testenv.DevServer, wfID, name string) {
+	t.Helper()
+	out := temporalCLI(t, srv, "workflow", "show", "--workflow-id", wfID, "--output", "json")
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := worker.NewWorkflowReplayer()
+	r.RegisterWorkflowWithOptions(workflows.DownloadImageWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	if err := r.ReplayWorkflowHistoryFromJSONFile(nil, path); err != nil {
+		t.Fatalf("replay %s: %v", wfID, err)
+	}
+	if os.Getenv(RecordHistoryEnv) != "" {
+		dst := filepath.Join(testenv.RepoRoot(t), "workflows", "testdata", name)
+		if err := os.WriteFile(dst, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("recorded %s", dst)
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,0 +1,178 @@
+package workers_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/quantix/cloudimages/internal/testenv"
+	"github.com/quantix/cloudimages/store"
+	"github.com/quantix/cloudimages/workflows"
+)
+
+func TestDownloadIsReadyWithTheRightChecksum(t *testing.T) {
+	srv := testenv.StartDevServer(t)
+	for _, db := range testenv.Databases(t) {
+		t.Run(db.Name, func(t *testing.T) {
+			w := newWorld(t, srv, worldOptions{dbURL: db.URL, nodes: []string{"node-1", "node-2"}, size: 2 << 20})
+			id := "happy-" + db.Name
+			res := w.result(w.startDownload(id))
+			w.checkReady(id, res)
+			s := w.progress(workflows.WorkflowID(id))
+			if s.Status != store.StatusReady || s.NodeID != res.NodeID || s.Progress.Percent != 100 || len(s.Failovers) != 0 {
+				t.Fatalf("progress = %+v", s)
+			}
+			if served := w.up.BytesServed(imageFile); served != int64(len(w.data)) {
+				t.Fatalf("upstream served %d bytes for a %d-byte file", served, len(w.data))
+			}
+			// No data in flight is left behind.
+			entries, _ := os.ReadDir(filepath.Dir(res.Path))
+			for _, e := range entries {
+				if e.Name() != filepath.Base(res.Path) && !e.IsDir() {
+					t.Errorf("left in the pool: %s", e.Name())
+				}
+			}
+		})
+	}
+}
+
+func TestKilledNodeFailsOverAndResumesOnSharedPool(t *testing.T) {
+	srv := testenv.StartDevServer(t)
+	for _, db := range testenv.Databases(t) {
+		t.Run(db.Name, func(t *testing.T) {
+			size := 4 << 20
+			w := newWorld(t, srv, worldOptions{dbURL: db.URL, shared: true, nodes: []string{"node-1", "node-2"}, size: size, rate: 1 << 20})
+			id := "failover-" + db.Name
+			run := w.startDownload(id)
+			first, _ := w.waitTransferring(id, 1<<20)
+			w.agents[first].Kill()
+
+			res := w.result(run)
+			w.checkReady(id, res)
+			if res.NodeID == first {
+				t.Fatalf("READY on %s, the node that was killed", first)
+			}
+			s := w.progress(workflows.WorkflowID(id))
+			if len(s.Failovers) != 1 || s.Failovers[0].NodeID != first || s.Failovers[0].Reason == "" || s.Progress.Attempt != 2 {
+				t.Fatalf("progress = %+v, want one failover from %s", s, first)
+			}
+			if served := w.up.BytesServed(imageFile); served >= int64(size)*3/2 {
+				t.Fatalf("upstream served %d bytes for a %d-byte file: the partial file was not resumed", served, size)
+			}
+			img, _ := w.store.Image(context.Background(), id)
+			if img.Attempt != 2 {
+				t.Fatalf("image attempt = %d, want 2", img.Attempt)
+			}
+			recordHistory(t, srv, workflows.WorkflowID(id), "failover-shared.json")
+		})
+	}
+}
+
+func TestKilledNodeFailsOverAndStartsAfreshOnLocalPool(t *testing.T) {
+	srv := testenv.StartDevServer(t)
+	size := 3 << 20
+	w := newWorld(t, srv, worldOptions{dbURL: testenv.SQLite(t), nodes: []string{"node-1", "node-2"}, size: size, rate: 1 << 20})
+	id := "failover-local"
+	run := w.startDownload(id)
+	first, _ := w.waitTransferring(id, 512<<10)
+	w.agents[first].Kill()
+
+	res := w.result(run)
+	w.checkReady(id, res)
+	if res.NodeID == first {
+		t.Fatalf("READY on %s, the node that was killed", first)
+	}
+	if s := w.progress(workflows.WorkflowID(id)); len(s.Failovers) != 1 || s.Failovers[0].NodeID != first {
+		t.Fatalf("failovers = %+v", s.Failovers)
+	}
+}
+
+func TestWorkerRestartReattachesWithoutRestartingTheTransfer(t *testing.T) {
+	srv := testenv.StartDevServer(t)
+	size := 3 << 20
+	w := newWorld(t, srv, worldOptions{dbURL: testenv.SQLite(t), nodes: []string{"node-1"}, size: size, rate: 1 << 20})
+	id := "restart"
+	run := w.startDownload(id)
+	node, before := w.waitTransferring(id, 512<<10)
+
+	w.w.Stop()
+	w.startWorker()
+
+	res := w.result(run)
+	w.checkReady(id, res)
+	after, err := w.agents[node].Client().Download(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.StartedAt == nil || after.StartedAt == nil || !before.StartedAt.Equal(*after.StartedAt) {
+		t.Fatalf("node job started at %v, then %v: the transfer was started again", before.StartedAt, after.StartedAt)
+	}
+	if n := w.up.Requests(imageFile); n != 1 {
+		t.Fatalf("upstream answered %d requests for the file, want the one transfer", n)
+	}
+	if served := w.up.BytesServed(imageFile); served != int64(size) {
+		t.Fatalf("upstream served %d bytes for a %d-byte file", served, size)
+	}
+	if s := w.progress(workflows.WorkflowID(id)); len(s.Failovers) != 0 || s.Progress.Attempt != 1 {
+		t.Fatalf("progress = %+v, want no failover", s)
+	}
+}
+
+func TestCancelStopsTheNodeJobAndRemovesPartialData(t *testing.T) {
+	srv := testenv.StartDevServer(t)
+	w := newWorld(t, srv, worldOptions{dbURL: testenv.SQLite(t), nodes: []string{"node-1"}, size: 4 << 20, rate: 512 << 10})
+	id := "cancel"
+	run := w.startDownload(id)
+	node, _ := w.waitTransferring(id, 256<<10)
+	if err := w.c.CancelWorkflow(context.Background(), run.GetID(), ""); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := run.Get(ctx, nil); err == nil {
+		t.Fatal("a cancelled workflow succeeded")
+	}
+	img, _ := w.store.Image(context.Background(), id)
+	if img.Status != store.StatusCancelled {
+		t.Fatalf("image status %s, want CANCELLED", img.Status)
+	}
+	// Nothing of the image is left in the pool, in flight or published.
+	var left []string
+	root := w.agents[node].PoolDir(poolID)
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		// The agent may keep the cancelled job's record; data may not stay.
+		if err == nil && !d.IsDir() && filepath.Ext(p) != ".json" {
+			left = append(left, p)
+		}
+		return nil
+	})
+	if len(left) != 0 {
+		t.Fatalf("left in the pool after cancel: %v", left)
+	}
+	recordHistory(t, srv, run.GetID(), "cancelled.json")
+}
+
+func TestNoNodeAvailableSaysWhatToDo(t *testing.T) {
+	srv := testenv.StartDevServer(t)
+	w := newWorld(t, srv, worldOptions{dbURL: testenv.SQLite(t), nodes: []string{"node-1"}, size: 1 << 20})
+	w.agents["node-1"].Stop()
+	id := "nonode"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := w.startDownload(id).Get(ctx, nil)
+	if err == nil {
+		t.Fatal("downloaded with no node up")
+	}
+	img, _ := w.store.Image(context.Background(), id)
+	if img.Status != store.StatusFailed || img.ErrorCode != "no_node_available" {
+		t.Fatalf("image = %s %s: %s", img.Status, img.ErrorCode, img.ErrorMessage)
+	}
+	for _, want := range []string{"node-1", "health check", "Start or fix"} {
+		if !contains(img.ErrorMessage, want) {
+			t.Errorf("message %q does not say %q", img.ErrorMessage, want)
+		}
+	}
+	recordHistory(t, srv, workflows.WorkflowID(id), "no-node.json")
+}

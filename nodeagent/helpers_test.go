@@ -2,6 +2,7 @@ package nodeagent_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -137,7 +138,7 @@ func assertPublished(t *testing.T, d nodeagent.Download, poolDir string, data []
 	if d.BytesDone != int64(len(data)) || d.BytesTotal != int64(len(data)) {
 		t.Errorf("bytes %d/%d, want %d", d.BytesDone, d.BytesTotal, len(data))
 	}
-	assertNoPartial(t, poolDir)
+	assertNoPartial(t, poolDir, d.ID)
 }
 
 // assertFailed checks the error and that neither the file nor any partial
@@ -153,13 +154,17 @@ func assertFailed(t *testing.T, d nodeagent.Download, poolDir, code string, retr
 	if _, err := os.Lstat(filepath.Join(poolDir, nodeagent.ImagesDir, d.FileName)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("failed download left %s (%v)", d.FileName, err)
 	}
-	assertNoPartial(t, poolDir)
+	assertNoPartial(t, poolDir, d.ID)
 }
 
-// assertNoPartial fails if any data in flight is left in the pool.
-func assertNoPartial(t *testing.T, poolDir string) {
+// assertNoPartial fails if a download's data in flight (with id "", any
+// download's) is left in the pool.
+func assertNoPartial(t *testing.T, poolDir, id string) {
 	t.Helper()
-	parts, _ := filepath.Glob(filepath.Join(poolDir, nodeagent.ImagesDir, ".downloads", "*.part"))
+	if id == "" {
+		id = "*"
+	}
+	parts, _ := filepath.Glob(filepath.Join(poolDir, nodeagent.ImagesDir, ".downloads", id+".part"))
 	if len(parts) > 0 {
 		t.Errorf("partial data left: %v", parts)
 	}
@@ -206,4 +211,20 @@ func rawRequest(t *testing.T, method, url, token, body string) (int, string) {
 		}
 	}
 	return resp.StatusCode, b.String()
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// newServer serves an agent over real HTTP until the test ends.
+func newServer(t *testing.T, srv *nodeagent.Server) string {
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return hs.URL
 }

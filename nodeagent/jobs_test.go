@@ -1,0 +1,295 @@
+package nodeagent_test
+
+import (
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/internal/testenv"
+	"github.com/quantix/cloudimages/nodeagent"
+)
+
+func TestSameIDSameRequestIs200AndDifferentIs409(t *testing.T) {
+	h := newHarness(t, nil)
+	data := testenv.QCOW2Image(1<<20, 1)
+	url := h.up.AddFile("a.qcow2", data)
+	h.up.SetFault("a.qcow2", testenv.Fault{BytesPerSecond: 2 << 20})
+	req := nodeagent.DownloadRequest{ID: "img-1", URL: url, PoolID: "pool-1", FileName: "a.qcow2", Checksum: testenv.SHA256(data)}
+
+	status, body := rawRequest(t, http.MethodPost, h.http.URL+"/v1/downloads", testToken, mustJSON(t, req))
+	if status != http.StatusAccepted {
+		t.Fatalf("first POST: %d %s", status, body)
+	}
+	// The same request again, also with the checksum in upper case: 200, one job.
+	again := req
+	again.Checksum = "sha256:" + strings.ToUpper(req.Checksum[len("sha256:"):])
+	status, body = rawRequest(t, http.MethodPost, h.http.URL+"/v1/downloads", testToken, mustJSON(t, again))
+	if status != http.StatusOK || !strings.Contains(body, `"id":"img-1"`) {
+		t.Fatalf("same request again: %d %s; want 200 with the job", status, body)
+	}
+	other := req
+	other.FileName = "b.qcow2"
+	if _, err := h.client.StartDownload(ctx(t), other); faultCode(err) != fault.Conflict {
+		t.Fatalf("same id, other request: %v; want conflict", err)
+	}
+	// Another id writing the same file in the same pool is a conflict too.
+	sameFile := req
+	sameFile.ID = "img-2"
+	if _, err := h.client.StartDownload(ctx(t), sameFile); faultCode(err) != fault.Conflict {
+		t.Fatalf("other id, same file: %v; want conflict", err)
+	}
+	d := waitFinished(t, h.client, "img-1")
+	assertPublished(t, d, h.pool, data, req.Checksum)
+	if n := h.up.Requests("a.qcow2"); n != 1 {
+		t.Errorf("mirror answered %d requests; the repeated POST must not start a second transfer", n)
+	}
+	// Once published, the same request answers 200 with the completed job.
+	d, err := h.client.StartDownload(ctx(t), req)
+	if err != nil || d.State != nodeagent.StateCompleted {
+		t.Fatalf("same request after completion: %+v %v", d, err)
+	}
+}
+
+func TestConcurrentIdenticalRequestsMakeOneJob(t *testing.T) {
+	h := newHarness(t, nil)
+	data := testenv.QCOW2Image(512<<10, 2)
+	url := h.up.AddFile("c.qcow2", data)
+	req := nodeagent.DownloadRequest{ID: "img-c", URL: url, PoolID: "pool-1", FileName: "c.qcow2", Checksum: testenv.SHA256(data)}
+	var wg sync.WaitGroup
+	statuses := make(chan int, 20)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, _ := rawRequest(t, http.MethodPost, h.http.URL+"/v1/downloads", testToken, mustJSON(t, req))
+			statuses <- status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for s := range statuses {
+		count[s]++
+	}
+	if count[http.StatusAccepted] != 1 || count[http.StatusOK] != 19 {
+		t.Fatalf("statuses %v; want one 202 and nineteen 200", count)
+	}
+	assertPublished(t, waitFinished(t, h.client, "img-c"), h.pool, data, req.Checksum)
+	if n := h.up.Requests("c.qcow2"); n != 1 {
+		t.Errorf("mirror answered %d requests, want 1", n)
+	}
+}
+
+func TestCancelStopsTransferAndRemovesPartialData(t *testing.T) {
+	h := newHarness(t, nil)
+	data := testenv.QCOW2Image(4<<20, 3)
+	url := h.up.AddFile("big.qcow2", data)
+	h.up.SetFault("big.qcow2", testenv.Fault{BytesPerSecond: 512 << 10})
+	h.start(nodeagent.DownloadRequest{ID: "img-x", URL: url, FileName: "big.qcow2", Checksum: testenv.SHA256(data)})
+	wait(t, h.client, "img-x", "under way", func(d nodeagent.Download) bool { return d.BytesDone > 100_000 })
+	part := filepath.Join(h.pool, nodeagent.ImagesDir, ".downloads", "img-x.part")
+	if _, err := os.Stat(part); err != nil {
+		t.Fatalf("no partial data while running: %v", err)
+	}
+	began := time.Now()
+	if err := h.client.CancelDownload(ctx(t), "img-x"); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(began); took > time.Second {
+		t.Errorf("cancel took %v; want under a second", took)
+	}
+	served := h.up.BytesServed("big.qcow2")
+	d, err := h.client.Download(ctx(t), "img-x")
+	if err != nil || d.State != nodeagent.StateCancelled || d.Error == nil || d.Error.Code != fault.Cancelled {
+		t.Fatalf("after cancel: %+v %v", d, err)
+	}
+	if _, err := os.Stat(part); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("partial data still there after cancel: %v", err)
+	}
+	assertNoPartial(t, h.pool, "")
+	if _, err := os.Stat(d.Path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a cancelled download published its file")
+	}
+	// The transfer has really stopped: the mirror sends nothing more.
+	time.Sleep(300 * time.Millisecond)
+	if now := h.up.BytesServed("big.qcow2"); now > served+128<<10 {
+		t.Errorf("mirror kept sending after cancel: %d → %d bytes", served, now)
+	}
+	// Cancelling again is fine; a download never seen is 404 (the client hides it).
+	if status, _ := rawRequest(t, http.MethodDelete, h.http.URL+"/v1/downloads/img-x", testToken, ""); status != http.StatusNoContent {
+		t.Errorf("second DELETE: %d, want 204", status)
+	}
+	if status, _ := rawRequest(t, http.MethodDelete, h.http.URL+"/v1/downloads/never", testToken, ""); status != http.StatusNotFound {
+		t.Errorf("DELETE of an unknown download: %d, want 404", status)
+	}
+	// The same request again starts afresh, and completes.
+	h.up.SetFault("big.qcow2", testenv.Fault{})
+	h.start(nodeagent.DownloadRequest{ID: "img-x", URL: url, FileName: "big.qcow2", Checksum: testenv.SHA256(data)})
+	assertPublished(t, waitFinished(t, h.client, "img-x"), h.pool, data, testenv.SHA256(data))
+}
+
+func TestMaxConcurrentQueuesTheRest(t *testing.T) {
+	h := newHarness(t, func(c *nodeagent.Config) { c.MaxConcurrent = 1 })
+	data := testenv.QCOW2Image(1<<20, 4)
+	for _, name := range []string{"q1.qcow2", "q2.qcow2", "q3.qcow2"} {
+		h.up.AddFile(name, data)
+		h.up.SetFault(name, testenv.Fault{BytesPerSecond: 2 << 20})
+	}
+	for _, name := range []string{"q1.qcow2", "q2.qcow2", "q3.qcow2"} {
+		h.start(nodeagent.DownloadRequest{ID: "id-" + strings.TrimSuffix(name, ".qcow2"), URL: h.up.FileURL(name), FileName: name, Checksum: testenv.SHA256(data)})
+	}
+	wait(t, h.client, "id-q1", "running", func(d nodeagent.Download) bool { return d.State == nodeagent.StateRunning && d.BytesDone > 0 })
+	for _, id := range []string{"id-q2", "id-q3"} {
+		if d, _ := h.client.Download(ctx(t), id); d.State != nodeagent.StateQueued || d.BytesDone != 0 {
+			t.Errorf("%s: %s with %d bytes while q1 runs; want queued", id, d.State, d.BytesDone)
+		}
+	}
+	health, err := h.client.Health(ctx(t))
+	if err != nil || health.ActiveDownloads != 3 {
+		t.Errorf("health: %+v %v; want 3 active downloads", health, err)
+	}
+	metrics := scrape(t, h.http.URL)
+	for _, want := range []string{"cloudimages_nodeagent_downloads_active 1", "cloudimages_nodeagent_downloads_queued 2"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	// Never more than one transfer at once, and all of them complete.
+	for _, id := range []string{"id-q1", "id-q2", "id-q3"} {
+		for {
+			running := 0
+			for _, other := range []string{"id-q1", "id-q2", "id-q3"} {
+				if d, _ := h.client.Download(ctx(t), other); d.State == nodeagent.StateRunning {
+					running++
+				}
+			}
+			if running > 1 {
+				t.Fatalf("%d downloads running with --max-concurrent 1", running)
+			}
+			if d, _ := h.client.Download(ctx(t), id); d.Finished() {
+				assertPublished(t, d, h.pool, data, testenv.SHA256(data))
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func TestCancelQueuedDownload(t *testing.T) {
+	h := newHarness(t, func(c *nodeagent.Config) { c.MaxConcurrent = 1 })
+	data := testenv.QCOW2Image(1<<20, 5)
+	h.up.AddFile("slow.qcow2", data)
+	h.up.SetFault("slow.qcow2", testenv.Fault{BytesPerSecond: 1 << 20})
+	h.up.AddFile("next.qcow2", data)
+	h.start(nodeagent.DownloadRequest{ID: "first", URL: h.up.FileURL("slow.qcow2"), FileName: "slow.qcow2"})
+	h.start(nodeagent.DownloadRequest{ID: "second", URL: h.up.FileURL("next.qcow2"), FileName: "next.qcow2"})
+	if err := h.client.CancelDownload(ctx(t), "second"); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := h.client.Download(ctx(t), "second"); d.State != nodeagent.StateCancelled {
+		t.Fatalf("queued download after cancel: %s", d.State)
+	}
+	assertPublished(t, waitFinished(t, h.client, "first"), h.pool, data, testenv.SHA256(data))
+	if n := h.up.Requests("next.qcow2"); n != 0 {
+		t.Errorf("a cancelled queued download reached the mirror %d times", n)
+	}
+}
+
+func TestDeleteFile(t *testing.T) {
+	h := newHarness(t, nil)
+	data := testenv.QCOW2Image(100_000, 6)
+	url := h.up.AddFile("del.qcow2", data)
+	h.start(nodeagent.DownloadRequest{ID: "del", URL: url, FileName: "del.qcow2"})
+	d := waitFinished(t, h.client, "del")
+	assertPublished(t, d, h.pool, data, testenv.SHA256(data))
+	if err := h.client.DeleteFile(ctx(t), "pool-1", "del.qcow2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(d.Path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("file still there after DeleteFile: %v", err)
+	}
+	if status, body := rawRequest(t, http.MethodDelete, h.http.URL+"/v1/pools/pool-1/files/del.qcow2", testToken, ""); status != http.StatusNotFound || !strings.Contains(body, fault.NotFound) {
+		t.Errorf("deleting a missing file: %d %s", status, body)
+	}
+	if status, body := rawRequest(t, http.MethodDelete, h.http.URL+"/v1/pools/nope/files/del.qcow2", testToken, ""); status != http.StatusNotFound || !strings.Contains(body, fault.PoolNotFound) {
+		t.Errorf("deleting in an unknown pool: %d %s", status, body)
+	}
+	if err := h.client.DeleteFile(ctx(t), "pool-1", "del.qcow2"); err != nil {
+		t.Errorf("client: deleting a file that is gone must be fine: %v", err)
+	}
+}
+
+func scrape(t *testing.T, base string) string {
+	t.Helper()
+	status, body := rawRequest(t, http.MethodGet, base+"/metrics", testToken, "")
+	if status != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %s", status, body)
+	}
+	return body
+}
+
+func TestMetricsCountBytesAndFailures(t *testing.T) {
+	h := newHarness(t, nil)
+	good := testenv.QCOW2Image(300_000, 7)
+	h.up.AddFile("good.qcow2", good)
+	h.up.AddFile("bad.qcow2", good)
+	h.up.SetFault("bad.qcow2", testenv.Fault{WrongBytes: true})
+	h.start(nodeagent.DownloadRequest{ID: "good", URL: h.up.FileURL("good.qcow2"), FileName: "good.qcow2", Checksum: testenv.SHA256(good)})
+	h.start(nodeagent.DownloadRequest{ID: "bad", URL: h.up.FileURL("bad.qcow2"), FileName: "bad.qcow2", Checksum: testenv.SHA256(good)})
+	waitFinished(t, h.client, "good")
+	waitFinished(t, h.client, "bad")
+	m := scrape(t, h.http.URL)
+	for _, want := range []string{
+		"cloudimages_nodeagent_downloaded_bytes_total 600000",
+		`cloudimages_nodeagent_download_failures_total{code="checksum_mismatch"} 1`,
+		"cloudimages_nodeagent_downloads_completed_total 1",
+		"cloudimages_nodeagent_downloads_active 0",
+		"process_resident_memory_bytes",
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+func TestCloseLeavesJobsToResume(t *testing.T) {
+	dir := t.TempDir()
+	up := testenv.NewUpstream(t)
+	data := testenv.QCOW2Image(3<<20, 8)
+	url := up.AddFile("r.qcow2", data)
+	up.SetFault("r.qcow2", testenv.Fault{BytesPerSecond: 2 << 20})
+	cfg := nodeagent.Config{NodeID: "n", Token: testToken, Pools: []nodeagent.PoolDir{{ID: "pool-1", Dir: dir}}, AllowPrivateNetworks: true, RetryBackoff: 10 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}
+	srv, err := nodeagent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := newServer(t, srv)
+	c := nodeagent.NewClient(hs, testToken)
+	if _, err := c.StartDownload(ctx(t), nodeagent.DownloadRequest{ID: "r", URL: url, PoolID: "pool-1", FileName: "r.qcow2", Checksum: testenv.SHA256(data)}); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, c, "r", "half done", func(d nodeagent.Download) bool { return d.BytesDone > 1<<20 })
+	srv.Close()
+	up.SetFault("r.qcow2", testenv.Fault{})
+
+	srv2, err := nodeagent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv2.Close)
+	c2 := nodeagent.NewClient(newServer(t, srv2), testToken)
+	d := waitFinished(t, c2, "r")
+	assertPublished(t, d, dir, data, testenv.SHA256(data))
+	if served := up.BytesServed("r.qcow2"); served > int64(len(data))+int64(len(data))/4 {
+		t.Errorf("mirror served %d bytes for a %d-byte file: the restart did not resume", served, len(data))
+	}
+}

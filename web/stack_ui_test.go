@@ -155,6 +155,22 @@ func TestUIDownloadsCancelsAndExplainsErrorsOnTheRealStack(t *testing.T) {
 	t.Logf("ftp URL: %s", b.text("#custom-status"))
 	b.screenshot("04-catalog-bad-url")
 
+	// Deleting the READY image asks once more, then removes its file.
+	b.run("open Images", 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="#images"]`)))
+	del := fmt.Sprintf(`[data-image=%q] button[data-action="delete"]`, tiny)
+	b.run("click Delete", 10*time.Second, chromedp.Click(chromedp.CSS(del)))
+	if got := b.text(del); got != "Really delete the file?" {
+		t.Errorf("Delete asks %q, want “Really delete the file?”", got)
+	}
+	if _, err := os.Stat(img.Path); err != nil {
+		t.Errorf("the file went before the delete was confirmed: %v", err)
+	}
+	b.run("confirm Delete", 10*time.Second, chromedp.Click(chromedp.CSS(del)))
+	b.waitFor("the row to go", row+` === null`, 30*time.Second)
+	if _, err := os.Stat(img.Path); !os.IsNotExist(err) {
+		t.Errorf("after Delete, %s: %v, want it gone", img.Path, err)
+	}
+
 	b.run("open Nodes and pools", 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="#nodes"]`)))
 	b.waitFor("both nodes online", `document.querySelectorAll('#nodes-table .node-online').length === 2`, 30*time.Second)
 	b.screenshot("05-nodes")

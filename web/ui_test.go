@@ -163,6 +163,8 @@ func TestUIShowsPoolsFailoversAndErrorsInWords(t *testing.T) {
 		t.Errorf("vendor entry shows %q, want its size and checksum file", got)
 	}
 	b.screenshot("02-catalog")
+	checkKeyboardReach(t, b, []string{"skip", "nav:catalog", "nav:images", "nav:nodes", "token-open", "pool",
+		"download:cirros-0.6.3", "download:tiny", "custom-url", "custom-name", "custom-checksum", "custom-submit"})
 
 	b.run("download CirrOS", 10*time.Second, chromedp.Click(chromedp.CSS(`button[data-download="cirros-0.6.3"]`)))
 	b.waitFor("the start message", `document.getElementById('catalog-status').textContent.includes('download started into pool-a')`, 10*time.Second)
@@ -216,5 +218,39 @@ func TestUIShowsPoolsFailoversAndErrorsInWords(t *testing.T) {
 			t.Errorf("%s is wider than a 390px window", section)
 		}
 		b.screenshot("06-narrow-" + section)
+	}
+}
+
+// checkKeyboardReach tabs through the page from the skip link and checks that
+// every control in want gets the focus, in that order, with a visible
+// focus ring.
+func checkKeyboardReach(t *testing.T, b *browser, want []string) {
+	t.Helper()
+	b.run("focus the top", 5*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[any](`document.querySelector('.skip').focus()`)(ctx, tg)
+		return err
+	}))
+	got := []string{"skip"}
+	for range 2 * len(want) {
+		b.run("press Tab", 5*time.Second, chromedp.KeyEvent("\t"))
+		name := eval[string](b, `(e => e.dataset.download ? 'download:' + e.dataset.download
+			: e.closest('nav') ? 'nav:' + e.dataset.section
+			: e.classList.contains('skip') ? 'skip' : e.id || e.tagName)(document.activeElement)`)
+		if name == "BODY" || name == got[0] {
+			break // past the last control
+		}
+		got = append(got, name)
+		if ring := eval[string](b, `getComputedStyle(document.activeElement).outlineStyle`); ring == "none" {
+			t.Errorf("%s has the focus but no visible focus ring", name)
+		}
+	}
+	i := 0
+	for _, name := range got {
+		if i < len(want) && name == want[i] {
+			i++
+		}
+	}
+	if i < len(want) {
+		t.Errorf("tabbing reached %v; want %v in that order (missing from %q on)", got, want, want[i])
 	}
 }

@@ -29,6 +29,7 @@ function newer(a, b) {
 
 /** Shows one image snapshot, unless an already shown one is newer. */
 export function upsert(img) {
+  if (!img || !img.id || !img.status) return; // not an Image (e.g. an error event)
   let r = rows.get(img.id);
   if (r && !newer(img, r.img)) return;
   if (!r) {
@@ -85,6 +86,7 @@ function build(img) {
     name: h('h3', {}),
     status: h('span', { class: 'badge' }),
     meta: h('p', { class: 'meta' }),
+    source: h('p', { class: 'meta sub' }),
     bar: h('progress', { max: '100' }),
     numbers: h('p', { class: 'numbers' }),
     failovers: h('ul', { class: 'failovers', 'aria-label': 'Failovers' }),
@@ -97,7 +99,7 @@ function build(img) {
   };
   const el = h('li', { class: 'image', 'data-image': img.id },
     h('div', { class: 'head' }, parts.name, parts.status),
-    parts.meta, parts.bar, parts.numbers, parts.failovers, parts.note, parts.error,
+    parts.meta, parts.source, parts.bar, parts.numbers, parts.failovers, parts.note, parts.error,
     h('div', { class: 'actions' }, parts.cancel, parts.del, parts.link),
     parts.actionStatus);
   const r = { img, el, parts };
@@ -119,6 +121,7 @@ function update(r) {
     ' · node ', h('strong', {}, p.node_id || img.node_id || 'not chosen yet'),
     p.attempt > 1 ? ' · attempt ' + p.attempt : '',
     ' · started ' + ago(img.created_at));
+  parts.source.textContent = img.catalog_id ? 'From the catalog: ' + img.catalog_id : img.source_url ? 'From ' + img.source_url : '';
   updateProgress(parts, img, p, label);
   updateFailovers(parts.failovers, img, p);
   updateNote(parts.note, img);
@@ -194,6 +197,7 @@ async function remove(r, action) {
   try {
     const status = await del('/v1/images/' + encodeURIComponent(img.id));
     showInfo(parts.actionStatus, status === 202 ? 'Cancelling…' : 'Deleted.');
+    if (status !== 202) document.getElementById('images-h').focus(); // the row goes away
   } catch (err) {
     showError(parts.actionStatus, explain(err));
   } finally {

@@ -198,6 +198,20 @@ func TestUIShowsPoolsFailoversAndErrorsInWords(t *testing.T) {
 		t.Errorf("visible buttons = %v, want Cancel on the live image and Delete on the failed one", buttons)
 	}
 	b.screenshot("04-images")
+	visible := `[...document.querySelectorAll('#images-list > li:not([hidden])')].map(li => li.dataset.image).join(',')`
+	for _, c := range []struct{ filter, want string }{{"live", "img-2"}, {"ended", "img-1"}, {"READY", ""}, {"", "img-2,img-1"}} {
+		b.run("filter "+c.filter, 5*time.Second, chromedp.SetValue(chromedp.ID("filter-status"), c.filter),
+			chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+				_, err := chromedp.Evaluate[any](`document.getElementById('filter-status').dispatchEvent(new Event('change'))`)(ctx, tg)
+				return err
+			}))
+		if got := eval[string](b, visible); got != c.want {
+			t.Errorf("filter %q shows %q, want %q", c.filter, got, c.want)
+		}
+		if note := !eval[bool](b, `document.getElementById('images-filtered').hidden`); note != (c.want == "") {
+			t.Errorf("filter %q: “no image matches” shown = %v, want %v", c.filter, note, c.want == "")
+		}
+	}
 
 	b.run("open Nodes and pools", 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="#nodes"]`)))
 	b.waitFor("the pools table", `document.querySelectorAll('#pools-table tbody tr').length === 3`, 10*time.Second)

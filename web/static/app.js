@@ -5,7 +5,7 @@ import { get, list, getToken, setToken } from './api.js';
 import { explain } from './errors.js';
 import { h, fill } from './dom.js';
 import { renderCatalog, renderPools, wireCustomForm } from './catalog.js';
-import { renderImages, upsert, setTemporalWeb, onImagesChanged, followLive } from './images.js';
+import { renderImages, upsert, setTemporalWeb, onImagesChanged, followLive, setPoolFilter, applyFilters } from './images.js';
 import { renderNodes } from './nodes.js';
 
 const sections = ['catalog', 'images', 'nodes'];
@@ -56,6 +56,8 @@ async function refreshInfra() {
     [state.pools, state.nodes] = await Promise.all([list('/v1/pools'), list('/v1/nodes')]);
     renderPools(state);
     renderNodes(state);
+    setPoolFilter(state.pools);
+    applyFilters();
   });
 }
 
@@ -110,6 +112,7 @@ function main() {
   wireToken();
   wireCustomForm(started);
   onImagesChanged(refreshImages);
+  for (const id of ['filter-status', 'filter-pool']) document.getElementById(id).addEventListener('change', applyFilters);
   window.addEventListener('hashchange', () => {
     document.querySelector('#' + show() + ' h1').focus();
   });

@@ -23,6 +23,30 @@ export function setTemporalWeb(web, namespace) {
 /** Sets the function called after a cancel or delete, to refresh the list. */
 export function onImagesChanged(fn) { onChange = fn; }
 
+/** Lists the pools in the pool filter, keeping the choice. */
+export function setPoolFilter(pools) {
+  const sel = document.getElementById('filter-pool');
+  const before = sel.value;
+  fill(sel, h('option', { value: '' }, 'every pool'), pools.map((p) => h('option', { value: p.id }, p.name || p.id)));
+  sel.value = pools.some((p) => p.id === before) ? before : '';
+}
+
+/** Hides the rows that the filters leave out. */
+export function applyFilters() {
+  const status = document.getElementById('filter-status').value;
+  const pool = document.getElementById('filter-pool').value;
+  let shown = 0;
+  for (const { img, el } of rows.values()) {
+    const live = !terminal.has(img.status);
+    const ok = (!pool || img.pool_id === pool) &&
+      (!status || (status === 'live' ? live : status === 'ended' ? !live && img.status !== 'READY' : img.status === status));
+    el.hidden = !ok;
+    if (ok) shown++;
+  }
+  document.getElementById('images-empty').hidden = rows.size > 0;
+  document.getElementById('images-filtered').hidden = !(rows.size > 0 && shown === 0);
+}
+
 function newer(a, b) {
   return !b || !a.updated_at || !b.updated_at || Date.parse(a.updated_at) >= Date.parse(b.updated_at);
 }
@@ -40,7 +64,7 @@ export function upsert(img) {
   }
   r.img = img;
   update(r);
-  document.getElementById('images-empty').hidden = rows.size > 0;
+  applyFilters();
 }
 
 /** Shows the whole list: newest first, rows of deleted images removed. */
@@ -53,7 +77,7 @@ export function renderImages(images) {
   for (const img of sorted) upsert(img);
   const list = document.getElementById('images-list');
   for (const img of sorted.reverse()) list.append(rows.get(img.id).el);
-  document.getElementById('images-empty').hidden = rows.size > 0;
+  applyFilters();
   followLive();
 }
 

@@ -11,6 +11,7 @@ const maxStreams = 4; // browsers allow 6 connections per host; leave room for t
 
 const rows = new Map(); // image id → {img, el, parts}
 const streams = new Map(); // image id → AbortController
+const rest = new Map(); // image id → time before which its stream is not reopened
 let settings = { web: 'http://127.0.0.1:8233', namespace: 'default' };
 let onChange = () => {};
 
@@ -85,7 +86,8 @@ export function renderImages(images) {
 export function followLive() {
   for (const r of rows.values()) {
     if (streams.size >= maxStreams) return;
-    if (!terminal.has(r.img.status) && !streams.has(r.img.id)) stream(r.img.id);
+    const id = r.img.id;
+    if (!terminal.has(r.img.status) && !streams.has(id) && !(rest.get(id) > Date.now())) stream(id);
   }
 }
 
@@ -96,6 +98,9 @@ function stream(id) {
     .catch(() => {}) // the periodic list refresh shows the state and restarts the stream
     .finally(() => {
       if (streams.get(id) === ctl) streams.delete(id);
+      // A stream that ended while the image still looks live (or failed)
+      // is reopened by a later list refresh, not at once in a loop.
+      rest.set(id, Date.now() + 2500);
       followLive();
     });
 }

@@ -86,8 +86,8 @@ func TestUIDownloadsCancelsAndExplainsErrorsOnTheRealStack(t *testing.T) {
 
 	// Pools: the first usable one preselected, the one without nodes disabled with why.
 	b.waitFor("a usable pool", `document.getElementById('pool').value !== ''`, 30*time.Second)
-	if got := eval[string](b, `document.getElementById('pool').value`); got != "shared" {
-		t.Errorf("preselected pool = %q, want shared, the first pool the API lists", got)
+	if got, want := eval[string](b, `document.getElementById('pool').value`), s.firstPoolWithNodes(); got != want {
+		t.Errorf("preselected pool = %q, want %q, the first pool the API lists with nodes", got, want)
 	}
 	if got := eval[string](b, `document.querySelector('#pool option[value="pool-empty"]').disabled + ' ' + document.querySelector('#pool option[value="pool-empty"]').textContent`); !strings.Contains(got, "true") || !strings.Contains(got, "no node is assigned") {
 		t.Errorf("pool-empty option = %q, want it disabled, saying no node is assigned", got)
@@ -202,6 +202,26 @@ func (s *uiStack) image(id string) apiImage {
 	var img apiImage
 	s.API.MustDo(s.t, http.MethodGet, "/v1/images/"+id, nil, &img, http.StatusOK)
 	return img
+}
+
+// firstPoolWithNodes returns the first pool in the API's order that has
+// nodes (every node of the stack is up).
+func (s *uiStack) firstPoolWithNodes() string {
+	s.t.Helper()
+	var pools struct {
+		Items []struct {
+			ID      string   `json:"id"`
+			NodeIDs []string `json:"node_ids"`
+		} `json:"items"`
+	}
+	s.API.MustDo(s.t, http.MethodGet, "/v1/pools", nil, &pools, http.StatusOK)
+	for _, p := range pools.Items {
+		if len(p.NodeIDs) > 0 {
+			return p.ID
+		}
+	}
+	s.t.Fatalf("GET /v1/pools lists no pool with nodes: %+v", pools.Items)
+	return ""
 }
 
 // temporalWeb is where the UI should link to: the API's --temporal-web-url

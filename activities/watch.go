@@ -56,7 +56,7 @@ func (a *Activities) WatchDownload(ctx context.Context, job Job) (Finished, erro
 	} else if err != nil {
 		return Finished{}, err
 	}
-	w := &watch{a: a, job: job, client: c, s: a.settings()}
+	w := &watch{a: a, job: job, client: c, s: a.settings(), began: time.Now()}
 	w.details = WatchDetails{NodeID: job.NodeID, DownloadID: job.DownloadID}
 	if activity.HasHeartbeatDetails(ctx) {
 		var prev WatchDetails
@@ -71,6 +71,7 @@ func (a *Activities) WatchDownload(ctx context.Context, job Job) (Finished, erro
 
 type watch struct {
 	a          *Activities
+	began      time.Time
 	job        Job
 	client     *nodeagent.Client
 	s          Settings
@@ -176,7 +177,7 @@ func (w *watch) report(ctx context.Context) {
 		}
 		w.lastStored = now
 	}
-	if (changed || now.Sub(w.lastSignal) >= w.s.SignalInterval) && w.a.Temporal != nil {
+	if (changed || now.Sub(w.lastSignal) >= w.signalInterval(now)) && w.a.Temporal != nil {
 		info := activity.GetInfo(ctx)
 		err := w.a.Temporal.SignalWorkflow(ctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, ProgressSignal, ProgressUpdate{
 			NodeID: w.job.NodeID, State: w.details.State, BytesDone: w.details.BytesDone,
@@ -196,4 +197,12 @@ func orSize(total, expected int64) int64 {
 		return total
 	}
 	return expected
+}
+
+// signalInterval grows with the time the watch has run (a thirtieth of it,
+// at most a minute), so that a download of hours adds a few hundred
+// events to the workflow's history, not thousands. Temporal Web still sees
+// every heartbeat, and the database every ProgressInterval.
+func (w *watch) signalInterval(now time.Time) time.Duration {
+	return min(max(w.s.SignalInterval, now.Sub(w.began)/30), max(w.s.SignalInterval, time.Minute))
 }

@@ -50,6 +50,12 @@ func TestStartedFromTheTemporalCLIWithOnlyCatalogAndPool(t *testing.T) {
 	if live["node_id"] == "" {
 		t.Fatalf("progress query result %v names no node", live)
 	}
+	if live["status"] == store.StatusDownloading {
+		meta := temporalCLI(t, srv, "workflow", "metadata", "--workflow-id", wfID)
+		if !strings.Contains(meta, "on node `"+live["node_id"].(string)+"`") {
+			t.Errorf("temporal workflow metadata does not show the download's node %v:\n%s", live["node_id"], meta)
+		}
+	}
 
 	temporalCLI(t, srv, "workflow", "result", "--workflow-id", wfID)
 	img, err := w.store.Image(context.Background(), id)
@@ -62,6 +68,15 @@ func TestStartedFromTheTemporalCLIWithOnlyCatalogAndPool(t *testing.T) {
 	done := queryResult(t, temporalCLI(t, srv, "workflow", "query", "--workflow-id", wfID, "--type", workflows.ProgressQuery, "--output", "json"))
 	if done["status"] != store.StatusReady || progressOf(done)["percent"].(float64) != 100 {
 		t.Fatalf("progress after READY = %v", done)
+	}
+
+	// Temporal Web (and `temporal workflow describe`) show the same status
+	// and figures as the progress query.
+	meta := temporalCLI(t, srv, "workflow", "metadata", "--workflow-id", wfID)
+	for _, want := range []string{"**READY** on node `" + img.NodeID + "`", "100.0% — 2.0 MiB of 2.0 MiB"} {
+		if !strings.Contains(meta, want) {
+			t.Errorf("temporal workflow metadata does not show %q:\n%s", want, meta)
+		}
 	}
 
 	// The search attributes find it by pool, by status and by node.

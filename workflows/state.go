@@ -42,10 +42,13 @@ func newDownload(ctx workflow.Context, in Input) *download {
 // listen answers the progress query, takes in the progress the watch
 // signals, and sets the search attributes that do not change.
 func (d *download) listen(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, ProgressQuery, d.state); err != nil {
+	err := workflow.SetQueryHandlerWithOptions(ctx, ProgressQuery, d.state, workflow.QueryHandlerOptions{
+		Description: "status, node, progress and failovers of the download, as in the REST API"})
+	if err != nil {
 		return err
 	}
-	signals := workflow.GetSignalChannel(ctx, activities.ProgressSignal)
+	signals := workflow.GetSignalChannelWithOptions(ctx, activities.ProgressSignal, workflow.SignalChannelOptions{
+		Description: "progress from the activity that watches the node (sent by the worker, not by people)"})
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		var u activities.ProgressUpdate
 		for signals.Receive(ctx, &u) {

@@ -1,0 +1,133 @@
+package nodeagent_test
+
+import (
+	"bytes"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/internal/testenv"
+	"github.com/quantix/cloudimages/nodeagent"
+)
+
+// TestKilledAgentResumesAfterRestart is the crash test: the agent process
+// gets SIGKILL in the middle of a download; started again, it picks the
+// job up from its checkpoint, and the mirror serves well under twice the file.
+func TestKilledAgentResumesAfterRestart(t *testing.T) {
+	up := testenv.NewUpstream(t)
+	data := testenv.QCOW2Image(6<<20, 42)
+	url := up.AddFile("crash.qcow2", data)
+	up.SetFault("crash.qcow2", testenv.Fault{BytesPerSecond: 3 << 20})
+	agent := testenv.StartAgent(t, testenv.AgentOptions{AllowPrivateNetworks: true, Env: []string{"CLOUDIMAGES_RETRY_BACKOFF=50ms"}})
+	c := agent.Client()
+	req := nodeagent.DownloadRequest{ID: "crash", URL: url, PoolID: "pool-1", FileName: "crash.qcow2", Checksum: testenv.SHA256(data)}
+	if _, err := c.StartDownload(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, c, "crash", "half done", func(d nodeagent.Download) bool { return d.BytesDone > 3<<20 })
+	agent.Kill()
+	if _, err := c.Health(ctx(t)); faultCode(err) != fault.NodeUnreachable {
+		t.Fatalf("killed agent still answers: %v", err)
+	}
+	servedBeforeRestart := up.BytesServed("crash.qcow2")
+	up.SetFault("crash.qcow2", testenv.Fault{})
+
+	agent.Restart()
+	d := waitFinished(t, c, "crash")
+	assertPublished(t, d, agent.PoolDir("pool-1"), data, req.Checksum)
+	served := up.BytesServed("crash.qcow2")
+	t.Logf("mirror served %d bytes before the kill, %d in all, for a %d-byte file", servedBeforeRestart, served, len(data))
+	if served >= int64(len(data))*3/2 {
+		t.Errorf("mirror served %d bytes for a %d-byte file: the restarted agent did not resume", served, len(data))
+	}
+	if up.Requests("crash.qcow2") < 2 {
+		t.Errorf("mirror saw %d requests; the restart must have asked for the rest", up.Requests("crash.qcow2"))
+	}
+
+	// The finished job is still known after another restart.
+	agent.Restart()
+	if d, err := c.Download(ctx(t), "crash"); err != nil || d.State != nodeagent.StateCompleted || d.Checksum != req.Checksum {
+		t.Fatalf("after a restart: %+v %v; want the completed download", d, err)
+	}
+	if d, err := c.StartDownload(ctx(t), req); err != nil || d.State != nodeagent.StateCompleted {
+		t.Fatalf("same request after a restart: %+v %v; want 200 with the completed download", d, err)
+	}
+}
+
+// TestStoppedAgentCheckpointsAndResumes: SIGTERM stops the agent promptly,
+// saving where each download stood; the next start goes on from there.
+func TestStoppedAgentCheckpointsAndResumes(t *testing.T) {
+	up := testenv.NewUpstream(t)
+	data := testenv.QCOW2Image(4<<20, 43)
+	url := up.AddFile("term.img", data)
+	up.SetFault("term.img", testenv.Fault{BytesPerSecond: 2 << 20})
+	agent := testenv.StartAgent(t, testenv.AgentOptions{AllowPrivateNetworks: true, MaxConcurrent: 1})
+	c := agent.Client()
+	if _, err := c.StartDownload(ctx(t), nodeagent.DownloadRequest{ID: "term", URL: url, PoolID: "pool-1", FileName: "term.img"}); err != nil {
+		t.Fatal(err)
+	}
+	before := wait(t, c, "term", "under way", func(d nodeagent.Download) bool { return d.BytesDone > 1<<20 })
+	began := time.Now()
+	agent.Stop()
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("SIGTERM took %v to stop the agent", took)
+	}
+	up.SetFault("term.img", testenv.Fault{})
+	agent.Restart()
+	d := waitFinished(t, c, "term")
+	assertPublished(t, d, agent.PoolDir("pool-1"), data, testenv.SHA256(data))
+	if served := up.BytesServed("term.img"); served > int64(len(data))+int64(len(data))/5 {
+		t.Errorf("mirror served %d bytes for a %d-byte file (stopped at %d): the graceful stop lost the progress", served, len(data), before.BytesDone)
+	}
+}
+
+// TestAgentProcessRefusesLoopbackByDefault: without --allow-private-networks
+// a mirror on 127.0.0.1 is url_forbidden, and not worth a retry.
+func TestAgentProcessRefusesLoopbackByDefault(t *testing.T) {
+	up := testenv.NewUpstream(t)
+	url := up.AddFile("x.qcow2", testenv.QCOW2Image(1000, 1))
+	agent := testenv.StartAgent(t, testenv.AgentOptions{})
+	_, err := agent.Client().StartDownload(ctx(t), nodeagent.DownloadRequest{ID: "x", URL: url, PoolID: "pool-1", FileName: "x.qcow2"})
+	fe, ok := fault.As(err)
+	if !ok || fe.Code != fault.URLForbidden || fe.Retryable {
+		t.Fatalf("loopback URL: %v; want url_forbidden, not retryable", err)
+	}
+	if up.Requests("x.qcow2") != 0 {
+		t.Error("the refused mirror got a request")
+	}
+}
+
+func TestAgentCommandLine(t *testing.T) {
+	bin := testenv.Binary(t)
+	pool := "--pool=p=" + t.TempDir()
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"nodeagent", "--node-token", "t", pool}, "--node-id is required"},
+		{[]string{"nodeagent", "--node-id", "n", pool}, "--node-token is required"},
+		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t"}, "at least one --pool"},
+		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t", "--pool", "nodir"}, "want ID=DIR"},
+		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t", pool, "--max-concurrent", "0"}, "--max-concurrent must be at least 1"},
+		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t", pool, "--retry-backoff", "0s"}, "must be positive"},
+	}
+	for _, tc := range cases {
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, tc.args...)
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v: %v, stderr %q; want exit 2 saying %q", tc.args, err, stderr.String(), tc.want)
+		}
+	}
+	out, err := exec.Command(bin, "nodeagent", "--help").CombinedOutput()
+	for _, flag := range []string{"--allow-private-networks", "CLOUDIMAGES_POOLS", "--retry-backoff", "--stall-timeout", "--max-attempts"} {
+		if err != nil || !strings.Contains(string(out), flag) {
+			t.Errorf("nodeagent --help does not document %s (%v)", flag, err)
+		}
+	}
+}

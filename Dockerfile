@@ -1,0 +1,22 @@
+# syntax=docker/dockerfile:1
+# One static binary for every role: the service's command picks it
+# (`cloudimages api`, `worker` or `nodeagent`). See docker-compose.yml.
+
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/cloudimages ./cmd/cloudimages
+# The pool mount points, owned by the runtime user: Docker gives a new
+# named volume the ownership of the directory it is mounted on.
+RUN mkdir -p /out/pools/local /out/pools/nfs-01
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/cloudimages /usr/local/bin/cloudimages
+COPY --from=build --chown=65532:65532 /out/pools /var/lib/cloudimages
+USER 65532:65532
+EXPOSE 8080 9090
+ENTRYPOINT ["/usr/local/bin/cloudimages"]
+CMD ["--help"]

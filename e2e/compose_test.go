@@ -1,0 +1,413 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/quantix/cloudimages/internal/testenv"
+	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/workflows"
+)
+
+// There is no Docker engine here, so these tests check docker-compose.yml
+// and the Dockerfile against the binary and the documented configuration:
+// a typo in a variable or a port would otherwise only show in production.
+
+type composeFile struct {
+	Services map[string]composeService `yaml:"services"`
+	Volumes  map[string]any            `yaml:"volumes"`
+}
+
+type composeService struct {
+	Image       string            `yaml:"image"`
+	Build       any               `yaml:"build"`
+	Command     []string          `yaml:"command"`
+	Entrypoint  []string          `yaml:"entrypoint"`
+	Environment map[string]string `yaml:"environment"`
+	Ports       []string          `yaml:"ports"`
+	Expose      []string          `yaml:"expose"`
+	Volumes     []string          `yaml:"volumes"`
+}
+
+const cloudimagesImage = "cloudimages:latest"
+
+func loadCompose(t *testing.T) composeFile {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f composeFile
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	return f
+}
+
+// servicesRunning returns the names of the services that run `cloudimages role`.
+func (f composeFile) servicesRunning(role string) []string {
+	var names []string
+	for name, s := range f.Services {
+		if s.Image == cloudimagesImage && len(s.Command) > 0 && s.Command[0] == role {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (f composeFile) service(t *testing.T, name string) composeService {
+	t.Helper()
+	s, ok := f.Services[name]
+	if !ok {
+		t.Fatalf("docker-compose.yml has no service %q", name)
+	}
+	return s
+}
+
+// interpolate resolves compose's ${VAR:-default} and ${VAR:?message} (the
+// latter to a stand-in value) and $$.
+func interpolate(v string) string {
+	re := regexp.MustCompile(`\$\{[A-Z_]+(:-([^}]*)|:\?[^}]*)?\}`)
+	v = re.ReplaceAllStringFunc(v, func(m string) string {
+		if _, def, ok := strings.Cut(m, ":-"); ok {
+			return strings.TrimSuffix(def, "}")
+		}
+		return "stand-in-value"
+	})
+	return strings.ReplaceAll(v, "$$", "$")
+}
+
+func TestComposeHasTheProductionTopology(t *testing.T) {
+	f := loadCompose(t)
+	if got := f.servicesRunning("api"); len(got) != 1 {
+		t.Errorf("API services = %v, want one", got)
+	}
+	if got := f.servicesRunning("worker"); len(got) != 2 {
+		t.Errorf("worker services = %v, want two", got)
+	}
+	if got := f.servicesRunning("nodeagent"); len(got) != 2 {
+		t.Errorf("node agent services = %v, want two", got)
+	}
+	for name, image := range map[string]string{"postgres": "postgres:", "temporal": "temporalio/auto-setup:", "temporal-ui": "temporalio/ui:"} {
+		if s := f.service(t, name); !strings.HasPrefix(s.Image, image) {
+			t.Errorf("service %s runs %q, want %s…", name, s.Image, image)
+		}
+	}
+	if f.service(t, "api").Build == nil {
+		t.Error("the api service does not build the image from the Dockerfile")
+	}
+}
+
+// TestComposeCommandsAndVariablesExist checks that every cloudimages
+// service runs a real subcommand and that every flag and variable it sets
+// is one that subcommand's --help lists, and, when the README's
+// configuration table has it, one documented for that subcommand.
+func TestComposeCommandsAndVariablesExist(t *testing.T) {
+	f := loadCompose(t)
+	documented := documentedVariables(t)
+	bin := testenv.Binary(t)
+	for name, s := range f.Services {
+		if s.Image != cloudimagesImage {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			if len(s.Command) == 0 {
+				t.Fatal("no command: the image's default is --help")
+			}
+			role := s.Command[0]
+			if !slices.Contains([]string{"api", "worker", "nodeagent"}, role) {
+				t.Fatalf("command %q is not a cloudimages server subcommand", role)
+			}
+			out, err := exec.Command(bin, role, "--help").CombinedOutput()
+			if err != nil {
+				t.Fatalf("cloudimages %s --help: %v\n%s", role, err, out)
+			}
+			help := string(out)
+			for _, arg := range s.Command[1:] {
+				if flag, ok := strings.CutPrefix(arg, "--"); ok {
+					flag, _, _ = strings.Cut(flag, "=")
+					if !strings.Contains(help, "--"+flag+" ") {
+						t.Errorf("flag --%s is not in `cloudimages %s --help`", flag, role)
+					}
+				}
+			}
+			if len(s.Environment) == 0 {
+				t.Error("no environment: the service would run on laptop defaults")
+			}
+			for env := range s.Environment {
+				if !strings.Contains(help, "env "+env) {
+					t.Errorf("variable %s is not in `cloudimages %s --help`", env, role)
+				}
+				if usedBy, ok := documented[env]; ok && !strings.Contains(usedBy, role) {
+					t.Errorf("variable %s is documented for %q, not for %s", env, usedBy, role)
+				}
+			}
+		})
+	}
+}
+
+// documentedVariables reads the README's configuration table: variable → "used by".
+func documentedVariables(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	row := regexp.MustCompile("^\\| `--[^|]*\\| `([A-Z_]+)`[^|]*\\|[^|]*\\|([^|]*)\\|")
+	for _, line := range strings.Split(string(b), "\n") {
+		if m := row.FindStringSubmatch(line); m != nil {
+			vars[m[1]] = strings.TrimSpace(m[2])
+		}
+	}
+	if len(vars) < 10 {
+		t.Fatalf("found %d variables in the README's configuration table; has its format changed?", len(vars))
+	}
+	return vars
+}
+
+func TestComposeAddressesAndPortsLineUp(t *testing.T) {
+	f := loadCompose(t)
+	temporal := f.service(t, "temporal")
+	if !slices.Contains(temporal.Ports, "7233:7233") {
+		t.Errorf("temporal publishes %v, want 7233:7233", temporal.Ports)
+	}
+	for _, name := range append(f.servicesRunning("api"), append(f.servicesRunning("worker"), "temporal-ui")...) {
+		env := f.service(t, name).Environment
+		if got := env["TEMPORAL_ADDRESS"]; got != "temporal:7233" {
+			t.Errorf("%s: TEMPORAL_ADDRESS = %q, want the temporal service, temporal:7233", name, got)
+		}
+	}
+	pg := f.service(t, "postgres").Environment
+	for _, name := range append(f.servicesRunning("api"), f.servicesRunning("worker")...) {
+		u, err := url.Parse(interpolate(f.service(t, name).Environment["DATABASE_URL"]))
+		if err != nil {
+			t.Fatalf("%s: DATABASE_URL: %v", name, err)
+		}
+		pw, _ := u.User.Password()
+		if u.Scheme != "postgres" || u.Hostname() != "postgres" || u.Path != "/"+pg["POSTGRES_DB"] ||
+			u.User.Username() != pg["POSTGRES_USER"] || pw != interpolate(pg["POSTGRES_PASSWORD"]) {
+			t.Errorf("%s: DATABASE_URL %s does not name the postgres service's database, user and password", name, u.Redacted())
+		}
+	}
+
+	api := f.service(t, "api")
+	_, apiPort, _ := net.SplitHostPort(api.Environment["CLOUDIMAGES_LISTEN"])
+	if !slices.Contains(api.Ports, apiPort+":"+apiPort) {
+		t.Errorf("api listens on %s but publishes %v", apiPort, api.Ports)
+	}
+	web, err := url.Parse(api.Environment["CLOUDIMAGES_TEMPORAL_WEB_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ui := f.service(t, "temporal-ui")
+	if len(ui.Ports) != 1 || !strings.HasPrefix(ui.Ports[0], web.Port()+":") {
+		t.Errorf("the API links Temporal Web at %s, temporal-ui publishes %v", web, ui.Ports)
+	}
+}
+
+// registration is what the register service posts.
+type registration struct {
+	Nodes []regNode
+	Pools []regPool
+}
+
+type regNode struct{ ID, Address string }
+
+type regPool struct {
+	ID      string
+	Shared  bool
+	NodeIDs []string `json:"node_ids"`
+}
+
+func registered(t *testing.T, f composeFile) registration {
+	t.Helper()
+	script := strings.Join(f.service(t, "register").Command, "\n")
+	var r registration
+	for _, m := range regexp.MustCompile(`post (/v1/\w+) '(\{.*\})'`).FindAllStringSubmatch(script, -1) {
+		var err error
+		switch m[1] {
+		case "/v1/nodes":
+			var n regNode
+			err = json.Unmarshal([]byte(m[2]), &n)
+			r.Nodes = append(r.Nodes, n)
+		case "/v1/pools":
+			var p regPool
+			err = json.Unmarshal([]byte(m[2]), &p)
+			r.Pools = append(r.Pools, p)
+		}
+		if err != nil {
+			t.Fatalf("register posts %s: %v", m[2], err)
+		}
+	}
+	return r
+}
+
+func TestComposeRegistersTheAgentsAndTheirPools(t *testing.T) {
+	f := loadCompose(t)
+	r := registered(t, f)
+	agents := f.servicesRunning("nodeagent")
+	if len(r.Nodes) != len(agents) {
+		t.Fatalf("register posts %d nodes, the file runs %d agents", len(r.Nodes), len(agents))
+	}
+	poolsOf := map[string]map[string]string{}  // node → pool → dir
+	volumeAt := map[string]map[string]string{} // node → dir → volume
+	for _, n := range r.Nodes {
+		s := f.service(t, n.ID)
+		if s.Command[0] != "nodeagent" || s.Environment["CLOUDIMAGES_NODE_ID"] != n.ID {
+			t.Errorf("node %s: its service does not run an agent with CLOUDIMAGES_NODE_ID=%s", n.ID, n.ID)
+		}
+		_, port, _ := net.SplitHostPort(s.Environment["CLOUDIMAGES_LISTEN"])
+		if n.Address != n.ID+":"+port || !slices.Contains(s.Expose, port) {
+			t.Errorf("node %s registered at %s; its agent listens on %s and exposes %v", n.ID, n.Address, port, s.Expose)
+		}
+		poolsOf[n.ID], volumeAt[n.ID] = map[string]string{}, map[string]string{}
+		for _, spec := range strings.Split(s.Environment["CLOUDIMAGES_POOLS"], ",") {
+			id, dir, _ := strings.Cut(spec, "=")
+			poolsOf[n.ID][id] = dir
+		}
+		for _, v := range s.Volumes {
+			vol, dir, _ := strings.Cut(v, ":")
+			if _, named := f.Volumes[vol]; !named {
+				t.Errorf("node %s mounts %q, not a named volume", n.ID, vol)
+			}
+			volumeAt[n.ID][dir] = vol
+		}
+	}
+	var shared int
+	for _, p := range r.Pools {
+		volumes := map[string]bool{}
+		for _, node := range p.NodeIDs {
+			dir, ok := poolsOf[node][p.ID]
+			if !ok {
+				t.Errorf("pool %s is assigned to %s, whose agent has no --pool %s", p.ID, node, p.ID)
+				continue
+			}
+			vol, ok := volumeAt[node][dir]
+			if !ok {
+				t.Errorf("pool %s on %s: %s is not on a volume", p.ID, node, dir)
+			}
+			volumes[vol] = true
+		}
+		if p.Shared {
+			shared++
+			if len(p.NodeIDs) < 2 || len(volumes) != 1 {
+				t.Errorf("shared pool %s: nodes %v mount volumes %v, want one volume on two nodes", p.ID, p.NodeIDs, volumes)
+			}
+		}
+	}
+	if shared == 0 {
+		t.Error("no shared pool is registered")
+	}
+	dockerfile, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(dockerfile), "/var/lib/cloudimages") {
+		t.Error("the Dockerfile does not create the pool mount points under /var/lib/cloudimages (owned by the runtime user)")
+	}
+}
+
+func TestComposeRegistersTheSearchAttributes(t *testing.T) {
+	f := loadCompose(t)
+	script := strings.Join(f.service(t, "temporal-setup").Command, "\n")
+	if !strings.Contains(script, "search-attribute create") || !strings.Contains(script, "--type Keyword") {
+		t.Fatalf("temporal-setup does not create Keyword search attributes:\n%s", script)
+	}
+	for _, name := range workflows.SearchAttributeNames {
+		if !regexp.MustCompile(`\b` + name + `\b`).MatchString(script) {
+			t.Errorf("temporal-setup does not register %s", name)
+		}
+	}
+}
+
+func TestDockerfileBuildsAStaticBinary(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := string(b)
+	if n := len(regexp.MustCompile(`(?m)^FROM `).FindAllString(d, -1)); n < 2 {
+		t.Errorf("the Dockerfile has %d stages, want a build stage and a runtime stage", n)
+	}
+	for _, want := range []string{"CGO_ENABLED=0", "./cmd/cloudimages", `ENTRYPOINT ["/usr/local/bin/cloudimages"]`, "USER "} {
+		if !strings.Contains(d, want) {
+			t.Errorf("the Dockerfile lacks %q", want)
+		}
+	}
+}
+
+// TestComposeAgentEnvironmentStartsAnAgent runs the binary with a node
+// service's environment (its directories moved to a temp dir and its port
+// to a free one): the agent must start and serve the pools the compose
+// file gives it.
+func TestComposeAgentEnvironmentStartsAnAgent(t *testing.T) {
+	f := loadCompose(t)
+	s := f.service(t, "node-1")
+	root := t.TempDir()
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	env := os.Environ()
+	for k, v := range s.Environment {
+		v = interpolate(v)
+		switch k {
+		case "CLOUDIMAGES_POOLS":
+			v = strings.ReplaceAll(v, "=/", "="+root+"/")
+		case "CLOUDIMAGES_LISTEN":
+			v = addr
+		}
+		env = append(env, k+"="+v)
+	}
+	for _, spec := range strings.Split(s.Environment["CLOUDIMAGES_POOLS"], ",") {
+		_, dir, _ := strings.Cut(spec, "=")
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(testenv.Binary(t), s.Command...)
+	cmd.Env = env
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	c := nodeagent.NewClient(addr, "stand-in-value")
+	var h nodeagent.Health
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		var err error
+		h, err = c.Health(ctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent with node-1's environment does not answer: %v\n%s", err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var pools []string
+	for _, p := range h.Pools {
+		pools = append(pools, p.ID)
+	}
+	slices.Sort(pools)
+	if h.NodeID != "node-1" || fmt.Sprint(pools) != "[local-1 nfs-01]" {
+		t.Errorf("health = node %s, pools %v; want node-1 with local-1 and nfs-01", h.NodeID, pools)
+	}
+}

@@ -257,11 +257,12 @@ func (s *Server) adopt(p *pool, req DownloadRequest) record {
 	if err == nil && old.Request == req {
 		switch {
 		case !finishedState(old.State):
-			old.State = StateQueued
+			old.State, old.NodeID = StateQueued, s.cfg.NodeID
 			s.log.Info("taking over a partial download left in the pool", "download_id", req.ID, "pool_id", p.id, "bytes_done", old.BytesDone)
 			return *old
 		case old.State == StateCompleted:
 			if fi, err := p.root.Lstat(req.FileName); err == nil && fi.Mode().IsRegular() && fi.Size() == old.BytesTotal {
+				old.NodeID = s.cfg.NodeID
 				return *old
 			}
 		}
@@ -269,7 +270,7 @@ func (s *Server) adopt(p *pool, req DownloadRequest) record {
 	if err := p.removeJobFiles(req.ID, false); err != nil {
 		s.log.Warn("remove stale download files", "download_id", req.ID, "pool_id", p.id, "err", err)
 	}
-	return newRecord(req)
+	return newRecord(req, s.cfg.NodeID)
 }
 
 func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {

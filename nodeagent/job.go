@@ -21,7 +21,11 @@ var (
 // data: enough to answer for it after a restart and to resume it without
 // re-reading the partial file (the hash state at BytesDone).
 type record struct {
-	Request      DownloadRequest `json:"request"`
+	Request DownloadRequest `json:"request"`
+	// NodeID is the agent that owns the job. On a shared pool the others
+	// leave it alone at their start; one takes it over only when asked to
+	// run the same download (a failover).
+	NodeID       string          `json:"node_id"`
 	State        string          `json:"state"`
 	BytesDone    int64           `json:"bytes_done"`
 	BytesTotal   int64           `json:"bytes_total"`
@@ -161,6 +165,6 @@ func (j *job) restartable() bool {
 	return r.State == StateCancelled || (r.State == StateFailed && r.Error != nil && r.Error.Retryable)
 }
 
-func newRecord(req DownloadRequest) record {
-	return record{Request: req, State: StateQueued, CreatedAt: time.Now().UTC()}
+func newRecord(req DownloadRequest, nodeID string) record {
+	return record{Request: req, NodeID: nodeID, State: StateQueued, CreatedAt: time.Now().UTC()}
 }

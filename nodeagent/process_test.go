@@ -131,3 +131,85 @@ func TestAgentCommandLine(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedPoolFailoverResumesPartialData: two agents see the same pool
+// directory (NFS). The first is killed mid-download; the same download
+// (same id) started on the second takes over the partial data.
+func TestSharedPoolFailoverResumesPartialData(t *testing.T) {
+	up := testenv.NewUpstream(t)
+	data := testenv.QCOW2Image(6<<20, 44)
+	url := up.AddFile("shared.qcow2", data)
+	up.SetFault("shared.qcow2", testenv.Fault{BytesPerSecond: 3 << 20})
+	shared := []nodeagent.PoolDir{{ID: "nfs-01", Dir: t.TempDir()}}
+	a := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-a", Pools: shared, AllowPrivateNetworks: true})
+	b := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-b", Pools: shared, AllowPrivateNetworks: true})
+	req := nodeagent.DownloadRequest{ID: "img-shared", URL: url, PoolID: "nfs-01", FileName: "shared.qcow2", Checksum: testenv.SHA256(data)}
+	if _, err := a.Client().StartDownload(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, a.Client(), req.ID, "half done", func(d nodeagent.Download) bool { return d.BytesDone > 3<<20 })
+	a.Kill()
+	up.SetFault("shared.qcow2", testenv.Fault{})
+
+	started, err := b.Client().StartDownload(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if started.BytesDone == 0 {
+		t.Errorf("node-b started from zero; want it to take over node-a's partial data")
+	}
+	d := waitFinished(t, b.Client(), req.ID)
+	assertPublished(t, d, shared[0].Dir, data, req.Checksum)
+	if served := up.BytesServed("shared.qcow2"); served >= int64(len(data))*3/2 {
+		t.Errorf("mirror served %d bytes for a %d-byte file: node-b did not resume", served, len(data))
+	}
+}
+
+// TestCancelOnAnotherNodeRemovesSharedPartialData: the node that took
+// over a download is not always the one asked to cancel it.
+func TestCancelOnAnotherNodeRemovesSharedPartialData(t *testing.T) {
+	up := testenv.NewUpstream(t)
+	data := testenv.QCOW2Image(4<<20, 45)
+	url := up.AddFile("c.qcow2", data)
+	up.SetFault("c.qcow2", testenv.Fault{BytesPerSecond: 2 << 20})
+	shared := []nodeagent.PoolDir{{ID: "nfs-01", Dir: t.TempDir()}}
+	a := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-a", Pools: shared, AllowPrivateNetworks: true})
+	b := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-b", Pools: shared, AllowPrivateNetworks: true})
+	req := nodeagent.DownloadRequest{ID: "img-c", URL: url, PoolID: "nfs-01", FileName: "c.qcow2"}
+	if _, err := a.Client().StartDownload(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, a.Client(), req.ID, "under way", func(d nodeagent.Download) bool { return d.BytesDone > 1<<20 })
+	a.Kill()
+	if err := b.Client().CancelDownload(ctx(t), req.ID); err != nil {
+		t.Fatal(err)
+	}
+	assertNoPartial(t, shared[0].Dir, "")
+}
+
+// TestRestartedNodeLeavesATakenOverJobAlone: after a failover, the first
+// node coming back must not resume the job the second one now runs.
+func TestRestartedNodeLeavesATakenOverJobAlone(t *testing.T) {
+	up := testenv.NewUpstream(t)
+	data := testenv.QCOW2Image(4<<20, 46)
+	url := up.AddFile("t.qcow2", data)
+	up.SetFault("t.qcow2", testenv.Fault{BytesPerSecond: 2 << 20})
+	shared := []nodeagent.PoolDir{{ID: "nfs-01", Dir: t.TempDir()}}
+	a := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-a", Pools: shared, AllowPrivateNetworks: true})
+	b := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-b", Pools: shared, AllowPrivateNetworks: true})
+	req := nodeagent.DownloadRequest{ID: "img-t", URL: url, PoolID: "nfs-01", FileName: "t.qcow2", Checksum: testenv.SHA256(data)}
+	if _, err := a.Client().StartDownload(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, a.Client(), req.ID, "under way", func(d nodeagent.Download) bool { return d.BytesDone > 1<<20 })
+	a.Kill()
+	if _, err := b.Client().StartDownload(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	a.Restart()
+	if _, err := a.Client().Download(ctx(t), req.ID); faultCode(err) != fault.NotFound {
+		t.Errorf("restarted node-a knows the download node-b took over: %v", err)
+	}
+	up.SetFault("t.qcow2", testenv.Fault{})
+	assertPublished(t, waitFinished(t, b.Client(), req.ID), shared[0].Dir, data, req.Checksum)
+}

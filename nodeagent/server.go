@@ -128,8 +128,8 @@ func (s *Server) load() {
 				s.log.Warn("skip unreadable download record", "pool_id", p.id, "err", err)
 				continue
 			}
-			if rec.Request.PoolID != p.id {
-				continue // a pool directory given under another id: not ours to resume
+			if rec.Request.PoolID != p.id || rec.NodeID != s.cfg.NodeID {
+				continue // another node's job in a shared pool, or a pool given under another id
 			}
 			if old, ok := s.jobs[id]; ok && old.record().CreatedAt.After(rec.CreatedAt) {
 				continue

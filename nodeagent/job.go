@@ -25,19 +25,19 @@ type record struct {
 	// NodeID is the agent that owns the job. On a shared pool the others
 	// leave it alone at their start; one takes it over only when asked to
 	// run the same download (a failover).
-	NodeID       string          `json:"node_id"`
-	State        string          `json:"state"`
-	BytesDone    int64           `json:"bytes_done"`
-	BytesTotal   int64           `json:"bytes_total"`
-	ETag         string          `json:"etag,omitempty"`
-	LastModified string          `json:"last_modified,omitempty"`
-	HashAlgo     string          `json:"hash_algo,omitempty"`
-	HashState    []byte          `json:"hash_state,omitempty"`
-	Checksum     string          `json:"checksum,omitempty"`
-	Error        *fault.Error    `json:"error,omitempty"`
-	CreatedAt    time.Time       `json:"created_at"`
-	StartedAt    *time.Time      `json:"started_at,omitempty"`
-	FinishedAt   *time.Time      `json:"finished_at,omitempty"`
+	NodeID       string       `json:"node_id"`
+	State        string       `json:"state"`
+	BytesDone    int64        `json:"bytes_done"`
+	BytesTotal   int64        `json:"bytes_total"`
+	ETag         string       `json:"etag,omitempty"`
+	LastModified string       `json:"last_modified,omitempty"`
+	HashAlgo     string       `json:"hash_algo,omitempty"`
+	HashState    []byte       `json:"hash_state,omitempty"`
+	Checksum     string       `json:"checksum,omitempty"`
+	Error        *fault.Error `json:"error,omitempty"`
+	CreatedAt    time.Time    `json:"created_at"`
+	StartedAt    *time.Time   `json:"started_at,omitempty"`
+	FinishedAt   *time.Time   `json:"finished_at,omitempty"`
 }
 
 func finishedState(s string) bool {

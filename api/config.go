@@ -2,6 +2,8 @@
 // pools, the catalog, images and their live progress.
 package api
 
+import "time"
+
 // Config is the API's configuration, filled from flags and environment by
 // cmd/cloudimages.
 type Config struct {
@@ -14,4 +16,7 @@ type Config struct {
 	NodeToken         string
 	CatalogPath       string
 	Version           string
+	// NodeHealthInterval is how often every node agent's health is
+	// checked (default 5s; negative turns the checks off).
+	NodeHealthInterval time.Duration
 }

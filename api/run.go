@@ -3,9 +3,86 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/store"
 )
 
-// Run serves the API until ctx is done. (Placeholder until issue 5 lands.)
+// shutdownTimeout bounds how long Run waits for requests in flight once
+// ctx is done.
+const shutdownTimeout = 20 * time.Second
+
+// Run opens the store, loads the catalog, and serves the API until ctx is
+// done (SIGTERM); then it shuts down gracefully. The Temporal client is
+// lazy: the API starts while Temporal is down, and the routes that need it
+// answer 503 temporal_unavailable until it is back.
 func Run(ctx context.Context, cfg Config) error {
-	return errors.New("api: not built yet")
+	log := slog.Default().With("component", "api")
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cat, err := catalog.Load(cfg.CatalogPath)
+	if err != nil {
+		return err
+	}
+	tc, err := client.NewLazyClient(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,
+		Logger: tlog.NewStructuredLogger(log.With("component", "temporal-client"))})
+	if err != nil {
+		return fmt.Errorf("temporal client for %s: %w", cfg.TemporalAddress, err)
+	}
+	defer tc.Close()
+	srv, err := New(Deps{Store: st, Catalog: cat, Temporal: tc, Log: slog.Default(), Options: Options{
+		APIToken: cfg.APIToken, NodeToken: cfg.NodeToken, TemporalAddress: cfg.TemporalAddress,
+		TemporalNamespace: cfg.TemporalNamespace, TemporalWebURL: cfg.TemporalWebURL, Version: cfg.Version,
+		HealthInterval: cfg.NodeHealthInterval,
+	}})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another process using it? pick another with --listen)", cfg.Listen, err)
+	}
+	return serve(ctx, srv, ln, log, cfg.APIToken != "")
+}
+
+func serve(ctx context.Context, srv *Server, ln net.Listener, log *slog.Logger, auth bool) error {
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		// No WriteTimeout: events streams last as long as a download.
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("API listening", "url", "http://"+ln.Addr().String(), "auth", auth)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("API shutting down")
+	srv.Close() // ends the events streams, which would hold Shutdown up
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("API stopped")
+	return nil
 }

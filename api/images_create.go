@@ -1,0 +1,245 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/checksum"
+	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/store"
+	"github.com/quantix/cloudimages/workflows"
+)
+
+// imageRequest is the body of POST /v1/images.
+type imageRequest struct {
+	CatalogID       string `json:"catalog_id"`
+	URL             string `json:"url"`
+	Name            string `json:"name"`
+	Checksum        string `json:"checksum"`
+	PoolID          string `json:"pool_id"`
+	NodeID          string `json:"node_id"`
+	AllowUnverified bool   `json:"allow_unverified"`
+}
+
+// maxURLLen is the longest source URL the store keeps.
+const maxURLLen = 2048
+
+// createImage starts a download, or answers with the live or READY image
+// of the same source in the same pool: never a second download.
+func (s *Server) createImage(c echo.Context) error {
+	ctx := c.Request().Context()
+	var req imageRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	img, err := s.checkImageRequest(&req)
+	if err != nil {
+		s.metrics.imageRequest("rejected")
+		return err
+	}
+	pool, err := s.pool(c, req.PoolID)
+	if err != nil {
+		s.metrics.imageRequest("rejected")
+		return err
+	}
+	if existing, ok, err := s.store.LiveImage(ctx, pool.ID, img.SourceKey); err != nil {
+		return err
+	} else if ok {
+		return s.answerExisting(c, existing)
+	}
+	if err := s.checkNodes(ctx, pool, req.NodeID); err != nil {
+		s.metrics.imageRequest("rejected")
+		return err
+	}
+	got, created, err := s.store.CreateImage(ctx, img)
+	switch {
+	case errors.Is(err, store.ErrFileNameTaken):
+		s.metrics.imageRequest("rejected")
+		return apiErr(fault.Conflict, "%v: give this image another name (\"name\")", err)
+	case errors.Is(err, store.ErrNotFound):
+		_, err = s.pool(c, req.PoolID) // deleted meanwhile
+		return err
+	case err != nil:
+		return err
+	case !created:
+		return s.answerExisting(c, got)
+	}
+	log := s.log.With("image_id", got.ID, "pool_id", got.PoolID)
+	if err := s.startDownload(ctx, got, inputFor(got, req.NodeID, req.AllowUnverified)); err != nil {
+		s.metrics.imageRequest("temporal_unavailable")
+		s.dropUnstarted(got)
+		return err
+	}
+	log.Info("download started", "source", got.SourceKey, "file_name", got.FileName, "workflow_id", got.WorkflowID)
+	s.metrics.imageRequest("created")
+	return c.JSON(http.StatusAccepted, viewImage(got))
+}
+
+// answerExisting answers 200 with the image already there. For a live one
+// it starts the workflow again, which is a no-op when it runs and heals an
+// image whose start was lost (a crash between the insert and the start).
+func (s *Server) answerExisting(c echo.Context, img store.Image) error {
+	if !img.Terminal() {
+		if err := s.startDownload(c.Request().Context(), img, inputFor(img, "", false)); err != nil {
+			s.metrics.imageRequest("temporal_unavailable")
+			return err
+		}
+	}
+	s.metrics.imageRequest("existing")
+	return c.JSON(http.StatusOK, viewImage(img))
+}
+
+// dropUnstarted removes the record of a download whose workflow could not
+// be started, so no PENDING image waits for a workflow that does not
+// exist. Should the start have reached Temporal after all, the workflow
+// creates the record again itself.
+func (s *Server) dropUnstarted(img store.Image) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.TemporalTimeout)
+	defer cancel()
+	cur, err := s.store.Image(ctx, img.ID)
+	if err != nil || cur.Status != store.StatusPending || cur.Attempt > 0 {
+		return
+	}
+	if err := s.store.DeleteImage(ctx, img.ID); err != nil {
+		s.log.Error("remove the record of an unstarted download", "image_id", img.ID, "error", err)
+	}
+}
+
+// checkImageRequest validates the request and returns the image record it
+// asks for, not yet stored.
+func (s *Server) checkImageRequest(req *imageRequest) (*store.Image, error) {
+	if req.PoolID == "" {
+		return nil, apiErr(fault.InvalidRequest, "pool_id is missing: say which storage pool the image goes to (GET /v1/pools lists them)")
+	}
+	if err := checkID("pool_id", req.PoolID); err != nil {
+		return nil, err
+	}
+	if req.NodeID != "" {
+		if err := checkID("node_id", req.NodeID); err != nil {
+			return nil, err
+		}
+	}
+	if req.Checksum != "" {
+		sum, err := checksum.Parse(req.Checksum)
+		if err != nil {
+			return nil, apiErr(fault.InvalidRequest, "%v", err)
+		}
+		req.Checksum = sum.String()
+	}
+	if req.Name != "" {
+		if err := catalog.ValidName(req.Name); err != nil {
+			return nil, apiErr(fault.InvalidRequest, "%v", err)
+		}
+	}
+	id := uuid.NewString()
+	img := &store.Image{ID: id, PoolID: req.PoolID, Checksum: req.Checksum, Status: store.StatusPending,
+		WorkflowID: workflows.WorkflowID(id)}
+	switch {
+	case req.CatalogID != "" && req.URL != "":
+		return nil, apiErr(fault.InvalidRequest, "give catalog_id or url, not both")
+	case req.CatalogID != "":
+		e, err := s.catalogEntry(req.CatalogID)
+		if err != nil {
+			return nil, err
+		}
+		img.CatalogID, img.Name, img.SizeBytes = e.ID, e.Name, e.SizeBytes
+		if req.Name != "" {
+			img.Name = req.Name
+		}
+		if img.Checksum == "" {
+			img.Checksum = e.Checksum
+		}
+		img.FileName = catalog.FileName(e.ID, e.URL)
+		img.SourceKey = catalog.SourceKey(e.ID, "")
+		img.SourceURL = e.URL
+	case req.URL != "":
+		name, err := checkSourceURL(req)
+		if err != nil {
+			return nil, err
+		}
+		img.Name, img.SourceURL = name, req.URL
+		img.FileName = catalog.FileName(name, req.URL)
+		img.SourceKey = catalog.SourceKey("", req.URL)
+		img.Unverified = req.Checksum == ""
+	default:
+		return nil, apiErr(fault.InvalidRequest, "give catalog_id (GET /v1/catalog lists them) or url")
+	}
+	return img, nil
+}
+
+// checkSourceURL checks a URL download and returns the image's name: the
+// one given, or the URL's file name.
+func checkSourceURL(req *imageRequest) (string, error) {
+	if len(req.URL) > maxURLLen {
+		return "", apiErr(fault.InvalidRequest, "url is %d characters long: at most %d", len(req.URL), maxURLLen)
+	}
+	u, err := url.Parse(req.URL)
+	if err != nil {
+		return "", apiErr(fault.InvalidRequest, "url %q is not a URL: %v", req.URL, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", apiErr(fault.URLForbidden, "url %q: only http:// and https:// URLs can be downloaded", req.URL)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return "", apiErr(fault.InvalidRequest, "url %q has no host", req.URL)
+	}
+	if u.User != nil {
+		return "", apiErr(fault.InvalidRequest, "url %q carries a user or password: those would be stored and shown with the image; use a URL without them", u.Redacted())
+	}
+	name := req.Name
+	if name == "" {
+		name = path.Base(u.Path)
+		if err := catalog.ValidName(name); err != nil || name == "." || name == "/" {
+			return "", apiErr(fault.InvalidRequest, "the url does not end in a usable file name: give the image a \"name\" (letters, digits, '.', '_', '+', '-')")
+		}
+	}
+	if req.Checksum == "" && !req.AllowUnverified {
+		return "", apiErr(fault.InvalidRequest, "a url download needs a checksum to verify the file: give \"checksum\": \"sha256:HEX\" (or sha512:HEX), or set \"allow_unverified\": true to accept the image unverified")
+	}
+	return strings.TrimSpace(name), nil
+}
+
+// checkNodes refuses a download that cannot run: a pool without nodes, a
+// pool whose nodes are all known to be offline, or a preferred node that
+// does not serve the pool. Nodes not checked yet count as usable.
+func (s *Server) checkNodes(ctx context.Context, pool store.Pool, preferred string) error {
+	nodes, err := s.store.NodesForPool(ctx, pool.ID)
+	if err != nil {
+		return err
+	}
+	if len(nodes) == 0 {
+		return apiErr(fault.NoNodeAvailable, "pool %q has no nodes: no node is assigned to it and no node agent reports serving it. Register a node (POST /v1/nodes) whose agent serves the pool (--pool %s=DIR), and assign it to the pool", pool.ID, pool.ID)
+	}
+	var states []string
+	usable := false
+	found := preferred == ""
+	for _, n := range nodes {
+		states = append(states, fmt.Sprintf("%s (%s)", n.ID, n.Status))
+		if n.Status != store.NodeOffline {
+			usable = true
+		}
+		if n.ID == preferred {
+			found = true
+		}
+	}
+	if !found {
+		var ids []string
+		for _, n := range nodes {
+			ids = append(ids, n.ID)
+		}
+		return apiErr(fault.UnprocessableRequest, "node %q does not serve pool %q; its nodes are: %s. Leave node_id out, or pick one of them", preferred, pool.ID, strings.Join(ids, ", "))
+	}
+	if !usable {
+		return apiErr(fault.NoNodeAvailable, "no node of pool %q is online: %s. Start their node agents (and check each node's address and --node-token), then try again", pool.ID, strings.Join(states, ", "))
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the API's Prometheus metrics, in a registry of its own (so
+// two servers in one test binary do not clash).
+type metrics struct {
+	registry      *prometheus.Registry
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	imageRequests *prometheus.CounterVec
+	nodeChecks    *prometheus.CounterVec
+	streams       prometheus.Gauge
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloudimages_api_requests_total", Help: "HTTP requests by method, route and status.",
+		}, []string{"method", "route", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cloudimages_api_request_duration_seconds", Help: "HTTP request latency by method and route (events streams last as long as they stream).",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"method", "route"}),
+		imageRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloudimages_api_image_requests_total",
+			Help: "POST /v1/images by outcome: created (a download started), existing (the live or READY image answered), rejected, temporal_unavailable.",
+		}, []string{"outcome"}),
+		nodeChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloudimages_api_node_health_checks_total", Help: "Health checks of node agents by result (online, offline).",
+		}, []string{"result"}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cloudimages_api_event_streams", Help: "Open image events streams.",
+		}),
+	}
+	m.registry.MustRegister(m.requests, m.duration, m.imageRequests, m.nodeChecks, m.streams,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&storeCollector{s: s})
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+func (m *metrics) observe(method, route string, status int, d time.Duration) {
+	m.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(method, route).Observe(d.Seconds())
+}
+
+func (m *metrics) imageRequest(outcome string) { m.imageRequests.WithLabelValues(outcome).Inc() }
+
+func (m *metrics) nodeCheck(online bool) {
+	if online {
+		m.nodeChecks.WithLabelValues("online").Inc()
+	} else {
+		m.nodeChecks.WithLabelValues("offline").Inc()
+	}
+}
+
+// storeCollector reports images and nodes by status, counted in the
+// database at scrape time.
+type storeCollector struct{ s *Server }
+
+var (
+	imagesDesc = prometheus.NewDesc("cloudimages_images", "Images by status.", []string{"status"}, nil)
+	nodesDesc  = prometheus.NewDesc("cloudimages_nodes", "Nodes by status (online, offline, unknown).", []string{"status"}, nil)
+)
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- imagesDesc
+	ch <- nodesDesc
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if counts, err := c.s.store.ImageCounts(ctx); err == nil {
+		for _, st := range statuses {
+			ch <- prometheus.MustNewConstMetric(imagesDesc, prometheus.GaugeValue, float64(counts[st]), st)
+		}
+	} else {
+		c.s.log.Warn("metrics: count images", "error", err)
+	}
+	if counts, err := c.s.store.NodeCounts(ctx); err == nil {
+		for _, st := range []string{"online", "offline", "unknown"} {
+			ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(counts[st]), st)
+		}
+	} else {
+		c.s.log.Warn("metrics: count nodes", "error", err)
+	}
+}

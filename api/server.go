@@ -1,0 +1,277 @@
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"go.temporal.io/sdk/client"
+
+	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/store"
+	"github.com/quantix/cloudimages/web"
+)
+
+// bodyLimitText is the largest request body the API reads; every request
+// it takes is a few hundred bytes.
+const bodyLimitText = "1M"
+
+// Deps are what the API works with. Store, Catalog and Temporal are
+// required; the rest have defaults.
+type Deps struct {
+	Store    *store.Store
+	Catalog  *catalog.Catalog
+	Temporal client.Client
+	Log      *slog.Logger // nil uses slog.Default()
+	Options  Options
+}
+
+// Options tune the API; zero fields take the defaults.
+type Options struct {
+	APIToken          string // bearer token for /v1/ routes; empty: no auth
+	NodeToken         string // bearer token for the node agents
+	TemporalAddress   string // for messages
+	TemporalNamespace string // for messages and the UI's links
+	TemporalWebURL    string // for the UI's links
+	Version           string
+
+	// TemporalTimeout bounds every call to Temporal (default 5s).
+	TemporalTimeout time.Duration
+	// QueryTimeout bounds the progress query for failovers (default 1s).
+	QueryTimeout time.Duration
+	// NodeTimeout bounds every call to a node agent (default 5s).
+	NodeTimeout time.Duration
+	// HealthInterval is how often every node's agent is checked; negative
+	// turns the checks off (default 5s).
+	HealthInterval time.Duration
+	// EventInterval is how often an events stream looks at its image
+	// (default 1s).
+	EventInterval time.Duration
+	// HeartbeatInterval is how often an idle events stream sends a comment
+	// line, so proxies keep it open (default 15s).
+	HeartbeatInterval time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.TemporalTimeout, 5*time.Second)
+	def(&o.QueryTimeout, time.Second)
+	def(&o.NodeTimeout, 5*time.Second)
+	def(&o.HealthInterval, 5*time.Second)
+	def(&o.EventInterval, time.Second)
+	def(&o.HeartbeatInterval, 15*time.Second)
+	if o.TemporalNamespace == "" {
+		o.TemporalNamespace = "default"
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	return o
+}
+
+// Server is the REST API and the web UI. Close stops its background work.
+type Server struct {
+	store    *store.Store
+	catalog  *catalog.Catalog
+	temporal client.Client
+	opts     Options
+	log      *slog.Logger
+	echo     *echo.Echo
+	metrics  *metrics
+	failover *failoverCache
+
+	closing   chan struct{} // closed by Close: events streams end
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// New builds the API. It starts the background health checks of the
+// nodes unless Options.HealthInterval is negative.
+func New(deps Deps) (*Server, error) {
+	switch {
+	case deps.Store == nil:
+		return nil, errors.New("api: a store is required")
+	case deps.Catalog == nil:
+		return nil, errors.New("api: a catalog is required")
+	case deps.Temporal == nil:
+		return nil, errors.New("api: a Temporal client is required")
+	}
+	log := deps.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		store:    deps.Store,
+		catalog:  deps.Catalog,
+		temporal: deps.Temporal,
+		opts:     deps.Options.withDefaults(),
+		log:      log.With("component", "api"),
+		closing:  make(chan struct{}),
+	}
+	s.failover = newFailoverCache()
+	s.metrics = newMetrics(s)
+	s.echo = s.routes()
+	if s.opts.HealthInterval > 0 {
+		s.wg.Add(1)
+		go s.checkNodesLoop()
+	}
+	return s, nil
+}
+
+// Handler is the API and UI as an http.Handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Close stops the health checks and ends every open events stream.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.wg.Wait()
+}
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(
+		middleware.RequestID(),
+		s.observe,
+		middleware.RecoverWithConfig(middleware.RecoverConfig{
+			DisablePrintStack: true,
+			LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+				s.log.Error("panic in handler", "method", c.Request().Method, "path", c.Request().URL.Path,
+					"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "error", err, "stack", string(stack))
+				return err
+			},
+		}),
+		middleware.BodyLimit(bodyLimitText),
+	)
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/metrics", echo.WrapHandler(s.metrics.handler()))
+
+	v1 := e.Group("/v1", s.auth)
+	v1.GET("/openapi.json", s.openAPI)
+	v1.GET("/settings", s.settings)
+
+	v1.POST("/nodes", s.createNode)
+	v1.GET("/nodes", s.listNodes)
+	v1.GET("/nodes/:id", s.getNode)
+	v1.DELETE("/nodes/:id", s.deleteNode)
+
+	v1.POST("/pools", s.createPool)
+	v1.GET("/pools", s.listPools)
+	v1.GET("/pools/:id", s.getPool)
+	v1.DELETE("/pools/:id", s.deletePool)
+
+	v1.GET("/catalog", s.listCatalog)
+	v1.GET("/catalog/:id", s.getCatalogEntry)
+
+	v1.POST("/images", s.createImage)
+	v1.GET("/images", s.listImages)
+	v1.GET("/images/:id", s.getImage)
+	v1.DELETE("/images/:id", s.deleteImage)
+	v1.GET("/images/:id/events", s.imageEvents)
+
+	// Unknown /v1/ routes answer 404 JSON rather than reach the UI.
+	e.RouteNotFound("/v1/*", func(echo.Context) error { return echo.ErrNotFound })
+	// Everything else is the web UI.
+	ui := echo.WrapHandler(jsonNotFound(web.Handler()))
+	e.GET("/*", ui)
+	e.HEAD("/*", ui)
+	return e
+}
+
+// isUIRoute tells the routes of the web UI from the API's own.
+func isUIRoute(path string) bool {
+	return path == "/*" || strings.HasPrefix(path, "/v1/*")
+}
+
+// jsonNotFound answers the UI's 404s with the contract's JSON error.
+func jsonNotFound(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(&notFoundWriter{ResponseWriter: w, method: r.Method}, r)
+	})
+}
+
+type notFoundWriter struct {
+	http.ResponseWriter
+	method   string
+	notFound bool
+}
+
+func (w *notFoundWriter) WriteHeader(status int) {
+	if status != http.StatusNotFound {
+		w.ResponseWriter.WriteHeader(status)
+		return
+	}
+	w.notFound = true
+	h := w.Header()
+	h.Del("Content-Length")
+	h.Set("Content-Type", "application/json")
+	w.ResponseWriter.WriteHeader(status)
+	if w.method != http.MethodHead {
+		_, _ = w.ResponseWriter.Write([]byte(`{"error":{"code":"not_found","message":"no such page or route: the UI is at /, the API under /v1/ (see GET /v1/openapi.json)"}}` + "\n"))
+	}
+}
+
+func (w *notFoundWriter) Write(b []byte) (int, error) {
+	if w.notFound {
+		return len(b), nil // the file server's plain-text 404 is replaced
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// observe logs every request with its request id, route and outcome, and
+// counts it. Errors are rendered here (c.Error), so the status is known.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		if err := next(c); err != nil {
+			c.Error(err)
+		}
+		req, res := c.Request(), c.Response()
+		route := c.Path()
+		if route == "" || isUIRoute(route) && strings.HasPrefix(req.URL.Path, "/v1/") {
+			route = "unmatched"
+		}
+		elapsed := time.Since(start)
+		s.metrics.observe(req.Method, route, res.Status, elapsed)
+		attrs := []any{"method", req.Method, "path", req.URL.Path, "route", route, "status", res.Status,
+			"latency_ms", elapsed.Milliseconds(), "bytes", res.Size, "request_id", res.Header().Get(echo.HeaderXRequestID)}
+		if id := c.Param("id"); id != "" {
+			attrs = append(attrs, resourceAttr(route), id)
+		}
+		level := slog.LevelInfo
+		switch {
+		case res.Status >= 500:
+			level = slog.LevelError
+		case res.Status >= 400:
+			level = slog.LevelWarn
+		case req.URL.Path == "/healthz" || req.URL.Path == "/metrics":
+			level = slog.LevelDebug // probes and scrapes would drown the rest
+		}
+		s.log.Log(req.Context(), level, "request", attrs...)
+		return nil
+	}
+}
+
+// resourceAttr is the log attribute of a route's :id (image_id, node_id, pool_id).
+func resourceAttr(route string) string {
+	switch {
+	case strings.HasPrefix(route, "/v1/images"):
+		return "image_id"
+	case strings.HasPrefix(route, "/v1/nodes"):
+		return "node_id"
+	case strings.HasPrefix(route, "/v1/pools"):
+		return "pool_id"
+	}
+	return "id"
+}

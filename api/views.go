@@ -1,0 +1,106 @@
+package api
+
+import (
+	"time"
+
+	"github.com/quantix/cloudimages/store"
+	"github.com/quantix/cloudimages/workflows"
+)
+
+// list is the envelope of every list answer: {"items": [...]}.
+type list[T any] struct {
+	Items []T `json:"items"`
+}
+
+func listOf[T any](items []T) list[T] {
+	if items == nil {
+		items = []T{}
+	}
+	return list[T]{Items: items}
+}
+
+// nodeView is a Node as the contract shows it.
+type nodeView struct {
+	ID              string     `json:"id"`
+	Name            string     `json:"name"`
+	Address         string     `json:"address"`
+	Status          string     `json:"status"`
+	LastSeenAt      *time.Time `json:"last_seen_at"`
+	Pools           []string   `json:"pools"`
+	ActiveDownloads int        `json:"active_downloads"`
+	CreatedAt       time.Time  `json:"created_at"`
+	UpdatedAt       time.Time  `json:"updated_at"`
+}
+
+func viewNode(n store.Node) nodeView {
+	pools := []string(n.Pools)
+	if pools == nil {
+		pools = []string{}
+	}
+	return nodeView{ID: n.ID, Name: n.Name, Address: n.Address, Status: n.Status, LastSeenAt: n.LastSeenAt,
+		Pools: pools, ActiveDownloads: n.ActiveDownloads, CreatedAt: n.CreatedAt, UpdatedAt: n.UpdatedAt}
+}
+
+// poolView is a Pool as the contract shows it.
+type poolView struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Type      string    `json:"type"`
+	Shared    bool      `json:"shared"`
+	NodeIDs   []string  `json:"node_ids"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func viewPool(p store.Pool) poolView {
+	return poolView{ID: p.ID, Name: p.Name, Type: p.Type, Shared: p.Shared, NodeIDs: p.NodeIDs(),
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+}
+
+// imageView is an Image as the contract shows it, plus "unverified" and,
+// for one live image that failed over, "failovers".
+type imageView struct {
+	ID         string               `json:"id"`
+	Name       string               `json:"name"`
+	CatalogID  string               `json:"catalog_id"`
+	SourceURL  string               `json:"source_url"`
+	PoolID     string               `json:"pool_id"`
+	NodeID     string               `json:"node_id"`
+	FileName   string               `json:"file_name"`
+	Path       string               `json:"path"`
+	Status     string               `json:"status"`
+	SizeBytes  int64                `json:"size_bytes"`
+	Checksum   string               `json:"checksum"`
+	Unverified bool                 `json:"unverified"`
+	Progress   workflows.Progress   `json:"progress"`
+	Error      *errorDetail         `json:"error"`
+	WorkflowID string               `json:"workflow_id"`
+	CreatedAt  time.Time            `json:"created_at"`
+	UpdatedAt  time.Time            `json:"updated_at"`
+	ReadyAt    *time.Time           `json:"ready_at"`
+	Failovers  []workflows.Failover `json:"failovers,omitempty"`
+}
+
+func viewImage(img store.Image) imageView {
+	v := imageView{ID: img.ID, Name: img.Name, CatalogID: img.CatalogID, SourceURL: img.SourceURL,
+		PoolID: img.PoolID, NodeID: img.NodeID, FileName: img.FileName, Path: img.Path, Status: img.Status,
+		SizeBytes: img.SizeBytes, Checksum: img.Checksum, Unverified: img.Unverified, WorkflowID: img.WorkflowID,
+		CreatedAt: img.CreatedAt, UpdatedAt: img.UpdatedAt, ReadyAt: img.ReadyAt}
+	rate := img.BytesPerSecond
+	if img.Terminal() {
+		rate = 0 // nothing moves any more: no rate, no ETA
+	}
+	v.Progress = workflows.NewProgress(img.BytesDone, img.BytesTotal, rate, img.Attempt, img.ProgressNodeID)
+	if img.ErrorCode != "" {
+		v.Error = &errorDetail{Code: img.ErrorCode, Message: img.ErrorMessage}
+	}
+	return v
+}
+
+func viewImages(imgs []store.Image) []imageView {
+	out := make([]imageView, 0, len(imgs))
+	for _, img := range imgs {
+		out = append(out, viewImage(img))
+	}
+	return out
+}

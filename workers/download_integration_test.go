@@ -2,10 +2,15 @@ package workers_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/store"
@@ -131,8 +136,15 @@ func TestCancelStopsTheNodeJobAndRemovesPartialData(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := run.Get(ctx, nil); err == nil {
-		t.Fatal("a cancelled workflow succeeded")
+	if err := run.Get(ctx, nil); !temporal.IsCanceledError(err) {
+		t.Fatalf("workflow ended with %v, want cancelled", err)
+	}
+	desc, err := w.c.DescribeWorkflowExecution(ctx, run.GetID(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enums.WORKFLOW_EXECUTION_STATUS_CANCELED {
+		t.Fatalf("workflow status %s, want CANCELED", st)
 	}
 	img, _ := w.store.Image(context.Background(), id)
 	if img.Status != store.StatusCancelled {
@@ -162,8 +174,9 @@ func TestNoNodeAvailableSaysWhatToDo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err := w.startDownload(id).Get(ctx, nil)
-	if err == nil {
-		t.Fatal("downloaded with no node up")
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != "no_node_available" {
+		t.Fatalf("workflow ended with %v, want no_node_available", err)
 	}
 	img, _ := w.store.Image(context.Background(), id)
 	if img.Status != store.StatusFailed || img.ErrorCode != "no_node_available" {
@@ -175,4 +188,39 @@ func TestNoNodeAvailableSaysWhatToDo(t *testing.T) {
 		}
 	}
 	recordHistory(t, srv, workflows.WorkflowID(id), "no-node.json")
+}
+
+func TestImageErrorsFailAtOnceWithTheirCode(t *testing.T) {
+	srv := testenv.StartDevServer(t)
+	cases := []struct {
+		name  string
+		fault testenv.Fault
+		code  string
+	}{
+		{"wrong bytes", testenv.Fault{WrongBytes: true}, "checksum_mismatch"},
+		{"missing on the mirror", testenv.Fault{Status: []int{404, 404, 404, 404, 404, 404, 404, 404}}, "upstream_not_found"},
+		{"an HTML page", testenv.Fault{HTML: true}, "not_a_disk_image"},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t, srv, worldOptions{dbURL: testenv.SQLite(t), nodes: []string{"node-1", "node-2"}, size: 1 << 20})
+			w.up.SetFault(imageFile, c.fault)
+			id := "bad-" + strconv.Itoa(i)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			err := w.startDownload(id).Get(ctx, nil)
+			var appErr *temporal.ApplicationError
+			if !errors.As(err, &appErr) || appErr.Type() != c.code {
+				t.Fatalf("workflow ended with %v, want %s", err, c.code)
+			}
+			img, _ := w.store.Image(context.Background(), id)
+			if img.Status != store.StatusFailed || img.ErrorCode != c.code || img.ErrorMessage == "" {
+				t.Fatalf("image = %s %s: %s", img.Status, img.ErrorCode, img.ErrorMessage)
+			}
+			// Not the node's fault: no other node was tried.
+			if s := w.progress(workflows.WorkflowID(id)); len(s.Failovers) != 0 || s.Status != store.StatusFailed {
+				t.Fatalf("progress = %+v", s)
+			}
+		})
+	}
 }

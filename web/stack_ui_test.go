@@ -130,6 +130,10 @@ func TestUIDownloadsCancelsAndExplainsErrorsOnTheRealStack(t *testing.T) {
 	if got := s.image(slow).Status; got != "CANCELLED" {
 		t.Errorf("API says the cancelled image is %s", got)
 	}
+	if got := eval[string](b, slowRow+`.innerText`); !strings.Contains(got, "Cancelled; the partial file was removed.") ||
+		strings.Contains(got, "Cancelling") || eval[bool](b, slowRow+`.querySelector('[role=alert]').hidden`) == false {
+		t.Errorf("cancelled row reads %q: want the note, no “Cancelling…” left over, no error box", got)
+	}
 
 	// A URL where there is no file: the download fails, and the row says why in words.
 	b.run("back to the catalog", 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="#catalog"]`)))

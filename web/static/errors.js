@@ -37,5 +37,6 @@ export function explain(err) {
   const code = (err && err.code) || 'internal';
   const title = sentence(code);
   const message = (err && err.message) || '';
-  return { code, title, detail: message && message !== title ? message : '' };
+  const same = (a, b) => a.toLowerCase().replace(/[.\s]+$/, '') === b.toLowerCase().replace(/[.\s]+$/, '');
+  return { code, title, detail: message && !same(message, title) ? message : '' };
 }

@@ -154,8 +154,12 @@ function update(r) {
   updateProgress(parts, img, p, label);
   updateFailovers(parts.failovers, img, p);
   updateNote(parts.note, img);
-  if (img.error && img.error.code) showError(parts.error, explain(img.error));
-  parts.error.hidden = !(img.error && img.error.code);
+  // A cancelled image carries the code "cancelled": that is its status, not a problem.
+  const problem = img.error && img.error.code && img.status !== 'CANCELLED';
+  if (problem) showError(parts.error, explain(img.error));
+  parts.error.hidden = !problem;
+  if (r.shown !== img.status) fill(parts.actionStatus); // "Cancelling…" is done with
+  r.shown = img.status;
   const live = !terminal.has(img.status);
   parts.cancel.hidden = !live;
   parts.del.hidden = live;
@@ -208,6 +212,7 @@ function updateFailovers(list, img, p) {
 function updateNote(note, img) {
   const parts = [];
   if (img.status === 'READY' && img.path) parts.push('At ' + img.path + ' on ' + img.node_id + '.');
+  if (img.status === 'CANCELLED') parts.push('Cancelled; the partial file was removed.');
   if (img.unverified) parts.push('Unverified: no checksum was given or found, so the file was not checked.');
   note.textContent = parts.join(' ');
   note.hidden = parts.length === 0;

@@ -67,7 +67,8 @@ function nodeRow(node) {
     cell('Address', h('code', {}, node.address || '')),
     cell('Status', statusBadge(node.status)),
     cell('Last seen', ago(node.last_seen_at)),
-    cell('Pools', reportedPools(node).join(', ') || h('span', { class: 'muted' }, 'none reported')));
+    cell('Pools', reportedPools(node).join(', ') || h('span', { class: 'muted' }, 'none reported')),
+    cell('Downloads', node.active_downloads === undefined ? '—' : String(node.active_downloads)));
 }
 
 /** Renders the pools and nodes tables. */
@@ -76,7 +77,7 @@ export function renderNodes(state) {
   const pools = document.querySelector('#pools-table tbody');
   const nodes = document.querySelector('#nodes-table tbody');
   fill(pools, state.pools.length ? state.pools.map((p) => poolRow(p, nodesById)) : emptyRow(5, 'No storage pools yet: create one with POST /v1/pools.'));
-  fill(nodes, state.nodes.length ? state.nodes.map(nodeRow) : emptyRow(5, 'No nodes yet: register one with POST /v1/nodes.'));
+  fill(nodes, state.nodes.length ? state.nodes.map(nodeRow) : emptyRow(6, 'No nodes yet: register one with POST /v1/nodes.'));
 }
 
 function emptyRow(cols, text) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -180,13 +181,52 @@ func (s *Server) routes() *echo.Echo {
 	v1.DELETE("/images/:id", s.deleteImage)
 	v1.GET("/images/:id/events", s.imageEvents)
 
-	// Unknown /v1/ routes answer 404 JSON rather than reach the UI.
-	e.RouteNotFound("/v1/*", func(echo.Context) error { return echo.ErrNotFound })
+	// Unknown /v1/ routes answer JSON rather than reach the UI: 405 with
+	// Allow when the path exists for other methods, 404 otherwise. (Echo
+	// would let a not-found route win over its own 405.)
+	e.RouteNotFound("/v1/*", func(c echo.Context) error {
+		if allow := allowedMethods(e, c.Request().URL.Path); len(allow) > 0 {
+			c.Response().Header().Set(echo.HeaderAllow, strings.Join(allow, ", "))
+			return echo.ErrMethodNotAllowed
+		}
+		return echo.ErrNotFound
+	})
 	// Everything else is the web UI.
 	ui := echo.WrapHandler(jsonNotFound(web.Handler()))
 	e.GET("/*", ui)
 	e.HEAD("/*", ui)
 	return e
+}
+
+// allowedMethods lists the methods of the API routes that match path.
+func allowedMethods(e *echo.Echo, path string) []string {
+	var out []string
+	for _, r := range e.Routes() {
+		if r.Method == echo.RouteNotFound || isUIRoute(r.Path) || !matchRoute(r.Path, path) {
+			continue
+		}
+		out = append(out, r.Method)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// matchRoute reports whether path fits an Echo route pattern such as
+// /v1/images/:id/events.
+func matchRoute(pattern, path string) bool {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(strings.TrimSuffix(path, "/"), "/")
+	if len(ps) != len(xs) {
+		return false
+	}
+	for i := range ps {
+		if strings.HasPrefix(ps[i], ":") && xs[i] != "" {
+			continue
+		}
+		if ps[i] != xs[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // isUIRoute tells the routes of the web UI from the API's own.

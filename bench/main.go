@@ -32,6 +32,8 @@ type bench struct {
 	stack  *stack
 	big    source
 	dropDB func()
+	// alt is an agent run from -compare-bin, an extra transfer contestant.
+	alt *agent
 }
 
 // parts are the benchmarks, in the order they run.
@@ -47,9 +49,10 @@ func main() {
 		dir       = flag.String("dir", os.Getenv("BENCH_DIR"), "work dir; kept (with the cached source file) when given, else a temp dir removed at the end")
 		database  = flag.String("database", "", "database URL for the API and worker (default: a fresh PostgreSQL database on $"+postgresEnv+" when set, else SQLite in the work dir)")
 		concurent = flag.Int("agent-max-concurrent", 32, "--max-concurrent of each node agent")
+		compare   = flag.String("compare-bin", "", "another cloudimages binary whose node agent joins the transfer benchmark (to measure a change)")
 	)
 	flag.Parse()
-	code, err := run(*size, *rounds, *n, *only, *scale, *dir, *database, *concurent)
+	code, err := run(*size, *rounds, *n, *only, *scale, *dir, *database, *compare, *concurent)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -57,7 +60,7 @@ func main() {
 	os.Exit(code)
 }
 
-func run(size int64, rounds, n int, only, scaleList, dir, database string, maxConcurrent int) (int, error) {
+func run(size int64, rounds, n int, only, scaleList, dir, database, compareBin string, maxConcurrent int) (int, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	selected, err := selectParts(only)
@@ -90,8 +93,8 @@ func run(size int64, rounds, n int, only, scaleList, dir, database string, maxCo
 			os.RemoveAll(b.dir)
 		}
 	}()
-	started := time.Now()
-	if err := b.setUp(ctx, size, database, maxConcurrent, selected); err != nil {
+	started, loadBefore := time.Now(), loadAverage()
+	if err := b.setUp(ctx, size, database, compareBin, maxConcurrent, selected); err != nil {
 		return 1, err
 	}
 	defer b.tearDown()
@@ -113,8 +116,8 @@ func run(size int64, rounds, n int, only, scaleList, dir, database string, maxCo
 			b.benchMemory(ctx)
 		}
 	}
-	fmt.Printf("\ncloudimages bench — %s — %d CPUs (GOMAXPROCS %d), %s, took %s\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.GOMAXPROCS(0), machineMemory(), time.Since(started).Round(time.Second))
+	fmt.Printf("\ncloudimages bench — %s — %d CPUs, %s, load average %s at the start and %s at the end, took %s\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), machineMemory(), loadBefore, loadAverage(), time.Since(started).Round(time.Second))
 	b.rep.markdown(os.Stdout)
 	if m := b.rep.misses(); m > 0 {
 		fmt.Printf("\n%d figure(s) missed their goal.\n", m)
@@ -125,7 +128,7 @@ func run(size int64, rounds, n int, only, scaleList, dir, database string, maxCo
 // setUp writes the source file, starts the mirror and the agents, and the
 // control plane when a selected part needs it (a control plane that does
 // not start skips those parts, with the reason in the table).
-func (b *bench) setUp(ctx context.Context, size int64, database string, maxConcurrent int, selected map[string]bool) error {
+func (b *bench) setUp(ctx context.Context, size int64, database, compareBin string, maxConcurrent int, selected map[string]bool) error {
 	srcDir := filepath.Join(b.dir, "src")
 	if err := os.MkdirAll(srcDir, 0o755); err != nil {
 		return err
@@ -165,6 +168,11 @@ func (b *bench) setUp(ctx context.Context, size int64, database string, maxConcu
 	if err := b.stack.startAgents(4, maxConcurrent); err != nil {
 		return fmt.Errorf("node agents: %w", err)
 	}
+	if compareBin != "" {
+		if b.alt, err = b.stack.startAgent("node-alt", compareBin, maxConcurrent); err != nil {
+			return fmt.Errorf("-compare-bin: %w", err)
+		}
+	}
 	if selected["transfer"] || selected["overhead"] || selected["failover"] || selected["scale"] || selected["memory"] {
 		cli := os.Getenv("CLOUDIMAGES_TEMPORAL_CLI")
 		if cli == "" {
@@ -180,6 +188,10 @@ func (b *bench) setUp(ctx context.Context, size int64, database string, maxConcu
 func (b *bench) tearDown() {
 	if b.stack != nil {
 		b.stack.close()
+	}
+	if b.alt != nil {
+		b.alt.p.stop()
+		b.alt.proxy.close()
 	}
 	if b.mirror != nil {
 		b.mirror.close()
@@ -246,4 +258,18 @@ func machineMemory() string {
 	var kb int64
 	fmt.Sscanf(strings.TrimPrefix(firstLine(string(b)), "MemTotal:"), "%d", &kb)
 	return fmt.Sprintf("%.0f GiB RAM", float64(kb)/(1<<20))
+}
+
+// loadAverage is the 1-minute load average: on a shared machine it says
+// how much the figures were disturbed.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }

@@ -70,32 +70,42 @@ func freeAddr() (string, error) {
 // local-N and the pool "shared" on one common directory.
 func (s *stack) startAgents(n, maxConcurrent int) error {
 	for i := 1; i <= n; i++ {
-		id := "node-" + strconv.Itoa(i)
-		a := &agent{id: id, local: "local-" + strconv.Itoa(i)}
-		var err error
-		if a.addr, err = freeAddr(); err != nil {
-			return err
-		}
-		localDir := filepath.Join(s.dir, "pools", a.local)
-		sharedDir := filepath.Join(s.dir, "pools", sharedPool)
-		for _, d := range []string{localDir, sharedDir} {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return err
-			}
-		}
-		a.p = newProc(id, filepath.Join(s.dir, "logs", id+".log"), s.bin, "nodeagent",
-			"--node-id", id, "--listen", a.addr, "--node-token", nodeToken,
-			"--pool", a.local+"="+localDir, "--pool", sharedPool+"="+sharedDir,
-			"--max-concurrent", strconv.Itoa(maxConcurrent), "--allow-private-networks")
-		if err := a.p.start(func(ctx context.Context) error { _, err := a.client().Health(ctx); return err }); err != nil {
-			return err
-		}
-		if a.proxy, err = startAgentProxy(a.addr); err != nil {
+		a, err := s.startAgent("node-"+strconv.Itoa(i), s.bin, maxConcurrent)
+		if err != nil {
 			return err
 		}
 		s.agents = append(s.agents, a)
 	}
 	return nil
+}
+
+// startAgent starts one agent from bin, with the pools local-{n} (n from
+// its id) and "shared", and the proxy in front of it.
+func (s *stack) startAgent(id, bin string, maxConcurrent int) (*agent, error) {
+	a := &agent{id: id, local: "local-" + strings.TrimPrefix(id, "node-")}
+	var err error
+	if a.addr, err = freeAddr(); err != nil {
+		return nil, err
+	}
+	localDir := filepath.Join(s.dir, "pools", a.local)
+	sharedDir := filepath.Join(s.dir, "pools", sharedPool)
+	for _, d := range []string{localDir, sharedDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	a.p = newProc(id, filepath.Join(s.dir, "logs", id+".log"), bin, "nodeagent",
+		"--node-id", id, "--listen", a.addr, "--node-token", nodeToken,
+		"--pool", a.local+"="+localDir, "--pool", sharedPool+"="+sharedDir,
+		"--max-concurrent", strconv.Itoa(maxConcurrent), "--allow-private-networks")
+	if err := a.p.start(func(ctx context.Context) error { _, err := a.client().Health(ctx); return err }); err != nil {
+		return nil, err
+	}
+	if a.proxy, err = startAgentProxy(a.addr); err != nil {
+		a.p.stop()
+		return nil, err
+	}
+	return a, nil
 }
 
 func (s *stack) agent(id string) *agent {

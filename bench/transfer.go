@@ -22,6 +22,7 @@ type contestant struct {
 	// RSS of what ran (0 when not measured per run).
 	run   func(ctx context.Context, r int) (time.Duration, int64, error)
 	times []time.Duration
+	byRnd map[int]time.Duration
 	peak  int64
 	err   error
 }
@@ -54,9 +55,11 @@ func (b *bench) benchTransfer(ctx context.Context) {
 		{name: "curl -o", run: shell("curl -sS --fail -o " + q(dst) + " " + q(url))},
 		{name: "curl -o + sha256sum", run: shell("curl -sS --fail -o " + q(dst) + " " + q(url) + " && sha256sum " + q(dst))},
 		{name: "curl -o + sync", run: shell("curl -sS --fail -o " + q(dst) + " " + q(url) + " && sync " + q(dst))},
-		{name: "curl -o + sha256sum + sync", run: shell("curl -sS --fail -o " + q(dst) + " " + q(url) + " && sha256sum " + q(dst) + " && sync " + q(dst))},
 		{name: "wget -O", run: shell("wget -q -O " + q(dst) + " " + q(url))},
-		{name: "node agent (sha256, fsync)", run: b.agentDownload(src, url)},
+		{name: "node agent (sha256, fsync)", run: b.agentDownload(b.stack.agents[0], src, url)},
+	}
+	if b.alt != nil {
+		cs = append(cs, &contestant{name: "node agent, -compare-bin", run: b.agentDownload(b.alt, src, url)})
 	}
 	if b.stack.controlErr == nil {
 		cs = append(cs, &contestant{name: "whole path API→READY", run: b.wholePath(src, url)})
@@ -74,26 +77,29 @@ func (b *bench) benchTransfer(ctx context.Context) {
 				continue
 			}
 			c.times = append(c.times, d)
+			if c.byRnd == nil {
+				c.byRnd = map[int]time.Duration{}
+			}
+			c.byRnd[r] = d
 			c.peak = max(c.peak, rss)
 		}
 	}
-	curl := median(cs[0].times)
-	b.rep.add(part, "file", fmt.Sprintf("%s, %d rounds, median", mib(src.Size), b.rounds))
-	medians := map[string]time.Duration{}
+	b.rep.add(part, "file", fmt.Sprintf("%s, %d rounds; median rate, median of per-round ratios to curl", mib(src.Size), b.rounds))
+	ratios := map[string]float64{}
 	for _, c := range cs {
 		if c.err != nil {
 			b.rep.goal(part, c.name, "failed", "", false)
 			b.rep.note("%v", c.err)
 			continue
 		}
-		m := median(c.times)
-		medians[c.name] = m
-		value := fmt.Sprintf("%s (%s)", rate(src.Size, m), ratio(curl.Seconds()/m.Seconds()))
-		switch {
-		case strings.HasPrefix(c.name, "node agent"):
-			b.rep.goal(part, c.name, value, "≥ 0.90× curl", curl.Seconds()/m.Seconds() >= 0.9)
-		case strings.HasPrefix(c.name, "whole path"):
-			b.rep.goal(part, c.name, value, "≥ 0.85× curl", curl.Seconds()/m.Seconds() >= 0.85)
+		x := pairedRatio(cs[0], c)
+		ratios[c.name] = x
+		value := fmt.Sprintf("%s (%s)", rate(src.Size, median(c.times)), ratio(x))
+		switch c.name {
+		case "node agent (sha256, fsync)":
+			b.rep.goal(part, c.name, value, "≥ 0.90× curl", x >= 0.9)
+		case "whole path API→READY":
+			b.rep.goal(part, c.name, value, "≥ 0.85× curl", x >= 0.85)
 		default:
 			b.rep.add(part, c.name, value)
 		}
@@ -103,11 +109,25 @@ func (b *bench) benchTransfer(ctx context.Context) {
 			b.rep.note("times %s", durations(c.times))
 		}
 	}
-	if a, ok := medians["node agent (sha256, fsync)"]; ok {
-		if cs, ok := medians["curl -o + sha256sum"]; ok {
-			b.rep.goal(part, "node agent vs curl + sha256sum", ratio(cs.Seconds()/a.Seconds()), "> 1.00×", cs > a)
+	agent, sum, sync := ratios["node agent (sha256, fsync)"], ratios["curl -o + sha256sum"], ratios["curl -o + sync"]
+	if agent > 0 && sum > 0 {
+		b.rep.goal(part, "node agent vs curl + sha256sum", ratio(agent/sum), "> 1.00×", agent > sum)
+	}
+	if agent > 0 && sync > 0 {
+		b.rep.add(part, "node agent vs curl + sync (same durability)", ratio(agent/sync))
+	}
+}
+
+// pairedRatio is the median over rounds of base's time over c's time in
+// the same round: a throughput ratio that shrugs off a noisy round.
+func pairedRatio(base, c *contestant) float64 {
+	var rs []time.Duration // ratios scaled by 1e6, to reuse median
+	for r, d := range c.byRnd {
+		if bd, ok := base.byRnd[r]; ok && d > 0 {
+			rs = append(rs, time.Duration(1e6*bd.Seconds()/d.Seconds()))
 		}
 	}
+	return float64(median(rs)) / 1e6
 }
 
 // settle flushes dirty pages left by the previous contestant, so no one
@@ -152,16 +172,15 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], " | ")
 }
 
-// agentDownload asks node-1 directly (POST /v1/downloads), polls until the
+// agentDownload asks an agent directly (POST /v1/downloads), polls until the
 // job ends and removes the published file.
-func (b *bench) agentDownload(src source, url string) func(context.Context, int) (time.Duration, int64, error) {
-	a := b.stack.agents[0]
+func (b *bench) agentDownload(a *agent, src source, url string) func(context.Context, int) (time.Duration, int64, error) {
 	return func(ctx context.Context, r int) (time.Duration, int64, error) {
 		c := a.client()
 		req := nodeagent.DownloadRequest{ID: fmt.Sprintf("bench-transfer-%d-%d", os.Getpid(), r), URL: url,
 			PoolID: a.local, FileName: src.Name, Checksum: src.Checksum(), SizeBytes: src.Size, Format: "raw"}
 		start := time.Now()
-		d, err := runAgentJob(ctx, c, req, 5*time.Millisecond)
+		d, err := runAgentJob(ctx, c, req, 10*time.Millisecond)
 		took := time.Since(start)
 		defer c.DeleteFile(context.Background(), a.local, src.Name)
 		if err != nil {
@@ -209,7 +228,7 @@ func (b *bench) wholePath(src source, url string) func(context.Context, int) (ti
 		}
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
-		img, at, err := api.waitImage(wctx, img.ID, 5*time.Millisecond)
+		img, at, err := api.waitImage(wctx, img.ID, 10*time.Millisecond)
 		defer api.deleteImage(context.Background(), img.ID)
 		if err != nil {
 			return 0, 0, err

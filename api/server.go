@@ -190,7 +190,7 @@ func (s *Server) routes() *echo.Echo {
 			return echo.ErrMethodNotAllowed
 		}
 		return echo.ErrNotFound
-	})
+	}, s.auth)
 	// Everything else is the web UI.
 	ui := echo.WrapHandler(jsonNotFound(web.Handler()))
 	e.GET("/*", ui)

@@ -59,27 +59,7 @@ func TestDownloadsEndToEnd(t *testing.T) {
 	})
 
 	t.Run("kill -9 of the agent fails over and resumes on the shared pool", func(t *testing.T) {
-		f := addImage(up, "agent-kill.qcow2", trickleSize)
-		up.SetFault(f.name, testenv.Fault{BytesPerSecond: trickleRate})
-		img := download(t, s, f, "shared")
-		mid := waitMidDownload(t, s, up, f, img.ID, trickleSize/8)
-		victim := s.Agent(mid.node())
-		victim.Kill()
-		t.Cleanup(func() { restartAgent(t, s, victim) })
-
-		done := waitStatus(t, s, img.ID, "READY", 90*time.Second)
-		checkReadyFile(t, done, f)
-		if done.node() == victim.NodeID() {
-			t.Errorf("READY on %s, the node that was killed", victim.NodeID())
-		}
-		if served := up.BytesServed(f.name); served >= int64(len(f.data))*3/2 {
-			t.Errorf("the mirror served %d bytes for a %d-byte file: the partial data was not resumed", served, len(f.data))
-		}
-		st := progressQuery(t, s, img.WorkflowID)
-		if len(st.Failovers) == 0 || st.Failovers[0].NodeID != victim.NodeID() {
-			t.Errorf("failovers = %+v, want one away from %s", st.Failovers, victim.NodeID())
-		}
-		checkNoData(t, s, "shared", "")
+		agentKillFailsOver(t, s, up, "agent-kill.qcow2")
 	})
 
 	t.Run("kill -9 of the worker: a new worker finishes without restarting the transfer", func(t *testing.T) {
@@ -268,4 +248,30 @@ func restartAgent(t *testing.T, s *testenv.Stack, a *testenv.Agent) {
 		status, err := s.API.Do(context.Background(), http.MethodGet, "/v1/nodes/"+a.NodeID(), nil, &n)
 		return err == nil && status == http.StatusOK && n.Status == "online"
 	})
+}
+
+// agentKillFailsOver kills the agent doing a shared-pool download and
+// checks that another node finishes it from the partial data.
+func agentKillFailsOver(t *testing.T, s *testenv.Stack, up *testenv.Upstream, name string) {
+	f := addImage(up, name, trickleSize)
+	up.SetFault(f.name, testenv.Fault{BytesPerSecond: trickleRate})
+	img := download(t, s, f, "shared")
+	mid := waitMidDownload(t, s, up, f, img.ID, trickleSize/8)
+	victim := s.Agent(mid.node())
+	victim.Kill()
+	t.Cleanup(func() { restartAgent(t, s, victim) })
+
+	done := waitStatus(t, s, img.ID, "READY", 90*time.Second)
+	checkReadyFile(t, done, f)
+	if done.node() == victim.NodeID() {
+		t.Errorf("READY on %s, the node that was killed", victim.NodeID())
+	}
+	if served := up.BytesServed(f.name); served >= int64(len(f.data))*3/2 {
+		t.Errorf("the mirror served %d bytes for a %d-byte file: the partial data was not resumed", served, len(f.data))
+	}
+	st := progressQuery(t, s, img.WorkflowID)
+	if len(st.Failovers) == 0 || st.Failovers[0].NodeID != victim.NodeID() {
+		t.Errorf("failovers = %+v, want one away from %s", st.Failovers, victim.NodeID())
+	}
+	checkNoData(t, s, "shared", "")
 }

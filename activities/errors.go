@@ -39,14 +39,19 @@ var nodeSpecific = map[string]bool{
 
 // fromNode turns an agent's error into the activity's: retryable ones are
 // left to the retry policy (or, in the watch, to the grace period); errors
-// of the node fail over; errors of the image are fatal. A full disk is the
-// node's on a local pool and the image's on a shared one, where every node
-// writes to the same disk.
+// of the node fail over; errors of the image are fatal. A full disk, which
+// the agent calls retryable, is the node's on a local pool (another node
+// has its own disk) and fatal on a shared one, where every node writes to
+// the same disk.
 func fromNode(nodeID string, fe *fault.Error, shared bool) error {
 	switch {
+	case fe.Code == fault.DiskFull && shared:
+		return fatal(fe.Code, "%s", fe.Message)
+	case fe.Code == fault.DiskFull:
+		return failover("node %s: %s: %s", nodeID, fe.Code, fe.Message)
 	case fe.Retryable:
 		return retryable(fe.Code, "node %s: %s", nodeID, fe.Message)
-	case nodeSpecific[fe.Code], fe.Code == fault.DiskFull && !shared:
+	case nodeSpecific[fe.Code]:
 		return failover("node %s: %s: %s", nodeID, fe.Code, fe.Message)
 	default:
 		return fatal(fe.Code, "%s", fe.Message)

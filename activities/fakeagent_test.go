@@ -24,6 +24,7 @@ type fakeAgent struct {
 	script []nodeagent.Download // answers to GET /v1/downloads/{id}, the last one repeated
 	starts []nodeagent.DownloadRequest
 	cancel []string
+	files  []string // pool/file of DELETE /v1/pools/{pool}/files/{file}
 }
 
 func newFakeAgent(t *testing.T, nodeID string, pools ...string) *fakeAgent {
@@ -71,6 +72,9 @@ func (f *fakeAgent) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/v1/downloads/"):
 		f.cancel = append(f.cancel, strings.TrimPrefix(r.URL.Path, "/v1/downloads/"))
 		w.WriteHeader(http.StatusNoContent)
+	case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/v1/pools/"):
+		f.files = append(f.files, strings.Replace(strings.TrimPrefix(r.URL.Path, "/v1/pools/"), "/files/", "/", 1))
+		w.WriteHeader(http.StatusNoContent)
 	default:
 		http.NotFound(w, r)
 	}
@@ -104,4 +108,10 @@ func (f *fakeAgent) cancelled() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.cancel...)
+}
+
+func (f *fakeAgent) removedFiles() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.files...)
 }

@@ -84,3 +84,27 @@ func (a *Activities) CancelOnNode(ctx context.Context, in CancelRequest) error {
 	a.log().Info("download cancelled on node", "image_id", in.DownloadID, "node_id", in.NodeID)
 	return nil
 }
+
+// FileRequest names a published image in a node's pool.
+type FileRequest struct {
+	NodeID   string
+	PoolID   string
+	FileName string
+}
+
+// RemoveFile removes a published image from a node's pool: one whose
+// download finished after its image stopped being wanted (cancelled while
+// it was being verified), so no file stays behind that no image owns.
+func (a *Activities) RemoveFile(ctx context.Context, in FileRequest) error {
+	c, _, err := a.node(ctx, in.NodeID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if err := c.DeleteFile(ctx, in.PoolID, in.FileName); err != nil {
+		return retryable(fault.CodeOf(err), "remove %s from pool %s on node %s: %v", in.FileName, in.PoolID, in.NodeID, err)
+	}
+	a.log().Info("published file removed", "node_id", in.NodeID, "pool_id", in.PoolID, "file_name", in.FileName)
+	return nil
+}

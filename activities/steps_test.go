@@ -253,6 +253,12 @@ func TestCancelOnNode(t *testing.T) {
 	if got := agent.cancelled(); len(got) != 1 || got[0] != "img-1" {
 		t.Fatalf("agent cancelled %v", got)
 	}
+	if _, err := b.env.ExecuteActivity(b.acts.RemoveFile, activities.FileRequest{NodeID: "node-1", PoolID: "pool-1", FileName: "x.qcow2"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := agent.removedFiles(); len(got) != 1 || got[0] != "pool-1/x.qcow2" {
+		t.Fatalf("agent removed %v", got)
+	}
 	// A deleted node has nothing left to clean.
 	if _, err := b.env.ExecuteActivity(b.acts.CancelOnNode, activities.CancelRequest{NodeID: "gone", DownloadID: "img-1"}); err != nil {
 		t.Fatal(err)

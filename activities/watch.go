@@ -152,7 +152,7 @@ func (w *watch) failed(fe *fault.Error) error {
 	if fe == nil {
 		return failover("node %s: the download failed without a reason", w.job.NodeID)
 	}
-	if fe.Retryable {
+	if fe.Retryable && fe.Code != fault.DiskFull {
 		return failover("node %s: %s: %s", w.job.NodeID, fe.Code, fe.Message)
 	}
 	return fromNode(w.job.NodeID, fe, w.job.Shared)

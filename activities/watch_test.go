@@ -213,8 +213,9 @@ func TestWatchTurnsNodeErrorsIntoFailoverOrFailure(t *testing.T) {
 		{"checksum mismatch fails", fault.New(fault.ChecksumMismatch, "got sha256:bb"), false, fault.ChecksumMismatch},
 		{"upstream not found fails", fault.New(fault.UpstreamNotFound, "404"), false, fault.UpstreamNotFound},
 		{"not a disk image fails", fault.New(fault.NotADiskImage, "HTML"), false, fault.NotADiskImage},
-		{"disk full on a local pool fails over", fault.New(fault.DiskFull, "no space"), false, activities.FailoverError},
-		{"disk full on a shared pool fails", fault.New(fault.DiskFull, "no space"), true, fault.DiskFull},
+		{"disk full on a local pool fails over", fault.Retryable(fault.DiskFull, "no space"), false, activities.FailoverError},
+		{"disk full on a shared pool fails", fault.Retryable(fault.DiskFull, "no space"), true, fault.DiskFull},
+		{"non-retryable disk full on a shared pool fails", fault.New(fault.DiskFull, "no space"), true, fault.DiskFull},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

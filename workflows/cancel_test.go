@@ -145,3 +145,22 @@ func TestSourceErrorsFailWithTheirCode(t *testing.T) {
 	f.env.AssertActivityNumberOfCalls(t, "PickNode", 0)
 	f.env.AssertExpectations(t)
 }
+
+func TestPublishedFileIsRemovedWhenTheImageCannotBecomeReady(t *testing.T) {
+	f := newFixture(t, false)
+	f.env.OnActivity(a.PickNode, mock.Anything, mock.Anything).Return(pick("node-1"), nil).Once()
+	f.env.OnActivity(a.StartOnNode, mock.Anything, mock.Anything).Return(activities.Started{NodeID: "node-1"}, nil).Once()
+	f.env.OnActivity(a.WatchDownload, mock.Anything, mock.Anything).Return(finished("node-1"), nil).Once()
+	// The image was cancelled through the API while the node verified it.
+	f.env.OnActivity(a.MarkReady, mock.Anything, mock.Anything).
+		Return(temporal.NewNonRetryableApplicationError(`image "img-1" is CANCELLED and cannot become READY`, fault.Conflict, nil)).Once()
+	f.env.OnActivity(a.RemoveFile, mock.Anything, activities.FileRequest{NodeID: "node-1", PoolID: poolID, FileName: "cirros.img"}).Return(nil).Once()
+
+	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
+
+	if code, _ := f.failedWith(); code != fault.Conflict {
+		t.Fatalf("failed with %s", code)
+	}
+	f.env.AssertActivityNumberOfCalls(t, "CancelOnNode", 0)
+	f.env.AssertExpectations(t)
+}

@@ -118,7 +118,13 @@ func (d *download) job(nodeID string) activities.Job {
 		Shared: d.plan.Shared, Attempt: d.attempt}
 }
 
+// markReady records the published file. It runs even when a cancel
+// arrives now: the file exists and must be either the image's or gone,
+// never half of each.
 func (d *download) markReady(ctx workflow.Context, fin activities.Finished) (Result, error) {
+	d.published = true
+	ctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
 	sum := fin.Checksum
 	if sum == "" {
 		sum = d.src.Checksum
@@ -161,9 +167,18 @@ func (d *download) end(ctx workflow.Context, err error) error {
 }
 
 // cleanup asks the current node, best effort, to stop its job and remove
-// the partial data.
+// the partial data — or, when the file was published but the image could
+// not be marked READY, the file.
 func (d *download) cleanup(ctx workflow.Context) {
 	if !d.jobStarted || d.nodeID == "" {
+		return
+	}
+	if d.published {
+		req := activities.FileRequest{NodeID: d.nodeID, PoolID: d.plan.PoolID, FileName: d.plan.FileName}
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cleanupOptions), a.RemoveFile, req).Get(ctx, nil)
+		if err != nil {
+			workflow.GetLogger(ctx).Warn("remove published file", "image_id", d.imageID, "node_id", d.nodeID, "error", err)
+		}
 		return
 	}
 	req := activities.CancelRequest{NodeID: d.nodeID, DownloadID: d.imageID}

@@ -27,6 +27,7 @@ type download struct {
 	failovers    []Failover
 	failed       []string // nodes that failed in this download
 	jobStarted   bool     // a node-side job may exist on nodeID
+	published    bool     // the node published the file: it is the image's, or must go
 	recordExists bool     // the image record exists
 }
 

@@ -29,9 +29,10 @@ const ArtifactsEnv = "CLOUDIMAGES_ARTIFACTS"
 // records the page's console errors and uncaught exceptions; the test
 // fails on any of them when it ends.
 type browser struct {
-	t   *testing.T
-	ctx context.Context
-	dir string // screenshots
+	t     *testing.T
+	ctx   context.Context
+	dir   string // screenshots
+	start time.Time
 
 	mu   sync.Mutex
 	errs []string
@@ -70,7 +71,7 @@ func newBrowser(t *testing.T, width, height int) *browser {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(width, height),
 	}
-	b := &browser{t: t, dir: artifactsDir(t)}
+	b := &browser{t: t, dir: artifactsDir(t), start: time.Now()}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf), chromedp.WithListener(b.listen))
 	b.ctx = ctx
@@ -194,5 +195,5 @@ func (b *browser) screenshot(name string) {
 		b.t.Logf("screenshot %s: %v", name, err)
 		return
 	}
-	b.t.Logf("screenshot: %s", p)
+	b.t.Logf("%5.1fs screenshot: %s", time.Since(b.start).Seconds(), p)
 }

@@ -19,21 +19,26 @@ import (
 
 const testImageSize = 6 << 20
 
-// stackCatalog is two small images on the mirror: "tiny" arrives in a few
-// seconds (so the bar can be seen moving) and is checked against the
-// vendor-style SHA256SUMS; "slow" trickles, so it can be cancelled midway,
-// and has a pinned checksum.
+// stackCatalog is three small images on the mirror: "tiny" arrives in a
+// few seconds (so the bar can be seen moving) and is checked against the
+// vendor-style SHA256SUMS; "slow" trickles, so it can be cancelled midway;
+// "moving" takes long enough for its node to be killed under it. The last
+// two have pinned checksums.
 func stackCatalog(up *testenv.Upstream) []catalog.Entry {
 	up.AddFile("tiny.qcow2", testenv.QCOW2Image(testImageSize, 1))
 	up.SetFault("tiny.qcow2", testenv.Fault{BytesPerSecond: 1 << 20})
 	up.AddFile("slow.qcow2", testenv.QCOW2Image(testImageSize, 2))
 	up.SetFault("slow.qcow2", testenv.Fault{BytesPerSecond: 64 << 10})
+	up.AddFile("moving.qcow2", testenv.QCOW2Image(testImageSize, 3))
+	up.SetFault("moving.qcow2", testenv.Fault{BytesPerSecond: 384 << 10})
 	sums := up.AddChecksumFile("SHA256SUMS", testenv.SHA256SUMS, "tiny.qcow2")
 	return []catalog.Entry{
 		{ID: "tiny", Name: "Tiny test image", OS: "test", Version: "1", Arch: "x86_64", Format: "qcow2",
 			URL: up.FileURL("tiny.qcow2"), ChecksumURL: sums, SizeBytes: testImageSize},
 		{ID: "slow", Name: "Slow test image", OS: "test", Version: "2", Arch: "x86_64", Format: "qcow2",
 			URL: up.FileURL("slow.qcow2"), Checksum: up.SHA256("slow.qcow2"), SizeBytes: testImageSize},
+		{ID: "moving", Name: "Moving test image", OS: "test", Version: "3", Arch: "x86_64", Format: "qcow2",
+			URL: up.FileURL("moving.qcow2"), Checksum: up.SHA256("moving.qcow2"), SizeBytes: testImageSize},
 	}
 }
 
@@ -82,7 +87,7 @@ func TestUIDownloadsCancelsAndExplainsErrorsOnTheRealStack(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.SendKeys(chromedp.ID("token"), s.API.Token),
 		chromedp.Click(chromedp.CSS(`#token-form button[value="save"]`)))
-	b.waitFor("the catalog", `document.querySelectorAll('#catalog-list .card').length === 2`, 15*time.Second)
+	b.waitFor("the catalog", `document.querySelectorAll('#catalog-list .card').length === 3`, 15*time.Second)
 
 	// Pools: the first usable one preselected, the one without nodes disabled with why.
 	b.waitFor("a usable pool", `document.getElementById('pool').value !== ''`, 30*time.Second)
@@ -135,6 +140,31 @@ func TestUIDownloadsCancelsAndExplainsErrorsOnTheRealStack(t *testing.T) {
 		t.Errorf("cancelled row reads %q: want the note, no “Cancelling…” left over, no error box", got)
 	}
 
+	// Its node dies mid-download on the shared pool: the row tells, and the
+	// download still ends READY on the other node.
+	b.run("back to the catalog", 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="#catalog"]`)))
+	b.run("pick shared", 10*time.Second, chromedp.SetValue(chromedp.ID("pool"), "shared"))
+	moving := b.download(`button[data-download="moving"]`, "#catalog-status", slow)
+	b.run("open Images", 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="#images"]`)))
+	movingRow := fmt.Sprintf(`document.querySelector('[data-image=%q]')`, moving)
+	b.waitFor("moving transferring", movingRow+`?.querySelector('progress').value > 10`, 60*time.Second)
+	first := s.image(moving).NodeID
+	other := map[string]string{"node-1": "node-2", "node-2": "node-1"}[first]
+	if other == "" {
+		t.Fatalf("moving image is on node %q, want node-1 or node-2", first)
+	}
+	s.Agent(first).Kill()
+	b.waitFor("the failover in the row", movingRow+fmt.Sprintf(`.querySelector('.failovers').textContent.includes(%q)`, first+" unreachable → continued on "+other), 60*time.Second)
+	b.screenshot("03-images-failover")
+	b.waitFor("moving READY", movingRow+`.dataset.status === 'READY'`, 90*time.Second)
+	if got := b.text(fmt.Sprintf(`[data-image=%q] .failovers`, moving)); !strings.Contains(got, first+" unreachable → continued on "+other) {
+		t.Errorf("failovers after READY = %q, want “%s unreachable → continued on %s”", got, first, other)
+	}
+	if got := s.image(moving).NodeID; got != other {
+		t.Errorf("moving image READY on %s, want %s", got, other)
+	}
+	s.Agent(first).Restart()
+
 	// A URL where there is no file: the download fails, and the row says why in words.
 	b.run("back to the catalog", 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="#catalog"]`)))
 	b.run("fill the custom form", 10*time.Second,
@@ -148,7 +178,7 @@ func TestUIDownloadsCancelsAndExplainsErrorsOnTheRealStack(t *testing.T) {
 	if got := b.text(missingRow + ` [role="alert"]`); !strings.Contains(got, "The file is not at that URL") {
 		t.Errorf("error shown for a missing file = %q, want the sentence for upstream_not_found", got)
 	}
-	b.screenshot("03-images-ready-cancelled-failed")
+	b.screenshot("04-images-ready-cancelled-failed")
 
 	// A URL the API refuses outright: the form says so.
 	b.run("back to the catalog", 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="#catalog"]`)))
@@ -157,7 +187,7 @@ func TestUIDownloadsCancelsAndExplainsErrorsOnTheRealStack(t *testing.T) {
 		chromedp.Click(chromedp.ID("custom-submit")))
 	b.waitFor("the form's error", `document.getElementById('custom-status').classList.contains('error')`, 15*time.Second)
 	t.Logf("ftp URL: %s", b.text("#custom-status"))
-	b.screenshot("04-catalog-bad-url")
+	b.screenshot("05-catalog-bad-url")
 
 	// Deleting the READY image asks once more, then removes its file.
 	b.run("open Images", 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="#images"]`)))
@@ -177,7 +207,7 @@ func TestUIDownloadsCancelsAndExplainsErrorsOnTheRealStack(t *testing.T) {
 
 	b.run("open Nodes and pools", 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="#nodes"]`)))
 	b.waitFor("both nodes online", `document.querySelectorAll('#nodes-table .node-online').length === 2`, 30*time.Second)
-	b.screenshot("05-nodes")
+	b.screenshot("06-nodes")
 }
 
 // download clicks a Download button and returns the id of the image it

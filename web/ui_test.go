@@ -107,7 +107,7 @@ func failedOverImage() map[string]any {
 	return map[string]any{"id": "img-2", "name": "CirrOS 0.6.3", "catalog_id": "cirros-0.6.3", "status": "DOWNLOADING", "pool_id": "pool-a", "node_id": "node-1",
 		"workflow_id": "image-img-2", "created_at": "2026-01-01T11:00:00Z", "updated_at": "2026-01-01T11:00:10Z",
 		"progress":  map[string]any{"bytes_done": 13000000, "bytes_total": 21692416, "percent": 59.9, "bytes_per_second": 2500000, "eta_seconds": 4, "attempt": 2, "node_id": "node-1"},
-		"failovers": []map[string]any{{"node_id": "node-2", "reason": "unreachable", "at": "2026-01-01T11:00:03Z"}},
+		"failovers": []map[string]any{{"node_id": "node-2", "reason": "node node-2 unreachable for 4s: connection refused", "at": "2026-01-01T11:00:03Z"}},
 		"error":     nil}
 }
 

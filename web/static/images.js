@@ -63,6 +63,8 @@ export function upsert(img) {
     const list = document.getElementById('images-list');
     list.prepend(r.el);
   }
+  // The API lists failovers only while a download is live: keep those seen.
+  if (!(img.failovers || []).length && (r.img.failovers || []).length) img = { ...img, failovers: r.img.failovers };
   r.img = img;
   update(r);
   applyFilters();
@@ -198,13 +200,21 @@ function updateProgress(parts, img, p, label) {
   parts.numbers.textContent = n.join(' · ');
 }
 
+// What happened to a node, in a word, from the workflow's reason.
+function what(reason) {
+  if (/unreachable|does not answer|connection refused|no route/i.test(reason)) return 'unreachable';
+  if (/timed out|timeout/i.test(reason)) return 'timed out';
+  return 'failed';
+}
+
 function updateFailovers(list, img, p) {
   const fo = img.failovers || [];
   fill(list, fo.map((f, i) => {
     const next = i + 1 < fo.length ? fo[i + 1].node_id : (p.node_id || img.node_id);
     const moved = next && next !== f.node_id ? ' → continued on ' + next : '';
-    return h('li', {}, f.node_id + ' ' + (f.reason || 'failed') + moved,
-      f.at ? h('span', { class: 'sub' }, ' (' + ago(f.at) + ')') : null);
+    return h('li', {}, f.node_id + ' ' + what(f.reason || '') + moved,
+      f.at ? h('span', { class: 'sub-inline' }, ' (' + ago(f.at) + ')') : null,
+      f.reason ? h('details', {}, h('summary', {}, 'Why'), h('p', {}, f.reason)) : null);
   }));
   list.hidden = fo.length === 0;
 }

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/quantix/cloudimages/checksum"
 	"github.com/quantix/cloudimages/fault"
 )
@@ -33,6 +35,7 @@ const (
 	checkpointEvery = time.Second
 	checkpointBytes = 64 << 20
 	maxBackoff      = 30 * time.Second
+	writeBackBytes  = 8 << 20
 )
 
 // transfer is one job's download in progress: the partial file, the hash
@@ -46,6 +49,7 @@ type transfer struct {
 	h    hash.Hash
 
 	done         int64 // bytes in f, all of them hashed by h
+	flushed      int64 // bytes handed to writeBack
 	total        int64 // the file's size, -1 while unknown
 	etag         string
 	lastModified string
@@ -143,7 +147,7 @@ func (t *transfer) resume(rec record) bool {
 		t.h.Reset()
 		return false
 	}
-	t.f, t.done, t.total = f, rec.BytesDone, rec.BytesTotal
+	t.f, t.done, t.flushed, t.total = f, rec.BytesDone, rec.BytesDone, rec.BytesTotal
 	t.etag, t.lastModified = rec.ETag, rec.LastModified
 	if rec.BytesTotal <= 0 {
 		t.total = -1
@@ -301,7 +305,7 @@ func (t *transfer) reset() error {
 		return diskError(t.j.pool, err)
 	}
 	t.h.Reset()
-	t.done, t.total, t.etag, t.lastModified = 0, -1, "", ""
+	t.done, t.flushed, t.total, t.etag, t.lastModified = 0, 0, -1, "", ""
 	t.head, t.headChecked = nil, false
 	t.j.progress(0)
 	return nil
@@ -399,6 +403,7 @@ func (t *transfer) write(c chunk) error {
 	if err != nil {
 		return diskError(t.j.pool, err)
 	}
+	t.writeBack()
 	t.s.metrics.bytes.Add(float64(n))
 	t.j.progress(t.done)
 	if !t.headChecked {
@@ -413,6 +418,17 @@ func (t *transfer) write(c chunk) error {
 		t.saveCheckpoint(c.state)
 	}
 	return nil
+}
+
+// writeBack starts the kernel writing the last writeBackBytes to disk
+// while the download goes on, so the fsync before publishing has little
+// left to do and dirty pages do not pile up in memory.
+func (t *transfer) writeBack() {
+	if t.done-t.flushed < writeBackBytes {
+		return
+	}
+	_ = unix.SyncFileRange(int(t.f.Fd()), t.flushed, t.done-t.flushed, unix.SYNC_FILE_RANGE_WRITE)
+	t.flushed = t.done
 }
 
 // checkpoint saves the exact state: call it only when no stream runs.
@@ -470,9 +486,11 @@ func (t *transfer) publish() error {
 	if want := t.req.Checksum; want != "" && !strings.EqualFold(got, want) {
 		return fault.New(fault.ChecksumMismatch, "the downloaded file's checksum is %s, the request expects %s: the mirror serves other bytes than the checksum describes (a changed image, a wrong checksum, or a corrupting proxy)", got, want)
 	}
+	syncStart := time.Now()
 	if err := t.f.Sync(); err != nil {
 		return diskError(j.pool, err)
 	}
+	j.log.Debug("partial data synced to disk", "took", time.Since(syncStart))
 	if err := t.f.Close(); err != nil {
 		t.f = nil
 		return diskError(j.pool, err)

@@ -30,7 +30,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	c, err := Dial(ctx, cfg, log)
-	if err != nil {
+	if ctx.Err() != nil {
+		return nil // stopped before Temporal answered
+	} else if err != nil {
 		return err
 	}
 	defer c.Close()
@@ -68,7 +70,10 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger) (client.Client, err
 		if err == nil {
 			return c, nil
 		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // stopped while waiting: not Temporal's fault
+		}
+		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("temporal at %s (namespace %q) does not answer after %s: %w; start it (`make run` starts a dev server, or `temporal server start-dev`) or point --temporal-address (TEMPORAL_ADDRESS) at it",
 				cfg.TemporalAddress, cfg.TemporalNamespace, timeout, err)
 		}

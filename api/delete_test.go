@@ -264,3 +264,10 @@ func TestNodeHealthIsCheckedInTheBackground(t *testing.T) {
 		e.must(http.StatusOK, "POST", "/v1/images", map[string]any{"url": "https://a.example/x.img", "checksum": sha, "pool_id": "p1"}, nil)
 	})
 }
+
+// startHTTP serves h on a local port until the test ends and returns its host:port.
+func startHTTP(t *testing.T, h http.Handler) string {
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	return strings.TrimPrefix(ts.URL, "http://")
+}

@@ -174,6 +174,16 @@ func eval[T any](b *browser, expr string) T {
 	return v
 }
 
+// choose selects the option with value in the <select> with this id, as a
+// user would (the page gets a change event).
+func (b *browser) choose(id, value string) {
+	b.t.Helper()
+	js := fmt.Sprintf(`(s => { s.value = %q; s.dispatchEvent(new Event('change', {bubbles: true})); return s.value; })(document.getElementById(%q))`, value, id)
+	if got := eval[string](b, js); got != value {
+		b.t.Fatalf("choose %q in #%s: the select holds %q", value, id, got)
+	}
+}
+
 // text returns the text of the first element matching a CSS selector, or "".
 func (b *browser) text(selector string) string {
 	b.t.Helper()

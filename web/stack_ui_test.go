@@ -100,7 +100,7 @@ func TestUIDownloadsCancelsAndExplainsErrorsOnTheRealStack(t *testing.T) {
 	b.screenshot("01-catalog")
 
 	// Download "tiny" into local-2: the bar moves, then READY.
-	b.run("pick local-2", 10*time.Second, chromedp.SetValue(chromedp.ID("pool"), "local-2"))
+	b.choose("pool", "local-2")
 	tiny := b.download(`button[data-download="tiny"]`, "#catalog-status", "")
 	b.run("follow it in Images", 10*time.Second, chromedp.Click(chromedp.CSS(`#catalog-status a[data-image-link]`)))
 	row := fmt.Sprintf(`document.querySelector('[data-image=%q]')`, tiny)
@@ -143,7 +143,7 @@ func TestUIDownloadsCancelsAndExplainsErrorsOnTheRealStack(t *testing.T) {
 	// Its node dies mid-download on the shared pool: the row tells, and the
 	// download still ends READY on the other node.
 	b.run("back to the catalog", 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="#catalog"]`)))
-	b.run("pick shared", 10*time.Second, chromedp.SetValue(chromedp.ID("pool"), "shared"))
+	b.choose("pool", "shared")
 	moving := b.download(`button[data-download="moving"]`, "#catalog-status", slow)
 	b.run("open Images", 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="#images"]`)))
 	movingRow := fmt.Sprintf(`document.querySelector('[data-image=%q]')`, moving)

@@ -58,7 +58,7 @@ func (s *scriptedAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			map[string]any{"id": "node-2", "name": "node 2", "address": "127.0.0.1:9092", "status": "offline", "pools": []string{"pool-a", "pool-b"}},
 		))
 	case r.Method == "GET" && r.URL.Path == "/v1/images":
-		writeJSON(w, 200, items(failedImage(), failedOverImage()))
+		writeJSON(w, 200, items(failedImage(), failedOverImage(), readyImage()))
 	case r.Method == "GET" && strings.HasSuffix(r.URL.Path, "/events"):
 		w.Header().Set("Content-Type", "text/event-stream")
 		img := failedOverImage()
@@ -101,6 +101,14 @@ func failedImage() map[string]any {
 		"workflow_id": "image-img-1", "created_at": "2026-01-01T10:00:00Z", "updated_at": "2026-01-01T10:00:05Z",
 		"progress": map[string]any{"bytes_done": 0, "bytes_total": 0},
 		"error":    map[string]any{"code": "upstream_not_found", "message": "GET https://mirror.example/gone.qcow2: 404 Not Found"}}
+}
+
+func readyImage() map[string]any {
+	return map[string]any{"id": "img-3", "name": "debian-12-genericcloud-amd64-with-a-long-name.qcow2", "status": "READY", "pool_id": "pool-b", "node_id": "node-2",
+		"path":     "/srv/pools/pool-b/cloud-images/debian-12-genericcloud-amd64-with-a-long-name-and-more-to-wrap.qcow2",
+		"checksum": "sha512:" + strings.Repeat("0123456789abcdef", 8), "size_bytes": 420000000, "unverified": false,
+		"workflow_id": "image-img-3", "created_at": "2026-01-01T09:00:00Z", "updated_at": "2026-01-01T09:05:00Z",
+		"progress": map[string]any{"bytes_done": 420000000, "bytes_total": 420000000, "percent": 100}, "error": nil}
 }
 
 func failedOverImage() map[string]any {
@@ -194,22 +202,21 @@ func TestUIShowsPoolsFailoversAndErrorsInWords(t *testing.T) {
 		t.Errorf("Temporal Web link = %q, want %q", href, want)
 	}
 	buttons := eval[[]string](b, `[...document.querySelectorAll('[data-image] button:not([hidden])')].map(b => b.closest('[data-image]').dataset.image + ':' + b.textContent)`)
-	if strings.Join(buttons, ",") != "img-2:Cancel,img-1:Delete" {
+	if strings.Join(buttons, ",") != "img-2:Cancel,img-1:Delete,img-3:Delete" {
 		t.Errorf("visible buttons = %v, want Cancel on the live image and Delete on the failed one", buttons)
 	}
 	b.screenshot("04-images")
 	visible := `[...document.querySelectorAll('#images-list > li:not([hidden])')].map(li => li.dataset.image).join(',')`
-	for _, c := range []struct{ filter, want string }{{"live", "img-2"}, {"ended", "img-1"}, {"READY", ""}, {"", "img-2,img-1"}} {
-		b.run("filter "+c.filter, 5*time.Second, chromedp.SetValue(chromedp.ID("filter-status"), c.filter),
-			chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-				_, err := chromedp.Evaluate[any](`document.getElementById('filter-status').dispatchEvent(new Event('change'))`)(ctx, tg)
-				return err
-			}))
+	for _, c := range []struct{ status, pool, want string }{
+		{"live", "", "img-2"}, {"ended", "", "img-1"}, {"READY", "", "img-3"}, {"", "pool-b", "img-3"}, {"", "pool-c", ""}, {"", "", "img-2,img-1,img-3"},
+	} {
+		b.choose("filter-status", c.status)
+		b.choose("filter-pool", c.pool)
 		if got := eval[string](b, visible); got != c.want {
-			t.Errorf("filter %q shows %q, want %q", c.filter, got, c.want)
+			t.Errorf("filter %q in %q shows %q, want %q", c.status, c.pool, got, c.want)
 		}
 		if note := !eval[bool](b, `document.getElementById('images-filtered').hidden`); note != (c.want == "") {
-			t.Errorf("filter %q: “no image matches” shown = %v, want %v", c.filter, note, c.want == "")
+			t.Errorf("filter %q in %q: “no image matches” shown = %v, want %v", c.status, c.pool, note, c.want == "")
 		}
 	}
 

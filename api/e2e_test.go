@@ -78,7 +78,9 @@ func TestDownloadCancelAndDeleteWithTheRealWorker(t *testing.T) {
 		var live image
 		e.must(http.StatusAccepted, "POST", "/v1/images", map[string]any{"url": slow, "checksum": up.SHA256("slow.qcow2"), "pool_id": "p1"}, &live)
 		s = e.follow(t, live.ID)
-		moving := s.next(t, "progress", func(i image) bool { return i.Status == store.StatusDownloading && i.Progress.BytesDone > 0 && i.Progress.BytesTotal > 0 })
+		moving := s.next(t, "progress", func(i image) bool {
+			return i.Status == store.StatusDownloading && i.Progress.BytesDone > 0 && i.Progress.BytesTotal > 0
+		})
 		if moving.Progress.BytesTotal != int64(len(data)) || moving.Progress.NodeID != "n1" {
 			t.Errorf("progress: %+v", moving.Progress)
 		}

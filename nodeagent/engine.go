@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -36,6 +37,10 @@ const (
 	checkpointBytes = 64 << 20
 	maxBackoff      = 30 * time.Second
 	writeBackBytes  = 8 << 20
+	// minProgress is what an attempt must bring to count as progress and
+	// reset the count of failed attempts: a mirror that sends a few bytes
+	// and stalls every time must not keep a download alive forever.
+	minProgress = 1 << 20
 )
 
 // transfer is one job's download in progress: the partial file, the hash
@@ -182,12 +187,12 @@ func (t *transfer) fetch(ctx context.Context) error {
 		if !fe.Retryable {
 			return fe
 		}
-		if t.done > before {
+		if t.done-before >= minProgress {
 			failures, backoff = 0, cfg.RetryBackoff
 		}
 		failures++
 		if failures >= cfg.MaxAttempts {
-			return fault.Retryable(fe.Code, "%s (gave up after %d attempts in a row without progress)", fe.Message, failures)
+			return fault.Retryable(fe.Code, "%s (gave up after %d attempts in a row without progress; another node or a later try may get through)", fe.Message, failures)
 		}
 		t.checkpoint()
 		t.j.log.Warn("download attempt failed; retrying", "err", fe.Message, "bytes_done", t.done, "retry_in", backoff, "failures", failures)
@@ -528,6 +533,10 @@ func requestError(ctx context.Context, err error, req *http.Request) error {
 	}
 	if errors.Is(context.Cause(ctx), errStalled) {
 		return fault.Retryable(fault.UpstreamError, "mirror %s did not answer in time", req.URL.Host)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fault.Retryable(fault.UpstreamError, "mirror %s did not answer in time: %v", req.URL.Host, unwrapURLError(err))
 	}
 	return fault.Retryable(fault.UpstreamError, "cannot reach the mirror %s: %v", req.URL.Host, unwrapURLError(err))
 }

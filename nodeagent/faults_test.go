@@ -34,7 +34,7 @@ func TestUpstreamFaults(t *testing.T) {
 		{name: "unverified reports its sha256", file: "nosum.img", noSum: true, maxServed: 1},
 		{name: "dropped twice resumes with Range", file: "drop.qcow2", fault: testenv.Fault{DropAfterBytes: 700_000, Drops: 2}, maxServed: 1, requests: 3},
 		{name: "dropped chunked body resumes", file: "chunked.qcow2", fault: testenv.Fault{NoLength: true, DropAfterBytes: 500_000, Drops: 1}, maxServed: 1, requests: 2},
-		{name: "dropped on every response still progresses", file: "dropall.qcow2", fault: testenv.Fault{DropAfterBytes: 600_000}, maxServed: 1, requests: 4},
+		{name: "dropped on every response still progresses", file: "dropall.qcow2", data: testenv.QCOW2Image(4<<20, 99), fault: testenv.Fault{DropAfterBytes: 1_100_000}, maxServed: 1, requests: 4},
 		{name: "500 then 503 then 200", file: "flaky.qcow2", fault: testenv.Fault{Status: []int{500, 503}}, maxServed: 1, requests: 3},
 		{name: "no Range support restarts from zero", file: "norange.qcow2", fault: testenv.Fault{NoRange: true, DropAfterBytes: 1 << 20, Drops: 1}, maxServed: 1.6, requests: 2},
 		{name: "changed ETag restarts from zero", file: "etag.qcow2", fault: testenv.Fault{ChangeETagAfter: 1, DropAfterBytes: 1 << 20, Drops: 1}, maxServed: 1.6, requests: 2},
@@ -51,6 +51,8 @@ func TestUpstreamFaults(t *testing.T) {
 		{name: "qcow2 bytes with format raw", file: "disk.img", format: "raw", maxServed: 1},
 		{name: "truncated file with size_bytes", file: "short.qcow2", fault: testenv.Fault{ShortBy: 4096}, sizeBytes: true, code: fault.NotADiskImage, requests: 1},
 		{name: "truncated file with checksum", file: "short2.qcow2", fault: testenv.Fault{ShortBy: 4096}, code: fault.ChecksumMismatch},
+		{name: "mirror stalls mid-body, then resumes", file: "stall.qcow2", fault: testenv.Fault{StallAfterBytes: 800_000, Drops: 1}, maxServed: 1, requests: 2},
+		{name: "mirror stalls after a trickle every time", file: "stallall.qcow2", fault: testenv.Fault{StallAfterBytes: 1000}, code: fault.UpstreamError, retryable: true, requests: 3},
 		{name: "hanging mirror", file: "hang.qcow2", fault: testenv.Fault{Hang: true}, code: fault.UpstreamError, retryable: true, requests: 3},
 	}
 	h := newHarness(t, func(c *nodeagent.Config) { c.StallTimeout = 300 * time.Millisecond })

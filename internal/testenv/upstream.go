@@ -39,7 +39,12 @@ type Fault struct {
 	// DropAfterBytes closes the connection after this many body bytes of a
 	// response (counted per response, so a resuming client makes progress).
 	DropAfterBytes int64
-	// Drops is how many responses are dropped; 0 means every one.
+	// StallAfterBytes stops sending after this many body bytes of a
+	// response, keeping the connection open until the client gives up: a
+	// mirror that stalls mid-body.
+	StallAfterBytes int64
+	// Drops is how many responses DropAfterBytes or StallAfterBytes cut;
+	// 0 means every one.
 	Drops int
 	// NoRange ignores Range and If-Range: every answer is 200 with the
 	// whole file, and Accept-Ranges is not sent.
@@ -256,7 +261,7 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 	etag := fmt.Sprintf(`"%x-%d"`, len(f.data), f.generation)
 	modTime := f.modTime
 	data := f.data
-	drop := ft.DropAfterBytes > 0 && (ft.Drops == 0 || f.dropped < ft.Drops)
+	drop := (ft.DropAfterBytes > 0 || ft.StallAfterBytes > 0) && (ft.Drops == 0 || f.dropped < ft.Drops)
 	if drop {
 		f.dropped++
 	}
@@ -304,7 +309,7 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	limit := int64(-1)
 	if drop {
-		limit = ft.DropAfterBytes
+		limit = max(ft.DropAfterBytes, ft.StallAfterBytes)
 	}
 	if !ft.NoLength {
 		h.Set("Content-Length", strconv.FormatInt(end-start, 10))
@@ -347,6 +352,13 @@ func (u *Upstream) write(w http.ResponseWriter, r *http.Request, name string, bo
 		}
 		if limit >= 0 && sent >= limit {
 			_ = rc.Flush()
+			if ft.StallAfterBytes > 0 {
+				select {
+				case <-r.Context().Done():
+				case <-u.closing:
+				}
+				return
+			}
 			panic(http.ErrAbortHandler) // closes the connection mid-body
 		}
 		if tick > 0 {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/quantix/cloudimages/catalog"
 )
@@ -75,8 +76,20 @@ func TestUpstreamFaults(t *testing.T) {
 		t.Fatalf("after the drop: %v, %d bytes", err, len(body))
 	}
 
+	u.SetFault("f.img", Fault{StallAfterBytes: 5000, Drops: 1})
+	client := &http.Client{Timeout: 300 * time.Millisecond}
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if n != 5000 || err == nil {
+		t.Fatalf("stall: %d bytes, %v; want 5000 then a timeout", n, err)
+	}
+
 	u.SetFault("f.img", Fault{NoRange: true})
-	resp, body, _ := get(t, url, "Range", "bytes=10-")
+	resp, body, _ = get(t, url, "Range", "bytes=10-")
 	if resp.StatusCode != 200 || len(body) != len(data) || resp.Header.Get("Accept-Ranges") != "" {
 		t.Fatalf("no range: %d, %d bytes", resp.StatusCode, len(body))
 	}

@@ -46,6 +46,11 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 }
 
 // StartDownload starts (or, for the same id and request, finds) a download.
+// A job that was cancelled, or failed with a retryable error, starts again;
+// one that failed for good is returned as it is. Another request under the
+// same id, or another id writing the same file, is a conflict. On a shared
+// pool, the same id started on a second node takes over the partial data
+// the first one left (a failover).
 func (c *Client) StartDownload(ctx context.Context, req DownloadRequest) (Download, error) {
 	var d Download
 	_, err := c.do(ctx, http.MethodPost, "/v1/downloads", req, &d)

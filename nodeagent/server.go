@@ -174,8 +174,8 @@ func (s *Server) run(ctx context.Context, j *job) {
 	j.save()
 	j.log.Info("download started", "url", redact(j.request().URL))
 	err := s.download(ctx, j)
-	if ctx.Err() != nil {
-		err = context.Cause(ctx)
+	if err != nil && ctx.Err() != nil {
+		err = context.Cause(ctx) // stopped, not failed; a published file stays published
 	}
 	s.end(j, err)
 }

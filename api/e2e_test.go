@@ -3,8 +3,10 @@ package api_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,4 +108,70 @@ func TestDownloadCancelAndDeleteWithTheRealWorker(t *testing.T) {
 			t.Errorf("images left: %d", len(imgs))
 		}
 	})
+}
+
+// TestFailoversShowOnTheImageWhileItDownloads stops the node a download
+// runs on: the worker fails over to the pool's other node, and the image
+// shows the failover, asked from its workflow.
+func TestFailoversShowOnTheImageWhileItDownloads(t *testing.T) {
+	dev := testenv.StartDevServer(t)
+	up := testenv.NewUpstream(t)
+	slow := up.AddFile("slow.qcow2", testenv.QCOW2Image(2<<20, 9))
+	up.SetFault("slow.qcow2", testenv.Fault{BytesPerSecond: 256 << 10})
+	e := newEnv(t, testenv.SQLite(t), withTemporal(dev.Client()), withOptions(func(o *api.Options) {
+		o.HealthInterval = 200 * time.Millisecond
+	}))
+	stop := map[string]func(){}
+	for _, id := range []string{"n1", "n2"} {
+		srv, err := nodeagent.New(nodeagent.Config{NodeID: id, Token: "node-secret", AllowPrivateNetworks: true,
+			Pools: []nodeagent.PoolDir{{ID: "p1", Dir: t.TempDir()}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := httptest.NewServer(srv.Handler())
+		stop[id] = func() {
+			ts.CloseClientConnections()
+			ts.Close()
+			srv.Close()
+		}
+		t.Cleanup(stop[id])
+		e.must(201, "POST", "/v1/nodes", map[string]any{"id": id, "address": strings.TrimPrefix(ts.URL, "http://")}, nil)
+	}
+	e.must(201, "POST", "/v1/pools", map[string]any{"id": "p1", "type": "local", "node_ids": []string{"n1", "n2"}}, nil)
+	cat, _ := catalog.Load("")
+	w := workers.New(dev.Client(), workers.Deps{Store: e.store, Catalog: cat, NodeToken: "node-secret",
+		Settings: activities.Settings{NoNodeTimeout: 30 * time.Second, NodeGrace: time.Second, HeartbeatTimeout: 5 * time.Second,
+			PollInterval: 100 * time.Millisecond, ProgressInterval: 300 * time.Millisecond, SignalInterval: time.Second}})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+
+	var img image
+	e.must(http.StatusAccepted, "POST", "/v1/images", map[string]any{"url": slow, "checksum": up.SHA256("slow.qcow2"), "pool_id": "p1"}, &img)
+	s := e.follow(t, img.ID)
+	first := s.next(t, "progress", func(i image) bool { return i.Status == store.StatusDownloading && i.Progress.BytesDone > 0 })
+	gone := first.Progress.NodeID
+	stop[gone]()
+
+	var got struct {
+		image
+		Failovers []struct {
+			NodeID string    `json:"node_id"`
+			Reason string    `json:"reason"`
+			At     time.Time `json:"at"`
+		} `json:"failovers"`
+	}
+	eventually(t, 30*time.Second, "the image shows its failover", func() bool {
+		e.must(http.StatusOK, "GET", "/v1/images/"+img.ID, nil, &got)
+		return len(got.Failovers) > 0
+	})
+	if got.Failovers[0].NodeID != gone || got.Failovers[0].Reason == "" || got.Failovers[0].At.IsZero() {
+		t.Errorf("failover: %+v", got.Failovers[0])
+	}
+	if got.Progress.Attempt < 2 {
+		t.Errorf("attempt %d after a failover", got.Progress.Attempt)
+	}
+	e.must(http.StatusAccepted, "DELETE", "/v1/images/"+img.ID, nil, nil)
+	s.next(t, "CANCELLED", func(i image) bool { return i.Status == store.StatusCancelled })
 }

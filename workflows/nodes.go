@@ -74,15 +74,23 @@ func listOr(items []string, none string) string {
 }
 
 // failover records that a node failed the download and leaves it behind.
-// On a local pool the node is asked, best effort, to stop its job and
-// remove the partial data; on a shared pool that data is what the next
+// On a local pool the node is asked, best effort and in the background,
+// to stop its job and remove the partial data; on a shared pool that data is what the next
 // node resumes from, so it stays.
 func (d *download) failover(ctx workflow.Context, nodeID, reason string) {
 	workflow.GetLogger(ctx).Warn("failing over", "image_id", d.imageID, "node_id", nodeID, "reason", reason)
 	d.failovers = append(d.failovers, Failover{NodeID: nodeID, Reason: reason, At: workflow.Now(ctx).UTC()})
 	d.failed = append(d.failed, nodeID)
 	if !d.plan.Shared {
-		d.cleanup(ctx)
+		// Not waited for: a node that is unreachable would hold the
+		// download up for the clean-up's timeouts.
+		req := activities.CancelRequest{NodeID: nodeID, DownloadID: d.imageID}
+		f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cleanupOptions), a.CancelOnNode, req)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			if err := f.Get(ctx, nil); err != nil {
+				workflow.GetLogger(ctx).Warn("clean up on the node left behind", "image_id", d.imageID, "node_id", nodeID, "error", err)
+			}
+		})
 	}
 	d.jobStarted = false
 	d.showDetails(ctx)

@@ -70,8 +70,6 @@ func jsonKind(goKind string) string {
 		return "true or false"
 	case "slice":
 		return "an array"
-	case "ptr":
-		return "true or false"
 	}
 	return fmt.Sprintf("a %s", goKind)
 }

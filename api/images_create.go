@@ -66,7 +66,9 @@ func (s *Server) createImage(c echo.Context) error {
 		s.metrics.imageRequest("rejected")
 		return apiErr(fault.Conflict, "%v: give this image another name (\"name\")", err)
 	case errors.Is(err, store.ErrNotFound):
-		_, err = s.pool(c, req.PoolID) // deleted meanwhile
+		if _, perr := s.pool(c, req.PoolID); perr != nil {
+			return perr // deleted meanwhile
+		}
 		return err
 	case err != nil:
 		return err

@@ -157,7 +157,9 @@ func (s *Server) deletePool(c echo.Context) error {
 	err := s.store.DeletePool(c.Request().Context(), id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		_, err = s.pool(c, id)
+		if _, perr := s.pool(c, id); perr != nil {
+			return perr // pool_not_found, naming the pools
+		}
 		return err
 	case errors.Is(err, store.ErrInUse):
 		return apiErr(fault.Conflict, "%v: delete or cancel them first (DELETE /v1/images/{id})", err)

@@ -92,6 +92,7 @@ func TestKilledNodeFailsOverAndStartsAfreshOnLocalPool(t *testing.T) {
 	if s := w.progress(workflows.WorkflowID(id)); len(s.Failovers) != 1 || s.Failovers[0].NodeID != first {
 		t.Fatalf("failovers = %+v", s.Failovers)
 	}
+	recordHistory(t, srv, workflows.WorkflowID(id), "failover-local.json")
 }
 
 func TestWorkerRestartReattachesWithoutRestartingTheTransfer(t *testing.T) {

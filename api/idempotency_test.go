@@ -74,3 +74,23 @@ func TestFiftyConcurrentPostsStartOneDownload(t *testing.T) {
 		}
 	})
 }
+
+// TestPostHealsAnImageWhoseStartWasLost: an image recorded without its
+// workflow (the API died between the insert and the start) gets its
+// workflow from the next identical request, which answers 200 with it.
+func TestPostHealsAnImageWhoseStartWasLost(t *testing.T) {
+	e := newEnv(t, testenvSQLite(t))
+	pool, _ := e.seed("nfs", "127.0.0.1:1")
+	id := "lost-" + randSuffix()
+	lost := &store.Image{ID: id, CatalogID: "cirros-0.6.3", Name: "CirrOS", SourceKey: "catalog:cirros-0.6.3",
+		SourceURL: "https://example.com/cirros.img", PoolID: pool, FileName: "cirros-0.6.3.img", WorkflowID: "image-" + id}
+	if _, _, err := e.store.CreateImage(context.Background(), lost); err != nil {
+		t.Fatal(err)
+	}
+	var got image
+	e.must(http.StatusOK, "POST", "/v1/images", map[string]any{"catalog_id": "cirros-0.6.3", "pool_id": pool}, &got)
+	if got.ID != id {
+		t.Fatalf("POST answered image %s, want the recorded %s", got.ID, id)
+	}
+	checkWorkflowRunning(t, id, pool)
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows"
@@ -98,6 +99,13 @@ func TestEveryRouteHappyPath(t *testing.T) {
 		}
 		var byURL image
 		e.must(http.StatusAccepted, "POST", "/v1/images", map[string]any{"url": "https://example.com/images/x.qcow2", "name": "x", "checksum": strings.ToUpper(sha[:7]) + sha[7:], "pool_id": poolID, "node_id": "node-1"}, &byURL)
+		if in := workflowInput(t, byURL.ID); in.URL != byURL.SourceURL || in.PreferredNodeID != "node-1" || in.Checksum != sha ||
+			in.ImageID != byURL.ID || in.PoolID != poolID || in.Name != "x" {
+			t.Errorf("workflow input: %+v", in)
+		}
+		if in := workflowInput(t, img.ID); in.CatalogID != "cirros-0.6.3" || in.URL != "" || in.ImageID != img.ID {
+			t.Errorf("catalog workflow input: %+v", in)
+		}
 		if byURL.FileName != "x.qcow2" || byURL.Checksum != sha || byURL.SourceURL != "https://example.com/images/x.qcow2" {
 			t.Errorf("url image: %+v", byURL)
 		}
@@ -188,4 +196,22 @@ func checkWorkflowRunning(t *testing.T, imageID, poolID string) {
 		}
 	}
 	_ = poolID
+}
+
+// workflowInput returns the input the image's workflow was started with.
+func workflowInput(t *testing.T, imageID string) workflows.Input {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	it := temporalC.GetWorkflowHistory(ctx, workflows.WorkflowID(imageID), "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	ev, err := it.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	payloads := ev.GetWorkflowExecutionStartedEventAttributes().GetInput()
+	var in workflows.Input
+	if err := converter.GetDefaultDataConverter().FromPayloads(payloads, &in); err != nil {
+		t.Fatal(err)
+	}
+	return in
 }

@@ -110,6 +110,9 @@ func TestUIDownloadsCancelsAndExplainsErrorsOnTheRealStack(t *testing.T) {
 	}
 	b.screenshot("02-images-downloading")
 	b.waitFor("tiny READY", row+`.dataset.status === 'READY'`, 90*time.Second)
+	if !eval[bool](b, fmt.Sprintf(`performance.getEntriesByType('resource').some(e => e.name.endsWith('/v1/images/%s/events'))`, tiny)) {
+		t.Errorf("the page never followed GET /v1/images/%s/events", tiny)
+	}
 	img := s.image(tiny)
 	if img.PoolID != "local-2" || img.NodeID != "node-2" {
 		t.Errorf("image went to %s on %s, want local-2 on node-2", img.PoolID, img.NodeID)
@@ -147,7 +150,7 @@ func TestUIDownloadsCancelsAndExplainsErrorsOnTheRealStack(t *testing.T) {
 	moving := b.download(`button[data-download="moving"]`, "#catalog-status", slow)
 	b.run("open Images", 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="#images"]`)))
 	movingRow := fmt.Sprintf(`document.querySelector('[data-image=%q]')`, moving)
-	b.waitFor("moving transferring", movingRow+`?.querySelector('progress').value > 10`, 60*time.Second)
+	b.waitFor("moving transferring, with rate and time left", movingRow+`?.querySelector('progress').value > 10 && /\/s · .* left$/.test(`+movingRow+`.querySelector('.numbers').textContent)`, 60*time.Second)
 	first := s.image(moving).NodeID
 	other := map[string]string{"node-1": "node-2", "node-2": "node-1"}[first]
 	if other == "" {

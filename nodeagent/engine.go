@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -42,6 +43,10 @@ const (
 	// and stalls every time must not keep a download alive forever.
 	minProgress = 1 << 20
 )
+
+// bufPool recycles the pipeline's buffers from one download to the next,
+// so memory stays near what the running downloads hold.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // transfer is one job's download in progress: the partial file, the hash
 // of its bytes, and what the mirror said about the file.
@@ -75,6 +80,9 @@ func (s *Server) download(ctx context.Context, j *job) error {
 	defer func() {
 		if t.f != nil {
 			t.f.Close()
+		}
+		for _, b := range t.bufs {
+			bufPool.Put(&b)
 		}
 	}()
 	if err := t.fetch(ctx); err != nil {
@@ -116,7 +124,7 @@ func (s *Server) openTransfer(j *job) (*transfer, error) {
 	j.progress(t.done)
 	t.bufs = make([][]byte, bufCount)
 	for i := range t.bufs {
-		t.bufs[i] = make([]byte, bufSize)
+		t.bufs[i] = *bufPool.Get().(*[]byte)
 	}
 	return t, nil
 }

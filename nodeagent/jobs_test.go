@@ -103,8 +103,9 @@ func TestCancelStopsTransferAndRemovesPartialData(t *testing.T) {
 	if err := h.client.CancelDownload(ctx(t), "img-x"); err != nil {
 		t.Fatal(err)
 	}
-	if took := time.Since(began); took > time.Second {
-		t.Errorf("cancel took %v; want under a second", took)
+	// It takes milliseconds; the bound leaves room for a loaded CI machine.
+	if took := time.Since(began); took > 3*time.Second {
+		t.Errorf("cancel took %v; want well under a second", took)
 	}
 	served := h.up.BytesServed("big.qcow2")
 	d, err := h.client.Download(ctx(t), "img-x")
@@ -141,8 +142,9 @@ func TestMaxConcurrentQueuesTheRest(t *testing.T) {
 	data := testenv.QCOW2Image(1<<20, 4)
 	for _, name := range []string{"q1.qcow2", "q2.qcow2", "q3.qcow2"} {
 		h.up.AddFile(name, data)
-		h.up.SetFault(name, testenv.Fault{BytesPerSecond: 2 << 20})
+		h.up.SetFault(name, testenv.Fault{BytesPerSecond: 4 << 20})
 	}
+	h.up.SetFault("q1.qcow2", testenv.Fault{BytesPerSecond: 512 << 10}) // slow enough to look at the queue
 	for _, name := range []string{"q1.qcow2", "q2.qcow2", "q3.qcow2"} {
 		h.start(nodeagent.DownloadRequest{ID: "id-" + strings.TrimSuffix(name, ".qcow2"), URL: h.up.FileURL(name), FileName: name, Checksum: testenv.SHA256(data)})
 	}
@@ -187,7 +189,7 @@ func TestCancelQueuedDownload(t *testing.T) {
 	h := newHarness(t, func(c *nodeagent.Config) { c.MaxConcurrent = 1 })
 	data := testenv.QCOW2Image(1<<20, 5)
 	h.up.AddFile("slow.qcow2", data)
-	h.up.SetFault("slow.qcow2", testenv.Fault{BytesPerSecond: 1 << 20})
+	h.up.SetFault("slow.qcow2", testenv.Fault{BytesPerSecond: 512 << 10})
 	h.up.AddFile("next.qcow2", data)
 	h.start(nodeagent.DownloadRequest{ID: "first", URL: h.up.FileURL("slow.qcow2"), FileName: "slow.qcow2"})
 	h.start(nodeagent.DownloadRequest{ID: "second", URL: h.up.FileURL("next.qcow2"), FileName: "next.qcow2"})

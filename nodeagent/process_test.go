@@ -20,7 +20,8 @@ func TestKilledAgentResumesAfterRestart(t *testing.T) {
 	up := testenv.NewUpstream(t)
 	data := testenv.QCOW2Image(6<<20, 42)
 	url := up.AddFile("crash.qcow2", data)
-	up.SetFault("crash.qcow2", testenv.Fault{BytesPerSecond: 3 << 20})
+	// 4 s for the whole file: time to see it half done and kill it first.
+	up.SetFault("crash.qcow2", testenv.Fault{BytesPerSecond: 3 << 19})
 	agent := testenv.StartAgent(t, testenv.AgentOptions{AllowPrivateNetworks: true, Env: []string{"CLOUDIMAGES_RETRY_BACKOFF=50ms"}})
 	c := agent.Client()
 	req := nodeagent.DownloadRequest{ID: "crash", URL: url, PoolID: "pool-1", FileName: "crash.qcow2", Checksum: testenv.SHA256(data)}
@@ -40,7 +41,8 @@ func TestKilledAgentResumesAfterRestart(t *testing.T) {
 	assertPublished(t, d, agent.PoolDir("pool-1"), data, req.Checksum)
 	served := up.BytesServed("crash.qcow2")
 	t.Logf("mirror served %d bytes before the kill, %d in all, for a %d-byte file", servedBeforeRestart, served, len(data))
-	if served >= int64(len(data))*3/2 {
+	// Starting again from zero would make it at least 1.5 times the file.
+	if served >= int64(len(data))*145/100 {
 		t.Errorf("mirror served %d bytes for a %d-byte file: the restarted agent did not resume", served, len(data))
 	}
 	if up.Requests("crash.qcow2") < 2 {
@@ -139,7 +141,7 @@ func TestSharedPoolFailoverResumesPartialData(t *testing.T) {
 	up := testenv.NewUpstream(t)
 	data := testenv.QCOW2Image(6<<20, 44)
 	url := up.AddFile("shared.qcow2", data)
-	up.SetFault("shared.qcow2", testenv.Fault{BytesPerSecond: 3 << 20})
+	up.SetFault("shared.qcow2", testenv.Fault{BytesPerSecond: 3 << 19})
 	shared := []nodeagent.PoolDir{{ID: "nfs-01", Dir: t.TempDir()}}
 	a := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-a", Pools: shared, AllowPrivateNetworks: true})
 	b := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-b", Pools: shared, AllowPrivateNetworks: true})
@@ -160,7 +162,7 @@ func TestSharedPoolFailoverResumesPartialData(t *testing.T) {
 	}
 	d := waitFinished(t, b.Client(), req.ID)
 	assertPublished(t, d, shared[0].Dir, data, req.Checksum)
-	if served := up.BytesServed("shared.qcow2"); served >= int64(len(data))*3/2 {
+	if served := up.BytesServed("shared.qcow2"); served >= int64(len(data))*145/100 {
 		t.Errorf("mirror served %d bytes for a %d-byte file: node-b did not resume", served, len(data))
 	}
 }

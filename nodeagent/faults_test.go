@@ -27,7 +27,7 @@ func TestUpstreamFaults(t *testing.T) {
 		retryable bool
 		// maxServed bounds what the mirror may send, in files (0: no bound).
 		maxServed float64
-		requests  int // exact number of requests, when not 0
+		requests  int  // exact number of requests, when not 0
 		stalls    bool // runs on an agent with a short stall timeout
 	}{
 		{name: "clean", file: "clean.qcow2", maxServed: 1, requests: 1},

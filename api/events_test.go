@@ -66,7 +66,7 @@ func (e *env) follow(t *testing.T, id string) *stream {
 // next waits for an image snapshot that satisfies cond.
 func (s *stream) next(t *testing.T, what string, cond func(image) bool) image {
 	t.Helper()
-	timeout := time.After(10 * time.Second)
+	timeout := time.After(30 * time.Second)
 	for {
 		select {
 		case img := <-s.images:

@@ -205,6 +205,9 @@ func TestUIShowsPoolsFailoversAndErrorsInWords(t *testing.T) {
 	if strings.Join(buttons, ",") != "img-2:Cancel,img-1:Delete,img-3:Delete" {
 		t.Errorf("visible buttons = %v, want Cancel on the live image and Delete on the failed one", buttons)
 	}
+	if got := b.text(`[data-image="img-3"]`); !strings.Contains(got, "420.0 MB · verified sha512:0123") || !strings.Contains(got, "At /srv/pools/pool-b/cloud-images/") {
+		t.Errorf("READY image reads %q, want its size, verified checksum and path", got)
+	}
 	b.screenshot("04-images")
 	visible := `[...document.querySelectorAll('#images-list > li:not([hidden])')].map(li => li.dataset.image).join(',')`
 	for _, c := range []struct{ status, pool, want string }{

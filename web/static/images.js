@@ -183,7 +183,8 @@ function updateProgress(parts, img, p, label) {
   bar.hidden = img.status === 'CANCELLED' || (img.status === 'FAILED' && !p.bytes_done);
   const n = [];
   if (img.status === 'READY') {
-    n.push(bytes(img.size_bytes || p.bytes_total) + ' · verified ' + (img.checksum || ''));
+    const sum = img.checksum || '';
+    n.push(bytes(img.size_bytes || p.bytes_total) + (img.unverified ? ' · not verified' + (sum ? ' (its ' + sum + ')' : '') : ' · verified ' + sum));
   } else if (img.status === 'VERIFYING') {
     n.push('Verifying the checksum…');
   } else if (p.bytes_total > 0 || p.bytes_done > 0) {

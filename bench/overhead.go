@@ -26,6 +26,8 @@ func (b *bench) benchOverhead(ctx context.Context) {
 	var (
 		mu            sync.Mutex
 		toStart, toRd []time.Duration
+		toWorkflow    []time.Duration
+		steps         []stepTimes
 		failures      []string
 	)
 	work := make(chan int)
@@ -36,12 +38,17 @@ func (b *bench) benchOverhead(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				s, r, err := b.oneOverhead(ctx, api, a, src, i)
+				s, r, img, posted, err := b.oneOverhead(ctx, api, a, src, i)
+				var st stepTimes
+				if err == nil {
+					st, err = b.workflowSteps(ctx, img.WorkflowID)
+				}
 				mu.Lock()
 				if err != nil {
 					failures = append(failures, err.Error())
 				} else {
 					toStart, toRd = append(toStart, s), append(toRd, r)
+					toWorkflow, steps = append(toWorkflow, st.started.Sub(posted)), append(steps, st)
 				}
 				mu.Unlock()
 			}
@@ -60,38 +67,40 @@ func (b *bench) benchOverhead(ctx context.Context) {
 		return
 	}
 	b.rep.add(part, "POST /v1/images → node start request", fmt.Sprintf("p50 %s, p99 %s", ms(percentile(toStart, 50)), ms(percentile(toStart, 99))))
+	b.rep.add(part, "  of which POST → workflow started", fmt.Sprintf("p50 %s", ms(percentile(toWorkflow, 50))))
+	b.rep.add(part, "  activities, scheduled → completed (p50)", stepSummary(steps))
 	b.rep.add(part, "node finished → READY in the API", fmt.Sprintf("p50 %s, p99 %s", ms(percentile(toRd, 50)), ms(percentile(toRd, 99))))
 	b.rep.note("includes the worker's poll of the node (1s by default)")
 }
 
-func (b *bench) oneOverhead(ctx context.Context, api *apiClient, a *agent, src source, i int) (toStart, toReady time.Duration, err error) {
+func (b *bench) oneOverhead(ctx context.Context, api *apiClient, a *agent, src source, i int) (toStart, toReady time.Duration, img image, posted time.Time, err error) {
 	name := fmt.Sprintf("overhead-%d.img", i)
 	req := map[string]any{"url": b.mirror.fileURL(name, src.Name, 0), "name": fmt.Sprintf("overhead-%d", i),
 		"checksum": src.Checksum(), "pool_id": a.local}
-	posted := time.Now()
-	img, _, err := api.createImage(ctx, req)
+	posted = time.Now()
+	img, _, err = api.createImage(ctx, req)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, img, posted, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	img, readyAt, err := api.waitImage(wctx, img.ID, 10*time.Millisecond)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, img, posted, err
 	}
 	if img.Status != "READY" {
-		return 0, 0, fmt.Errorf("image %s ended %s: %s", img.ID, img.Status, img.errText())
+		return 0, 0, img, posted, fmt.Errorf("image %s ended %s: %s", img.ID, img.Status, img.errText())
 	}
 	starts := a.proxy.startRequests()[img.ID]
 	if len(starts) == 0 {
-		return 0, 0, fmt.Errorf("image %s is READY but node %s saw no start request for it", img.ID, a.id)
+		return 0, 0, img, posted, fmt.Errorf("image %s is READY but node %s saw no start request for it", img.ID, a.id)
 	}
 	d, err := a.client().Download(ctx, img.ID)
 	if err != nil {
-		return 0, 0, fmt.Errorf("image %s: the node does not know its download: %v", img.ID, err)
+		return 0, 0, img, posted, fmt.Errorf("image %s: the node does not know its download: %v", img.ID, err)
 	}
 	if d.FinishedAt == nil {
-		return 0, 0, fmt.Errorf("image %s is READY but the node's download is %s", img.ID, d.State)
+		return 0, 0, img, posted, fmt.Errorf("image %s is READY but the node's download is %s", img.ID, d.State)
 	}
-	return starts[0].Sub(posted), readyAt.Sub(*d.FinishedAt), nil
+	return starts[0].Sub(posted), readyAt.Sub(*d.FinishedAt), img, posted, nil
 }

@@ -1,0 +1,182 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/quantix/cloudimages/fault"
+)
+
+// attempt is one HTTP request to the mirror, from t.done on.
+func (t *transfer) attempt(ctx context.Context) error {
+	if t.total >= 0 && t.done == t.total && t.done > 0 {
+		return nil // all there; a restart found the whole file on disk
+	}
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := time.AfterFunc(t.s.cfg.StallTimeout, func() { cancel(errStalled) })
+	defer stall.Stop()
+
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, t.req.URL, nil)
+	if err != nil {
+		return fault.New(fault.InvalidRequest, "url %q: %v", t.req.URL, err)
+	}
+	req.Header.Set("User-Agent", "cloudimages-nodeagent/"+t.s.cfg.Version)
+	req.Header.Set("Accept-Encoding", "identity")
+	if t.done > 0 {
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(t.done, 10)+"-")
+		if t.etag != "" {
+			req.Header.Set("If-Range", t.etag)
+		} else if t.lastModified != "" {
+			req.Header.Set("If-Range", t.lastModified)
+		}
+	}
+	resp, err := t.s.upstream.Do(req)
+	if err != nil {
+		return requestError(actx, err, req)
+	}
+	defer resp.Body.Close()
+	if err := t.accept(resp); err != nil || t.complete {
+		return err
+	}
+	return t.stream(actx, cancel, resp.Body, stall)
+}
+
+// accept looks at the mirror's answer before any byte is written: status,
+// range, validators, size and free space.
+func (t *transfer) accept(resp *http.Response) error {
+	switch resp.StatusCode {
+	case http.StatusOK:
+		if t.done > 0 {
+			t.j.log.Info("mirror sent the whole file instead of the rest (no Range support, or the file changed): restarting from zero", "bytes_done", t.done)
+			if err := t.reset(); err != nil {
+				return err
+			}
+		}
+		t.total = resp.ContentLength
+		t.etag, t.lastModified = strongETag(resp.Header.Get("ETag")), resp.Header.Get("Last-Modified")
+	case http.StatusPartialContent:
+		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		if et := strongETag(resp.Header.Get("ETag")); !ok || start != t.done || (t.etag != "" && et != "" && et != t.etag) {
+			if err := t.reset(); err != nil {
+				return err
+			}
+			return fault.Retryable(fault.UpstreamError, "mirror sent a range that does not continue the partial data (Content-Range %q, ETag %q): restarting from zero", resp.Header.Get("Content-Range"), resp.Header.Get("ETag"))
+		}
+		t.total = total
+	case http.StatusRequestedRangeNotSatisfiable:
+		if _, total, ok := parseContentRange(resp.Header.Get("Content-Range")); ok && total == t.done {
+			t.total, t.complete = total, true
+			return nil
+		}
+		if err := t.reset(); err != nil {
+			return err
+		}
+		return fault.Retryable(fault.UpstreamError, "mirror refused the range from byte %d: restarting from zero", t.done)
+	case http.StatusNotFound, http.StatusGone, http.StatusForbidden, http.StatusUnauthorized:
+		return fault.New(fault.UpstreamNotFound, "mirror answered %s for %s: check the URL (the image may have been moved or removed)", resp.Status, redact(t.req.URL))
+	default:
+		return fault.Retryable(fault.UpstreamError, "mirror answered %s for %s", resp.Status, redact(t.req.URL))
+	}
+	if t.req.SizeBytes > 0 && t.total >= 0 && t.total != t.req.SizeBytes {
+		return fault.New(fault.NotADiskImage, "mirror serves %d bytes, the image is %d bytes (size_bytes): the file there is truncated or not this image", t.total, t.req.SizeBytes)
+	}
+	return t.checkSpace()
+}
+
+// checkSpace refuses, before writing, a file larger than the pool's room.
+func (t *transfer) checkSpace() error {
+	size := t.total
+	if size < 0 {
+		size = t.req.SizeBytes
+	}
+	if size <= 0 {
+		return nil
+	}
+	free, _, err := t.j.pool.space()
+	if err != nil {
+		return nil // the write will tell
+	}
+	if need := size - t.done; need > 0 && uint64(need) > free {
+		return fault.Retryable(fault.DiskFull, "pool %s has %d bytes free, the image needs %d more: free space in %s or use another pool", t.j.pool.id, free, need, t.j.pool.dir)
+	}
+	return nil
+}
+
+// requestError classifies a failed request: refused by the URL policy
+// (not retryable), or the mirror could not be reached (retryable).
+func requestError(ctx context.Context, err error, req *http.Request) error {
+	if fe, ok := asForbidden(err); ok {
+		return fault.New(fault.URLForbidden, "%s: %s", redact(req.URL.String()), fe.msg)
+	}
+	if errors.Is(context.Cause(ctx), errStalled) {
+		return fault.Retryable(fault.UpstreamError, "mirror %s did not answer in time", req.URL.Host)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fault.Retryable(fault.UpstreamError, "mirror %s did not answer in time: %v", req.URL.Host, unwrapURLError(err))
+	}
+	return fault.Retryable(fault.UpstreamError, "cannot reach the mirror %s: %v", req.URL.Host, unwrapURLError(err))
+}
+
+func readError(ctx context.Context, err error, done int64) error {
+	if errors.Is(context.Cause(ctx), errStalled) {
+		return fault.Retryable(fault.UpstreamError, "mirror stopped sending after %d bytes", done)
+	}
+	return fault.Retryable(fault.UpstreamError, "connection to the mirror lost after %d bytes: %v", done, err)
+}
+
+func unwrapURLError(err error) error {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) && ue.Unwrap() != nil {
+		return ue.Unwrap()
+	}
+	return err
+}
+
+// parseContentRange reads "bytes START-END/TOTAL" and "bytes */TOTAL".
+func parseContentRange(h string) (start, total int64, ok bool) {
+	spec, found := strings.CutPrefix(h, "bytes ")
+	if !found {
+		return 0, 0, false
+	}
+	rng, tot, found := strings.Cut(spec, "/")
+	if !found {
+		return 0, 0, false
+	}
+	total, err := strconv.ParseInt(tot, 10, 64)
+	if err != nil || total < 0 {
+		return 0, 0, false
+	}
+	if rng == "*" {
+		return -1, total, true
+	}
+	from, _, found := strings.Cut(rng, "-")
+	start, err = strconv.ParseInt(from, 10, 64)
+	if !found || err != nil || start < 0 {
+		return 0, 0, false
+	}
+	return start, total, true
+}
+
+// strongETag keeps an ETag that If-Range may carry: weak ones may not.
+func strongETag(etag string) string {
+	if strings.HasPrefix(etag, "W/") {
+		return ""
+	}
+	return etag
+}
+
+// redact hides a password in a URL, for messages and logs.
+func redact(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return raw
+}

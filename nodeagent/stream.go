@@ -1,0 +1,132 @@
+package nodeagent
+
+import (
+	"context"
+	"encoding"
+	"io"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/quantix/cloudimages/fault"
+)
+
+// chunk is a buffer read from the mirror, already hashed; state is the
+// hash state after it, when a checkpoint is due.
+type chunk struct {
+	buf   []byte
+	err   error
+	state []byte
+}
+
+// stream copies the body to the partial file in one pass: one goroutine
+// reads and hashes, this one writes, so the network, the hash and the disk
+// work at the same time. When it returns, t.h covers exactly t.done bytes.
+func (t *transfer) stream(ctx context.Context, cancel context.CancelCauseFunc, body io.Reader, stall *time.Timer) error {
+	chunks := make(chan chunk, len(t.bufs))
+	free := make(chan []byte, len(t.bufs))
+	for _, b := range t.bufs {
+		free <- b
+	}
+	go t.read(ctx, body, free, chunks, stall)
+	var readErr, writeErr error
+	for c := range chunks {
+		if c.err != nil {
+			readErr = c.err
+			continue
+		}
+		if writeErr == nil {
+			if writeErr = t.write(c); writeErr != nil {
+				cancel(writeErr)
+			}
+		}
+		free <- c.buf[:cap(c.buf)]
+	}
+	switch {
+	case writeErr != nil:
+		return writeErr
+	case readErr != io.EOF:
+		return readError(ctx, readErr, t.done)
+	case t.total >= 0 && t.done < t.total:
+		return fault.Retryable(fault.UpstreamError, "mirror ended the body after %d of %d bytes", t.done, t.total)
+	case t.total < 0 && t.req.SizeBytes > 0 && t.done < t.req.SizeBytes:
+		return fault.Retryable(fault.UpstreamError, "mirror ended the body after %d of %d bytes (size_bytes)", t.done, t.req.SizeBytes)
+	}
+	t.total = t.done
+	return t.checkHead()
+}
+
+// read is the reading half of stream.
+func (t *transfer) read(ctx context.Context, body io.Reader, free chan []byte, chunks chan<- chunk, stall *time.Timer) {
+	defer close(chunks)
+	hashed := t.done
+	lastState, lastAt := hashed, time.Now()
+	for {
+		var buf []byte
+		select {
+		case buf = <-free:
+		case <-ctx.Done():
+			chunks <- chunk{err: context.Cause(ctx)}
+			return
+		}
+		n, err := body.Read(buf)
+		if n > 0 {
+			stall.Reset(t.s.cfg.StallTimeout)
+			t.h.Write(buf[:n])
+			hashed += int64(n)
+			c := chunk{buf: buf[:n]}
+			if hashed-lastState >= checkpointBytes || time.Since(lastAt) >= checkpointEvery {
+				c.state, _ = t.h.(encoding.BinaryMarshaler).MarshalBinary()
+				lastState, lastAt = hashed, time.Now()
+			}
+			chunks <- c
+		} else if err == nil {
+			free <- buf
+		}
+		if err != nil {
+			chunks <- chunk{err: err}
+			return
+		}
+	}
+}
+
+// write is the writing half of stream: one chunk to disk, then progress,
+// the image check once the head is in, and a checkpoint when due.
+func (t *transfer) write(c chunk) error {
+	if inject := t.s.writeFault; inject != nil {
+		if err := inject(len(c.buf)); err != nil {
+			return diskError(t.j.pool, err)
+		}
+	}
+	n, err := t.f.Write(c.buf)
+	t.done += int64(n)
+	if err != nil {
+		return diskError(t.j.pool, err)
+	}
+	t.writeBack()
+	t.s.metrics.bytes.Add(float64(n))
+	t.j.progress(t.done)
+	if !t.headChecked {
+		t.head = append(t.head, c.buf[:min(len(c.buf), headSize-len(t.head))]...)
+		if len(t.head) >= headSize {
+			if err := t.checkHead(); err != nil {
+				return err
+			}
+		}
+	}
+	if c.state != nil {
+		t.saveCheckpoint(c.state)
+	}
+	return nil
+}
+
+// writeBack starts the kernel writing the last writeBackBytes to disk
+// while the download goes on, so the fsync before publishing has little
+// left to do and dirty pages do not pile up in memory.
+func (t *transfer) writeBack() {
+	if t.done-t.flushed < writeBackBytes {
+		return
+	}
+	_ = unix.SyncFileRange(int(t.f.Fd()), t.flushed, t.done-t.flushed, unix.SYNC_FILE_RANGE_WRITE)
+	t.flushed = t.done
+}

@@ -1,0 +1,79 @@
+package nodeagent
+
+import (
+	"bytes"
+	"strings"
+	"time"
+
+	"github.com/quantix/cloudimages/checksum"
+	"github.com/quantix/cloudimages/fault"
+)
+
+// checkHead tells a disk image from what mirrors send when things go
+// wrong: an HTML or XML error page, or anything but qcow2 where qcow2 is
+// expected. Raw images can start with anything, so only pages are refused.
+func (t *transfer) checkHead() error {
+	if t.headChecked {
+		return nil
+	}
+	t.headChecked = true
+	if len(t.head) == 0 {
+		return fault.New(fault.NotADiskImage, "mirror sent an empty file for %s", redact(t.req.URL))
+	}
+	start := bytes.ToLower(bytes.TrimLeft(t.head, " \t\r\n\xef\xbb\xbf"))
+	for _, p := range []string{"<!doctype", "<html", "<?xml", "<head", "<body"} {
+		if bytes.HasPrefix(start, []byte(p)) {
+			return fault.New(fault.NotADiskImage, "mirror sent a web page instead of a disk image (it starts with %q): check the URL in a browser", string(t.head[:min(len(t.head), 40)]))
+		}
+	}
+	if t.qcow2 && !bytes.HasPrefix(t.head, []byte("QFI\xfb")) {
+		return fault.New(fault.NotADiskImage, "%s should be a qcow2 image but does not start with the qcow2 magic (first bytes %q): check the URL and the format", t.req.FileName, string(t.head[:min(len(t.head), 8)]))
+	}
+	return nil
+}
+
+// publish verifies the whole file and moves it, by one atomic rename, to
+// where images live.
+func (t *transfer) publish() error {
+	j := t.j
+	j.update(func(r *record) { r.State, r.BytesDone, r.BytesTotal = StateVerifying, t.done, t.total })
+	if err := t.checkHead(); err != nil {
+		return err
+	}
+	if t.req.SizeBytes > 0 && t.done != t.req.SizeBytes {
+		return fault.New(fault.NotADiskImage, "mirror sent %d bytes, the image is %d bytes (size_bytes): the file is truncated", t.done, t.req.SizeBytes)
+	}
+	got := checksum.Of(t.algo, t.h)
+	if want := t.req.Checksum; want != "" && !strings.EqualFold(got, want) {
+		return fault.New(fault.ChecksumMismatch, "the downloaded file's checksum is %s, the request expects %s: the mirror serves other bytes than the checksum describes (a changed image, a wrong checksum, or a corrupting proxy)", got, want)
+	}
+	syncStart := time.Now()
+	if err := t.f.Sync(); err != nil {
+		return diskError(j.pool, err)
+	}
+	j.log.Debug("partial data synced to disk", "took", time.Since(syncStart))
+	if err := t.f.Close(); err != nil {
+		t.f = nil
+		return diskError(j.pool, err)
+	}
+	t.f = nil
+	if err := j.pool.root.Rename(partName(t.req.ID), t.req.FileName); err != nil {
+		return fault.New(fault.Internal, "publish %s: %v", j.pool.path(t.req.FileName), err)
+	}
+	if err := j.pool.syncDir(); err != nil {
+		j.log.Warn("sync images folder", "err", err)
+	}
+	now := time.Now().UTC()
+	j.update(func(r *record) {
+		r.State, r.Checksum, r.FinishedAt, r.HashState, r.Error = StateCompleted, got, &now, nil, nil
+	})
+	j.save()
+	return nil
+}
+
+func expectsQCOW2(req DownloadRequest) bool {
+	if req.Format != "" {
+		return strings.EqualFold(req.Format, "qcow2")
+	}
+	return strings.HasSuffix(strings.ToLower(req.FileName), ".qcow2")
+}

@@ -41,7 +41,7 @@ var parts = []string{"transfer", "overhead", "failover", "scale", "memory"}
 
 func main() {
 	var (
-		size      = flag.Int64("size", 2<<30, "bytes of the transfer benchmark's file")
+		size      = flag.Int64("size", 1<<30, "bytes of the transfer benchmark's file")
 		rounds    = flag.Int("rounds", 3, "rounds of the transfer benchmark (the median is reported)")
 		only      = flag.String("only", strings.Join(parts, ","), "comma-separated parts to run: "+strings.Join(parts, ","))
 		n         = flag.Int("n", 100, "downloads measured by the overhead benchmark")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -40,6 +41,7 @@ func (b *bench) scaleRun(ctx context.Context, part string, src source, n int) {
 	api := newAPIClient(b.stack.apiURL)
 	workerPeak, apiPeak := samplePeak(b.stack.worker, 100*time.Millisecond), samplePeak(b.stack.api, 100*time.Millisecond)
 	writesBefore, writesErr := rowWrites(ctx, b.stack.dbURL)
+	cpuBefore := b.stack.cpu()
 	start := time.Now()
 	ids := make([]string, n)
 	var postErrs []string
@@ -70,6 +72,7 @@ func (b *bench) scaleRun(ctx context.Context, part string, src source, n int) {
 	status, listErr := b.waitAll(ctx, api, ids, timeout)
 	took := time.Since(start)
 	wPeak, aPeak := workerPeak.stop(), apiPeak.stop()
+	cpuAfter := b.stack.cpu()
 
 	ready := status["READY"]
 	b.rep.goal(part, "images READY", fmt.Sprintf("%d of %d in %.0fs", ready, n, took.Seconds()), "all", ready == n)
@@ -78,6 +81,8 @@ func (b *bench) scaleRun(ctx context.Context, part string, src source, n int) {
 	b.rep.goal(part, "duplicate downloads", fmt.Sprintf("%d started on 2+ nodes, %d served 2+ times", dupNodes, dupServes), "0", dupNodes == 0 && dupServes == 0)
 	files, _ := filepath.Glob(filepath.Join(b.dir, "pools", sharedPool, "cloud-images", fmt.Sprintf("scale-%d-*", n)))
 	b.rep.note("%d files published", len(files))
+	b.rep.add(part, "CPU per download", cpuBefore.perDownload(cpuAfter, n))
+	b.rep.note("%.1f downloads/s; the machine has %d cores", float64(ready)/took.Seconds(), runtime.NumCPU())
 	b.rep.add(part, "worker / API peak RSS", fmt.Sprintf("%s / %s", mib(wPeak), mib(aPeak)))
 	b.rep.add(part, "history events per workflow", b.historyLengths(ctx, ids))
 	b.rep.note("heartbeats are not history events: only their timeouts are")

@@ -189,7 +189,9 @@ func TestUIDownloadsCancelsAndExplainsErrorsOnTheRealStack(t *testing.T) {
 		chromedp.SetValue(chromedp.ID("custom-url"), "ftp://127.0.0.1/x.qcow2"),
 		chromedp.Click(chromedp.ID("custom-submit")))
 	b.waitFor("the form's error", `document.getElementById('custom-status').classList.contains('error')`, 15*time.Second)
-	t.Logf("ftp URL: %s", b.text("#custom-status"))
+	if got := b.text("#custom-status"); !strings.Contains(got, "This URL is not allowed") || !strings.Contains(got, "ftp://127.0.0.1/x.qcow2") {
+		t.Errorf("error shown for an ftp URL = %q, want the sentence for url_forbidden and the API's message", got)
+	}
 	b.screenshot("05-catalog-bad-url")
 
 	// Deleting the READY image asks once more, then removes its file.

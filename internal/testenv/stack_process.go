@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,7 +35,7 @@ type Process struct {
 
 func newProcess(t testing.TB, name, path string, args, env []string, ready func(int, <-chan struct{}) error) *Process {
 	p := &Process{t: t, name: name, path: path, args: args, env: env, ready: ready,
-		logPath: fmt.Sprintf("%s/%s.log", t.TempDir(), name)}
+		logPath: filepath.Join(t.TempDir(), name+".log")}
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {

@@ -164,3 +164,25 @@ func TestPublishedFileIsRemovedWhenTheImageCannotBecomeReady(t *testing.T) {
 	f.env.AssertActivityNumberOfCalls(t, "CancelOnNode", 0)
 	f.env.AssertExpectations(t)
 }
+
+// The API creates the image record before it starts the workflow: a cancel
+// that arrives before the workflow's own EnsureImage still marks it.
+func TestCancelBeforeTheRecordStepMarksTheAPIsRecordCancelled(t *testing.T) {
+	f := newFixture(t, false)
+	f.env.OnActivity(a.ResolveSource, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, _ activities.SourceRequest) (activities.Source, error) {
+			f.env.CancelWorkflow()
+			<-ctx.Done()
+			return activities.Source{}, ctx.Err()
+		}).Once()
+	f.env.OnActivity(a.MarkCancelled, mock.Anything, imageID).Return(nil).Once()
+
+	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
+
+	if err := f.env.GetWorkflowError(); !temporal.IsCanceledError(err) {
+		t.Fatalf("workflow error = %v, want cancelled", err)
+	}
+	f.env.AssertActivityNumberOfCalls(t, "EnsureImage", 0)
+	f.env.AssertActivityNumberOfCalls(t, "CancelOnNode", 0)
+	f.env.AssertExpectations(t)
+}

@@ -63,11 +63,7 @@ func (d *download) resolveSource(ctx workflow.Context) error {
 func (d *download) ensureImage(ctx workflow.Context) error {
 	req := activities.ImageRequest{ImageID: d.imageID, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
 		PoolID: d.in.PoolID, Source: d.src}
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, localOptions), a.EnsureImage, req).Get(ctx, &d.plan)
-	if err == nil {
-		d.recordExists = true
-	}
-	return err
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, localOptions), a.EnsureImage, req).Get(ctx, &d.plan)
 }
 
 func (d *download) resolveChecksum(ctx workflow.Context) error {
@@ -147,11 +143,11 @@ func (d *download) end(ctx workflow.Context, err error) error {
 		dctx, cancel := workflow.NewDisconnectedContext(ctx)
 		defer cancel()
 		d.cleanup(dctx)
-		if d.recordExists {
-			err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, localOptions), a.MarkCancelled, d.imageID).Get(dctx, nil)
-			if err != nil {
-				workflow.GetLogger(ctx).Error("mark cancelled", "image_id", d.imageID, "error", err)
-			}
+		// Marked even before EnsureImage ran: the API creates the record
+		// before it starts the workflow, and a missing one is no error.
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, localOptions), a.MarkCancelled, d.imageID).Get(dctx, nil)
+		if err != nil {
+			workflow.GetLogger(ctx).Error("mark cancelled", "image_id", d.imageID, "error", err)
 		}
 		d.setStatus(dctx, store.StatusCancelled)
 		return temporal.NewCanceledError("download cancelled")

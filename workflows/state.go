@@ -16,19 +16,18 @@ import (
 // the progress query, the search attributes and Temporal Web show comes
 // from here, so they always agree.
 type download struct {
-	in           Input
-	imageID      string
-	src          activities.Source
-	plan         activities.Plan
-	status       string
-	nodeID       string
-	attempt      int
-	progress     Progress
-	failovers    []Failover
-	failed       []string // nodes that failed in this download
-	jobStarted   bool     // a node-side job may exist on nodeID
-	published    bool     // the node published the file: it is the image's, or must go
-	recordExists bool     // the image record exists
+	in         Input
+	imageID    string
+	src        activities.Source
+	plan       activities.Plan
+	status     string
+	nodeID     string
+	attempt    int
+	progress   Progress
+	failovers  []Failover
+	failed     []string // nodes that failed in this download
+	jobStarted bool     // a node-side job may exist on nodeID
+	published  bool     // the node published the file: it is the image's, or must go
 }
 
 func newDownload(ctx workflow.Context, in Input) *download {

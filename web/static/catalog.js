@@ -56,7 +56,8 @@ function checksumText(entry) {
   }
   if (entry.checksum_url) {
     const file = entry.checksum_url.split('/').pop();
-    return h('span', { title: entry.checksum_url }, 'from the vendor (' + file + ')');
+    const named = file.length <= 16 ? ' (' + file + ')' : ''; // SHA256SUMS, CHECKSUM; long names only in the tooltip
+    return h('span', { title: entry.checksum_url }, 'from the vendor' + named);
   }
   return h('span', { class: 'warn' }, 'none');
 }

@@ -14,7 +14,7 @@ const sentences = {
   upstream_not_found: 'The file is not at that URL: the server answered “not found”. Check the URL; the vendor may have moved the image.',
   upstream_error: 'The server that holds the image failed to send it. Try again later, or use another mirror.',
   checksum_mismatch: 'The file did not match its checksum, so it was thrown away. Check the checksum, then download again.',
-  checksum_unavailable: 'No checksum could be found for this file in the vendor’s checksum file. Give the checksum yourself, or try later.',
+  checksum_unavailable: 'The checksum is not available: the vendor’s checksum file could not be fetched, or does not list this file. Try later, or download from a URL with its checksum.',
   not_a_disk_image: 'The file is not a disk image (qcow2 or raw); the URL may lead to a web page. Check the URL.',
   disk_full: 'The storage pool is full. Delete images you no longer need, or pick another pool.',
   cancelled: 'The download was cancelled.',

@@ -149,7 +149,7 @@ function update(r) {
   el.dataset.status = img.status;
   fill(parts.meta,
     'Pool ', h('strong', {}, img.pool_id || '—'),
-    ' · node ', h('strong', {}, p.node_id || img.node_id || 'not chosen yet'),
+    ' · node ', h('strong', {}, p.node_id || img.node_id || (terminal.has(img.status) ? 'none' : 'not chosen yet')),
     p.attempt > 1 ? ' · attempt ' + p.attempt : '',
     ' · started ' + ago(img.created_at));
   parts.source.textContent = img.catalog_id ? 'From the catalog: ' + img.catalog_id : img.source_url ? 'From ' + img.source_url : '';

@@ -287,3 +287,44 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestDevUsesARunningTemporalServer: with a Temporal server already at
+// TEMPORAL_ADDRESS, dev uses it instead of starting one; and kill -9 of
+// dev still leaves no child behind (the kernel tells them).
+func TestDevUsesARunningTemporalServer(t *testing.T) {
+	srv := testenv.StartDevServer(t)
+	_, port, err := net.SplitHostPort(srv.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir, ports := t.TempDir(), freeDevPorts(t)
+	ports.temporal = port
+	r := startDev(t, dataDir, ports)
+	if !strings.Contains(r.out.String(), "was already running") {
+		t.Errorf("the welcome does not say it uses the running Temporal server:\n%s", r.out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "logs", "temporal.log")); err == nil {
+		t.Error("dev started a Temporal server although one was running")
+	}
+	children := childPids(t, r.cmd.Process.Pid)
+	if len(children) != 4 {
+		t.Errorf("cloudimages dev has %d children %v, want 4: two agents, worker, API", len(children), children)
+	}
+	checkDevRegistered(t, r.api, ports)
+
+	if err := r.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-r.done
+	eventually(t, 30*time.Second, "the children of a killed cloudimages dev exit", func() bool {
+		for _, pid := range children {
+			if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := srv.Client().CheckHealth(context.Background(), nil); err != nil {
+		t.Errorf("the Temporal server dev found running does not answer after dev's exit: %v", err)
+	}
+}

@@ -26,10 +26,10 @@ const (
 
 // Node is a hypervisor node running a node agent.
 type Node struct {
-	ID              string     `gorm:"primaryKey;size:64"`
-	Name            string     `gorm:"size:200"`
-	Address         string     `gorm:"size:300;not null"`
-	Status          string     `gorm:"size:16;not null;default:unknown"`
+	ID              string `gorm:"primaryKey;size:64"`
+	Name            string `gorm:"size:200"`
+	Address         string `gorm:"size:300;not null"`
+	Status          string `gorm:"size:16;not null;default:unknown"`
 	LastSeenAt      *time.Time
 	Pools           StringList `gorm:"type:text"` // pool ids the agent reports
 	ActiveDownloads int

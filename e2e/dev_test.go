@@ -203,10 +203,45 @@ func TestDevRunsEverythingAndStopsCleanly(t *testing.T) {
 	if up.Requests(g.name) != 0 {
 		t.Error("the agent fetched from a loopback mirror without --allow-private-networks")
 	}
-	r2.interrupt(time.Minute)
-	if code := r2.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("second run: exit code %d after SIGINT, want 0", code)
+
+	// A child that dies takes the whole setup down, saying which and why,
+	// rather than leaving a half-working one.
+	children = childPids(t, r2.cmd.Process.Pid)
+	agent := childWithArgs(t, children, "--node-id", "node-2")
+	if err := syscall.Kill(agent, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
 	}
+	select {
+	case <-r2.done:
+	case <-time.After(time.Minute):
+		t.Fatal("cloudimages dev still runs a minute after node-2's agent died")
+	}
+	if code := r2.cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("exit code %d after a child died, want 1", code)
+	}
+	if !strings.Contains(r2.out.String(), "node-2 exited on its own") {
+		t.Errorf("the output does not say node-2 died:\n%s", r2.out.String())
+	}
+	for _, pid := range children {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("child %d is still there after cloudimages dev exited (%v)", pid, err)
+		}
+	}
+}
+
+// childWithArgs returns the one pid among pids whose command line holds
+// these arguments in a row.
+func childWithArgs(t *testing.T, pids []int, args ...string) int {
+	t.Helper()
+	want := strings.Join(args, "\x00")
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err == nil && strings.Contains(string(b), want) {
+			return pid
+		}
+	}
+	t.Fatalf("no child runs with %v", args)
+	return 0
 }
 
 // checkDevRegistered checks dev's two nodes and three pools.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -104,6 +105,9 @@ func (d *devRun) run(ctx context.Context) error {
 		case c := <-d.exited:
 			err = fmt.Errorf("%s exited on its own (%v); its log is %s:\n%s", c.name, c.state(), c.logPath, c.tail(20))
 		}
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = nil // Ctrl-C while starting: stop as asked
 	}
 	d.stopAll()
 	if err == nil {

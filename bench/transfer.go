@@ -18,13 +18,21 @@ import (
 // contestant is one way of putting the source file on disk.
 type contestant struct {
 	name string
-	// run downloads once (round r) and returns the wall time and the peak
-	// RSS of what ran (0 when not measured per run).
-	run   func(ctx context.Context, r int) (time.Duration, int64, error)
+	// run downloads once (round r).
+	run   func(ctx context.Context, r int) (outcome, error)
 	times []time.Duration
+	cpu   []time.Duration
 	byRnd map[int]time.Duration
 	peak  int64
 	err   error
+}
+
+// outcome is one download: its wall time, and the peak RSS and CPU time
+// of what ran it (0 when not measured).
+type outcome struct {
+	took time.Duration
+	rss  int64
+	cpu  time.Duration
 }
 
 // benchTransfer puts the big source file on disk every way, interleaved
@@ -40,20 +48,21 @@ func (b *bench) benchTransfer(ctx context.Context) {
 		return
 	}
 	dst := filepath.Join(out, src.Name)
-	shell := func(script string) func(context.Context, int) (time.Duration, int64, error) {
-		return func(ctx context.Context, _ int) (time.Duration, int64, error) {
+	shell := func(script string) func(context.Context, int) (outcome, error) {
+		return func(ctx context.Context, _ int) (outcome, error) {
 			defer os.Remove(dst)
-			d, rss, stdout, err := timed(ctx, "sh", "-c", script)
-			if err == nil && strings.Contains(script, "sha256sum") && !strings.HasPrefix(stdout, src.SHA256) {
-				err = fmt.Errorf("sha256sum says %.64s, want %s", stdout, src.SHA256)
+			o, stdout, err := timed(ctx, "sh", "-c", script)
+			if err == nil && strings.Contains(script, "sha256") && !strings.HasPrefix(stdout, src.SHA256) {
+				err = fmt.Errorf("the checksum tool says %.64s, want %s", stdout, src.SHA256)
 			}
-			return d, rss, err
+			return o, err
 		}
 	}
 	q := func(s string) string { return "'" + s + "'" }
 	cs := []*contestant{
 		{name: "curl -o", run: shell("curl -sS --fail -o " + q(dst) + " " + q(url))},
 		{name: "curl -o + sha256sum", run: shell("curl -sS --fail -o " + q(dst) + " " + q(url) + " && sha256sum " + q(dst))},
+		{name: "curl -o + openssl sha256", run: shell("curl -sS --fail -o " + q(dst) + " " + q(url) + " && openssl dgst -sha256 -r " + q(dst))},
 		{name: "curl -o + sync", run: shell("curl -sS --fail -o " + q(dst) + " " + q(url) + " && sync " + q(dst))},
 		{name: "wget -O", run: shell("wget -q -O " + q(dst) + " " + q(url))},
 		{name: "node agent (sha256, fsync)", run: b.agentDownload(b.stack.agents[0], src, url)},
@@ -71,17 +80,17 @@ func (b *bench) benchTransfer(ctx context.Context) {
 				continue
 			}
 			settle()
-			d, rss, err := c.run(ctx, r)
+			o, err := c.run(ctx, r)
 			if err != nil {
 				c.err = err
 				continue
 			}
-			c.times = append(c.times, d)
+			c.times, c.cpu = append(c.times, o.took), append(c.cpu, o.cpu)
 			if c.byRnd == nil {
 				c.byRnd = map[int]time.Duration{}
 			}
-			c.byRnd[r] = d
-			c.peak = max(c.peak, rss)
+			c.byRnd[r] = o.took
+			c.peak = max(c.peak, o.rss)
 		}
 	}
 	b.rep.add(part, "file", fmt.Sprintf("%s, %d rounds; median rate, median of per-round ratios to curl", mib(src.Size), b.rounds))
@@ -103,15 +112,21 @@ func (b *bench) benchTransfer(ctx context.Context) {
 		default:
 			b.rep.add(part, c.name, value)
 		}
-		if c.peak > 0 {
-			b.rep.note("peak RSS %s; times %s", mib(c.peak), durations(c.times))
-		} else {
-			b.rep.note("times %s", durations(c.times))
+		var cpu, peak string
+		if m := median(c.cpu); m > 0 {
+			cpu = fmt.Sprintf("CPU %.2fs/GiB", m.Seconds()*float64(1<<30)/float64(src.Size))
 		}
+		if c.peak > 0 {
+			peak = "peak RSS " + mib(c.peak)
+		}
+		b.rep.note("%s", joinNonEmpty(cpu, peak, "times "+durations(c.times)))
 	}
 	agent, sum, sync := ratios["node agent (sha256, fsync)"], ratios["curl -o + sha256sum"], ratios["curl -o + sync"]
 	if agent > 0 && sum > 0 {
 		b.rep.goal(part, "node agent vs curl + sha256sum", ratio(agent/sum), "> 1.00×", agent > sum)
+	}
+	if ossl := ratios["curl -o + openssl sha256"]; agent > 0 && ossl > 0 {
+		b.rep.add(part, "node agent vs curl + openssl sha256 (SHA-NI)", ratio(agent/ossl))
 	}
 	if agent > 0 && sync > 0 {
 		b.rep.add(part, "node agent vs curl + sync (same durability)", ratio(agent/sync))
@@ -145,11 +160,14 @@ func durations(ds []time.Duration) string {
 	return strings.Join(s, " ")
 }
 
-var maxRSS = regexp.MustCompile(`Maximum resident set size \(kbytes\): (\d+)`)
+var (
+	maxRSS  = regexp.MustCompile(`Maximum resident set size \(kbytes\): (\d+)`)
+	cpuUsed = regexp.MustCompile(`(?:User|System) time \(seconds\): ([0-9.]+)`)
+)
 
 // timed runs a command under /usr/bin/time -v and returns its wall time,
-// its peak RSS (the largest of its processes) and its stdout.
-func timed(ctx context.Context, name string, args ...string) (time.Duration, int64, string, error) {
+// peak RSS (the largest of its processes) and CPU time, and its stdout.
+func timed(ctx context.Context, name string, args ...string) (outcome, string, error) {
 	cmd := exec.CommandContext(ctx, "/usr/bin/time", append([]string{"-v", name}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -157,14 +175,18 @@ func timed(ctx context.Context, name string, args ...string) (time.Duration, int
 	err := cmd.Run()
 	d := time.Since(start)
 	if err != nil {
-		return d, 0, "", fmt.Errorf("%s: %v: %s", name, err, lastLines(stderr.String(), 3))
+		return outcome{took: d}, "", fmt.Errorf("%s: %v: %s", name, err, lastLines(stderr.String(), 3))
 	}
-	var rss int64
+	o := outcome{took: d}
 	if m := maxRSS.FindStringSubmatch(stderr.String()); m != nil {
 		kb, _ := strconv.ParseInt(m[1], 10, 64)
-		rss = kb << 10
+		o.rss = kb << 10
 	}
-	return d, rss, stdout.String(), nil
+	for _, m := range cpuUsed.FindAllStringSubmatch(stderr.String(), -1) {
+		sec, _ := strconv.ParseFloat(m[1], 64)
+		o.cpu += time.Duration(sec * float64(time.Second))
+	}
+	return o, stdout.String(), nil
 }
 
 func lastLines(s string, n int) string {
@@ -174,23 +196,25 @@ func lastLines(s string, n int) string {
 
 // agentDownload asks an agent directly (POST /v1/downloads), polls until the
 // job ends and removes the published file.
-func (b *bench) agentDownload(a *agent, src source, url string) func(context.Context, int) (time.Duration, int64, error) {
-	return func(ctx context.Context, r int) (time.Duration, int64, error) {
+func (b *bench) agentDownload(a *agent, src source, url string) func(context.Context, int) (outcome, error) {
+	return func(ctx context.Context, r int) (outcome, error) {
 		c := a.client()
 		req := nodeagent.DownloadRequest{ID: fmt.Sprintf("bench-transfer-%d-%d", os.Getpid(), r), URL: url,
 			PoolID: a.local, FileName: src.Name, Checksum: src.Checksum(), SizeBytes: src.Size, Format: "raw"}
-		start := time.Now()
+		pid := a.p.cmd.Process.Pid
+		cpu, start := cpuTime(pid), time.Now()
 		d, err := runAgentJob(ctx, c, req, 10*time.Millisecond)
-		took := time.Since(start)
+		o := outcome{took: time.Since(start), cpu: cpuTime(pid) - cpu}
 		defer c.DeleteFile(context.Background(), a.local, src.Name)
 		if err != nil {
-			return took, 0, err
+			return o, err
 		}
 		if d.State != nodeagent.StateCompleted {
-			return took, 0, fmt.Errorf("agent job %s ended %s: %v", req.ID, d.State, d.Error)
+			return o, fmt.Errorf("agent job %s ended %s: %v", req.ID, d.State, d.Error)
 		}
 		m, _ := a.p.mem()
-		return took, m.Peak, nil
+		o.rss = m.Peak
+		return o, nil
 	}
 }
 
@@ -215,27 +239,27 @@ func runAgentJob(ctx context.Context, c *nodeagent.Client, req nodeagent.Downloa
 
 // wholePath downloads through the API: POST /v1/images on node-1's local
 // pool, then polls until READY; the image is deleted afterwards.
-func (b *bench) wholePath(src source, url string) func(context.Context, int) (time.Duration, int64, error) {
+func (b *bench) wholePath(src source, url string) func(context.Context, int) (outcome, error) {
 	a := b.stack.agents[0]
 	api := newAPIClient(b.stack.apiURL)
-	return func(ctx context.Context, r int) (time.Duration, int64, error) {
+	return func(ctx context.Context, r int) (outcome, error) {
 		req := map[string]any{"url": url + "?round=" + strconv.Itoa(r), "name": fmt.Sprintf("bench-whole-%d", r),
 			"checksum": src.Checksum(), "pool_id": a.local, "node_id": a.id}
 		start := time.Now()
 		img, _, err := api.createImage(ctx, req)
 		if err != nil {
-			return 0, 0, err
+			return outcome{}, err
 		}
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
 		img, at, err := api.waitImage(wctx, img.ID, 10*time.Millisecond)
 		defer api.deleteImage(context.Background(), img.ID)
 		if err != nil {
-			return 0, 0, err
+			return outcome{}, err
 		}
 		if img.Status != "READY" {
-			return 0, 0, fmt.Errorf("image %s ended %s: %s", img.ID, img.Status, img.errText())
+			return outcome{}, fmt.Errorf("image %s ended %s: %s", img.ID, img.Status, img.errText())
 		}
-		return at.Sub(start), 0, nil
+		return outcome{took: at.Sub(start)}, nil
 	}
 }

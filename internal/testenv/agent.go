@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -75,9 +76,22 @@ func StartAgent(t testing.TB, opts AgentOptions) *Agent {
 			}
 		}
 	})
-	a.start()
-	return a
+	// FreePort's port may be taken by another process before the agent
+	// binds it: then try another one.
+	for try := 1; ; try++ {
+		err := a.start()
+		if err == nil {
+			return a
+		}
+		if !errors.Is(err, errPortTaken) || try == 3 {
+			t.Fatal(err)
+		}
+		a.addr = "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	}
 }
+
+// errPortTaken is a start that failed because the port was in use.
+var errPortTaken = errors.New("port taken")
 
 // Address returns the agent's host:port.
 func (a *Agent) Address() string { return a.addr }
@@ -122,7 +136,9 @@ func (a *Agent) Stop() { a.signal(syscall.SIGTERM) }
 func (a *Agent) Restart() {
 	a.t.Helper()
 	a.Stop()
-	a.start()
+	if err := a.start(); err != nil {
+		a.t.Fatal(err)
+	}
 }
 
 func (a *Agent) args() []string {
@@ -143,11 +159,11 @@ func (a *Agent) args() []string {
 	return append(args, a.opts.Args...)
 }
 
-func (a *Agent) start() {
+func (a *Agent) start() error {
 	a.t.Helper()
 	logFile, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		a.t.Fatalf("node agent log: %v", err)
+		return fmt.Errorf("node agent log: %w", err)
 	}
 	fmt.Fprintf(logFile, "---- start %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(a.args(), " "))
 	cmd := exec.Command(Binary(a.t), a.args()...)
@@ -156,7 +172,7 @@ func (a *Agent) start() {
 	cmd.Env = append(cmd.Env, a.opts.Env...)
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		a.t.Fatalf("start node agent: %v", err)
+		return fmt.Errorf("start node agent: %w", err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -175,16 +191,19 @@ func (a *Agent) start() {
 		_, err := c.Health(ctx)
 		cancel()
 		if err == nil {
-			return
+			return nil
 		}
 		select {
 		case <-done:
 			b, _ := os.ReadFile(a.logPath)
-			a.t.Fatalf("node agent %s exited at start (%v):\n%s", a.opts.NodeID, cmd.ProcessState, b)
+			if bytes.Contains(b[bytes.LastIndex(b, []byte("---- start")):], []byte("address already in use")) {
+				return fmt.Errorf("%w: %s", errPortTaken, a.addr)
+			}
+			return fmt.Errorf("node agent %s exited at start (%v):\n%s", a.opts.NodeID, cmd.ProcessState, b)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			a.t.Fatalf("node agent %s does not answer /v1/health after 30s: %v", a.opts.NodeID, err)
+			return fmt.Errorf("node agent %s does not answer /v1/health after 30s: %v", a.opts.NodeID, err)
 		}
 	}
 }

@@ -223,7 +223,7 @@ func mustJSON(t *testing.T, v any) string {
 }
 
 // newServer serves an agent over real HTTP until the test ends.
-func newServer(t *testing.T, srv *nodeagent.Server) string {
+func newServer(t testing.TB, srv *nodeagent.Server) string {
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	return hs.URL

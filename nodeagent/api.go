@@ -64,7 +64,8 @@ func (d Download) Finished() bool {
 	return d.State == StateCompleted || d.State == StateFailed || d.State == StateCancelled
 }
 
-// Health is the agent's answer to GET /v1/health.
+// Health is the agent's answer to GET /v1/health. ActiveDownloads counts
+// the downloads not yet ended: running, verifying and queued.
 type Health struct {
 	NodeID          string       `json:"node_id"`
 	Version         string       `json:"version"`

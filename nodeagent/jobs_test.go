@@ -51,6 +51,12 @@ func TestSameIDSameRequestIs200AndDifferentIs409(t *testing.T) {
 	if n := h.up.Requests("a.qcow2"); n != 1 {
 		t.Errorf("mirror answered %d requests; the repeated POST must not start a second transfer", n)
 	}
+	if status, body := rawRequest(t, http.MethodGet, h.http.URL+"/v1/downloads", testToken, ""); status != 200 || strings.Count(body, `"id":`) != 1 || !strings.Contains(body, `"id":"img-1"`) {
+		t.Errorf("list: %d %s; want the one download", status, body)
+	}
+	if _, err := h.client.Download(ctx(t), "unknown"); faultCode(err) != fault.NotFound {
+		t.Errorf("unknown download: %v; want not_found", err)
+	}
 	// Once published, the same request answers 200 with the completed job.
 	d, err := h.client.StartDownload(ctx(t), req)
 	if err != nil || d.State != nodeagent.StateCompleted {

@@ -203,21 +203,24 @@ func (s *Stack) AddWorker() *Process {
 
 func (s *Stack) startTemporal() {
 	s.t.Helper()
-	port, uiPort := FreePort(s.t), FreePort(s.t)
-	s.temporalAddr = "127.0.0.1:" + strconv.Itoa(port)
-	s.temporalUI = "http://127.0.0.1:" + strconv.Itoa(uiPort)
-	args := []string{"server", "start-dev", "--ip", "127.0.0.1",
-		"--port", strconv.Itoa(port), "--ui-port", strconv.Itoa(uiPort), "--log-level", "warn"}
-	if s.opts.PersistTemporal {
-		args = append(args, "--db-filename", filepath.Join(s.t.TempDir(), "temporal.db"))
-	}
-	for _, name := range SearchAttributes {
-		args = append(args, "--search-attribute", name+"=Keyword")
-	}
-	s.Temporal = newProcess(s.t, "temporal", TemporalCLI(s.t), args, nil, func(_ int, exited <-chan struct{}) error {
+	dbFile := filepath.Join(s.t.TempDir(), "temporal.db")
+	s.Temporal = newProcess(s.t, "temporal", TemporalCLI(s.t), nil, nil, func(_ int, exited <-chan struct{}) error {
 		return pollReady(exited, 2*time.Minute, s.temporalHealthy)
 	})
-	s.Temporal.Start()
+	s.Temporal.startOnFreePort(func() {
+		port, uiPort := FreePort(s.t), FreePort(s.t)
+		s.temporalAddr = "127.0.0.1:" + strconv.Itoa(port)
+		s.temporalUI = "http://127.0.0.1:" + strconv.Itoa(uiPort)
+		args := []string{"server", "start-dev", "--ip", "127.0.0.1",
+			"--port", strconv.Itoa(port), "--ui-port", strconv.Itoa(uiPort), "--log-level", "warn"}
+		if s.opts.PersistTemporal {
+			args = append(args, "--db-filename", dbFile)
+		}
+		for _, name := range SearchAttributes {
+			args = append(args, "--search-attribute", name+"=Keyword")
+		}
+		s.Temporal.args = args
+	})
 }
 
 func (s *Stack) temporalHealthy() error {
@@ -311,24 +314,28 @@ func hasPoller(pollers []*taskqueue.PollerInfo, pid int) bool {
 
 func (s *Stack) startAPI() {
 	s.t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(FreePort(s.t))
-	s.apiURL = "http://" + addr
-	s.API = &APIClient{BaseURL: s.apiURL, Token: s.opts.APIToken}
-	args := append([]string{"api", "--listen", addr, "--temporal-web-url", s.temporalUI}, s.controlPlaneArgs()...)
 	env := s.childEnv()
 	if s.opts.APIToken != "" {
 		env = append(env, "CLOUDIMAGES_API_TOKEN="+s.opts.APIToken)
 	}
-	s.APIServer = newProcess(s.t, "api", Binary(s.t), args, env, func(_ int, exited <-chan struct{}) error {
+	s.API = &APIClient{Token: s.opts.APIToken}
+	s.APIServer = newProcess(s.t, "api", Binary(s.t), nil, env, func(_ int, exited <-chan struct{}) error {
 		return pollReady(exited, time.Minute, func() error {
-			status, err := s.API.Do(context.Background(), http.MethodGet, "/healthz", nil, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			status, err := s.API.Do(ctx, http.MethodGet, "/healthz", nil, nil)
 			if err == nil && status != http.StatusOK {
 				err = fmt.Errorf("GET /healthz: %d", status)
 			}
 			return err
 		})
 	})
-	s.APIServer.Start()
+	s.APIServer.startOnFreePort(func() {
+		addr := "127.0.0.1:" + strconv.Itoa(FreePort(s.t))
+		s.apiURL = "http://" + addr
+		s.API.BaseURL = s.apiURL
+		s.APIServer.args = append([]string{"api", "--listen", addr, "--temporal-web-url", s.temporalUI}, s.controlPlaneArgs()...)
+	})
 }
 
 // Register registers every agent as a node and every pool through the

@@ -86,12 +86,35 @@ func (p *Process) Running() bool {
 // Start starts the process unless it runs, and waits until it is ready.
 func (p *Process) Start() {
 	p.t.Helper()
+	if err := p.start(); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// startOnFreePort starts the process with setPorts(…) choosing its ports
+// from FreePort, and tries other ports when one was taken by another
+// process between FreePort and the bind.
+func (p *Process) startOnFreePort(setPorts func()) {
+	p.t.Helper()
+	for try := 1; ; try++ {
+		setPorts()
+		err := p.start()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, errPortTaken) || try == 3 {
+			p.t.Fatal(err)
+		}
+	}
+}
+
+func (p *Process) start() error {
 	if p.Running() {
-		return
+		return nil
 	}
 	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		p.t.Fatalf("%s log: %v", p.name, err)
+		return fmt.Errorf("%s log: %w", p.name, err)
 	}
 	fmt.Fprintf(logFile, "---- start %s %s %s\n", time.Now().Format(time.RFC3339Nano), p.path, strings.Join(p.args, " "))
 	cmd := exec.Command(p.path, p.args...)
@@ -102,7 +125,7 @@ func (p *Process) Start() {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		p.t.Fatalf("start %s: %v", p.name, err)
+		return fmt.Errorf("start %s: %w", p.name, err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -116,8 +139,13 @@ func (p *Process) Start() {
 	p.mu.Unlock()
 	if err := p.ready(cmd.Process.Pid, done); err != nil {
 		p.signal(syscall.SIGKILL)
-		p.t.Fatalf("%s is not ready: %v\n%s", p.name, err, p.Log())
+		log := p.Log()
+		if strings.Contains(log[strings.LastIndex(log, "---- start"):], "address already in use") {
+			return fmt.Errorf("%w: %s: %v", errPortTaken, p.name, err)
+		}
+		return fmt.Errorf("%s is not ready: %v\n%s", p.name, err, log)
 	}
+	return nil
 }
 
 // Kill sends SIGKILL to the process (and its group) and waits until it is gone.

@@ -2,7 +2,9 @@
 # One static binary for every role: the service's command picks it
 # (`cloudimages api`, `worker` or `nodeagent`). See docker-compose.yml.
 
-FROM golang:1.26-bookworm AS build
+# The Go of go.mod's go line (e2e/compose_test.go checks they agree).
+ARG GO_VERSION=1.26.8
+FROM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

@@ -345,6 +345,17 @@ func TestDockerfileBuildsAStaticBinary(t *testing.T) {
 	if n := len(regexp.MustCompile(`(?m)^FROM `).FindAllString(d, -1)); n < 2 {
 		t.Errorf("the Dockerfile has %d stages, want a build stage and a runtime stage", n)
 	}
+	gomod, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	goLine := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(gomod)
+	if goLine == nil {
+		t.Fatal("go.mod has no go line")
+	}
+	if want := "ARG GO_VERSION=" + string(goLine[1]) + "\n"; !strings.Contains(d, want) {
+		t.Errorf("the Dockerfile lacks %q: the golang image must have go.mod's Go, it does not fetch a newer one", want)
+	}
 	for _, want := range []string{"CGO_ENABLED=0", "./cmd/cloudimages", `ENTRYPOINT ["/usr/local/bin/cloudimages"]`, "USER "} {
 		if !strings.Contains(d, want) {
 			t.Errorf("the Dockerfile lacks %q", want)

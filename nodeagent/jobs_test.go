@@ -261,6 +261,7 @@ func TestMetricsCountBytesAndFailures(t *testing.T) {
 		"cloudimages_nodeagent_downloads_completed_total 1",
 		"cloudimages_nodeagent_downloads_active 0",
 		"process_resident_memory_bytes",
+		`cloudimages_nodeagent_pool_free_bytes{pool_id="pool-1"}`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q", want)

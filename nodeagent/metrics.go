@@ -38,6 +38,13 @@ func newMetrics(s *Server) *metrics {
 		Name: "cloudimages_nodeagent_downloads_queued",
 		Help: "Downloads waiting for a slot (--max-concurrent).",
 	}, func() float64 { queued, _ := s.counts(); return float64(queued) })
+	for _, p := range s.order {
+		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "cloudimages_nodeagent_pool_free_bytes",
+			Help:        "Free bytes in a storage pool.",
+			ConstLabels: prometheus.Labels{"pool_id": p.id},
+		}, func() float64 { free, _, _ := p.space(); return float64(free) }))
+	}
 	m.registry.MustRegister(m.bytes, m.completed, m.failures, active, queued,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -250,6 +251,8 @@ func startAgentProxy(target string) (*agentProxy, error) {
 	}
 	p := &agentProxy{addr: ln.Addr().String(), starts: map[string][]time.Time{}}
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
+	// A killed agent is part of the failover benchmark: answer 502 quietly.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && strings.TrimSuffix(r.URL.Path, "/") == "/v1/downloads" {
 			at := time.Now()

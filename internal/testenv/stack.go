@@ -53,9 +53,10 @@ type StackOptions struct {
 	PersistTemporal bool
 }
 
-// StackPool is a storage pool of the stack. Dirs maps node ids to the
-// pool's directory on that node; a shared pool has one directory that
-// every node in NodeIDs uses.
+// StackPool is a storage pool of the stack, served by the agents of
+// NodeIDs. A shared pool has one directory that all its nodes use (Dir,
+// default a fresh temp dir); a local pool gets a fresh directory on each
+// node. Stack.PoolDir tells where.
 type StackPool struct {
 	ID      string
 	Shared  bool
@@ -114,6 +115,12 @@ func stackDefaults(t testing.TB, opts StackOptions) StackOptions {
 	}
 	if opts.NodeToken == "" {
 		opts.NodeToken = "node-token-" + randomHex(8)
+	}
+	opts.Pools = slices.Clone(opts.Pools) // the caller's stays as it was
+	for i, p := range opts.Pools {
+		if p.Shared && p.Dir == "" {
+			opts.Pools[i].Dir = t.TempDir()
+		}
 	}
 	if opts.Pools == nil {
 		shared := StackPool{ID: "shared", Shared: true, Dir: t.TempDir()}
@@ -245,7 +252,7 @@ func (s *Stack) startAgents() {
 				continue
 			}
 			dir := p.Dir
-			if !p.Shared || dir == "" {
+			if !p.Shared {
 				dir = s.t.TempDir()
 			}
 			if s.poolDirs[p.ID] == nil {

@@ -49,3 +49,25 @@ func TestStackRegistersNodesAndPools(t *testing.T) {
 		t.Error("the worker does not run after a restart")
 	}
 }
+
+func TestStackWithItsOwnPools(t *testing.T) {
+	pools := []testenv.StackPool{{ID: "nfs", Shared: true, NodeIDs: []string{"node-1", "node-3"}}}
+	s := testenv.StartStack(t, testenv.StackOptions{Agents: 3, Pools: pools})
+	if pools[0].Dir != "" {
+		t.Error("StartStack changed the caller's pools")
+	}
+	if s.PoolDir("nfs", "node-1") != s.PoolDir("nfs", "node-3") {
+		t.Error("the shared pool has two directories")
+	}
+	var pool struct {
+		NodeIDs []string `json:"node_ids"`
+	}
+	s.API.MustDo(t, http.MethodGet, "/v1/pools/nfs", nil, &pool, http.StatusOK)
+	if !slices.Equal(pool.NodeIDs, []string{"node-1", "node-3"}) {
+		t.Errorf("pool nfs on %v, want node-1 and node-3", pool.NodeIDs)
+	}
+	if got := len(s.Agents); got != 3 {
+		t.Errorf("%d agents, want 3", got)
+	}
+	s.API.MustDo(t, http.MethodGet, "/v1/pools/shared", nil, nil, http.StatusNotFound)
+}

@@ -94,10 +94,10 @@ func run(size int64, rounds, n int, only, scaleList, dir, database, compareBin s
 		}
 	}()
 	started, loadBefore := time.Now(), loadAverage()
+	defer b.tearDown() // also after a failed setUp: it stops what did start
 	if err := b.setUp(ctx, size, database, compareBin, maxConcurrent, selected); err != nil {
 		return 1, err
 	}
-	defer b.tearDown()
 	for _, p := range parts {
 		if !selected[p] || ctx.Err() != nil {
 			continue
@@ -125,16 +125,16 @@ func run(size int64, rounds, n int, only, scaleList, dir, database, compareBin s
 	return 0, nil
 }
 
-// setUp writes the source file, starts the mirror and the agents, and the
-// control plane when a selected part needs it (a control plane that does
-// not start skips those parts, with the reason in the table).
+// setUp writes the source file, starts the mirror, the agents and the
+// control plane (a control plane that does not start skips the parts that
+// need it, with the reason in the table).
 func (b *bench) setUp(ctx context.Context, size int64, database, compareBin string, maxConcurrent int, selected map[string]bool) error {
 	srcDir := filepath.Join(b.dir, "src")
 	if err := os.MkdirAll(srcDir, 0o755); err != nil {
 		return err
 	}
 	var err error
-	if selected["transfer"] || selected["failover"] {
+	if selected["transfer"] {
 		fmt.Fprintf(os.Stderr, "bench: source file of %s in %s\n", mib(size), srcDir)
 		if b.big, err = makeSource(srcDir, fmt.Sprintf("big-%d.img", size), size); err != nil {
 			return err
@@ -173,14 +173,12 @@ func (b *bench) setUp(ctx context.Context, size int64, database, compareBin stri
 			return fmt.Errorf("-compare-bin: %w", err)
 		}
 	}
-	if selected["transfer"] || selected["overhead"] || selected["failover"] || selected["scale"] || selected["memory"] {
-		cli := os.Getenv("CLOUDIMAGES_TEMPORAL_CLI")
-		if cli == "" {
-			cli = "bin/temporal"
-		}
-		if b.stack.controlErr = b.stack.startControlPlane(cli, nil); b.stack.controlErr != nil {
-			fmt.Fprintf(os.Stderr, "bench: control plane did not start; parts that need it are skipped:\n%v\n", b.stack.controlErr)
-		}
+	cli := os.Getenv("CLOUDIMAGES_TEMPORAL_CLI")
+	if cli == "" {
+		cli = "bin/temporal"
+	}
+	if b.stack.controlErr = b.stack.startControlPlane(cli); b.stack.controlErr != nil {
+		fmt.Fprintf(os.Stderr, "bench: control plane did not start; parts that need it are skipped:\n%v\n", b.stack.controlErr)
 	}
 	return nil
 }

@@ -125,7 +125,7 @@ func (s *stack) restartAgent(a *agent) error {
 
 // startControlPlane starts the Temporal dev server, the worker and the
 // API, and registers the agents' nodes and pools.
-func (s *stack) startControlPlane(temporalCLI string, workerArgs []string) error {
+func (s *stack) startControlPlane(temporalCLI string) error {
 	args := []string{}
 	for _, name := range []string{"ImageId", "PoolId", "NodeId", "CatalogId", "ImageStatus"} {
 		args = append(args, "--search-attribute", name+"=Keyword")
@@ -152,7 +152,7 @@ func (s *stack) startControlPlane(temporalCLI string, workerArgs []string) error
 	taddr := srv.FrontendHostPort()
 
 	common := []string{"--temporal-address", taddr, "--database-url", s.dbURL, "--node-token", nodeToken}
-	s.worker = newProc("worker", filepath.Join(s.dir, "logs", "worker.log"), s.bin, append(append([]string{"worker"}, common...), workerArgs...)...)
+	s.worker = newProc("worker", filepath.Join(s.dir, "logs", "worker.log"), s.bin, append([]string{"worker"}, common...)...)
 	if err := s.worker.start(logSays(s.worker.logPath, "worker running")); err != nil {
 		return err
 	}

@@ -85,7 +85,8 @@ func (b *bench) scaleRun(ctx context.Context, part string, src source, n int) {
 	b.rep.note("%.1f downloads/s; the machine has %d cores", float64(ready)/took.Seconds(), runtime.NumCPU())
 	b.rep.add(part, "worker / API peak RSS", fmt.Sprintf("%s / %s", mib(wPeak), mib(aPeak)))
 	b.rep.add(part, "history events per workflow", b.historyLengths(ctx, ids))
-	b.rep.note("heartbeats are not history events: only their timeouts are")
+	b.rep.add(part, "node polls (heartbeat calls) per download", b.pollsPerDownload(ids))
+	b.rep.note("one RecordHeartbeat a poll; the SDK sends at most one per 0.8× heartbeat timeout")
 	if writesErr != nil {
 		b.rep.add(part, "database row writes per download", "n/a")
 		b.rep.note("%v (database %s)", writesErr, dbKind(b.stack.dbURL))
@@ -162,6 +163,25 @@ func (b *bench) duplicates(ids []string, n int) (multiNode, multiServe int) {
 		}
 	}
 	return multiNode, multiServe
+}
+
+// pollsPerDownload is the mean number of GET /v1/downloads/{id} the
+// agents' proxies saw per image.
+func (b *bench) pollsPerDownload(ids []string) string {
+	total, n := 0, 0
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		n++
+		for _, a := range b.stack.agents {
+			total += a.proxy.pollCount(id)
+		}
+	}
+	if n == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f", float64(total)/float64(n))
 }
 
 // historyLengths describes up to 50 of the workflows and reports the

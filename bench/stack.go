@@ -242,6 +242,7 @@ type agentProxy struct {
 
 	mu     sync.Mutex
 	starts map[string][]time.Time
+	polls  map[string]int // GET /v1/downloads/{id}: the worker's watch polls
 }
 
 func startAgentProxy(target string) (*agentProxy, error) {
@@ -249,7 +250,7 @@ func startAgentProxy(target string) (*agentProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &agentProxy{addr: ln.Addr().String(), starts: map[string][]time.Time{}}
+	p := &agentProxy{addr: ln.Addr().String(), starts: map[string][]time.Time{}, polls: map[string]int{}}
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
 	// A killed agent is part of the failover benchmark: answer 502 quietly.
 	rp.ErrorLog = log.New(io.Discard, "", 0)
@@ -264,6 +265,11 @@ func startAgentProxy(target string) (*agentProxy, error) {
 			_ = json.Unmarshal(body, &req)
 			p.mu.Lock()
 			p.starts[req.ID] = append(p.starts[req.ID], at)
+			p.mu.Unlock()
+		}
+		if id, ok := strings.CutPrefix(r.URL.Path, "/v1/downloads/"); ok && r.Method == http.MethodGet {
+			p.mu.Lock()
+			p.polls[id]++
 			p.mu.Unlock()
 		}
 		rp.ServeHTTP(w, r)
@@ -283,6 +289,13 @@ func (p *agentProxy) startRequests() map[string][]time.Time {
 		out[k] = append([]time.Time(nil), v...)
 	}
 	return out
+}
+
+// pollCount is how often the download id was polled.
+func (p *agentProxy) pollCount(id string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.polls[id]
 }
 
 // quietLogger drops the Temporal client's logs: the bench prints a table.

@@ -96,9 +96,13 @@ func newDevRun(cfg devConfig) *devRun {
 // run starts everything, waits for Ctrl-C or for a child to die, and
 // stops everything.
 func (d *devRun) run(ctx context.Context) error {
+	internet := probeMirror(ctx, builtinMirror())
 	err := d.start(ctx)
 	if err == nil {
 		d.printWelcome()
+		if msg := <-internet; msg != "" {
+			fmt.Fprintf(os.Stdout, "\nNote: %s.\n", msg)
+		}
 		select {
 		case <-ctx.Done():
 			fmt.Fprintln(os.Stderr, "\nstopping…")

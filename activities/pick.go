@@ -122,11 +122,9 @@ func (a *Activities) checkNode(ctx context.Context, n store.Node, poolID string)
 		a.recordHealth(ctx, n.ID, store.NodeHealth{Online: false, At: now})
 		return checked{refusal: fmt.Sprintf("health check of %s failed: %v", n.Address, err)}
 	}
-	var pools []string
-	for _, p := range h.Pools {
-		pools = append(pools, p.ID)
-	}
-	a.recordHealth(ctx, n.ID, store.NodeHealth{Online: true, Pools: pools, ActiveDownloads: h.ActiveDownloads, At: now})
+	pools := h.PoolIDs()
+	a.recordHealth(ctx, n.ID, store.NodeHealth{Online: true, Pools: pools, Space: poolSpace(h),
+		ActiveDownloads: h.ActiveDownloads, At: now})
 	if h.NodeID != "" && h.NodeID != n.ID {
 		return checked{refusal: fmt.Sprintf("the agent at %s says it is node %q: fix the node's address or the agent's --node-id", n.Address, h.NodeID)}
 	}
@@ -141,4 +139,13 @@ func (a *Activities) recordHealth(ctx context.Context, nodeID string, h store.No
 	if err := a.Store.RecordNodeHealth(ctx, nodeID, h); err != nil {
 		a.log().Warn("record node health", "node_id", nodeID, "error", err)
 	}
+}
+
+// poolSpace is the free and total bytes of each pool the agent reports.
+func poolSpace(h nodeagent.Health) store.PoolSpace {
+	space := make(store.PoolSpace, len(h.Pools))
+	for _, p := range h.Pools {
+		space[p.ID] = store.Space{FreeBytes: p.FreeBytes, TotalBytes: p.TotalBytes}
+	}
+	return space
 }

@@ -246,6 +246,11 @@ func TestNodeHealthIsCheckedInTheBackground(t *testing.T) {
 		if pools, _ := n["pools"].([]any); len(pools) != 1 || pools[0] != "p1" || n["last_seen_at"] == nil {
 			t.Errorf("online node: %v", n)
 		}
+		var pool map[string]any
+		e.must(200, "GET", "/v1/pools/p1", nil, &pool)
+		if free, _ := pool["free_bytes"].(float64); free <= 0 || pool["total_bytes"].(float64) < free {
+			t.Errorf("pool served by an online node: free_bytes %v, total_bytes %v; want 0 < free <= total", pool["free_bytes"], pool["total_bytes"])
+		}
 		// An agent that answers as another node is not that node.
 		eventually(t, 10*time.Second, "imposter offline", func() bool { return node("imposter")["status"] == "offline" })
 

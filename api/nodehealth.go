@@ -82,8 +82,10 @@ func (s *Server) checkNode(ctx context.Context, n store.Node) {
 		s.log.Warn("the agent at this node's address says it is another node: check the address or the agent's --node-id",
 			"node_id", n.ID, "address", n.Address, "agent_node_id", h.NodeID)
 	default:
+		rec.Pools = h.PoolIDs()
+		rec.Space = make(store.PoolSpace, len(h.Pools))
 		for _, p := range h.Pools {
-			rec.Pools = append(rec.Pools, p.ID)
+			rec.Space[p.ID] = store.Space{FreeBytes: p.FreeBytes, TotalBytes: p.TotalBytes}
 		}
 		rec.ActiveDownloads = h.ActiveDownloads
 		if n.Status != store.NodeOnline {

@@ -41,7 +41,7 @@ func (s *Server) createPool(c echo.Context) error {
 		return err
 	}
 	s.log.Info("pool created", "pool_id", p.ID, "type", p.Type, "shared", p.Shared, "nodes", req.NodeIDs)
-	return c.JSON(http.StatusCreated, viewPool(*p))
+	return c.JSON(http.StatusCreated, viewPool(*p, nil))
 }
 
 func checkPool(req *poolRequest) error {
@@ -116,9 +116,13 @@ func (s *Server) listPools(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	nodes, err := s.store.Nodes(c.Request().Context())
+	if err != nil {
+		return err
+	}
 	out := make([]poolView, 0, len(ps))
 	for _, p := range ps {
-		out = append(out, viewPool(p))
+		out = append(out, viewPool(p, nodes))
 	}
 	return c.JSON(http.StatusOK, listOf(out))
 }
@@ -128,7 +132,11 @@ func (s *Server) getPool(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, viewPool(p))
+	nodes, err := s.store.Nodes(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewPool(p, nodes))
 }
 
 // pool returns a pool, or pool_not_found naming the pools that exist.

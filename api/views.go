@@ -43,18 +43,31 @@ func viewNode(n store.Node) nodeView {
 
 // poolView is a Pool as the contract shows it.
 type poolView struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Type      string    `json:"type"`
-	Shared    bool      `json:"shared"`
-	NodeIDs   []string  `json:"node_ids"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Type    string   `json:"type"`
+	Shared  bool     `json:"shared"`
+	NodeIDs []string `json:"node_ids"`
+	// Free and total bytes, from the online node with the most free space
+	// in the pool (on a shared pool they all see the same); absent until a
+	// node's agent has reported the pool.
+	FreeBytes  *uint64   `json:"free_bytes,omitempty"`
+	TotalBytes *uint64   `json:"total_bytes,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
-func viewPool(p store.Pool) poolView {
-	return poolView{ID: p.ID, Name: p.Name, Type: p.Type, Shared: p.Shared, NodeIDs: p.NodeIDs(),
+func viewPool(p store.Pool, nodes []store.Node) poolView {
+	v := poolView{ID: p.ID, Name: p.Name, Type: p.Type, Shared: p.Shared, NodeIDs: p.NodeIDs(),
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+	for _, n := range nodes {
+		sp, ok := n.PoolSpace[p.ID]
+		if !ok || n.Status != store.NodeOnline || (v.FreeBytes != nil && sp.FreeBytes <= *v.FreeBytes) {
+			continue
+		}
+		v.FreeBytes, v.TotalBytes = &sp.FreeBytes, &sp.TotalBytes
+	}
+	return v
 }
 
 // imageView is an Image as the contract shows it, plus "unverified" and,

@@ -90,3 +90,12 @@ func (h Health) Pool(id string) (PoolHealth, bool) {
 	}
 	return PoolHealth{}, false
 }
+
+// PoolIDs returns the ids of the pools the agent serves, in its order.
+func (h Health) PoolIDs() []string {
+	ids := make([]string, 0, len(h.Pools))
+	for _, p := range h.Pools {
+		ids = append(ids, p.ID)
+	}
+	return ids
+}

@@ -74,6 +74,8 @@ var migrations = []string{
 		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'READY');
 	CREATE UNIQUE INDEX images_one_live_file ON images(pool_id, file_name)
 		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'READY')`,
+	// 2: free and total bytes of each pool, as the node's agent reports them.
+	`ALTER TABLE nodes ADD COLUMN pool_space TEXT NOT NULL DEFAULT '{}'`,
 }
 
 // migrate brings the schema up to date. It is safe to run twice and from

@@ -32,6 +32,7 @@ type Node struct {
 	Status          string `gorm:"size:16;not null;default:unknown"`
 	LastSeenAt      *time.Time
 	Pools           StringList `gorm:"type:text"` // pool ids the agent reports
+	PoolSpace       PoolSpace  `gorm:"type:text"` // free and total bytes by pool id
 	ActiveDownloads int
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
@@ -138,4 +139,44 @@ func (s *StringList) Scan(v any) error {
 		return nil
 	}
 	return json.Unmarshal(b, (*[]string)(s))
+}
+
+// Space is the free and total bytes of a pool directory on a node.
+type Space struct {
+	FreeBytes  uint64 `json:"free_bytes"`
+	TotalBytes uint64 `json:"total_bytes"`
+}
+
+// PoolSpace is the space of each pool a node serves, by pool id, kept as a
+// JSON object in one text column.
+type PoolSpace map[string]Space
+
+// Value implements driver.Valuer.
+func (p PoolSpace) Value() (driver.Value, error) {
+	if p == nil {
+		p = PoolSpace{}
+	}
+	b, err := json.Marshal(map[string]Space(p))
+	return string(b), err
+}
+
+// Scan implements sql.Scanner.
+func (p *PoolSpace) Scan(v any) error {
+	var b []byte
+	switch x := v.(type) {
+	case nil:
+		*p = nil
+		return nil
+	case string:
+		b = []byte(x)
+	case []byte:
+		b = x
+	default:
+		return fmt.Errorf("PoolSpace: cannot scan %T", v)
+	}
+	if len(b) == 0 {
+		*p = nil
+		return nil
+	}
+	return json.Unmarshal(b, (*map[string]Space)(p))
 }

@@ -59,6 +59,7 @@ func (s *Store) DeleteNode(ctx context.Context, id string) error {
 type NodeHealth struct {
 	Online          bool
 	Pools           []string
+	Space           PoolSpace // free and total bytes by pool id
 	ActiveDownloads int
 	At              time.Time
 }
@@ -71,6 +72,7 @@ func (s *Store) RecordNodeHealth(ctx context.Context, id string, h NodeHealth) e
 		fields = map[string]any{
 			"status":           NodeOnline,
 			"pools":            StringList(h.Pools),
+			"pool_space":       h.Space,
 			"active_downloads": h.ActiveDownloads,
 			"last_seen_at":     h.At.UTC(),
 		}

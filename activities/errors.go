@@ -18,9 +18,11 @@ func fatal(code, format string, args ...any) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), code, nil)
 }
 
-// failover says the node cannot finish this download; reason says why.
-func failover(format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), FailoverError, nil)
+// failover says the node cannot finish this download; the message says
+// why and the detail carries the contract code of the node's error, so the
+// workflow can tell a dead node from a mirror that no node can reach.
+func failover(code, format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), FailoverError, nil, code)
 }
 
 // retryable is a failure that the activity's retry policy may get past.
@@ -48,11 +50,11 @@ func fromNode(nodeID string, fe *fault.Error, shared bool) error {
 	case fe.Code == fault.DiskFull && shared:
 		return fatal(fe.Code, "%s", fe.Message)
 	case fe.Code == fault.DiskFull:
-		return failover("node %s: %s: %s", nodeID, fe.Code, fe.Message)
+		return failover(fe.Code, "node %s: %s: %s", nodeID, fe.Code, fe.Message)
 	case fe.Retryable:
 		return retryable(fe.Code, "node %s: %s", nodeID, fe.Message)
 	case nodeSpecific[fe.Code]:
-		return failover("node %s: %s: %s", nodeID, fe.Code, fe.Message)
+		return failover(fe.Code, "node %s: %s: %s", nodeID, fe.Code, fe.Message)
 	default:
 		return fatal(fe.Code, "%s", fe.Message)
 	}

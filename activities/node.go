@@ -39,7 +39,7 @@ type Started struct {
 func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) {
 	c, node, err := a.node(ctx, job.NodeID)
 	if errors.Is(err, store.ErrNotFound) {
-		return Started{}, failover("node %s was deleted", job.NodeID)
+		return Started{}, failover(fault.NodeUnreachable, "node %s was deleted", job.NodeID)
 	} else if err != nil {
 		return Started{}, err
 	}

@@ -52,7 +52,7 @@ type Finished struct {
 func (a *Activities) WatchDownload(ctx context.Context, job Job) (Finished, error) {
 	c, _, err := a.node(ctx, job.NodeID)
 	if errors.Is(err, store.ErrNotFound) {
-		return Finished{}, failover("node %s was deleted", job.NodeID)
+		return Finished{}, failover(fault.NodeUnreachable, "node %s was deleted", job.NodeID)
 	} else if err != nil {
 		return Finished{}, err
 	}
@@ -120,7 +120,7 @@ func (w *watch) poll(ctx context.Context) (Finished, bool, error) {
 	case nodeagent.StateFailed:
 		return Finished{}, false, w.failed(d.Error)
 	case nodeagent.StateCancelled:
-		return Finished{}, false, failover("node %s: the download was cancelled on the node", w.job.NodeID)
+		return Finished{}, false, failover(fault.Cancelled, "node %s: the download was cancelled on the node", w.job.NodeID)
 	}
 	return Finished{}, false, nil
 }
@@ -129,7 +129,7 @@ func (w *watch) poll(ctx context.Context) (Finished, bool, error) {
 // keeps trying; past it, the download fails over.
 func (w *watch) unreachable(ctx context.Context, fe *fault.Error) error {
 	if fe.Code == fault.NotFound {
-		return failover("node %s no longer knows download %s", w.job.NodeID, w.job.DownloadID)
+		return failover(fault.NotFound, "node %s no longer knows download %s", w.job.NodeID, w.job.DownloadID)
 	}
 	if !fe.Retryable {
 		return fromNode(w.job.NodeID, fe, w.job.Shared)
@@ -141,7 +141,7 @@ func (w *watch) unreachable(ctx context.Context, fe *fault.Error) error {
 	}
 	activity.RecordHeartbeat(ctx, w.details)
 	if gone := now.Sub(*w.details.UnreachableSince); gone >= w.s.NodeGrace {
-		return failover("node %s unreachable for %s: %s", w.job.NodeID, gone.Round(time.Second), fe.Message)
+		return failover(fault.NodeUnreachable, "node %s unreachable for %s: %s", w.job.NodeID, gone.Round(time.Second), fe.Message)
 	}
 	return nil
 }
@@ -150,10 +150,10 @@ func (w *watch) unreachable(ctx context.Context, fe *fault.Error) error {
 // node calls retryable means another node may get past it.
 func (w *watch) failed(fe *fault.Error) error {
 	if fe == nil {
-		return failover("node %s: the download failed without a reason", w.job.NodeID)
+		return failover(fault.Internal, "node %s: the download failed without a reason", w.job.NodeID)
 	}
 	if fe.Retryable && fe.Code != fault.DiskFull {
-		return failover("node %s: %s: %s", w.job.NodeID, fe.Code, fe.Message)
+		return failover(fe.Code, "node %s: %s: %s", w.job.NodeID, fe.Code, fe.Message)
 	}
 	return fromNode(w.job.NodeID, fe, w.job.Shared)
 }

@@ -80,6 +80,7 @@ func NewProgress(done, total int64, rate float64, attempt int, nodeID string) Pr
 type Failover struct {
 	NodeID string    `json:"node_id"`
 	Reason string    `json:"reason"`
+	Code   string    `json:"code,omitempty"` // the node's error code
 	At     time.Time `json:"at"`
 }
 

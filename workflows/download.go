@@ -84,11 +84,11 @@ func (d *download) transfer(ctx workflow.Context) (activities.Finished, error) {
 		if err == nil {
 			return fin, nil
 		}
-		reason, ok := failoverReason(ctx, err)
+		reason, code, ok := failoverReason(ctx, err)
 		if !ok {
 			return activities.Finished{}, err
 		}
-		d.failover(ctx, node.NodeID, reason)
+		d.failover(ctx, node.NodeID, reason, code)
 	}
 }
 
@@ -201,22 +201,28 @@ func failure(err error) (code, msg string) {
 }
 
 // failoverReason says whether an error of a node step is the node's, so
-// the download moves on to the next node, and why.
-func failoverReason(ctx workflow.Context, err error) (string, bool) {
+// the download moves on to the next node, why, and the contract code of
+// the node's error.
+func failoverReason(ctx workflow.Context, err error) (reason, code string, ok bool) {
 	if ctx.Err() != nil || temporal.IsCanceledError(err) {
-		return "", false
+		return "", "", false
 	}
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
-		// A failover error, or a retryable one whose retries ran out.
-		if appErr.Type() == activities.FailoverError || !appErr.NonRetryable() {
-			return appErr.Message(), true
+		switch {
+		case appErr.Type() == activities.FailoverError:
+			if appErr.HasDetails() {
+				_ = appErr.Details(&code) // older histories carry no code
+			}
+			return appErr.Message(), code, true
+		case !appErr.NonRetryable(): // retries ran out
+			return appErr.Message(), appErr.Type(), true
 		}
-		return "", false
+		return "", "", false
 	}
 	var te *temporal.TimeoutError
 	if errors.As(err, &te) {
-		return "the node's step timed out: " + te.Error(), true
+		return "the node's step timed out: " + te.Error(), fault.NodeUnreachable, true
 	}
-	return err.Error(), true
+	return err.Error(), "", true
 }

@@ -287,3 +287,43 @@ func TestNoNodeAvailableNamesTheNodesThatFailed(t *testing.T) {
 		t.Fatalf("failed with %s: %s", code, msg)
 	}
 }
+
+// A machine without internet access: every node gives up on the mirror.
+// Waiting for another node cannot help, so the download fails at once with
+// upstream_error and says to check the nodes' access to the mirror.
+func TestMirrorUnreachableFromEveryNodeFailsWithUpstreamError(t *testing.T) {
+	f := newFixture(t, false)
+	start := f.env.Now()
+	f.env.OnActivity(a.PickNode, mock.Anything, excluding()).Return(pick("node-1"), nil).Once()
+	f.env.OnActivity(a.PickNode, mock.Anything, excluding("node-1")).Return(pick("node-2"), nil).Once()
+	f.env.OnActivity(a.PickNode, mock.Anything, excluding("node-1", "node-2")).Return(
+		activities.Pick{Assigned: []string{"node-1", "node-2"}}, nil).Once()
+	f.env.OnActivity(a.StartOnNode, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, j activities.Job) (activities.Started, error) {
+			return activities.Started{NodeID: j.NodeID}, nil
+		}).Twice()
+	f.env.OnActivity(a.WatchDownload, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, j activities.Job) (activities.Finished, error) {
+			return activities.Finished{}, temporal.NewNonRetryableApplicationError(
+				"node "+j.NodeID+": upstream_error: cannot reach the mirror: no such host", activities.FailoverError, nil, fault.UpstreamError)
+		}).Twice()
+
+	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
+
+	code, msg := f.failedWith()
+	if code != fault.UpstreamError {
+		t.Fatalf("failed with %s: %s, want %s", code, msg, fault.UpstreamError)
+	}
+	for _, want := range []string{"could not be reached from any node", "node-1", "node-2", "no such host", "internet access"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q does not say %q", msg, want)
+		}
+	}
+	if waited := f.env.Now().Sub(start); waited >= 30*time.Second {
+		t.Errorf("waited %s for a node; want no wait once every node failed on the mirror", waited)
+	}
+	if s := f.state(); len(s.Failovers) != 2 || s.Failovers[0].Code != fault.UpstreamError {
+		t.Errorf("failovers = %+v, want two with code upstream_error", s.Failovers)
+	}
+	f.env.AssertExpectations(t)
+}

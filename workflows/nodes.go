@@ -27,6 +27,9 @@ func (d *download) pickNode(ctx workflow.Context) (activities.Candidate, error) 
 		if pick.Node != nil {
 			return *pick.Node, nil
 		}
+		if d.mirrorUnreachable() {
+			return activities.Candidate{}, fault.New(fault.UpstreamError, "%s", d.mirrorMessage())
+		}
 		waited := workflow.Now(ctx).Sub(start)
 		left := d.plan.NoNodeTimeout - waited
 		if left <= 0 {
@@ -66,6 +69,28 @@ func (d *download) noNodeMessage(pick activities.Pick, waited time.Duration) str
 	return b.String()
 }
 
+// mirrorUnreachable reports whether every node tried so far gave up
+// because the mirror failed it: waiting for another node will not help,
+// as with a machine that has no internet access.
+func (d *download) mirrorUnreachable() bool {
+	for _, f := range d.failovers {
+		if f.Code != fault.UpstreamError {
+			return false
+		}
+	}
+	return len(d.failovers) > 0
+}
+
+func (d *download) mirrorMessage() string {
+	var tried []string
+	for _, f := range d.failovers {
+		tried = append(tried, fmt.Sprintf("%s (%s)", f.NodeID, f.Reason))
+	}
+	return fmt.Sprintf("the mirror could not be reached from any node of pool %q: %s. "+
+		"Check that the nodes can reach %s (internet access, proxy, firewall, DNS) and that the URL is right, then start the download again.",
+		d.plan.PoolID, strings.Join(tried, "; "), d.src.URL)
+}
+
 func listOr(items []string, none string) string {
 	if len(items) == 0 {
 		return none
@@ -77,9 +102,9 @@ func listOr(items []string, none string) string {
 // On a local pool the node is asked, best effort and in the background,
 // to stop its job and remove the partial data; on a shared pool that data is what the next
 // node resumes from, so it stays.
-func (d *download) failover(ctx workflow.Context, nodeID, reason string) {
-	workflow.GetLogger(ctx).Warn("failing over", "image_id", d.imageID, "node_id", nodeID, "reason", reason)
-	d.failovers = append(d.failovers, Failover{NodeID: nodeID, Reason: reason, At: workflow.Now(ctx).UTC()})
+func (d *download) failover(ctx workflow.Context, nodeID, reason, code string) {
+	workflow.GetLogger(ctx).Warn("failing over", "image_id", d.imageID, "node_id", nodeID, "code", code, "reason", reason)
+	d.failovers = append(d.failovers, Failover{NodeID: nodeID, Reason: reason, Code: code, At: workflow.Now(ctx).UTC()})
 	d.failed = append(d.failed, nodeID)
 	if !d.plan.Shared {
 		// Not waited for: a node that is unreachable would hold the

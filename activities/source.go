@@ -148,7 +148,9 @@ func (a *Activities) vendorChecksum(ctx context.Context, src Source) (string, er
 	}
 	resp, err := a.httpClient().Do(req)
 	if err != nil {
-		return "", retryable(fault.ChecksumUnavailable, "fetch checksum file %s: %v", src.ChecksumURL, err)
+		return "", retryable(fault.ChecksumUnavailable,
+			"cannot reach the vendor's checksum file %s from the worker (%v): check the worker's internet access (proxy, firewall, DNS), or pin a checksum in the catalog entry",
+			src.ChecksumURL, err)
 	}
 	defer resp.Body.Close()
 	switch {

@@ -150,6 +150,9 @@ func TestResolveSource(t *testing.T) {
 				if typ, _ := errorType(t, err); typ != c.wantType {
 					t.Fatalf("error = %v, want %s", err, c.wantType)
 				}
+				if c.name == "vendor unreachable" && !strings.Contains(err.Error(), "internet access") {
+					t.Fatalf("error = %v, want it to say to check the worker's internet access", err)
+				}
 				return
 			}
 			if err != nil {
@@ -183,6 +186,7 @@ func TestResolveChecksumFromTheVendorFile(t *testing.T) {
 		{"checksum file missing", srv.URL + "/MISSING", false, "", false, fault.ChecksumUnavailable},
 		{"checksum file missing, unverified accepted", srv.URL + "/MISSING", true, "", true, ""},
 		{"no checksum file at all", "", false, "", false, fault.ChecksumUnavailable},
+		{"vendor unreachable", closedURL(t) + "/SHA256SUMS", false, "", false, fault.ChecksumUnavailable},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -192,6 +196,9 @@ func TestResolveChecksumFromTheVendorFile(t *testing.T) {
 			if c.wantType != "" {
 				if typ, _ := errorType(t, err); typ != c.wantType {
 					t.Fatalf("error = %v, want %s", err, c.wantType)
+				}
+				if c.name == "vendor unreachable" && !strings.Contains(err.Error(), "internet access") {
+					t.Fatalf("error = %v, want it to say to check the worker's internet access", err)
 				}
 				return
 			}
@@ -285,4 +292,12 @@ func TestMarkSteps(t *testing.T) {
 	if img, _ := b.store.Image(ctx, "img-1"); img.Status != store.StatusReady {
 		t.Fatalf("status %s, want READY kept", img.Status)
 	}
+}
+
+// closedURL is the URL of a local port where nothing listens.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close()
+	return srv.URL
 }

@@ -94,6 +94,7 @@ type ReadyRequest struct {
 	Path      string
 	SizeBytes int64
 	Checksum  string
+	Failovers []store.Failover
 }
 
 // MarkReady records that the whole image is at Path and verified.
@@ -102,6 +103,7 @@ func (a *Activities) MarkReady(ctx context.Context, in ReadyRequest) error {
 		"node_id": in.NodeID, "path": in.Path, "size_bytes": in.SizeBytes, "checksum": in.Checksum,
 		"bytes_done": in.SizeBytes, "bytes_total": in.SizeBytes, "bytes_per_second": 0,
 		"progress_node_id": in.NodeID, "error_code": "", "error_message": "",
+		"failovers": store.Failovers(in.Failovers),
 	})
 	if err != nil {
 		return asStoreError(err)
@@ -112,9 +114,10 @@ func (a *Activities) MarkReady(ctx context.Context, in ReadyRequest) error {
 
 // FailRequest marks an image FAILED with a contract code.
 type FailRequest struct {
-	ImageID string
-	Code    string
-	Message string
+	ImageID   string
+	Code      string
+	Message   string
+	Failovers []store.Failover
 }
 
 // MarkFailed records the failure. An image that is gone or already
@@ -122,6 +125,7 @@ type FailRequest struct {
 func (a *Activities) MarkFailed(ctx context.Context, in FailRequest) error {
 	err := a.Store.Transition(ctx, in.ImageID, store.StatusFailed, map[string]any{
 		"error_code": in.Code, "error_message": in.Message, "bytes_per_second": 0,
+		"failovers": store.Failovers(in.Failovers),
 	})
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrTransition) {
 		a.log().Warn("image not marked failed", "image_id", in.ImageID, "error", err)

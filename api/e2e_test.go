@@ -112,7 +112,7 @@ func TestDownloadCancelAndDeleteWithTheRealWorker(t *testing.T) {
 
 // TestFailoversShowOnTheImageWhileItDownloads stops the node a download
 // runs on: the worker fails over to the pool's other node, and the image
-// shows the failover, asked from its workflow.
+// shows the failover, asked from its workflow, and keeps it once READY.
 func TestFailoversShowOnTheImageWhileItDownloads(t *testing.T) {
 	dev := testenv.StartDevServer(t)
 	up := testenv.NewUpstream(t)
@@ -172,6 +172,10 @@ func TestFailoversShowOnTheImageWhileItDownloads(t *testing.T) {
 	if got.Progress.Attempt < 2 {
 		t.Errorf("attempt %d after a failover", got.Progress.Attempt)
 	}
-	e.must(http.StatusAccepted, "DELETE", "/v1/images/"+img.ID, nil, nil)
-	s.next(t, "CANCELLED", func(i image) bool { return i.Status == store.StatusCancelled })
+	// Once READY, with the workflow ended, the image still tells its story.
+	s.next(t, "READY", func(i image) bool { return i.Status == store.StatusReady })
+	e.must(http.StatusOK, "GET", "/v1/images/"+img.ID, nil, &got)
+	if len(got.Failovers) != 1 || got.Failovers[0].NodeID != gone {
+		t.Errorf("READY image's failovers: %+v, want the one from %s", got.Failovers, gone)
+	}
 }

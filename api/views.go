@@ -70,8 +70,9 @@ func viewPool(p store.Pool, nodes []store.Node) poolView {
 	return v
 }
 
-// imageView is an Image as the contract shows it, plus "unverified" and,
-// for one live image that failed over, "failovers".
+// imageView is an Image as the contract shows it, plus "unverified" and
+// "failovers": of a finished image from the store, of one live image that
+// failed over from its workflow.
 type imageView struct {
 	ID         string               `json:"id"`
 	Name       string               `json:"name"`
@@ -106,6 +107,9 @@ func viewImage(img store.Image) imageView {
 	v.Progress = workflows.NewProgress(img.BytesDone, img.BytesTotal, rate, img.Attempt, img.ProgressNodeID)
 	if img.ErrorCode != "" {
 		v.Error = &errorDetail{Code: img.ErrorCode, Message: img.ErrorMessage}
+	}
+	if len(img.Failovers) > 0 {
+		v.Failovers = img.Failovers // kept once the download ended
 	}
 	return v
 }

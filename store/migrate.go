@@ -76,6 +76,8 @@ var migrations = []string{
 		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'READY')`,
 	// 2: free and total bytes of each pool, as the node's agent reports them.
 	`ALTER TABLE nodes ADD COLUMN pool_space TEXT NOT NULL DEFAULT '{}'`,
+	// 3: the failovers of a finished download, kept after its workflow ends.
+	`ALTER TABLE images ADD COLUMN failovers TEXT NOT NULL DEFAULT '[]'`,
 }
 
 // migrate brings the schema up to date. It is safe to run twice and from

@@ -91,8 +91,9 @@ type Image struct {
 	Attempt        int
 	ProgressNodeID string `gorm:"size:64"`
 
-	ErrorCode    string `gorm:"size:64"`
-	ErrorMessage string `gorm:"size:4096"`
+	ErrorCode    string    `gorm:"size:64"`
+	ErrorMessage string    `gorm:"size:4096"`
+	Failovers    Failovers `gorm:"type:text"` // recorded when the download ends
 
 	WorkflowID string `gorm:"size:200"`
 	CreatedAt  time.Time
@@ -121,24 +122,29 @@ func (s StringList) Value() (driver.Value, error) {
 }
 
 // Scan implements sql.Scanner.
-func (s *StringList) Scan(v any) error {
+func (s *StringList) Scan(v any) error { return scanJSON(v, s) }
+
+// scanJSON reads a JSON text column into dst; NULL and empty leave it zero.
+func scanJSON[T any](v any, dst *T) error {
 	var b []byte
 	switch x := v.(type) {
 	case nil:
-		*s = nil
+		var zero T
+		*dst = zero
 		return nil
 	case string:
 		b = []byte(x)
 	case []byte:
 		b = x
 	default:
-		return fmt.Errorf("StringList: cannot scan %T", v)
+		return fmt.Errorf("%T: cannot scan %T", *dst, v)
 	}
 	if len(b) == 0 {
-		*s = nil
+		var zero T
+		*dst = zero
 		return nil
 	}
-	return json.Unmarshal(b, (*[]string)(s))
+	return json.Unmarshal(b, dst)
 }
 
 // Space is the free and total bytes of a pool directory on a node.
@@ -161,22 +167,27 @@ func (p PoolSpace) Value() (driver.Value, error) {
 }
 
 // Scan implements sql.Scanner.
-func (p *PoolSpace) Scan(v any) error {
-	var b []byte
-	switch x := v.(type) {
-	case nil:
-		*p = nil
-		return nil
-	case string:
-		b = []byte(x)
-	case []byte:
-		b = x
-	default:
-		return fmt.Errorf("PoolSpace: cannot scan %T", v)
-	}
-	if len(b) == 0 {
-		*p = nil
-		return nil
-	}
-	return json.Unmarshal(b, (*map[string]Space)(p))
+func (p *PoolSpace) Scan(v any) error { return scanJSON(v, p) }
+
+// Failover records one move of a download from a node to another.
+type Failover struct {
+	NodeID string    `json:"node_id"`
+	Reason string    `json:"reason"`
+	Code   string    `json:"code,omitempty"` // the node's error code
+	At     time.Time `json:"at"`
 }
+
+// Failovers is a download's failovers, kept as a JSON array in one text column.
+type Failovers []Failover
+
+// Value implements driver.Valuer.
+func (f Failovers) Value() (driver.Value, error) {
+	if f == nil {
+		f = Failovers{}
+	}
+	b, err := json.Marshal([]Failover(f))
+	return string(b), err
+}
+
+// Scan implements sql.Scanner.
+func (f *Failovers) Scan(v any) error { return scanJSON(v, f) }

@@ -5,9 +5,10 @@ package workflows
 
 import (
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/quantix/cloudimages/store"
 )
 
 // TaskQueue is where the worker polls for download workflows and activities.
@@ -76,13 +77,9 @@ func NewProgress(done, total int64, rate float64, attempt int, nodeID string) Pr
 	return p
 }
 
-// Failover records one move of a download from a node to another.
-type Failover struct {
-	NodeID string    `json:"node_id"`
-	Reason string    `json:"reason"`
-	Code   string    `json:"code,omitempty"` // the node's error code
-	At     time.Time `json:"at"`
-}
+// Failover records one move of a download from a node to another; the
+// image record keeps them once the download ends.
+type Failover = store.Failover
 
 // ProgressState is the answer to the progress query.
 type ProgressState struct {

@@ -135,7 +135,7 @@ func TestSourceErrorsFailWithTheirCode(t *testing.T) {
 	f.env.OnActivity(a.ResolveChecksum, mock.Anything, mock.Anything).
 		Return(activities.Source{}, temporal.NewNonRetryableApplicationError("checksum file does not list cirros.img", fault.ChecksumUnavailable, nil)).Once()
 	f.env.OnActivity(a.MarkFailed, mock.Anything, activities.FailRequest{ImageID: imageID, Code: fault.ChecksumUnavailable,
-		Message: "checksum file does not list cirros.img"}).Return(nil).Once()
+		Message: "checksum file does not list cirros.img", Failovers: []workflows.Failover{}}).Return(nil).Once()
 
 	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
 

@@ -125,7 +125,8 @@ func (d *download) markReady(ctx workflow.Context, fin activities.Finished) (Res
 	if sum == "" {
 		sum = d.src.Checksum
 	}
-	req := activities.ReadyRequest{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum}
+	req := activities.ReadyRequest{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum,
+		Failovers: d.failovers}
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, localOptions), a.MarkReady, req).Get(ctx, nil); err != nil {
 		return Result{}, err
 	}
@@ -154,7 +155,7 @@ func (d *download) end(ctx workflow.Context, err error) error {
 	}
 	code, msg := failure(err)
 	d.cleanup(ctx)
-	req := activities.FailRequest{ImageID: d.imageID, Code: code, Message: msg}
+	req := activities.FailRequest{ImageID: d.imageID, Code: code, Message: msg, Failovers: d.failovers}
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, localOptions), a.MarkFailed, req).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("mark failed", "image_id", d.imageID, "error", err)
 	}

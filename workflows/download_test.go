@@ -134,7 +134,7 @@ func TestDownloadsOnThePickedNodeAndMarksReady(t *testing.T) {
 	})).Return(activities.Started{NodeID: "node-2"}, nil).Once()
 	f.env.OnActivity(a.WatchDownload, mock.Anything, onNode("node-2")).Return(finished("node-2"), nil).Once()
 	f.env.OnActivity(a.MarkReady, mock.Anything, activities.ReadyRequest{ImageID: imageID, NodeID: "node-2",
-		Path: finished("node-2").Path, SizeBytes: 1000, Checksum: sum}).Return(nil).Once()
+		Path: finished("node-2").Path, SizeBytes: 1000, Checksum: sum, Failovers: []workflows.Failover{}}).Return(nil).Once()
 
 	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID, PreferredNodeID: "node-2"})
 
@@ -187,6 +187,11 @@ func TestFailsOverWhenNodeDiesMidTransferOnSharedPool(t *testing.T) {
 			f.env.SignalWorkflow(activities.ProgressSignal, activities.ProgressUpdate{NodeID: "node-1", State: "running", BytesDone: 400, BytesTotal: 1000, BytesPerSecond: 100})
 			return activities.Finished{}, temporal.NewNonRetryableApplicationError("node node-1 unreachable for 30s", activities.FailoverError, nil)
 		}).Once()
+	var ready activities.ReadyRequest
+	f.env.OnActivity(a.MarkReady, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.ReadyRequest) error {
+		ready = r
+		return nil
+	}).Once()
 	// The same job id on the next node: it resumes the shared partial file.
 	f.env.OnActivity(a.StartOnNode, mock.Anything, mock.MatchedBy(func(j activities.Job) bool {
 		return j.NodeID == "node-2" && j.DownloadID == imageID && j.Shared && j.Attempt == 2
@@ -202,6 +207,10 @@ func TestFailsOverWhenNodeDiesMidTransferOnSharedPool(t *testing.T) {
 	if len(s.Failovers) != 1 || s.Failovers[0].NodeID != "node-1" || !strings.Contains(s.Failovers[0].Reason, "unreachable") || s.Failovers[0].At.IsZero() {
 		t.Fatalf("failovers = %+v", s.Failovers)
 	}
+	// The image keeps its failovers after the workflow ends.
+	if len(ready.Failovers) != 1 || ready.Failovers[0].NodeID != "node-1" {
+		t.Fatalf("MarkReady got failovers %+v, want node-1's", ready.Failovers)
+	}
 	// On a shared pool the partial data is what node-2 resumes: no clean-up.
 	f.env.AssertActivityNumberOfCalls(t, "CancelOnNode", 0)
 	f.env.AssertExpectations(t)
@@ -215,7 +224,8 @@ func TestNonRetryableNodeErrorsFailAtOnceWithTheirCode(t *testing.T) {
 			f.env.OnActivity(a.StartOnNode, mock.Anything, mock.Anything).Return(activities.Started{NodeID: "node-1"}, nil).Once()
 			f.env.OnActivity(a.WatchDownload, mock.Anything, mock.Anything).
 				Return(activities.Finished{}, temporal.NewNonRetryableApplicationError("the image is bad: "+code, code, nil)).Once()
-			f.env.OnActivity(a.MarkFailed, mock.Anything, activities.FailRequest{ImageID: imageID, Code: code, Message: "the image is bad: " + code}).Return(nil).Once()
+			f.env.OnActivity(a.MarkFailed, mock.Anything, activities.FailRequest{ImageID: imageID, Code: code, Message: "the image is bad: " + code,
+				Failovers: []workflows.Failover{}}).Return(nil).Once()
 
 			f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
 

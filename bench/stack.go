@@ -109,15 +109,6 @@ func (s *stack) startAgent(id, bin string, maxConcurrent int) (*agent, error) {
 	return a, nil
 }
 
-func (s *stack) agent(id string) *agent {
-	for _, a := range s.agents {
-		if a.id == id {
-			return a
-		}
-	}
-	return nil
-}
-
 // restartAgent starts a stopped agent again on the same port and pools.
 func (s *stack) restartAgent(a *agent) error {
 	return a.p.start(func(ctx context.Context) error { _, err := a.client().Health(ctx); return err })

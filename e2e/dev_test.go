@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quantix/cloudimages/api"
 	"github.com/quantix/cloudimages/internal/testenv"
 )
 
@@ -49,7 +50,7 @@ func startDev(t *testing.T, dataDir string, ports devPorts, extra ...string) *de
 	cmd := exec.Command(testenv.Binary(t), args...)
 	cmd.Env = append(os.Environ(), testenv.TemporalCLIEnv+"="+testenv.TemporalCLI(t))
 	r := &devRun{t: t, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{}),
-		api: &testenv.APIClient{BaseURL: "http://127.0.0.1:" + ports.api}, webURL: "http://127.0.0.1:" + ports.ui}
+		api: &testenv.APIClient{Client: &api.Client{BaseURL: "http://127.0.0.1:" + ports.api}}, webURL: "http://127.0.0.1:" + ports.ui}
 	cmd.Stdout, cmd.Stderr = r.out, r.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -237,7 +237,7 @@ func (d *devRun) startAPI(ctx context.Context) error {
 		return err
 	}
 	return d.waitReady(ctx, c, time.Minute, func(ctx context.Context) error {
-		status, err := d.api().do(ctx, http.MethodGet, "/healthz", nil, nil)
+		status, err := d.api().Do(ctx, http.MethodGet, "/healthz", nil, nil)
 		if err == nil && status != http.StatusOK {
 			err = fmt.Errorf("GET /healthz: %d", status)
 		}

@@ -1,65 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/quantix/cloudimages/api"
 )
 
-// devAPI is a small JSON client of our own REST API.
-type devAPI struct {
-	base  string
-	token string
-}
-
-func (d *devRun) api() devAPI {
-	return devAPI{base: "http://" + d.cfg.listen, token: d.cfg.apiToken}
-}
-
-// do sends in as JSON (none when nil) and decodes the answer into out
-// (when non-nil). It returns the status.
-func (a devAPI) do(ctx context.Context, method, path string, in, out any) (int, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return 0, err
-		}
-		body = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if a.token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusConflict {
-		return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(raw))
-	}
-	if out != nil && len(raw) > 0 && resp.StatusCode < 300 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, path, err)
-		}
-	}
-	return resp.StatusCode, nil
+func (d *devRun) api() *api.Client {
+	return &api.Client{BaseURL: "http://" + d.cfg.listen, Token: d.cfg.apiToken, Timeout: 10 * time.Second}
 }
 
 // register registers the two nodes and the three pools. It is idempotent:
@@ -69,15 +22,15 @@ func (d *devRun) register(ctx context.Context) error {
 	a := d.api()
 	for i, node := range devNodes {
 		addr := d.cfg.agentListen[i]
-		status, err := a.do(ctx, http.MethodPost, "/v1/nodes", map[string]any{"id": node, "name": node, "address": addr}, nil)
-		if err != nil {
+		status, err := a.Call(ctx, http.MethodPost, "/v1/nodes", map[string]any{"id": node, "name": node, "address": addr}, nil)
+		if err != nil && status != http.StatusConflict {
 			return fmt.Errorf("register node %s: %w", node, err)
 		}
 		if status == http.StatusConflict {
 			var n struct {
 				Address string `json:"address"`
 			}
-			if _, err := a.do(ctx, http.MethodGet, "/v1/nodes/"+node, nil, &n); err != nil {
+			if _, err := a.Call(ctx, http.MethodGet, "/v1/nodes/"+node, nil, &n); err != nil {
 				return fmt.Errorf("node %s: %w", node, err)
 			}
 			if n.Address != addr {
@@ -92,7 +45,7 @@ func (d *devRun) register(ctx context.Context) error {
 			typ = "nfs"
 		}
 		body := map[string]any{"id": p.id, "name": p.id, "type": typ, "shared": p.shared, "node_ids": p.nodes}
-		if _, err := a.do(ctx, http.MethodPost, "/v1/pools", body, nil); err != nil {
+		if status, err := a.Call(ctx, http.MethodPost, "/v1/pools", body, nil); err != nil && status != http.StatusConflict {
 			return fmt.Errorf("register pool %s: %w", p.id, err)
 		}
 	}
@@ -105,7 +58,7 @@ func (d *devRun) printWelcome() {
 	var ready struct {
 		Items []json.RawMessage `json:"items"`
 	}
-	_, _ = d.api().do(context.Background(), http.MethodGet, "/v1/images?status=READY", nil, &ready)
+	_, _ = d.api().Call(context.Background(), http.MethodGet, "/v1/images?status=READY", nil, &ready)
 	web := d.webURL
 	if web == "" {
 		web = "(the Temporal server at " + d.cfg.temporalAddress + " was already running: its own UI)"

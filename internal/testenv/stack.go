@@ -1,11 +1,9 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +18,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/quantix/cloudimages/api"
 	"github.com/quantix/cloudimages/nodeagent"
 )
 
@@ -325,7 +324,7 @@ func (s *Stack) startAPI() {
 	if s.opts.APIToken != "" {
 		env = append(env, "CLOUDIMAGES_API_TOKEN="+s.opts.APIToken)
 	}
-	s.API = &APIClient{Token: s.opts.APIToken}
+	s.API = &APIClient{&api.Client{Token: s.opts.APIToken}}
 	s.APIServer = newProcess(s.t, "api", Binary(s.t), nil, env, func(_ int, exited <-chan struct{}) error {
 		return pollReady(exited, time.Minute, func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -363,50 +362,9 @@ func (s *Stack) Register() {
 	}
 }
 
-// APIClient is a small JSON client of the REST API for tests.
+// APIClient is the REST API's client with a test helper on top.
 type APIClient struct {
-	BaseURL string
-	Token   string // sent as a bearer token when set
-}
-
-// Do sends a request with in as its JSON body (none when nil), decodes a
-// JSON answer into out (when non-nil), and returns the status.
-func (c *APIClient) Do(ctx context.Context, method, path string, in, out any) (int, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return 0, err
-		}
-		body = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
-	if err != nil {
-		return 0, err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if out != nil && len(raw) > 0 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: %d, decode %q: %w", method, path, resp.StatusCode, raw, err)
-		}
-	}
-	return resp.StatusCode, nil
+	*api.Client
 }
 
 // MustDo is Do that fails the test on an error or on a status other than

@@ -7,12 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -27,7 +29,7 @@ const ArtifactsEnv = "CLOUDIMAGES_ARTIFACTS"
 
 // browser is a headless Chromium driven by chromedp for one test. It
 // records the page's console errors and uncaught exceptions; the test
-// fails on any of them when it ends.
+// fails on any of them when it ends. It also records the page's requests.
 type browser struct {
 	t     *testing.T
 	ctx   context.Context
@@ -36,6 +38,18 @@ type browser struct {
 
 	mu   sync.Mutex
 	errs []string
+	reqs map[network.RequestID]*request
+}
+
+// request is what the browser's network events told of one request. They
+// come as it happens, unlike the page's Resource Timing entries, which
+// list a fetch only once its body has ended (and stop at 250).
+type request struct {
+	url      string
+	status   int64
+	mimeType string
+	chunks   int // pieces of the body received so far
+	finished bool
 }
 
 func chromiumPath(t *testing.T) string {
@@ -71,7 +85,7 @@ func newBrowser(t *testing.T, width, height int) *browser {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(width, height),
 	}
-	b := &browser{t: t, dir: artifactsDir(t), start: time.Now()}
+	b := &browser{t: t, dir: artifactsDir(t), start: time.Now(), reqs: map[network.RequestID]*request{}}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf), chromedp.WithListener(b.listen))
 	b.ctx = ctx
@@ -109,6 +123,9 @@ func artifactsDir(t *testing.T) string {
 // errors. Failed requests (source "network") are left out: the API answers
 // 4xx on purpose in some tests, and the page shows those errors itself.
 func (b *browser) listen(ev any) {
+	if b.record(ev) {
+		return
+	}
 	var msg string
 	switch ev := ev.(type) {
 	case *runtime.EventConsoleAPICalled:
@@ -140,6 +157,69 @@ func (b *browser) listen(ev any) {
 	b.mu.Lock()
 	b.errs = append(b.errs, msg)
 	b.mu.Unlock()
+}
+
+// record keeps what a network event tells of a request; it reports
+// whether ev was one.
+func (b *browser) record(ev any) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch ev := ev.(type) {
+	case *network.EventRequestWillBeSent:
+		b.reqs[ev.RequestID] = &request{url: ev.Request.URL}
+	case *network.EventResponseReceived:
+		if r := b.reqs[ev.RequestID]; r != nil {
+			r.status, r.mimeType = ev.Response.Status, ev.Response.MimeType
+		}
+	case *network.EventDataReceived:
+		if r := b.reqs[ev.RequestID]; r != nil {
+			r.chunks++
+		}
+	case *network.EventLoadingFinished:
+		if r := b.reqs[ev.RequestID]; r != nil {
+			r.finished = true
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// requests returns copies of the requests whose URL ends with suffix.
+func (b *browser) requests(suffix string) []request {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []request
+	for _, r := range b.reqs {
+		if strings.HasSuffix(r.url, suffix) {
+			out = append(out, *r)
+		}
+	}
+	return out
+}
+
+// waitForStream waits until the page has followed the events stream at
+// path to its end: a request answered 200 text/event-stream that brought
+// at least two pieces (the snapshot at once and a later one, so it was
+// read while the image changed) and then ended. The stream ends a moment
+// after the image turns terminal, so this polls rather than looks once.
+func (b *browser) waitForStream(path string, timeout time.Duration) {
+	b.t.Helper()
+	followed := func(r request) bool {
+		return r.status == 200 && r.mimeType == "text/event-stream" && r.chunks >= 2 && r.finished
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		seen := b.requests(path)
+		if slices.ContainsFunc(seen, followed) {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Errorf("the page never followed GET %s to its end within %v; requests seen: %+v", path, timeout, seen)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // run runs steps with a time limit, failing the test on error.

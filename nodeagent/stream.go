@@ -11,12 +11,14 @@ import (
 	"github.com/quantix/cloudimages/fault"
 )
 
-// chunk is a buffer read from the mirror, already hashed; state is the
-// hash state after it, when a checkpoint is due.
+// chunk is a buffer read from the mirror, already hashed; before is the
+// hash state without it, state the hash state after it when a checkpoint
+// is due.
 type chunk struct {
-	buf   []byte
-	err   error
-	state []byte
+	buf    []byte
+	err    error
+	before []byte
+	state  []byte
 }
 
 // stream copies the body to the partial file in one pass: one goroutine
@@ -30,6 +32,7 @@ func (t *transfer) stream(ctx context.Context, cancel context.CancelCauseFunc, b
 	}
 	go t.read(ctx, body, free, chunks, stall)
 	var readErr, writeErr error
+	var unhashed []byte // the hash state before the chunk whose write failed
 	for c := range chunks {
 		if c.err != nil {
 			readErr = c.err
@@ -38,13 +41,14 @@ func (t *transfer) stream(ctx context.Context, cancel context.CancelCauseFunc, b
 		if writeErr == nil {
 			if writeErr = t.write(c); writeErr != nil {
 				cancel(writeErr)
+				unhashed = c.before
 			}
 		}
 		free <- c.buf[:cap(c.buf)]
 	}
 	switch {
 	case writeErr != nil:
-		return writeErr
+		return t.unwrite(unhashed, writeErr)
 	case readErr != io.EOF:
 		return readError(ctx, readErr, t.done)
 	case t.total >= 0 && t.done < t.total:
@@ -72,9 +76,10 @@ func (t *transfer) read(ctx context.Context, body io.Reader, free chan []byte, c
 		n, err := body.Read(buf)
 		if n > 0 {
 			stall.Reset(t.s.cfg.StallTimeout)
+			c := chunk{buf: buf[:n]}
+			c.before, _ = t.h.(encoding.BinaryMarshaler).MarshalBinary()
 			t.h.Write(buf[:n])
 			hashed += int64(n)
-			c := chunk{buf: buf[:n]}
 			if hashed-lastState >= checkpointBytes || time.Since(lastAt) >= checkpointEvery {
 				c.state, _ = t.h.(encoding.BinaryMarshaler).MarshalBinary()
 				lastState, lastAt = hashed, time.Now()
@@ -99,10 +104,10 @@ func (t *transfer) write(c chunk) error {
 		}
 	}
 	n, err := t.f.Write(c.buf)
-	t.done += int64(n)
 	if err != nil {
 		return diskError(t.j.pool, err)
 	}
+	t.done += int64(n)
 	t.writeBack()
 	t.s.metrics.bytes.Add(float64(n))
 	t.j.progress(t.done)
@@ -118,6 +123,25 @@ func (t *transfer) write(c chunk) error {
 		t.saveCheckpoint(c.state)
 	}
 	return nil
+}
+
+// unwrite takes back a chunk whose write failed, once the reader has
+// stopped: the file is cut to t.done and the hash set back to before the
+// chunk (the reader hashed it, and the chunks after it, which are
+// dropped). Then both cover t.done bytes again and a retry resumes
+// correctly instead of ending in a checksum mismatch. If the file cannot
+// be cut, no retry is safe.
+func (t *transfer) unwrite(before []byte, err error) error {
+	if uerr := t.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(before); uerr != nil {
+		return fault.New(fault.Internal, "%v; and the hash cannot be set back: %v", err, uerr)
+	}
+	if terr := t.f.Truncate(t.done); terr != nil {
+		return fault.New(fault.Internal, "%v; and the partial file cannot be cut back: %v", err, terr)
+	}
+	if _, serr := t.f.Seek(t.done, io.SeekStart); serr != nil {
+		return fault.New(fault.Internal, "%v; and the partial file cannot be cut back: %v", err, serr)
+	}
+	return err
 }
 
 // writeBack starts the kernel writing the last writeBackBytes to disk

@@ -57,18 +57,18 @@ func (d *download) run(ctx workflow.Context) (Result, error) {
 func (d *download) resolveSource(ctx workflow.Context) error {
 	req := activities.SourceRequest{CatalogID: d.in.CatalogID, URL: d.in.URL, Name: d.in.Name,
 		Checksum: d.in.Checksum, PoolID: d.in.PoolID}
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, localOptions), a.ResolveSource, req).Get(ctx, &d.src)
+	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.ResolveSource, req).Get(ctx, &d.src)
 }
 
 func (d *download) ensureImage(ctx workflow.Context) error {
 	req := activities.ImageRequest{ImageID: d.imageID, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
 		PoolID: d.in.PoolID, Source: d.src}
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, localOptions), a.EnsureImage, req).Get(ctx, &d.plan)
+	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.EnsureImage, req).Get(ctx, &d.plan)
 }
 
 func (d *download) resolveChecksum(ctx workflow.Context) error {
 	req := activities.ChecksumRequest{ImageID: d.imageID, Source: d.src, AllowUnverified: d.in.AllowUnverified}
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, checksumOptions), a.ResolveChecksum, req).Get(ctx, &d.src)
+	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, checksumOptions), a.ResolveChecksum, req).Get(ctx, &d.src)
 }
 
 // transfer runs steps 3 to 6: node after node until one finishes the
@@ -127,7 +127,7 @@ func (d *download) markReady(ctx workflow.Context, fin activities.Finished) (Res
 	}
 	req := activities.ReadyRequest{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum,
 		Failovers: d.failovers}
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, localOptions), a.MarkReady, req).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.MarkReady, req).Get(ctx, nil); err != nil {
 		return Result{}, err
 	}
 	d.setProgress(fin.SizeBytes, fin.SizeBytes, 0)
@@ -146,7 +146,7 @@ func (d *download) end(ctx workflow.Context, err error) error {
 		d.cleanup(dctx)
 		// Marked even before EnsureImage ran: the API creates the record
 		// before it starts the workflow, and a missing one is no error.
-		err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, localOptions), a.MarkCancelled, d.imageID).Get(dctx, nil)
+		err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(dctx, localOptions), a.MarkCancelled, d.imageID).Get(dctx, nil)
 		if err != nil {
 			workflow.GetLogger(ctx).Error("mark cancelled", "image_id", d.imageID, "error", err)
 		}
@@ -156,7 +156,7 @@ func (d *download) end(ctx workflow.Context, err error) error {
 	code, msg := failure(err)
 	d.cleanup(ctx)
 	req := activities.FailRequest{ImageID: d.imageID, Code: code, Message: msg, Failovers: d.failovers}
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, localOptions), a.MarkFailed, req).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.MarkFailed, req).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("mark failed", "image_id", d.imageID, "error", err)
 	}
 	d.setStatus(ctx, store.StatusFailed)

@@ -20,7 +20,7 @@ func (d *download) pickNode(ctx workflow.Context) (activities.Candidate, error) 
 	req := activities.PickRequest{PoolID: d.plan.PoolID, PreferredNodeID: d.in.PreferredNodeID, Exclude: d.failed}
 	for {
 		var pick activities.Pick
-		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, pickOptions), a.PickNode, req).Get(ctx, &pick)
+		err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, pickOptions), a.PickNode, req).Get(ctx, &pick)
 		if err != nil {
 			return activities.Candidate{}, err
 		}

@@ -1,26 +1,24 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
+
+	"github.com/quantix/cloudimages/api"
 )
 
 // apiClient speaks the contract's REST API: the few calls the bench needs.
 type apiClient struct {
-	base string
-	http *http.Client
+	api *api.Client
 }
 
 func newAPIClient(base string) *apiClient {
-	return &apiClient{base: base, http: &http.Client{
+	return &apiClient{api: &api.Client{BaseURL: base, HTTP: &http.Client{
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 256},
-	}}
+	}}}
 }
 
 // image is the part of the contract's Image the bench reads.
@@ -52,39 +50,7 @@ func (i image) errText() string {
 }
 
 func (c *apiClient) do(ctx context.Context, method, path string, in, out any) (int, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return 0, err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return 0, err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode >= 400 {
-		return resp.StatusCode, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(data))
-	}
-	if out != nil && len(data) > 0 {
-		if err := json.Unmarshal(data, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, path, err)
-		}
-	}
-	return resp.StatusCode, nil
+	return c.api.Call(ctx, method, path, in, out)
 }
 
 func (c *apiClient) createImage(ctx context.Context, req map[string]any) (image, int, error) {

@@ -148,7 +148,7 @@ func TestDevRunsEverythingAndStopsCleanly(t *testing.T) {
 	var img image
 	r.api.MustDo(t, http.MethodPost, "/v1/images", map[string]any{"url": f.url, "name": "dev", "checksum": f.sum, "pool_id": "shared-nfs"},
 		&img, http.StatusAccepted)
-	img = waitDevImage(t, r.api, img.ID, "READY")
+	img = waitAPIStatus(t, r.api, img.ID, "READY", time.Minute)
 	checkReadyFile(t, img, f)
 	if !strings.HasPrefix(img.Path, dataDir) {
 		t.Errorf("the image is at %s, outside the data dir %s", img.Path, dataDir)
@@ -184,7 +184,7 @@ func TestDevRunsEverythingAndStopsCleanly(t *testing.T) {
 	// registrations are the same, the token is kept; and loopback mirrors
 	// are refused by default.
 	r2 := startDev(t, dataDir, ports)
-	again := getDevImage(t, r2.api, img.ID)
+	again := getAPIImage(t, r2.api, img.ID)
 	if again.Status != "READY" || again.Path != img.Path {
 		t.Errorf("after a restart the image is %s at %s, want READY at %s", again.Status, again.Path, img.Path)
 	}
@@ -197,7 +197,7 @@ func TestDevRunsEverythingAndStopsCleanly(t *testing.T) {
 	var refused image
 	r2.api.MustDo(t, http.MethodPost, "/v1/images", map[string]any{"url": g.url, "name": "dev-private", "checksum": g.sum, "pool_id": "local-1"},
 		&refused, http.StatusAccepted)
-	refused = waitDevImage(t, r2.api, refused.ID, "FAILED")
+	refused = waitAPIStatus(t, r2.api, refused.ID, "FAILED", time.Minute)
 	if refused.Error == nil || refused.Error.Code != "url_forbidden" {
 		t.Errorf("a loopback mirror without --allow-private-networks: error %+v, want url_forbidden", refused.Error)
 	}
@@ -277,31 +277,6 @@ func checkDevRegistered(t *testing.T, api *testenv.APIClient, ports devPorts) {
 	wantPools := []string{"local-1:false:node-1", "local-2:false:node-2", "shared-nfs:true:node-1+node-2"}
 	if !slices.Equal(gotPools, wantPools) {
 		t.Errorf("pools = %v, want %v", gotPools, wantPools)
-	}
-}
-
-func getDevImage(t *testing.T, api *testenv.APIClient, id string) image {
-	t.Helper()
-	var img image
-	api.MustDo(t, http.MethodGet, "/v1/images/"+id, nil, &img, http.StatusOK)
-	return img
-}
-
-func waitDevImage(t *testing.T, api *testenv.APIClient, id, want string) image {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		img := getDevImage(t, api, id)
-		if img.terminal() {
-			if img.Status != want {
-				t.Fatalf("image %s ended %s (error %+v), want %s", id, img.Status, img.Error, want)
-			}
-			return img
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("image %s still %s after a minute, want %s", id, img.Status, want)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -92,8 +92,15 @@ func download(t *testing.T, s *testenv.Stack, f mirrorFile, poolID string, extra
 
 func getImage(t *testing.T, s *testenv.Stack, id string) image {
 	t.Helper()
+	return getAPIImage(t, s.API, id)
+}
+
+// getAPIImage reads an image through any API client (a stack's or
+// `cloudimages dev`'s).
+func getAPIImage(t *testing.T, api *testenv.APIClient, id string) image {
+	t.Helper()
 	var img image
-	s.API.MustDo(t, http.MethodGet, "/v1/images/"+id, nil, &img, http.StatusOK)
+	api.MustDo(t, http.MethodGet, "/v1/images/"+id, nil, &img, http.StatusOK)
 	return img
 }
 
@@ -119,9 +126,15 @@ func waitImage(t *testing.T, s *testenv.Stack, id string, timeout time.Duration,
 // waitStatus polls the image until it is terminal and checks its status.
 func waitStatus(t *testing.T, s *testenv.Stack, id, want string, timeout time.Duration) image {
 	t.Helper()
+	return waitAPIStatus(t, s.API, id, want, timeout)
+}
+
+// waitAPIStatus is waitStatus through any API client.
+func waitAPIStatus(t *testing.T, api *testenv.APIClient, id, want string, timeout time.Duration) image {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		img := getImage(t, s, id)
+		img := getAPIImage(t, api, id)
 		if img.terminal() {
 			if img.Status != want {
 				t.Fatalf("image %s ended %s (error %+v), want %s", id, img.Status, img.Error, want)

@@ -163,18 +163,8 @@ func (w *watch) failed(fe *fault.Error) error {
 func (w *watch) report(ctx context.Context) {
 	now := time.Now()
 	changed := w.details.State != w.lastState
-	if changed && w.details.State == nodeagent.StateVerifying {
-		err := w.a.Store.Transition(ctx, w.job.ImageID, store.StatusVerifying, nil)
-		if err != nil {
-			w.a.log().Warn("mark verifying", "image_id", w.job.ImageID, "error", err)
-		}
-	}
 	if changed || now.Sub(w.lastStored) >= w.s.ProgressInterval {
-		err := w.a.Store.UpdateProgress(ctx, w.job.ImageID, store.Progress{BytesDone: w.details.BytesDone,
-			BytesTotal: w.details.BytesTotal, BytesPerSecond: w.details.BytesPerSecond, Attempt: w.job.Attempt, NodeID: w.job.NodeID})
-		if err != nil {
-			w.a.log().Warn("record progress", "image_id", w.job.ImageID, "error", err)
-		}
+		w.record(ctx, changed && w.details.State == nodeagent.StateVerifying)
 		w.lastStored = now
 	}
 	if (changed || now.Sub(w.lastSignal) >= w.signalInterval(now)) && w.a.Temporal != nil {
@@ -188,6 +178,25 @@ func (w *watch) report(ctx context.Context) {
 		w.lastSignal = now
 	}
 	w.lastState = w.details.State
+}
+
+// record writes the progress to the image record; verifying also moves the
+// image to VERIFYING, in the same write.
+func (w *watch) record(ctx context.Context, verifying bool) {
+	p := store.Progress{BytesDone: w.details.BytesDone, BytesTotal: w.details.BytesTotal,
+		BytesPerSecond: w.details.BytesPerSecond, Attempt: w.job.Attempt, NodeID: w.job.NodeID}
+	if !verifying {
+		if err := w.a.Store.UpdateProgress(ctx, w.job.ImageID, p); err != nil {
+			w.a.log().Warn("record progress", "image_id", w.job.ImageID, "error", err)
+		}
+		return
+	}
+	err := w.a.Store.Transition(ctx, w.job.ImageID, store.StatusVerifying, map[string]any{
+		"bytes_done": p.BytesDone, "bytes_total": p.BytesTotal, "bytes_per_second": p.BytesPerSecond,
+		"attempt": p.Attempt, "progress_node_id": p.NodeID})
+	if err != nil {
+		w.a.log().Warn("mark verifying", "image_id", w.job.ImageID, "error", err)
+	}
 }
 
 // orSize is the node's total when it knows it, else the expected size

@@ -77,11 +77,10 @@ func (d *download) onProgress(ctx workflow.Context, u activities.ProgressUpdate)
 	}
 	d.setProgress(u.BytesDone, u.BytesTotal, u.BytesPerSecond)
 	if u.State == nodeagent.StateVerifying {
-		d.setStatus(ctx, store.StatusVerifying)
+		d.setStatus(ctx, store.StatusVerifying) // shows the new details too
 	} else {
 		d.setStatus(ctx, store.StatusDownloading)
 	}
-	d.showDetails(ctx)
 }
 
 func (d *download) setProgress(done, total int64, rate float64) {

@@ -60,9 +60,7 @@ type Download struct {
 }
 
 // Finished reports whether the job has ended, well or not.
-func (d Download) Finished() bool {
-	return d.State == StateCompleted || d.State == StateFailed || d.State == StateCancelled
-}
+func (d Download) Finished() bool { return finishedState(d.State) }
 
 // Health is the agent's answer to GET /v1/health. ActiveDownloads counts
 // the downloads not yet ended: running, verifying and queued.

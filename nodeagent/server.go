@@ -57,11 +57,15 @@ func New(cfg Config) (*Server, error) {
 	case len(cfg.Pools) == 0:
 		return nil, errors.New("nodeagent: at least one pool is required")
 	}
+	control := dialControl
+	if cfg.AllowPrivateNetworks {
+		control = nil // every address may be dialled
+	}
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger.With("node_id", cfg.NodeID),
 		pools:    map[string]*pool{},
-		upstream: newUpstreamClient(dialControl, cfg.StallTimeout),
+		upstream: newUpstreamClient(control, cfg.StallTimeout),
 		slots:    make(chan struct{}, cfg.MaxConcurrent),
 		jobs:     map[string]*job{},
 	}
@@ -81,9 +85,6 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.pools[p.id] = p
 		s.order = append(s.order, p)
-	}
-	if cfg.AllowPrivateNetworks {
-		s.upstream = newUpstreamClient(nil, cfg.StallTimeout)
 	}
 	s.metrics = newMetrics(s)
 	s.handler = s.routes()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -214,9 +215,18 @@ func TestPoolDeleteRefusedWhileImagesLive(t *testing.T) {
 }
 
 func TestBadDatabaseURL(t *testing.T) {
-	for _, u := range []string{"", "mysql://x", "postgres://", "sqlite:"} {
-		if err := store.ValidateURL(u); err == nil {
+	for _, u := range []string{"", "mysql://x", "postgres://", "sqlite:", "postgres://u:s3cret@/", "mysql://u:s3cret@h/db"} {
+		err := store.ValidateURL(u)
+		if err == nil {
 			t.Errorf("ValidateURL(%q) = nil, want an error", u)
+			continue
+		}
+		// The message says what to write instead, and never shows a password.
+		if msg := err.Error(); !strings.Contains(msg, "postgres://") && !strings.Contains(msg, "sqlite:") {
+			t.Errorf("ValidateURL(%q) = %q: names no form that works", u, msg)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("ValidateURL(%q) = %q: shows the password", u, err)
 		}
 	}
 }

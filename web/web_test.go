@@ -1,10 +1,15 @@
 package web_test
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,13 +17,35 @@ import (
 	"github.com/quantix/cloudimages/web"
 )
 
-// contractCodes are the error codes the REST API and the workflow report.
-var contractCodes = []string{
-	fault.InvalidRequest, fault.Unauthorized, fault.NotFound, fault.Conflict, fault.PoolNotFound,
-	fault.CatalogEntryNotFound, fault.NoNodeAvailable, fault.NodeUnreachable, fault.URLForbidden,
-	fault.UpstreamNotFound, fault.UpstreamError, fault.ChecksumMismatch, fault.ChecksumUnavailable,
-	fault.NotADiskImage, fault.DiskFull, fault.Cancelled, fault.Internal, fault.TemporalUnavailable,
-	fault.PayloadTooLarge, fault.MethodNotAllowed, fault.UnsupportedMediaType, fault.UnprocessableRequest,
+// contractCodes are the error codes the REST API and the workflow report:
+// every string constant of package fault, read from its source so that a
+// new code without a sentence in errors.js fails the test below.
+func contractCodes(t *testing.T) []string {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), "../fault/fault.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for _, d := range f.Decls {
+		if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.CONST {
+			for _, spec := range g.Specs {
+				for _, v := range spec.(*ast.ValueSpec).Values {
+					if lit, ok := v.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+						code, _ := strconv.Unquote(lit.Value)
+						codes = append(codes, code)
+					}
+				}
+			}
+		}
+	}
+	// A parse that finds nothing must not pass the test vacuously.
+	for _, known := range []string{fault.InvalidRequest, fault.Internal, fault.UnprocessableRequest} {
+		if !slices.Contains(codes, known) {
+			t.Fatalf("read codes %v from fault/fault.go, missing %q", codes, known)
+		}
+	}
+	return codes
 }
 
 func get(t *testing.T, srv *httptest.Server, path string) (*http.Response, string) {
@@ -101,7 +128,7 @@ func TestEveryErrorCodeHasASentence(t *testing.T) {
 	srv := httptest.NewServer(web.Handler())
 	t.Cleanup(srv.Close)
 	_, js := get(t, srv, "/errors.js")
-	for _, code := range contractCodes {
+	for _, code := range contractCodes(t) {
 		if !strings.Contains(js, "\n  "+code+": '") {
 			t.Errorf("errors.js has no sentence for %q", code)
 		}

@@ -302,3 +302,34 @@ func TestCloseLeavesJobsToResume(t *testing.T) {
 		t.Errorf("mirror served %d bytes for a %d-byte file: the restart did not resume", served, len(data))
 	}
 }
+
+// TestDeleteFileRefusesWhatIsNotAFinishedImage: a file a download is still
+// writing is a conflict (the download goes on and publishes), and a
+// directory in the images folder is not an image (it stays).
+func TestDeleteFileRefusesWhatIsNotAFinishedImage(t *testing.T) {
+	h := newHarness(t, nil)
+	data := testenv.QCOW2Image(2<<20, 9)
+	url := h.up.AddFile("busy.qcow2", data)
+	h.up.SetFault("busy.qcow2", testenv.Fault{BytesPerSecond: 1 << 20})
+	h.start(nodeagent.DownloadRequest{ID: "busy", URL: url, FileName: "busy.qcow2", Checksum: testenv.SHA256(data)})
+	wait(t, h.client, "busy", "under way", func(d nodeagent.Download) bool { return d.BytesDone > 0 })
+	if err := h.client.DeleteFile(ctx(t), "pool-1", "busy.qcow2"); faultCode(err) != fault.Conflict {
+		t.Fatalf("DeleteFile while the download writes it: %v; want conflict", err)
+	}
+	part := filepath.Join(h.pool, nodeagent.ImagesDir, ".downloads", "busy.part")
+	if _, err := os.Stat(part); err != nil {
+		t.Errorf("the refused delete touched the partial data: %v", err)
+	}
+	assertPublished(t, waitFinished(t, h.client, "busy"), h.pool, data, testenv.SHA256(data))
+
+	dir := filepath.Join(h.pool, nodeagent.ImagesDir, "adir")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.client.DeleteFile(ctx(t), "pool-1", "adir"); faultCode(err) != fault.InvalidRequest {
+		t.Errorf("DeleteFile of a directory: %v; want invalid_request", err)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Errorf("the directory is gone after a refused delete: %v", err)
+	}
+}

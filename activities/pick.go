@@ -122,12 +122,15 @@ func (a *Activities) checkNode(ctx context.Context, n store.Node, poolID string)
 		a.recordHealth(ctx, n.ID, store.NodeHealth{Online: false, At: now})
 		return checked{refusal: fmt.Sprintf("health check of %s failed: %v", n.Address, err)}
 	}
+	if h.NodeID != "" && h.NodeID != n.ID {
+		// Its pools are another node's: record it offline, as the API's
+		// health checks do, rather than online with those pools.
+		a.recordHealth(ctx, n.ID, store.NodeHealth{Online: false, At: now})
+		return checked{refusal: fmt.Sprintf("the agent at %s says it is node %q: fix the node's address or the agent's --node-id", n.Address, h.NodeID)}
+	}
 	pools := h.PoolIDs()
 	a.recordHealth(ctx, n.ID, store.NodeHealth{Online: true, Pools: pools, Space: poolSpace(h),
 		ActiveDownloads: h.ActiveDownloads, At: now})
-	if h.NodeID != "" && h.NodeID != n.ID {
-		return checked{refusal: fmt.Sprintf("the agent at %s says it is node %q: fix the node's address or the agent's --node-id", n.Address, h.NodeID)}
-	}
 	p, ok := h.Pool(poolID)
 	if !ok {
 		return checked{refusal: fmt.Sprintf("its agent does not serve pool %q (it serves: %s): start it with --pool %s=DIR", poolID, strings.Join(pools, ", "), poolID)}

@@ -84,6 +84,12 @@ func TestPickNodeRefusesAnAgentThatIsAnotherNode(t *testing.T) {
 	if p.Node != nil || !strings.Contains(reasons(p)["node-1"], `says it is node "node-7"`) {
 		t.Fatalf("pick = %+v", p)
 	}
+	// Recorded offline, as the API's health checks do: not online with
+	// another node's pools.
+	n, err := b.store.Node(context.Background(), "node-1")
+	if err != nil || n.Status != store.NodeOffline {
+		t.Fatalf("node-1 = %+v, %v; want offline", n, err)
+	}
 }
 
 func TestEnsureImageCreatesTheRecordOfACLIStartedWorkflow(t *testing.T) {

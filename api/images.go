@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,7 +23,7 @@ var statuses = []string{store.StatusPending, store.StatusDownloading, store.Stat
 
 func (s *Server) listImages(c echo.Context) error {
 	f := store.ImageFilter{PoolID: c.QueryParam("pool_id"), Status: strings.ToUpper(c.QueryParam("status"))}
-	if f.Status != "" && !validStatus(f.Status) {
+	if f.Status != "" && !slices.Contains(statuses, f.Status) {
 		return apiErr(fault.InvalidRequest, "status %q: want one of %s", c.QueryParam("status"), strings.Join(statuses, ", "))
 	}
 	if f.PoolID != "" {
@@ -35,15 +36,6 @@ func (s *Server) listImages(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, listOf(viewImages(imgs)))
-}
-
-func validStatus(st string) bool {
-	for _, s := range statuses {
-		if s == st {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Server) getImage(c echo.Context) error {

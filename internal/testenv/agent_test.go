@@ -39,9 +39,9 @@ func TestAgentStartReportsATakenPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	a := &Agent{t: t, addr: l.Addr().String(), logPath: t.TempDir() + "/agent.log",
-		opts: AgentOptions{NodeID: "n", Token: "t", Pools: []nodeagent.PoolDir{{ID: "p", Dir: t.TempDir()}}}}
-	if err := a.start(); !errors.Is(err, errPortTaken) {
+	a := newAgent(t, AgentOptions{NodeID: "n", Token: "t", Pools: []nodeagent.PoolDir{{ID: "p", Dir: t.TempDir()}}})
+	a.listenOn(l.Addr().String())
+	if err := a.proc.start(); !errors.Is(err, errPortTaken) {
 		t.Fatalf("start on a taken port: %v; want errPortTaken", err)
 	}
 }

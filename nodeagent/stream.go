@@ -115,6 +115,10 @@ func (t *transfer) write(c chunk) error {
 		t.head = append(t.head, c.buf[:min(len(c.buf), headSize-len(t.head))]...)
 		if len(t.head) >= headSize {
 			if err := t.checkHead(); err != nil {
+				// Count the chunk out again, so that unwrite cuts it off
+				// with its hash: file and hash then agree, whatever
+				// saves a checkpoint next.
+				t.done -= int64(n)
 				return err
 			}
 		}

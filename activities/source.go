@@ -127,10 +127,10 @@ func (a *Activities) ResolveChecksum(ctx context.Context, in ChecksumRequest) (S
 	err := a.Store.Transition(ctx, in.ImageID, store.StatusPending, map[string]any{
 		"checksum": src.Checksum, "unverified": src.Unverified,
 	})
-	if errors.Is(err, store.ErrTransition) {
-		return Source{}, fatal(fault.Conflict, "%v", err)
+	if err != nil {
+		return Source{}, asStoreError(err)
 	}
-	return src, err
+	return src, nil
 }
 
 func isFatal(err error) bool {

@@ -223,6 +223,18 @@ func TestResolveChecksumFromTheVendorFile(t *testing.T) {
 	}
 }
 
+func TestResolveChecksumOfADeletedImageIsNotFound(t *testing.T) {
+	b := newBench(t, false)
+	if err := b.store.DeleteImage(context.Background(), "img-1"); err != nil {
+		t.Fatal(err)
+	}
+	src := activities.Source{URL: "https://example.com/x.qcow2", Checksum: sum256}
+	_, err := b.env.ExecuteActivity(b.acts.ResolveChecksum, activities.ChecksumRequest{ImageID: "img-1", Source: src})
+	if typ, nonRetryable := errorType(t, err); typ != fault.NotFound || !nonRetryable || !strings.Contains(err.Error(), "deleted") {
+		t.Fatalf("error = %v (%s, non-retryable %v), want a fatal not_found that says the record was deleted", err, typ, nonRetryable)
+	}
+}
+
 func TestStartOnNode(t *testing.T) {
 	agent := newFakeAgent(t, "node-1", "pool-1")
 	b := newBench(t, false, agent)

@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -262,15 +261,15 @@ func (s *uiStack) firstPoolWithNodes() string {
 }
 
 // temporalWeb is where the UI should link to: the API's --temporal-web-url
-// when the API tells (GET /v1/settings), else the UI's default.
+// as GET /v1/settings tells it. The stack's API always serves it, so a
+// failure here fails the test rather than falling back to the UI's
+// default, which would let a broken /v1/settings pass unseen.
 func (s *uiStack) temporalWeb() string {
+	s.t.Helper()
 	var settings struct {
 		TemporalWebURL string `json:"temporal_web_url"`
 	}
-	status, err := s.API.Do(context.Background(), http.MethodGet, "/v1/settings", nil, &settings)
-	if err != nil || status != http.StatusOK {
-		return "http://127.0.0.1:8233"
-	}
+	s.API.MustDo(s.t, http.MethodGet, "/v1/settings", nil, &settings, http.StatusOK)
 	if settings.TemporalWebURL != s.TemporalWebURL() {
 		s.t.Errorf("GET /v1/settings: temporal_web_url = %q, want the stack's %q", settings.TemporalWebURL, s.TemporalWebURL())
 	}

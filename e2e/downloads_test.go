@@ -82,9 +82,7 @@ func TestDownloadsEndToEnd(t *testing.T) {
 		f.sum = testenv.SHA256([]byte("something else"))
 		img := download(t, s, f, "local-1")
 		done := waitStatus(t, s, img.ID, "FAILED", time.Minute)
-		if done.Error == nil || done.Error.Code != "checksum_mismatch" {
-			t.Errorf("error = %+v, want checksum_mismatch", done.Error)
-		}
+		wantError(t, done, "checksum_mismatch")
 		checkNoData(t, s, "local-1", done.FileName)
 	})
 
@@ -93,9 +91,7 @@ func TestDownloadsEndToEnd(t *testing.T) {
 		up.SetFault(f.name, testenv.Fault{WrongBytes: true})
 		img := download(t, s, f, "shared")
 		done := waitStatus(t, s, img.ID, "FAILED", time.Minute)
-		if done.Error == nil || done.Error.Code != "checksum_mismatch" {
-			t.Errorf("error = %+v, want checksum_mismatch", done.Error)
-		}
+		wantError(t, done, "checksum_mismatch")
 		checkNoData(t, s, "shared", done.FileName)
 	})
 
@@ -104,9 +100,7 @@ func TestDownloadsEndToEnd(t *testing.T) {
 		start := time.Now()
 		img := download(t, s, f, "shared")
 		done := waitStatus(t, s, img.ID, "FAILED", time.Minute)
-		if done.Error == nil || done.Error.Code != "upstream_not_found" {
-			t.Errorf("error = %+v, want upstream_not_found", done.Error)
-		}
+		wantError(t, done, "upstream_not_found")
 		// "At once": no retry loop, no failover round; the bound is loose
 		// for a loaded CI machine.
 		if took := time.Since(start); took > 20*time.Second {
@@ -211,8 +205,8 @@ func TestDownloadsEndToEnd(t *testing.T) {
 			return status == http.StatusOK
 		})
 		done := waitStatus(t, s, id, "FAILED", time.Minute)
-		if done.Error == nil || done.Error.Code != "no_node_available" {
-			t.Fatalf("error = %+v, want no_node_available", done.Error)
+		if !wantError(t, done, "no_node_available") {
+			t.FailNow()
 		}
 		for _, want := range []string{"local-1", "node-1", "Start"} {
 			if !strings.Contains(done.Error.Message, want) {

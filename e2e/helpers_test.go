@@ -148,6 +148,23 @@ func waitAPIStatus(t *testing.T, api *testenv.APIClient, id, want string, timeou
 	}
 }
 
+// wantError checks that a failed image carries the error code and a
+// message for a person (the contract: what happened and what to do). It
+// reports whether the image has an error to look into further.
+func wantError(t *testing.T, img image, code string) bool {
+	t.Helper()
+	switch {
+	case img.Error == nil:
+		t.Errorf("image %s has no error, want %s", img.ID, code)
+		return false
+	case img.Error.Code != code:
+		t.Errorf("image %s: error %+v, want %s", img.ID, *img.Error, code)
+	case strings.TrimSpace(img.Error.Message) == "":
+		t.Errorf("image %s: error %s has no message", img.ID, code)
+	}
+	return true
+}
+
 // waitMidDownload waits until a node is downloading the image and the
 // mirror has sent at least minBytes of it.
 func waitMidDownload(t *testing.T, s *testenv.Stack, up *testenv.Upstream, f mirrorFile, id string, minBytes int64) image {

@@ -35,6 +35,19 @@ const (
 	UnprocessableRequest = "unprocessable"
 )
 
+var known = map[string]bool{
+	InvalidRequest: true, Unauthorized: true, NotFound: true, Conflict: true, PoolNotFound: true,
+	CatalogEntryNotFound: true, NoNodeAvailable: true, NodeUnreachable: true, URLForbidden: true,
+	UpstreamNotFound: true, UpstreamError: true, ChecksumMismatch: true, ChecksumUnavailable: true,
+	NotADiskImage: true, DiskFull: true, Cancelled: true, Internal: true, TemporalUnavailable: true,
+	PayloadTooLarge: true, MethodNotAllowed: true, UnsupportedMediaType: true, UnprocessableRequest: true,
+}
+
+// Known reports whether code is one of the codes above. A Temporal error's
+// type that is not (a Go type name from a plain error, say) must not reach
+// users as if it were a code.
+func Known(code string) bool { return known[code] }
+
 // Error is a failure with a contract code, a message that tells a person
 // what happened and what to do, and whether trying again (possibly on
 // another node) can help.

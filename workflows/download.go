@@ -191,8 +191,11 @@ func failure(err error) (code, msg string) {
 		return fe.Code, fe.Message
 	}
 	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) && appErr.Type() != "" && appErr.Type() != activities.FailoverError {
-		return appErr.Type(), appErr.Message()
+	if errors.As(err, &appErr) {
+		if fault.Known(appErr.Type()) {
+			return appErr.Type(), appErr.Message()
+		}
+		return fault.Internal, appErr.Message() // a plain error whose retries ran out
 	}
 	var te *temporal.TimeoutError
 	if errors.As(err, &te) {

@@ -337,3 +337,16 @@ func TestMirrorUnreachableFromEveryNodeFailsWithUpstreamError(t *testing.T) {
 	}
 	f.env.AssertExpectations(t)
 }
+
+// A plain Go error whose retries run out carries a Go type name as its
+// Temporal error type: the image must fail with a contract code, internal.
+func TestPlainErrorFailsWithTheInternalCode(t *testing.T) {
+	f := newFixture(t, false)
+	f.env.OnActivity(a.EnsureImage, mock.Anything, mock.Anything).Return(activities.Plan{}, errors.New("database is locked"))
+
+	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
+
+	if code, msg := f.failedWith(); code != fault.Internal || !strings.Contains(msg, "database is locked") {
+		t.Fatalf("failed with %s: %s, want internal with the error's message", code, msg)
+	}
+}

@@ -80,8 +80,8 @@ func TestMirrorServesRangesAndAliases(t *testing.T) {
 	if resp, _ := get(m.url+"/files/missing.img", nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("missing file: %s, want 404", resp.Status)
 	}
-	if resp, _ := get(m.fileURL("x.img", "../f.img", 0), nil); resp.StatusCode != http.StatusOK {
-		t.Errorf("src is reduced to a base name inside the dir: %s", resp.Status)
+	if resp, body := get(m.fileURL("x.img", "../f.img", 0), nil); resp.StatusCode != http.StatusOK || string(body) != string(data) {
+		t.Errorf("src is reduced to a base name inside the dir: %s, %d bytes; want 200 and f.img", resp.Status, len(body))
 	}
 }
 

@@ -146,9 +146,8 @@ func TestStatusTransitionsAreGuarded(t *testing.T) {
 			if err := s.Transition(ctx, "missing", store.StatusReady, nil); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("unknown image: err=%v, want ErrNotFound", err)
 			}
-			img, _ := s.Image(ctx, "img-0")
-			if img.ReadyAt == nil {
-				t.Errorf("READY image has no ready_at")
+			if img, err := s.Image(ctx, "img-0"); err != nil || img.ReadyAt == nil {
+				t.Errorf("READY image img-0: ready_at %v, err %v; want a ready_at", img.ReadyAt, err)
 			}
 		})
 	}

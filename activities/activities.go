@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/quantix/cloudimages/catalog"
-	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -89,10 +89,10 @@ func (a *Activities) httpClient() *http.Client {
 }
 
 // node returns a client for a node's agent, found by id in the store.
-func (a *Activities) node(ctx context.Context, nodeID string) (*nodeagent.Client, store.Node, error) {
+func (a *Activities) node(ctx context.Context, nodeID string) (*agentclient.Client, store.Node, error) {
 	n, err := a.Store.Node(ctx, nodeID)
 	if err != nil {
 		return nil, n, err
 	}
-	return nodeagent.NewClient(n.Address, a.NodeToken), n, nil
+	return agentclient.New(n.Address, a.NodeToken), n, nil
 }

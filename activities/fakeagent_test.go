@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/quantix/cloudimages/fault"
-	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // fakeAgent is a real HTTP server that speaks the node agent's API with
@@ -19,18 +19,18 @@ type fakeAgent struct {
 	srv *httptest.Server
 
 	mu     sync.Mutex
-	health nodeagent.Health
-	down   bool                 // answer every request with 502
-	script []nodeagent.Download // answers to GET /v1/downloads/{id}, the last one repeated
-	starts []nodeagent.DownloadRequest
+	health agentclient.Health
+	down   bool                   // answer every request with 502
+	script []agentclient.Download // answers to GET /v1/downloads/{id}, the last one repeated
+	starts []agentclient.DownloadRequest
 	cancel []string
 	files  []string // pool/file of DELETE /v1/pools/{pool}/files/{file}
 }
 
 func newFakeAgent(t *testing.T, nodeID string, pools ...string) *fakeAgent {
-	f := &fakeAgent{health: nodeagent.Health{NodeID: nodeID}}
+	f := &fakeAgent{health: agentclient.Health{NodeID: nodeID}}
 	for _, p := range pools {
-		f.health.Pools = append(f.health.Pools, nodeagent.PoolHealth{ID: p, FreeBytes: 1 << 30, TotalBytes: 2 << 30})
+		f.health.Pools = append(f.health.Pools, agentclient.PoolHealth{ID: p, FreeBytes: 1 << 30, TotalBytes: 2 << 30})
 	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
@@ -54,11 +54,11 @@ func (f *fakeAgent) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/health":
 		writeJSON(w, http.StatusOK, f.health)
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/downloads":
-		var req nodeagent.DownloadRequest
+		var req agentclient.DownloadRequest
 		_ = json.NewDecoder(r.Body).Decode(&req)
 		f.starts = append(f.starts, req)
-		writeJSON(w, http.StatusAccepted, nodeagent.Download{ID: req.ID, PoolID: req.PoolID, FileName: req.FileName,
-			Path: "/pool/cloud-images/" + req.FileName, State: nodeagent.StateRunning})
+		writeJSON(w, http.StatusAccepted, agentclient.Download{ID: req.ID, PoolID: req.PoolID, FileName: req.FileName,
+			Path: "/pool/cloud-images/" + req.FileName, State: agentclient.StateRunning})
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/downloads/"):
 		if len(f.script) == 0 {
 			writeJSON(w, http.StatusNotFound, fault.Body{Error: fault.New(fault.NotFound, "no such download")})
@@ -98,10 +98,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (f *fakeAgent) started() []nodeagent.DownloadRequest {
+func (f *fakeAgent) started() []agentclient.DownloadRequest {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]nodeagent.DownloadRequest(nil), f.starts...)
+	return append([]agentclient.DownloadRequest(nil), f.starts...)
 }
 
 func (f *fakeAgent) cancelled() []string {

@@ -5,7 +5,7 @@ import (
 	"errors"
 
 	"github.com/quantix/cloudimages/fault"
-	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -43,7 +43,7 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 	} else if err != nil {
 		return Started{}, err
 	}
-	d, err := c.StartDownload(ctx, nodeagent.DownloadRequest{ID: job.DownloadID, URL: job.URL, PoolID: job.PoolID,
+	d, err := c.StartDownload(ctx, agentclient.DownloadRequest{ID: job.DownloadID, URL: job.URL, PoolID: job.PoolID,
 		FileName: job.FileName, Checksum: job.Checksum, Format: job.Format})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -116,7 +116,7 @@ func (a *Activities) checkNodes(ctx context.Context, nodes []store.Node, in Pick
 func (a *Activities) checkNode(ctx context.Context, n store.Node, poolID string) checked {
 	hctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()
-	h, err := nodeagent.NewClient(n.Address, a.NodeToken).Health(hctx)
+	h, err := agentclient.New(n.Address, a.NodeToken).Health(hctx)
 	now := time.Now()
 	if err != nil {
 		a.recordHealth(ctx, n.ID, store.NodeHealth{Online: false, At: now})
@@ -145,7 +145,7 @@ func (a *Activities) recordHealth(ctx context.Context, nodeID string, h store.No
 }
 
 // poolSpace is the free and total bytes of each pool the agent reports.
-func poolSpace(h nodeagent.Health) store.PoolSpace {
+func poolSpace(h agentclient.Health) store.PoolSpace {
 	space := make(store.PoolSpace, len(h.Pools))
 	for _, p := range h.Pools {
 		space[p.ID] = store.Space{FreeBytes: p.FreeBytes, TotalBytes: p.TotalBytes}

@@ -8,7 +8,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/quantix/cloudimages/fault"
-	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -73,7 +73,7 @@ type watch struct {
 	a          *Activities
 	began      time.Time
 	job        Job
-	client     *nodeagent.Client
+	client     *agentclient.Client
 	s          Settings
 	details    WatchDetails
 	lastStored time.Time
@@ -115,11 +115,11 @@ func (w *watch) poll(ctx context.Context) (Finished, bool, error) {
 	activity.RecordHeartbeat(ctx, w.details)
 	w.report(ctx)
 	switch d.State {
-	case nodeagent.StateCompleted:
+	case agentclient.StateCompleted:
 		return Finished{NodeID: w.job.NodeID, Path: d.Path, SizeBytes: d.BytesDone, Checksum: d.Checksum}, true, nil
-	case nodeagent.StateFailed:
+	case agentclient.StateFailed:
 		return Finished{}, false, w.failed(d.Error)
-	case nodeagent.StateCancelled:
+	case agentclient.StateCancelled:
 		return Finished{}, false, failover(fault.Cancelled, "node %s: the download was cancelled on the node", w.job.NodeID)
 	}
 	return Finished{}, false, nil
@@ -164,7 +164,7 @@ func (w *watch) report(ctx context.Context) {
 	now := time.Now()
 	changed := w.details.State != w.lastState
 	if changed || now.Sub(w.lastStored) >= w.s.ProgressInterval {
-		w.record(ctx, changed && w.details.State == nodeagent.StateVerifying)
+		w.record(ctx, changed && w.details.State == agentclient.StateVerifying)
 		w.lastStored = now
 	}
 	if (changed || now.Sub(w.lastSignal) >= w.signalInterval(now)) && w.a.Temporal != nil {

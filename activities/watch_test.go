@@ -15,7 +15,7 @@ import (
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/internal/testenv"
-	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -108,15 +108,15 @@ func errorType(t *testing.T, err error) (string, bool) {
 	return appErr.Type(), appErr.NonRetryable()
 }
 
-func running(done, total int64) nodeagent.Download {
-	return nodeagent.Download{ID: "img-1", State: nodeagent.StateRunning, BytesDone: done, BytesTotal: total, BytesPerSecond: 100}
+func running(done, total int64) agentclient.Download {
+	return agentclient.Download{ID: "img-1", State: agentclient.StateRunning, BytesDone: done, BytesTotal: total, BytesPerSecond: 100}
 }
 
 func TestWatchFollowsTheJobToCompletionAndReportsProgress(t *testing.T) {
 	agent := newFakeAgent(t, "node-1", "pool-1")
-	agent.script = []nodeagent.Download{running(300, 1000), running(600, 1000),
-		{ID: "img-1", State: nodeagent.StateVerifying, BytesDone: 1000, BytesTotal: 1000},
-		{ID: "img-1", State: nodeagent.StateCompleted, BytesDone: 1000, BytesTotal: 1000, Path: "/p/cloud-images/x.qcow2", Checksum: sum256}}
+	agent.script = []agentclient.Download{running(300, 1000), running(600, 1000),
+		{ID: "img-1", State: agentclient.StateVerifying, BytesDone: 1000, BytesTotal: 1000},
+		{ID: "img-1", State: agentclient.StateCompleted, BytesDone: 1000, BytesTotal: 1000, Path: "/p/cloud-images/x.qcow2", Checksum: sum256}}
 	b := newBench(t, false, agent)
 	if err := b.store.Transition(context.Background(), "img-1", store.StatusDownloading, nil); err != nil {
 		t.Fatal(err)
@@ -173,7 +173,7 @@ func TestWatchReattachesWithTheGracePeriodOfTheDeadAttempt(t *testing.T) {
 
 func TestWatchIgnoresHeartbeatDetailsOfAnotherJob(t *testing.T) {
 	agent := newFakeAgent(t, "node-2", "pool-1")
-	agent.script = []nodeagent.Download{{ID: "img-1", State: nodeagent.StateCompleted, BytesDone: 10, Path: "/p/x", Checksum: sum256}}
+	agent.script = []agentclient.Download{{ID: "img-1", State: agentclient.StateCompleted, BytesDone: 10, Path: "/p/x", Checksum: sum256}}
 	b := newBench(t, false, agent)
 	since := time.Now().Add(-time.Hour)
 	b.env.SetHeartbeatDetails(activities.WatchDetails{NodeID: "node-1", DownloadID: "img-1", UnreachableSince: &since})
@@ -185,7 +185,7 @@ func TestWatchIgnoresHeartbeatDetailsOfAnotherJob(t *testing.T) {
 
 func TestWatchFailsOverWhenTheNodeStaysUnreachable(t *testing.T) {
 	agent := newFakeAgent(t, "node-1", "pool-1")
-	agent.script = []nodeagent.Download{running(100, 1000)}
+	agent.script = []agentclient.Download{running(100, 1000)}
 	b := newBench(t, false, agent)
 	go func() {
 		time.Sleep(200 * time.Millisecond) // let the watch see the job running first
@@ -220,7 +220,7 @@ func TestWatchTurnsNodeErrorsIntoFailoverOrFailure(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			agent := newFakeAgent(t, "node-1", "pool-1")
-			agent.script = []nodeagent.Download{{ID: "img-1", State: nodeagent.StateFailed, Error: c.err}}
+			agent.script = []agentclient.Download{{ID: "img-1", State: agentclient.StateFailed, Error: c.err}}
 			b := newBench(t, c.shared, agent)
 			_, err := b.watch(job("node-1", c.shared))
 			typ, nonRetryable := errorType(t, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/quantix/cloudimages/api"
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows"
 )
@@ -52,7 +53,7 @@ func (a *agent) address() string { return strings.TrimPrefix(a.http.URL, "http:/
 // publish puts a finished image file into a pool, as a download would.
 func (a *agent) publish(t *testing.T, poolID, name string) string {
 	t.Helper()
-	p := filepath.Join(a.dirs[poolID], nodeagent.ImagesDir, name)
+	p := filepath.Join(a.dirs[poolID], agentclient.ImagesDir, name)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workers"
 )
@@ -67,7 +68,7 @@ func TestDownloadCancelAndDeleteWithTheRealWorker(t *testing.T) {
 		e.must(http.StatusAccepted, "POST", "/v1/images", map[string]any{"url": fast, "checksum": up.SHA256("fast.qcow2"), "pool_id": "p1"}, &img)
 		s := e.follow(t, img.ID)
 		ready := s.next(t, "READY", func(i image) bool { return i.Status == store.StatusReady })
-		want := filepath.Join(dir, nodeagent.ImagesDir, "fast.qcow2")
+		want := filepath.Join(dir, agentclient.ImagesDir, "fast.qcow2")
 		if ready.Path != want || ready.NodeID != "n1" || ready.SizeBytes != int64(len(data)) || ready.Checksum != up.SHA256("fast.qcow2") {
 			t.Errorf("READY image: %+v", ready)
 		}
@@ -92,7 +93,7 @@ func TestDownloadCancelAndDeleteWithTheRealWorker(t *testing.T) {
 			t.Errorf("cancelled image: %+v", cancelled)
 		}
 		<-s.done
-		if _, err := os.Stat(filepath.Join(dir, nodeagent.ImagesDir, "slow.qcow2")); err == nil {
+		if _, err := os.Stat(filepath.Join(dir, agentclient.ImagesDir, "slow.qcow2")); err == nil {
 			t.Errorf("a cancelled download left a file at the image's path")
 		}
 		e.must(http.StatusNoContent, "DELETE", "/v1/images/"+live.ID, nil, nil)

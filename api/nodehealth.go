@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -66,7 +66,7 @@ func (s *Server) checkNodeSoon(n store.Node) {
 // and counts as offline.
 func (s *Server) checkNode(ctx context.Context, n store.Node) {
 	cctx, cancel := context.WithTimeout(ctx, s.opts.NodeTimeout)
-	h, err := nodeagent.NewClient(n.Address, s.opts.NodeToken).Health(cctx)
+	h, err := agentclient.New(n.Address, s.opts.NodeToken).Health(cctx)
 	cancel()
 	if ctx.Err() != nil {
 		return

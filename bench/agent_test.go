@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // BenchmarkAgentDownload runs the agent's download loop in this process
@@ -38,15 +39,15 @@ func BenchmarkAgentDownload(b *testing.B) {
 	defer s.Close()
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
-	c := nodeagent.NewClient(srv.URL, "t")
+	c := agentclient.New(srv.URL, "t")
 	ctx := context.Background()
 	b.SetBytes(size)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		req := nodeagent.DownloadRequest{ID: fmt.Sprintf("b-%d", i), URL: m.fileURL(src.Name, "", 0), PoolID: "p",
+		req := agentclient.DownloadRequest{ID: fmt.Sprintf("b-%d", i), URL: m.fileURL(src.Name, "", 0), PoolID: "p",
 			FileName: fmt.Sprintf("b-%d.img", i), Checksum: src.Checksum(), SizeBytes: size, Format: "raw"}
 		d, err := runAgentJob(ctx, c, req, 5*time.Millisecond)
-		if err != nil || d.State != nodeagent.StateCompleted {
+		if err != nil || d.State != agentclient.StateCompleted {
 			b.Fatalf("download: %v %+v", err, d)
 		}
 		b.StopTimer()

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 const (
@@ -49,7 +49,7 @@ func (b *bench) agentMemory(ctx context.Context, part string, src source) {
 	p := newProc("node-mem", filepath.Join(b.dir, "logs", "node-mem.log"), b.stack.bin, "nodeagent",
 		"--node-id", "node-mem", "--listen", addr, "--node-token", nodeToken, "--pool", "mem="+pool,
 		"--max-concurrent", fmt.Sprint(memJobs), "--allow-private-networks")
-	c := nodeagent.NewClient(addr, nodeToken)
+	c := agentclient.New(addr, nodeToken)
 	if err := p.start(func(ctx context.Context) error { _, err := c.Health(ctx); return err }); err != nil {
 		b.rep.skip(part, firstLine(err.Error()))
 		return
@@ -63,9 +63,9 @@ func (b *bench) agentMemory(ctx context.Context, part string, src source) {
 		go func() {
 			defer wg.Done()
 			name := fmt.Sprintf("mem-%d.img", i)
-			d, err := runAgentJob(ctx, c, nodeagent.DownloadRequest{ID: fmt.Sprintf("mem-%d", i), URL: b.mirror.fileURL(name, src.Name, memRate),
+			d, err := runAgentJob(ctx, c, agentclient.DownloadRequest{ID: fmt.Sprintf("mem-%d", i), URL: b.mirror.fileURL(name, src.Name, memRate),
 				PoolID: "mem", FileName: name, Checksum: src.Checksum(), SizeBytes: src.Size, Format: "raw"}, 100*time.Millisecond)
-			if err == nil && d.State != nodeagent.StateCompleted {
+			if err == nil && d.State != agentclient.StateCompleted {
 				err = fmt.Errorf("download %s ended %s: %v", d.ID, d.State, d.Error)
 			}
 			errs[i] = err

@@ -21,7 +21,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 const (
@@ -39,7 +39,7 @@ type agent struct {
 	local string // its own local pool id
 }
 
-func (a *agent) client() *nodeagent.Client { return nodeagent.NewClient(a.addr, nodeToken) }
+func (a *agent) client() *agentclient.Client { return agentclient.New(a.addr, nodeToken) }
 
 // stack is everything the bench runs: node agents always; the Temporal dev
 // server, the worker and the API when a part needs the whole path.

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // contestant is one way of putting the source file on disk.
@@ -199,7 +199,7 @@ func lastLines(s string, n int) string {
 func (b *bench) agentDownload(a *agent, src source, url string) func(context.Context, int) (outcome, error) {
 	return func(ctx context.Context, r int) (outcome, error) {
 		c := a.client()
-		req := nodeagent.DownloadRequest{ID: fmt.Sprintf("bench-transfer-%d-%d", os.Getpid(), r), URL: url,
+		req := agentclient.DownloadRequest{ID: fmt.Sprintf("bench-transfer-%d-%d", os.Getpid(), r), URL: url,
 			PoolID: a.local, FileName: src.Name, Checksum: src.Checksum(), SizeBytes: src.Size, Format: "raw"}
 		pid := a.p.cmd.Process.Pid
 		cpu, start := cpuTime(pid), time.Now()
@@ -209,7 +209,7 @@ func (b *bench) agentDownload(a *agent, src source, url string) func(context.Con
 		if err != nil {
 			return o, err
 		}
-		if d.State != nodeagent.StateCompleted {
+		if d.State != agentclient.StateCompleted {
 			return o, fmt.Errorf("agent job %s ended %s: %v", req.ID, d.State, d.Error)
 		}
 		m, _ := a.p.mem()
@@ -219,7 +219,7 @@ func (b *bench) agentDownload(a *agent, src source, url string) func(context.Con
 }
 
 // runAgentJob starts a job on an agent and polls it until it ends.
-func runAgentJob(ctx context.Context, c *nodeagent.Client, req nodeagent.DownloadRequest, every time.Duration) (nodeagent.Download, error) {
+func runAgentJob(ctx context.Context, c *agentclient.Client, req agentclient.DownloadRequest, every time.Duration) (agentclient.Download, error) {
 	d, err := c.StartDownload(ctx, req)
 	if err != nil {
 		return d, err

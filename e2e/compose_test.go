@@ -19,7 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/quantix/cloudimages/internal/testenv"
-	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/workflows"
 )
 
@@ -397,8 +397,8 @@ func TestComposeAgentEnvironmentStartsAnAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	c := nodeagent.NewClient(addr, "stand-in-value")
-	var h nodeagent.Health
+	c := agentclient.New(addr, "stand-in-value")
+	var h agentclient.Health
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

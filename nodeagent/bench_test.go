@@ -10,6 +10,7 @@ import (
 
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // BenchmarkDownload measures the engine end to end — HTTP from a local
@@ -30,13 +31,13 @@ func BenchmarkDownload(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(srv.Close)
-	c := nodeagent.NewClient(newServer(b, srv), testToken)
+	c := agentclient.New(newServer(b, srv), testToken)
 	sum := testenv.SHA256(data)
 	b.SetBytes(size)
 	b.ResetTimer()
 	for i := range b.N {
 		id := fmt.Sprintf("bench-%d", i)
-		if _, err := c.StartDownload(context.Background(), nodeagent.DownloadRequest{ID: id, URL: url, PoolID: "pool-1", FileName: id + ".qcow2", Checksum: sum}); err != nil {
+		if _, err := c.StartDownload(context.Background(), agentclient.DownloadRequest{ID: id, URL: url, PoolID: "pool-1", FileName: id + ".qcow2", Checksum: sum}); err != nil {
 			b.Fatal(err)
 		}
 		for {
@@ -45,7 +46,7 @@ func BenchmarkDownload(b *testing.B) {
 				b.Fatal(err)
 			}
 			if d.Finished() {
-				if d.State != nodeagent.StateCompleted {
+				if d.State != agentclient.StateCompleted {
 					b.Fatalf("download failed: %+v", d.Error)
 				}
 				break

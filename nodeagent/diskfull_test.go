@@ -9,6 +9,7 @@ import (
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 const smallPoolSize = 4 << 20
@@ -55,7 +56,7 @@ func TestDiskFull(t *testing.T) {
 			return
 		}
 		url := h.up.AddFile("big.qcow2", data)
-		h.start(nodeagent.DownloadRequest{ID: "big", URL: url, FileName: "big.qcow2", Checksum: testenv.SHA256(data)})
+		h.start(agentclient.DownloadRequest{ID: "big", URL: url, FileName: "big.qcow2", Checksum: testenv.SHA256(data)})
 		d := waitFinished(t, h.client, "big")
 		assertFailed(t, d, h.pool, fault.DiskFull, true)
 		if !strings.Contains(d.Error.Message, "bytes free") || d.BytesDone != 0 {
@@ -66,7 +67,7 @@ func TestDiskFull(t *testing.T) {
 	t.Run("ENOSPC while writing: disk_full, partial data removed", func(t *testing.T) {
 		url := h.up.AddFile("nolen.qcow2", data)
 		h.up.SetFault("nolen.qcow2", testenv.Fault{NoLength: true}) // nothing to check up front
-		h.start(nodeagent.DownloadRequest{ID: "nolen", URL: url, FileName: "nolen.qcow2", Checksum: testenv.SHA256(data)})
+		h.start(agentclient.DownloadRequest{ID: "nolen", URL: url, FileName: "nolen.qcow2", Checksum: testenv.SHA256(data)})
 		d := waitFinished(t, h.client, "nolen")
 		assertFailed(t, d, h.pool, fault.DiskFull, true)
 		if real {
@@ -86,7 +87,7 @@ func TestDiskFull(t *testing.T) {
 		mu.Unlock()
 		small := testenv.QCOW2Image(1<<20, 2)
 		url := h.up.AddFile("small.qcow2", small)
-		h.start(nodeagent.DownloadRequest{ID: "small", URL: url, FileName: "small.qcow2", Checksum: testenv.SHA256(small)})
+		h.start(agentclient.DownloadRequest{ID: "small", URL: url, FileName: "small.qcow2", Checksum: testenv.SHA256(small)})
 		assertPublished(t, waitFinished(t, h.client, "small"), h.pool, small, testenv.SHA256(small))
 	})
 }

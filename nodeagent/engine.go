@@ -14,6 +14,7 @@ import (
 
 	"github.com/quantix/cloudimages/checksum"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 const (
@@ -46,7 +47,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b 
 type transfer struct {
 	s    *Server
 	j    *job
-	req  DownloadRequest
+	req  agentclient.DownloadRequest
 	f    *os.File
 	algo string
 	h    hash.Hash

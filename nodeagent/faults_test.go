@@ -7,6 +7,7 @@ import (
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // TestUpstreamFaults runs one download per mirror fault and checks the end
@@ -72,7 +73,7 @@ func TestUpstreamFaults(t *testing.T) {
 			}
 			url := h.up.AddFile(tc.file, data)
 			h.up.SetFault(tc.file, tc.fault)
-			req := nodeagent.DownloadRequest{ID: "dl-" + tc.file, URL: url, FileName: tc.file, Checksum: testenv.SHA256(data), Format: tc.format}
+			req := agentclient.DownloadRequest{ID: "dl-" + tc.file, URL: url, FileName: tc.file, Checksum: testenv.SHA256(data), Format: tc.format}
 			want := req.Checksum
 			switch {
 			case tc.sha512:

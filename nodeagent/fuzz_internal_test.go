@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // FuzzURLPolicy: a URL the policy accepts is http(s) with a host, and
@@ -53,7 +55,7 @@ func FuzzCheckHead(f *testing.F) {
 		f.Add([]byte(s), true)
 	}
 	f.Fuzz(func(t *testing.T, head []byte, qcow2 bool) {
-		tr := &transfer{head: head, qcow2: qcow2, req: DownloadRequest{FileName: "x.qcow2", URL: "http://m/x"}}
+		tr := &transfer{head: head, qcow2: qcow2, req: agentclient.DownloadRequest{FileName: "x.qcow2", URL: "http://m/x"}}
 		err := tr.checkHead()
 		lower := strings.ToLower(strings.TrimLeft(string(head), " \t\r\n\xef\xbb\xbf"))
 		if strings.HasPrefix(lower, "<html") && err == nil {

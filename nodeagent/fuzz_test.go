@@ -8,6 +8,7 @@ import (
 
 	"github.com/quantix/cloudimages/checksum"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // FuzzDownloadRequest feeds request bodies to the agent's validation:
@@ -18,7 +19,7 @@ func FuzzDownloadRequest(f *testing.F) {
 	f.Add(`{"id":"a","url":"http://[::1]/x","pool_id":"p","file_name":"../../etc/passwd"}`)
 	f.Add(`{"id":"a","url":"https://m.example/x","pool_id":"p","file_name":"x.qcow2","checksum":"SHA512:` + strings.Repeat("Ab", 64) + `","size_bytes":12,"format":"qcow2"}`)
 	f.Fuzz(func(t *testing.T, body string) {
-		var req nodeagent.DownloadRequest
+		var req agentclient.DownloadRequest
 		if json.Unmarshal([]byte(body), &req) != nil {
 			return
 		}
@@ -30,7 +31,7 @@ func FuzzDownloadRequest(f *testing.F) {
 		}
 		for _, name := range []string{req.ID, req.FileName} {
 			pool := "/pools/p"
-			images := filepath.Join(pool, nodeagent.ImagesDir)
+			images := filepath.Join(pool, agentclient.ImagesDir)
 			p := filepath.Join(images, name)
 			if filepath.Dir(p) != images || strings.ContainsAny(name, "/\\\x00") || strings.HasPrefix(name, ".") || strings.Contains(name, "..") {
 				t.Fatalf("accepted name %q resolves to %s", name, p)

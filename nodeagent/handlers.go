@@ -16,6 +16,7 @@ import (
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/checksum"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // maxRequestBody bounds a POST body: a download request is a few hundred bytes.
@@ -71,9 +72,9 @@ func (s *Server) handleNoRoute(mux *http.ServeMux, w http.ResponseWriter, r *htt
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	h := Health{NodeID: s.cfg.NodeID, Version: s.cfg.Version, Pools: []PoolHealth{}}
+	h := agentclient.Health{NodeID: s.cfg.NodeID, Version: s.cfg.Version, Pools: []agentclient.PoolHealth{}}
 	for _, p := range s.order {
-		ph := PoolHealth{ID: p.id, Path: p.dir}
+		ph := agentclient.PoolHealth{ID: p.id, Path: p.dir}
 		if free, total, err := p.space(); err == nil {
 			ph.FreeBytes, ph.TotalBytes = free, total
 		} else {
@@ -87,7 +88,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string][]Download{"items": s.list()})
+	writeJSON(w, http.StatusOK, map[string][]agentclient.Download{"items": s.list()})
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -124,10 +125,10 @@ func (s *Server) handleStart(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, d)
 }
 
-// decodeRequest reads a DownloadRequest, strictly: unknown fields and
+// decodeRequest reads an agentclient.DownloadRequest, strictly: unknown fields and
 // trailing data are mistakes worth hearing about.
-func decodeRequest(body io.Reader) (DownloadRequest, error) {
-	var req DownloadRequest
+func decodeRequest(body io.Reader) (agentclient.DownloadRequest, error) {
+	var req agentclient.DownloadRequest
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -147,7 +148,7 @@ func decodeRequest(body io.Reader) (DownloadRequest, error) {
 // accepts one, apart from which pools exist: names, URL policy (with
 // allowPrivate as --allow-private-networks), checksum and size. It
 // normalises the checksum to lower case.
-func ValidateRequest(req *DownloadRequest, allowPrivate bool) error {
+func ValidateRequest(req *agentclient.DownloadRequest, allowPrivate bool) error {
 	if req.ID == "" {
 		return fault.New(fault.InvalidRequest, "id is required: the download's id (the image id)")
 	}
@@ -197,7 +198,7 @@ func validFormat(f string) bool {
 	return true
 }
 
-func (s *Server) validate(req *DownloadRequest) error {
+func (s *Server) validate(req *agentclient.DownloadRequest) error {
 	if err := ValidateRequest(req, s.cfg.AllowPrivateNetworks); err != nil {
 		return err
 	}
@@ -214,13 +215,13 @@ func (s *Server) validate(req *DownloadRequest) error {
 // start creates the job for a request, or finds it: 202 for a new (or
 // restarted) job, 200 for the same request again, 409 for another
 // request under the same id or another job writing the same file.
-func (s *Server) start(req DownloadRequest) (Download, int, error) {
+func (s *Server) start(req agentclient.DownloadRequest) (agentclient.Download, int, error) {
 	p := s.pools[req.PoolID]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if j, ok := s.jobs[req.ID]; ok {
 		if j.request() != req {
-			return Download{}, 0, fault.New(fault.Conflict, "download %s already exists with another request (%s into %s/%s): use a new id", req.ID, redact(j.request().URL), j.request().PoolID, j.request().FileName)
+			return agentclient.Download{}, 0, fault.New(fault.Conflict, "download %s already exists with another request (%s into %s/%s): use a new id", req.ID, redact(j.request().URL), j.request().PoolID, j.request().FileName)
 		}
 		if !j.restartable() {
 			return j.snapshot(), http.StatusOK, nil
@@ -229,18 +230,18 @@ func (s *Server) start(req DownloadRequest) (Download, int, error) {
 	}
 	for _, other := range s.jobs {
 		o := other.request()
-		if o.ID != req.ID && o.PoolID == req.PoolID && o.FileName == req.FileName && !finishedState(other.state()) {
-			return Download{}, 0, fault.New(fault.Conflict, "download %s is already writing %s in pool %s: wait for it or cancel it", o.ID, req.FileName, req.PoolID)
+		if o.ID != req.ID && o.PoolID == req.PoolID && o.FileName == req.FileName && !agentclient.FinishedState(other.state()) {
+			return agentclient.Download{}, 0, fault.New(fault.Conflict, "download %s is already writing %s in pool %s: wait for it or cancel it", o.ID, req.FileName, req.PoolID)
 		}
 	}
 	if req.SizeBytes > 0 {
 		if free, _, err := p.space(); err == nil && uint64(req.SizeBytes) > free {
-			return Download{}, 0, fault.Retryable(fault.DiskFull, "pool %s has %d bytes free, the image is %d bytes: free space in %s or use another pool", p.id, free, req.SizeBytes, p.dir)
+			return agentclient.Download{}, 0, fault.Retryable(fault.DiskFull, "pool %s has %d bytes free, the image is %d bytes: free space in %s or use another pool", p.id, free, req.SizeBytes, p.dir)
 		}
 	}
 	j := newJob(p, s.adopt(p, req), s.log)
 	s.jobs[req.ID] = j
-	if finishedState(j.state()) {
+	if agentclient.FinishedState(j.state()) {
 		return j.snapshot(), http.StatusAccepted, nil
 	}
 	j.save()
@@ -252,15 +253,15 @@ func (s *Server) start(req DownloadRequest) (Download, int, error) {
 // node may have left this very download half done (it failed over to us)
 // or even published; its record and partial data are taken over. Anything
 // else under this id is stale and removed. Called with s.mu held.
-func (s *Server) adopt(p *pool, req DownloadRequest) record {
+func (s *Server) adopt(p *pool, req agentclient.DownloadRequest) record {
 	old, err := p.loadRecord(req.ID)
 	if err == nil && old.Request == req {
 		switch {
-		case !finishedState(old.State):
-			old.State, old.NodeID = StateQueued, s.cfg.NodeID
+		case !agentclient.FinishedState(old.State):
+			old.State, old.NodeID = agentclient.StateQueued, s.cfg.NodeID
 			s.log.Info("taking over a partial download left in the pool", "download_id", req.ID, "pool_id", p.id, "bytes_done", old.BytesDone)
 			return *old
-		case old.State == StateCompleted:
+		case old.State == agentclient.StateCompleted:
 			if fi, err := p.root.Lstat(req.FileName); err == nil && fi.Mode().IsRegular() && fi.Size() == old.BytesTotal {
 				old.NodeID = s.cfg.NodeID
 				return *old
@@ -284,7 +285,7 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fault.New(fault.NotFound, "no download %q on node %s", id, s.cfg.NodeID))
 		return
 	}
-	if finishedState(j.state()) {
+	if agentclient.FinishedState(j.state()) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -306,7 +307,7 @@ func (s *Server) removeForeign(id string) bool {
 	found := false
 	for _, p := range s.order {
 		rec, err := p.loadRecord(id)
-		if err != nil || finishedState(rec.State) {
+		if err != nil || agentclient.FinishedState(rec.State) {
 			continue
 		}
 		found = true
@@ -330,7 +331,7 @@ func (s *Server) handleDeleteFile(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	for _, j := range s.jobs {
-		if req := j.request(); req.PoolID == poolID && req.FileName == name && !finishedState(j.state()) {
+		if req := j.request(); req.PoolID == poolID && req.FileName == name && !agentclient.FinishedState(j.state()) {
 			s.mu.Unlock()
 			writeError(w, fault.New(fault.Conflict, "download %s is writing %s: cancel it first", req.ID, name))
 			return

@@ -17,6 +17,7 @@ import (
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 const testToken = "test-token"
@@ -27,7 +28,7 @@ type harness struct {
 	t      *testing.T
 	srv    *nodeagent.Server
 	http   *httptest.Server
-	client *nodeagent.Client
+	client *agentclient.Client
 	pool   string // the directory of pool "pool-1"
 	up     *testenv.Upstream
 }
@@ -61,7 +62,7 @@ func newHarness(t *testing.T, change func(*nodeagent.Config)) *harness {
 		srv.Close()
 		h.http.Close()
 	})
-	h.client = nodeagent.NewClient(h.http.URL, testToken)
+	h.client = agentclient.New(h.http.URL, testToken)
 	return h
 }
 
@@ -81,7 +82,7 @@ func ctx(t *testing.T) context.Context {
 }
 
 // start posts a request and fails the test unless it is accepted.
-func (h *harness) start(req nodeagent.DownloadRequest) nodeagent.Download {
+func (h *harness) start(req agentclient.DownloadRequest) agentclient.Download {
 	h.t.Helper()
 	if req.PoolID == "" {
 		req.PoolID = "pool-1"
@@ -94,7 +95,7 @@ func (h *harness) start(req nodeagent.DownloadRequest) nodeagent.Download {
 }
 
 // wait polls a download until cond holds (30s at most).
-func wait(t *testing.T, c *nodeagent.Client, id string, what string, cond func(nodeagent.Download) bool) nodeagent.Download {
+func wait(t *testing.T, c *agentclient.Client, id string, what string, cond func(agentclient.Download) bool) agentclient.Download {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -109,19 +110,19 @@ func wait(t *testing.T, c *nodeagent.Client, id string, what string, cond func(n
 	}
 }
 
-func waitFinished(t *testing.T, c *nodeagent.Client, id string) nodeagent.Download {
+func waitFinished(t *testing.T, c *agentclient.Client, id string) agentclient.Download {
 	t.Helper()
-	return wait(t, c, id, "finished", nodeagent.Download.Finished)
+	return wait(t, c, id, "finished", agentclient.Download.Finished)
 }
 
 // assertPublished checks the file at the download's path: there, the
 // right bytes, reported with the right checksum, nothing left in flight.
-func assertPublished(t *testing.T, d nodeagent.Download, poolDir string, data []byte, sum string) {
+func assertPublished(t *testing.T, d agentclient.Download, poolDir string, data []byte, sum string) {
 	t.Helper()
-	if d.State != nodeagent.StateCompleted || d.Error != nil {
+	if d.State != agentclient.StateCompleted || d.Error != nil {
 		t.Fatalf("download %s: state %s, error %v; want completed", d.ID, d.State, d.Error)
 	}
-	want := filepath.Join(poolDir, nodeagent.ImagesDir, d.FileName)
+	want := filepath.Join(poolDir, agentclient.ImagesDir, d.FileName)
 	if d.Path != want {
 		t.Errorf("path %s, want %s", d.Path, want)
 	}
@@ -143,15 +144,15 @@ func assertPublished(t *testing.T, d nodeagent.Download, poolDir string, data []
 
 // assertFailed checks the error and that neither the file nor any partial
 // data is left.
-func assertFailed(t *testing.T, d nodeagent.Download, poolDir, code string, retryable bool) {
+func assertFailed(t *testing.T, d agentclient.Download, poolDir, code string, retryable bool) {
 	t.Helper()
-	if d.State != nodeagent.StateFailed || d.Error == nil {
+	if d.State != agentclient.StateFailed || d.Error == nil {
 		t.Fatalf("download %s: state %s, error %v; want failed with %s", d.ID, d.State, d.Error, code)
 	}
 	if d.Error.Code != code || d.Error.Retryable != retryable {
 		t.Fatalf("download %s: error %+v; want code %s retryable %v", d.ID, *d.Error, code, retryable)
 	}
-	if _, err := os.Lstat(filepath.Join(poolDir, nodeagent.ImagesDir, d.FileName)); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(filepath.Join(poolDir, agentclient.ImagesDir, d.FileName)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("failed download left %s (%v)", d.FileName, err)
 	}
 	assertNoPartial(t, poolDir, d.ID)
@@ -164,7 +165,7 @@ func assertNoPartial(t *testing.T, poolDir, id string) {
 	if id == "" {
 		id = "*"
 	}
-	parts, _ := filepath.Glob(filepath.Join(poolDir, nodeagent.ImagesDir, ".downloads", id+".part"))
+	parts, _ := filepath.Glob(filepath.Join(poolDir, agentclient.ImagesDir, ".downloads", id+".part"))
 	if len(parts) > 0 {
 		t.Errorf("partial data left: %v", parts)
 	}

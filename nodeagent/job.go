@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // Why a job's context ends, when it is not the job's own doing.
@@ -21,7 +22,7 @@ var (
 // data: enough to answer for it after a restart and to resume it without
 // re-reading the partial file (the hash state at BytesDone).
 type record struct {
-	Request DownloadRequest `json:"request"`
+	Request agentclient.DownloadRequest `json:"request"`
 	// NodeID is the agent that owns the job. On a shared pool the others
 	// leave it alone at their start; one takes it over only when asked to
 	// run the same download (a failover).
@@ -38,10 +39,6 @@ type record struct {
 	CreatedAt    time.Time    `json:"created_at"`
 	StartedAt    *time.Time   `json:"started_at,omitempty"`
 	FinishedAt   *time.Time   `json:"finished_at,omitempty"`
-}
-
-func finishedState(s string) bool {
-	return s == StateCompleted || s == StateFailed || s == StateCancelled
 }
 
 // job is one download on this agent. Its goroutine owns the transfer; the
@@ -64,13 +61,13 @@ type job struct {
 func newJob(p *pool, rec record, log *slog.Logger) *job {
 	j := &job{pool: p, rec: rec, live: rec.BytesDone, done: make(chan struct{})}
 	j.log = log.With("download_id", rec.Request.ID, "pool_id", p.id, "file_name", rec.Request.FileName)
-	if finishedState(rec.State) {
+	if agentclient.FinishedState(rec.State) {
 		close(j.done)
 	}
 	return j
 }
 
-func (j *job) request() DownloadRequest {
+func (j *job) request() agentclient.DownloadRequest {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.rec.Request
@@ -120,11 +117,11 @@ func (j *job) progress(done int64) {
 	}
 }
 
-func (j *job) snapshot() Download {
+func (j *job) snapshot() agentclient.Download {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	r := j.rec
-	d := Download{
+	d := agentclient.Download{
 		ID:         r.Request.ID,
 		PoolID:     r.Request.PoolID,
 		FileName:   r.Request.FileName,
@@ -143,7 +140,7 @@ func (j *job) snapshot() Download {
 	if d.Checksum == "" {
 		d.Checksum = r.Request.Checksum
 	}
-	if r.State == StateRunning {
+	if r.State == agentclient.StateRunning {
 		d.BytesPerSecond = j.rate
 	}
 	return d
@@ -162,9 +159,9 @@ func (j *job) finish(state string, fe *fault.Error) {
 // again: after a cancel, or a failure another attempt may get past.
 func (j *job) restartable() bool {
 	r := j.record()
-	return r.State == StateCancelled || (r.State == StateFailed && r.Error != nil && r.Error.Retryable)
+	return r.State == agentclient.StateCancelled || (r.State == agentclient.StateFailed && r.Error != nil && r.Error.Retryable)
 }
 
-func newRecord(req DownloadRequest, nodeID string) record {
-	return record{Request: req, NodeID: nodeID, State: StateQueued, CreatedAt: time.Now().UTC()}
+func newRecord(req agentclient.DownloadRequest, nodeID string) record {
+	return record{Request: req, NodeID: nodeID, State: agentclient.StateQueued, CreatedAt: time.Now().UTC()}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 func TestSameIDSameRequestIs200AndDifferentIs409(t *testing.T) {
@@ -22,7 +23,7 @@ func TestSameIDSameRequestIs200AndDifferentIs409(t *testing.T) {
 	data := testenv.QCOW2Image(1<<20, 1)
 	url := h.up.AddFile("a.qcow2", data)
 	h.up.SetFault("a.qcow2", testenv.Fault{BytesPerSecond: 2 << 20})
-	req := nodeagent.DownloadRequest{ID: "img-1", URL: url, PoolID: "pool-1", FileName: "a.qcow2", Checksum: testenv.SHA256(data)}
+	req := agentclient.DownloadRequest{ID: "img-1", URL: url, PoolID: "pool-1", FileName: "a.qcow2", Checksum: testenv.SHA256(data)}
 
 	status, body := rawRequest(t, http.MethodPost, h.http.URL+"/v1/downloads", testToken, mustJSON(t, req))
 	if status != http.StatusAccepted {
@@ -59,7 +60,7 @@ func TestSameIDSameRequestIs200AndDifferentIs409(t *testing.T) {
 	}
 	// Once published, the same request answers 200 with the completed job.
 	d, err := h.client.StartDownload(ctx(t), req)
-	if err != nil || d.State != nodeagent.StateCompleted {
+	if err != nil || d.State != agentclient.StateCompleted {
 		t.Fatalf("same request after completion: %+v %v", d, err)
 	}
 }
@@ -68,7 +69,7 @@ func TestConcurrentIdenticalRequestsMakeOneJob(t *testing.T) {
 	h := newHarness(t, nil)
 	data := testenv.QCOW2Image(512<<10, 2)
 	url := h.up.AddFile("c.qcow2", data)
-	req := nodeagent.DownloadRequest{ID: "img-c", URL: url, PoolID: "pool-1", FileName: "c.qcow2", Checksum: testenv.SHA256(data)}
+	req := agentclient.DownloadRequest{ID: "img-c", URL: url, PoolID: "pool-1", FileName: "c.qcow2", Checksum: testenv.SHA256(data)}
 	var wg sync.WaitGroup
 	statuses := make(chan int, 20)
 	for range 20 {
@@ -99,9 +100,9 @@ func TestCancelStopsTransferAndRemovesPartialData(t *testing.T) {
 	data := testenv.QCOW2Image(4<<20, 3)
 	url := h.up.AddFile("big.qcow2", data)
 	h.up.SetFault("big.qcow2", testenv.Fault{BytesPerSecond: 512 << 10})
-	h.start(nodeagent.DownloadRequest{ID: "img-x", URL: url, FileName: "big.qcow2", Checksum: testenv.SHA256(data)})
-	wait(t, h.client, "img-x", "under way", func(d nodeagent.Download) bool { return d.BytesDone > 100_000 })
-	part := filepath.Join(h.pool, nodeagent.ImagesDir, ".downloads", "img-x.part")
+	h.start(agentclient.DownloadRequest{ID: "img-x", URL: url, FileName: "big.qcow2", Checksum: testenv.SHA256(data)})
+	wait(t, h.client, "img-x", "under way", func(d agentclient.Download) bool { return d.BytesDone > 100_000 })
+	part := filepath.Join(h.pool, agentclient.ImagesDir, ".downloads", "img-x.part")
 	if _, err := os.Stat(part); err != nil {
 		t.Fatalf("no partial data while running: %v", err)
 	}
@@ -115,7 +116,7 @@ func TestCancelStopsTransferAndRemovesPartialData(t *testing.T) {
 	}
 	served := h.up.BytesServed("big.qcow2")
 	d, err := h.client.Download(ctx(t), "img-x")
-	if err != nil || d.State != nodeagent.StateCancelled || d.Error == nil || d.Error.Code != fault.Cancelled {
+	if err != nil || d.State != agentclient.StateCancelled || d.Error == nil || d.Error.Code != fault.Cancelled {
 		t.Fatalf("after cancel: %+v %v", d, err)
 	}
 	if _, err := os.Stat(part); !errors.Is(err, fs.ErrNotExist) {
@@ -139,7 +140,7 @@ func TestCancelStopsTransferAndRemovesPartialData(t *testing.T) {
 	}
 	// The same request again starts afresh, and completes.
 	h.up.SetFault("big.qcow2", testenv.Fault{})
-	h.start(nodeagent.DownloadRequest{ID: "img-x", URL: url, FileName: "big.qcow2", Checksum: testenv.SHA256(data)})
+	h.start(agentclient.DownloadRequest{ID: "img-x", URL: url, FileName: "big.qcow2", Checksum: testenv.SHA256(data)})
 	assertPublished(t, waitFinished(t, h.client, "img-x"), h.pool, data, testenv.SHA256(data))
 }
 
@@ -152,11 +153,11 @@ func TestMaxConcurrentQueuesTheRest(t *testing.T) {
 	}
 	h.up.SetFault("q1.qcow2", testenv.Fault{BytesPerSecond: 512 << 10}) // slow enough to look at the queue
 	for _, name := range []string{"q1.qcow2", "q2.qcow2", "q3.qcow2"} {
-		h.start(nodeagent.DownloadRequest{ID: "id-" + strings.TrimSuffix(name, ".qcow2"), URL: h.up.FileURL(name), FileName: name, Checksum: testenv.SHA256(data)})
+		h.start(agentclient.DownloadRequest{ID: "id-" + strings.TrimSuffix(name, ".qcow2"), URL: h.up.FileURL(name), FileName: name, Checksum: testenv.SHA256(data)})
 	}
-	wait(t, h.client, "id-q1", "running", func(d nodeagent.Download) bool { return d.State == nodeagent.StateRunning && d.BytesDone > 0 })
+	wait(t, h.client, "id-q1", "running", func(d agentclient.Download) bool { return d.State == agentclient.StateRunning && d.BytesDone > 0 })
 	for _, id := range []string{"id-q2", "id-q3"} {
-		if d, _ := h.client.Download(ctx(t), id); d.State != nodeagent.StateQueued || d.BytesDone != 0 {
+		if d, _ := h.client.Download(ctx(t), id); d.State != agentclient.StateQueued || d.BytesDone != 0 {
 			t.Errorf("%s: %s with %d bytes while q1 runs; want queued", id, d.State, d.BytesDone)
 		}
 	}
@@ -175,7 +176,7 @@ func TestMaxConcurrentQueuesTheRest(t *testing.T) {
 		for {
 			running := 0
 			for _, other := range []string{"id-q1", "id-q2", "id-q3"} {
-				if d, _ := h.client.Download(ctx(t), other); d.State == nodeagent.StateRunning {
+				if d, _ := h.client.Download(ctx(t), other); d.State == agentclient.StateRunning {
 					running++
 				}
 			}
@@ -197,12 +198,12 @@ func TestCancelQueuedDownload(t *testing.T) {
 	h.up.AddFile("slow.qcow2", data)
 	h.up.SetFault("slow.qcow2", testenv.Fault{BytesPerSecond: 512 << 10})
 	h.up.AddFile("next.qcow2", data)
-	h.start(nodeagent.DownloadRequest{ID: "first", URL: h.up.FileURL("slow.qcow2"), FileName: "slow.qcow2"})
-	h.start(nodeagent.DownloadRequest{ID: "second", URL: h.up.FileURL("next.qcow2"), FileName: "next.qcow2"})
+	h.start(agentclient.DownloadRequest{ID: "first", URL: h.up.FileURL("slow.qcow2"), FileName: "slow.qcow2"})
+	h.start(agentclient.DownloadRequest{ID: "second", URL: h.up.FileURL("next.qcow2"), FileName: "next.qcow2"})
 	if err := h.client.CancelDownload(ctx(t), "second"); err != nil {
 		t.Fatal(err)
 	}
-	if d, _ := h.client.Download(ctx(t), "second"); d.State != nodeagent.StateCancelled {
+	if d, _ := h.client.Download(ctx(t), "second"); d.State != agentclient.StateCancelled {
 		t.Fatalf("queued download after cancel: %s", d.State)
 	}
 	assertPublished(t, waitFinished(t, h.client, "first"), h.pool, data, testenv.SHA256(data))
@@ -215,7 +216,7 @@ func TestDeleteFile(t *testing.T) {
 	h := newHarness(t, nil)
 	data := testenv.QCOW2Image(100_000, 6)
 	url := h.up.AddFile("del.qcow2", data)
-	h.start(nodeagent.DownloadRequest{ID: "del", URL: url, FileName: "del.qcow2"})
+	h.start(agentclient.DownloadRequest{ID: "del", URL: url, FileName: "del.qcow2"})
 	d := waitFinished(t, h.client, "del")
 	assertPublished(t, d, h.pool, data, testenv.SHA256(data))
 	if err := h.client.DeleteFile(ctx(t), "pool-1", "del.qcow2"); err != nil {
@@ -250,8 +251,8 @@ func TestMetricsCountBytesAndFailures(t *testing.T) {
 	h.up.AddFile("good.qcow2", good)
 	h.up.AddFile("bad.qcow2", good)
 	h.up.SetFault("bad.qcow2", testenv.Fault{WrongBytes: true})
-	h.start(nodeagent.DownloadRequest{ID: "good", URL: h.up.FileURL("good.qcow2"), FileName: "good.qcow2", Checksum: testenv.SHA256(good)})
-	h.start(nodeagent.DownloadRequest{ID: "bad", URL: h.up.FileURL("bad.qcow2"), FileName: "bad.qcow2", Checksum: testenv.SHA256(good)})
+	h.start(agentclient.DownloadRequest{ID: "good", URL: h.up.FileURL("good.qcow2"), FileName: "good.qcow2", Checksum: testenv.SHA256(good)})
+	h.start(agentclient.DownloadRequest{ID: "bad", URL: h.up.FileURL("bad.qcow2"), FileName: "bad.qcow2", Checksum: testenv.SHA256(good)})
 	waitFinished(t, h.client, "good")
 	waitFinished(t, h.client, "bad")
 	m := scrape(t, h.http.URL)
@@ -282,11 +283,11 @@ func TestCloseLeavesJobsToResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	hs := newServer(t, srv)
-	c := nodeagent.NewClient(hs, testToken)
-	if _, err := c.StartDownload(ctx(t), nodeagent.DownloadRequest{ID: "r", URL: url, PoolID: "pool-1", FileName: "r.qcow2", Checksum: testenv.SHA256(data)}); err != nil {
+	c := agentclient.New(hs, testToken)
+	if _, err := c.StartDownload(ctx(t), agentclient.DownloadRequest{ID: "r", URL: url, PoolID: "pool-1", FileName: "r.qcow2", Checksum: testenv.SHA256(data)}); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, c, "r", "half done", func(d nodeagent.Download) bool { return d.BytesDone > 1<<20 })
+	wait(t, c, "r", "half done", func(d agentclient.Download) bool { return d.BytesDone > 1<<20 })
 	srv.Close()
 	up.SetFault("r.qcow2", testenv.Fault{})
 
@@ -295,7 +296,7 @@ func TestCloseLeavesJobsToResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv2.Close)
-	c2 := nodeagent.NewClient(newServer(t, srv2), testToken)
+	c2 := agentclient.New(newServer(t, srv2), testToken)
 	d := waitFinished(t, c2, "r")
 	assertPublished(t, d, dir, data, testenv.SHA256(data))
 	if served := up.BytesServed("r.qcow2"); served > int64(len(data))+int64(len(data))/4 {
@@ -311,18 +312,18 @@ func TestDeleteFileRefusesWhatIsNotAFinishedImage(t *testing.T) {
 	data := testenv.QCOW2Image(2<<20, 9)
 	url := h.up.AddFile("busy.qcow2", data)
 	h.up.SetFault("busy.qcow2", testenv.Fault{BytesPerSecond: 1 << 20})
-	h.start(nodeagent.DownloadRequest{ID: "busy", URL: url, FileName: "busy.qcow2", Checksum: testenv.SHA256(data)})
-	wait(t, h.client, "busy", "under way", func(d nodeagent.Download) bool { return d.BytesDone > 0 })
+	h.start(agentclient.DownloadRequest{ID: "busy", URL: url, FileName: "busy.qcow2", Checksum: testenv.SHA256(data)})
+	wait(t, h.client, "busy", "under way", func(d agentclient.Download) bool { return d.BytesDone > 0 })
 	if err := h.client.DeleteFile(ctx(t), "pool-1", "busy.qcow2"); faultCode(err) != fault.Conflict {
 		t.Fatalf("DeleteFile while the download writes it: %v; want conflict", err)
 	}
-	part := filepath.Join(h.pool, nodeagent.ImagesDir, ".downloads", "busy.part")
+	part := filepath.Join(h.pool, agentclient.ImagesDir, ".downloads", "busy.part")
 	if _, err := os.Stat(part); err != nil {
 		t.Errorf("the refused delete touched the partial data: %v", err)
 	}
 	assertPublished(t, waitFinished(t, h.client, "busy"), h.pool, data, testenv.SHA256(data))
 
-	dir := filepath.Join(h.pool, nodeagent.ImagesDir, "adir")
+	dir := filepath.Join(h.pool, agentclient.ImagesDir, "adir")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // workDir holds, inside a pool's cloud-images folder, what is not a
@@ -38,26 +40,28 @@ func openPool(p PoolDir) (*pool, error) {
 		return nil, fmt.Errorf("pool %s: %w", p.ID, err)
 	}
 	defer top.Close()
-	if err := top.Mkdir(ImagesDir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("pool %s: create %s: %w", p.ID, filepath.Join(p.Dir, ImagesDir), err)
+	if err := top.Mkdir(agentclient.ImagesDir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("pool %s: create %s: %w", p.ID, filepath.Join(p.Dir, agentclient.ImagesDir), err)
 	}
-	root, err := top.OpenRoot(ImagesDir)
+	root, err := top.OpenRoot(agentclient.ImagesDir)
 	if err != nil {
-		return nil, fmt.Errorf("pool %s: open %s: %w (is it a symlink out of the pool?)", p.ID, filepath.Join(p.Dir, ImagesDir), err)
+		return nil, fmt.Errorf("pool %s: open %s: %w (is it a symlink out of the pool?)", p.ID, filepath.Join(p.Dir, agentclient.ImagesDir), err)
 	}
 	if err := root.Mkdir(workDir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		root.Close()
-		return nil, fmt.Errorf("pool %s: create %s: %w", p.ID, filepath.Join(p.Dir, ImagesDir, workDir), err)
+		return nil, fmt.Errorf("pool %s: create %s: %w", p.ID, filepath.Join(p.Dir, agentclient.ImagesDir, workDir), err)
 	}
 	if fi, err := root.Lstat(workDir); err != nil || !fi.IsDir() {
 		root.Close()
-		return nil, fmt.Errorf("pool %s: %s must be a directory", p.ID, filepath.Join(p.Dir, ImagesDir, workDir))
+		return nil, fmt.Errorf("pool %s: %s must be a directory", p.ID, filepath.Join(p.Dir, agentclient.ImagesDir, workDir))
 	}
 	return &pool{id: p.ID, dir: p.Dir, root: root}, nil
 }
 
 // path is where a file is published, as reported to callers.
-func (p *pool) path(fileName string) string { return filepath.Join(p.dir, ImagesDir, fileName) }
+func (p *pool) path(fileName string) string {
+	return filepath.Join(p.dir, agentclient.ImagesDir, fileName)
+}
 
 func partName(id string) string   { return workDir + "/" + id + ".part" }
 func recordName(id string) string { return workDir + "/" + id + ".json" }

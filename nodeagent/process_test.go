@@ -11,6 +11,7 @@ import (
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // TestKilledAgentResumesAfterRestart is the crash test: the agent process
@@ -24,11 +25,11 @@ func TestKilledAgentResumesAfterRestart(t *testing.T) {
 	up.SetFault("crash.qcow2", testenv.Fault{BytesPerSecond: 3 << 19})
 	agent := testenv.StartAgent(t, testenv.AgentOptions{AllowPrivateNetworks: true, Env: []string{"CLOUDIMAGES_RETRY_BACKOFF=50ms"}})
 	c := agent.Client()
-	req := nodeagent.DownloadRequest{ID: "crash", URL: url, PoolID: "pool-1", FileName: "crash.qcow2", Checksum: testenv.SHA256(data)}
+	req := agentclient.DownloadRequest{ID: "crash", URL: url, PoolID: "pool-1", FileName: "crash.qcow2", Checksum: testenv.SHA256(data)}
 	if _, err := c.StartDownload(ctx(t), req); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, c, "crash", "half done", func(d nodeagent.Download) bool { return d.BytesDone > 3<<20 })
+	wait(t, c, "crash", "half done", func(d agentclient.Download) bool { return d.BytesDone > 3<<20 })
 	agent.Kill()
 	if _, err := c.Health(ctx(t)); faultCode(err) != fault.NodeUnreachable {
 		t.Fatalf("killed agent still answers: %v", err)
@@ -51,10 +52,10 @@ func TestKilledAgentResumesAfterRestart(t *testing.T) {
 
 	// The finished job is still known after another restart.
 	agent.Restart()
-	if d, err := c.Download(ctx(t), "crash"); err != nil || d.State != nodeagent.StateCompleted || d.Checksum != req.Checksum {
+	if d, err := c.Download(ctx(t), "crash"); err != nil || d.State != agentclient.StateCompleted || d.Checksum != req.Checksum {
 		t.Fatalf("after a restart: %+v %v; want the completed download", d, err)
 	}
-	if d, err := c.StartDownload(ctx(t), req); err != nil || d.State != nodeagent.StateCompleted {
+	if d, err := c.StartDownload(ctx(t), req); err != nil || d.State != agentclient.StateCompleted {
 		t.Fatalf("same request after a restart: %+v %v; want 200 with the completed download", d, err)
 	}
 }
@@ -68,10 +69,10 @@ func TestStoppedAgentCheckpointsAndResumes(t *testing.T) {
 	up.SetFault("term.img", testenv.Fault{BytesPerSecond: 2 << 20})
 	agent := testenv.StartAgent(t, testenv.AgentOptions{AllowPrivateNetworks: true, MaxConcurrent: 1})
 	c := agent.Client()
-	if _, err := c.StartDownload(ctx(t), nodeagent.DownloadRequest{ID: "term", URL: url, PoolID: "pool-1", FileName: "term.img"}); err != nil {
+	if _, err := c.StartDownload(ctx(t), agentclient.DownloadRequest{ID: "term", URL: url, PoolID: "pool-1", FileName: "term.img"}); err != nil {
 		t.Fatal(err)
 	}
-	before := wait(t, c, "term", "under way", func(d nodeagent.Download) bool { return d.BytesDone > 1<<20 })
+	before := wait(t, c, "term", "under way", func(d agentclient.Download) bool { return d.BytesDone > 1<<20 })
 	began := time.Now()
 	agent.Stop()
 	if took := time.Since(began); took > 5*time.Second {
@@ -92,7 +93,7 @@ func TestAgentProcessRefusesLoopbackByDefault(t *testing.T) {
 	up := testenv.NewUpstream(t)
 	url := up.AddFile("x.qcow2", testenv.QCOW2Image(1000, 1))
 	agent := testenv.StartAgent(t, testenv.AgentOptions{})
-	_, err := agent.Client().StartDownload(ctx(t), nodeagent.DownloadRequest{ID: "x", URL: url, PoolID: "pool-1", FileName: "x.qcow2"})
+	_, err := agent.Client().StartDownload(ctx(t), agentclient.DownloadRequest{ID: "x", URL: url, PoolID: "pool-1", FileName: "x.qcow2"})
 	fe, ok := fault.As(err)
 	if !ok || fe.Code != fault.URLForbidden || fe.Retryable {
 		t.Fatalf("loopback URL: %v; want url_forbidden, not retryable", err)
@@ -145,11 +146,11 @@ func TestSharedPoolFailoverResumesPartialData(t *testing.T) {
 	shared := []nodeagent.PoolDir{{ID: "nfs-01", Dir: t.TempDir()}}
 	a := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-a", Pools: shared, AllowPrivateNetworks: true})
 	b := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-b", Pools: shared, AllowPrivateNetworks: true})
-	req := nodeagent.DownloadRequest{ID: "img-shared", URL: url, PoolID: "nfs-01", FileName: "shared.qcow2", Checksum: testenv.SHA256(data)}
+	req := agentclient.DownloadRequest{ID: "img-shared", URL: url, PoolID: "nfs-01", FileName: "shared.qcow2", Checksum: testenv.SHA256(data)}
 	if _, err := a.Client().StartDownload(ctx(t), req); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, a.Client(), req.ID, "half done", func(d nodeagent.Download) bool { return d.BytesDone > 3<<20 })
+	wait(t, a.Client(), req.ID, "half done", func(d agentclient.Download) bool { return d.BytesDone > 3<<20 })
 	a.Kill()
 	up.SetFault("shared.qcow2", testenv.Fault{})
 
@@ -177,11 +178,11 @@ func TestCancelOnAnotherNodeRemovesSharedPartialData(t *testing.T) {
 	shared := []nodeagent.PoolDir{{ID: "nfs-01", Dir: t.TempDir()}}
 	a := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-a", Pools: shared, AllowPrivateNetworks: true})
 	b := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-b", Pools: shared, AllowPrivateNetworks: true})
-	req := nodeagent.DownloadRequest{ID: "img-c", URL: url, PoolID: "nfs-01", FileName: "c.qcow2"}
+	req := agentclient.DownloadRequest{ID: "img-c", URL: url, PoolID: "nfs-01", FileName: "c.qcow2"}
 	if _, err := a.Client().StartDownload(ctx(t), req); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, a.Client(), req.ID, "under way", func(d nodeagent.Download) bool { return d.BytesDone > 1<<20 })
+	wait(t, a.Client(), req.ID, "under way", func(d agentclient.Download) bool { return d.BytesDone > 1<<20 })
 	a.Kill()
 	if err := b.Client().CancelDownload(ctx(t), req.ID); err != nil {
 		t.Fatal(err)
@@ -199,11 +200,11 @@ func TestRestartedNodeLeavesATakenOverJobAlone(t *testing.T) {
 	shared := []nodeagent.PoolDir{{ID: "nfs-01", Dir: t.TempDir()}}
 	a := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-a", Pools: shared, AllowPrivateNetworks: true})
 	b := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-b", Pools: shared, AllowPrivateNetworks: true})
-	req := nodeagent.DownloadRequest{ID: "img-t", URL: url, PoolID: "nfs-01", FileName: "t.qcow2", Checksum: testenv.SHA256(data)}
+	req := agentclient.DownloadRequest{ID: "img-t", URL: url, PoolID: "nfs-01", FileName: "t.qcow2", Checksum: testenv.SHA256(data)}
 	if _, err := a.Client().StartDownload(ctx(t), req); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, a.Client(), req.ID, "under way", func(d nodeagent.Download) bool { return d.BytesDone > 1<<20 })
+	wait(t, a.Client(), req.ID, "under way", func(d agentclient.Download) bool { return d.BytesDone > 1<<20 })
 	a.Kill()
 	if _, err := b.Client().StartDownload(ctx(t), req); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 func TestEveryRouteNeedsTheToken(t *testing.T) {
@@ -33,7 +34,7 @@ func TestEveryRouteNeedsTheToken(t *testing.T) {
 			}
 		}
 	}
-	if _, err := nodeagent.NewClient(h.http.URL, "wrong").Health(ctx(t)); faultCode(err) != fault.Unauthorized {
+	if _, err := agentclient.New(h.http.URL, "wrong").Health(ctx(t)); faultCode(err) != fault.Unauthorized {
 		t.Errorf("client with a wrong token: %v", err)
 	}
 	if status, _ := rawRequest(t, http.MethodGet, h.http.URL+"/v1/health", testToken, ""); status != http.StatusOK {
@@ -105,7 +106,7 @@ func TestPrivateAddressesRefusedAtDialTime(t *testing.T) {
 	data := testenv.QCOW2Image(10_000, 1)
 	h.up.AddFile("x.qcow2", data)
 	port := h.up.URL()[strings.LastIndex(h.up.URL(), ":")+1:]
-	h.start(nodeagent.DownloadRequest{ID: "local", URL: "http://localhost:" + port + "/x.qcow2", FileName: "x.qcow2"})
+	h.start(agentclient.DownloadRequest{ID: "local", URL: "http://localhost:" + port + "/x.qcow2", FileName: "x.qcow2"})
 	d := waitFinished(t, h.client, "local")
 	assertFailed(t, d, h.pool, fault.URLForbidden, false)
 	if !strings.Contains(d.Error.Message, "--allow-private-networks") {
@@ -123,7 +124,7 @@ func TestSymlinksInThePoolAreContained(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("do not touch"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	images := filepath.Join(h.pool, nodeagent.ImagesDir)
+	images := filepath.Join(h.pool, agentclient.ImagesDir)
 	// A partial file planted as a link out of the pool, and a published name
 	// planted as a link to the same file.
 	if err := os.Symlink(secret, filepath.Join(images, ".downloads", "planted.part")); err != nil {
@@ -134,7 +135,7 @@ func TestSymlinksInThePoolAreContained(t *testing.T) {
 	}
 	data := testenv.QCOW2Image(200_000, 2)
 	url := h.up.AddFile("planted.qcow2", data)
-	h.start(nodeagent.DownloadRequest{ID: "planted", URL: url, FileName: "planted.qcow2", Checksum: testenv.SHA256(data)})
+	h.start(agentclient.DownloadRequest{ID: "planted", URL: url, FileName: "planted.qcow2", Checksum: testenv.SHA256(data)})
 	d := waitFinished(t, h.client, "planted")
 	assertPublished(t, d, h.pool, data, testenv.SHA256(data))
 	if fi, err := os.Lstat(d.Path); err != nil || !fi.Mode().IsRegular() {
@@ -160,7 +161,7 @@ func TestSymlinksInThePoolAreContained(t *testing.T) {
 
 func TestPoolWhoseImagesDirLinksOutIsRefused(t *testing.T) {
 	pool, outside := t.TempDir(), t.TempDir()
-	if err := os.Symlink(outside, filepath.Join(pool, nodeagent.ImagesDir)); err != nil {
+	if err := os.Symlink(outside, filepath.Join(pool, agentclient.ImagesDir)); err != nil {
 		t.Fatal(err)
 	}
 	_, err := nodeagent.New(nodeagent.Config{NodeID: "n", Token: "t", Pools: []nodeagent.PoolDir{{ID: "p", Dir: pool}}})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // retention is how long finished jobs are remembered (GET answers for
@@ -137,8 +138,8 @@ func (s *Server) load() {
 			}
 			j := newJob(p, *rec, s.log)
 			s.jobs[id] = j
-			if !finishedState(rec.State) {
-				j.update(func(r *record) { r.State = StateQueued })
+			if !agentclient.FinishedState(rec.State) {
+				j.update(func(r *record) { r.State = agentclient.StateQueued })
 				j.log.Info("resuming download after restart", "bytes_done", rec.BytesDone)
 				s.launch(j)
 			}
@@ -167,7 +168,7 @@ func (s *Server) run(ctx context.Context, j *job) {
 	}
 	now := time.Now().UTC()
 	j.update(func(r *record) {
-		r.State = StateRunning
+		r.State = agentclient.StateRunning
 		if r.StartedAt == nil {
 			r.StartedAt = &now
 		}
@@ -196,7 +197,7 @@ func (s *Server) end(j *job, err error) {
 		if e := j.pool.removeJobFiles(j.request().ID, true); e != nil {
 			j.log.Error("remove partial data", "err", e)
 		}
-		j.finish(StateCancelled, fault.New(fault.Cancelled, "download cancelled"))
+		j.finish(agentclient.StateCancelled, fault.New(fault.Cancelled, "download cancelled"))
 		j.save()
 		j.log.Info("download cancelled; partial data removed")
 	default:
@@ -204,7 +205,7 @@ func (s *Server) end(j *job, err error) {
 		if e := j.pool.removeJobFiles(j.request().ID, true); e != nil {
 			j.log.Error("remove partial data", "err", e)
 		}
-		j.finish(StateFailed, fe)
+		j.finish(agentclient.StateFailed, fe)
 		j.save()
 		s.metrics.failures.WithLabelValues(fe.Code).Inc()
 		j.log.Warn("download failed; partial data removed", "code", fe.Code, "retryable", fe.Retryable, "err", fe.Message)
@@ -231,7 +232,7 @@ func (s *Server) prune(before time.Time) {
 	defer s.mu.Unlock()
 	for id, j := range s.jobs {
 		r := j.record()
-		if finishedState(r.State) && r.FinishedAt != nil && r.FinishedAt.Before(before) {
+		if agentclient.FinishedState(r.State) && r.FinishedAt != nil && r.FinishedAt.Before(before) {
 			delete(s.jobs, id)
 			if err := j.pool.removeJobFiles(id, false); err != nil {
 				j.log.Warn("prune download record", "err", err)
@@ -247,9 +248,9 @@ func (s *Server) counts() (queued, running int) {
 	defer s.mu.Unlock()
 	for _, j := range s.jobs {
 		switch j.state() {
-		case StateQueued:
+		case agentclient.StateQueued:
 			queued++
-		case StateRunning, StateVerifying:
+		case agentclient.StateRunning, agentclient.StateVerifying:
 			running++
 		}
 	}
@@ -257,14 +258,14 @@ func (s *Server) counts() (queued, running int) {
 }
 
 // list returns every job, newest first.
-func (s *Server) list() []Download {
+func (s *Server) list() []agentclient.Download {
 	s.mu.Lock()
 	jobs := make([]*job, 0, len(s.jobs))
 	for _, j := range s.jobs {
 		jobs = append(jobs, j)
 	}
 	s.mu.Unlock()
-	out := make([]Download, 0, len(jobs))
+	out := make([]agentclient.Download, 0, len(jobs))
 	created := map[string]time.Time{}
 	for _, j := range jobs {
 		d := j.snapshot()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/quantix/cloudimages/checksum"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // TestRefusedHeadLeavesFileAndHashTogether: when the first chunk turns
@@ -23,7 +24,7 @@ func TestRefusedHeadLeavesFileAndHashTogether(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	req := DownloadRequest{ID: "x", URL: "http://mirror.example/x.img", PoolID: "p", FileName: "x.img"}
+	req := agentclient.DownloadRequest{ID: "x", URL: "http://mirror.example/x.img", PoolID: "p", FileName: "x.img"}
 	j := newJob(s.pools["p"], newRecord(req, "n"), s.log)
 	tr, err := s.openTransfer(j)
 	if err != nil {

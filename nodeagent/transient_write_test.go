@@ -7,6 +7,7 @@ import (
 
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // TestTransientWriteErrorResumesVerified: one failed write to the partial
@@ -27,7 +28,7 @@ func TestTransientWriteErrorResumesVerified(t *testing.T) {
 	})
 	data := testenv.QCOW2Image(8<<20, 7)
 	url := h.up.AddFile("blip.qcow2", data)
-	h.start(nodeagent.DownloadRequest{ID: "blip", URL: url, FileName: "blip.qcow2", Checksum: testenv.SHA256(data)})
+	h.start(agentclient.DownloadRequest{ID: "blip", URL: url, FileName: "blip.qcow2", Checksum: testenv.SHA256(data)})
 	assertPublished(t, waitFinished(t, h.client, "blip"), h.pool, data, testenv.SHA256(data))
 	mu.Lock()
 	defer mu.Unlock()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/quantix/cloudimages/checksum"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // checkHead tells a disk image from what mirrors send when things go
@@ -36,7 +37,7 @@ func (t *transfer) checkHead() error {
 // where images live.
 func (t *transfer) publish() error {
 	j := t.j
-	j.update(func(r *record) { r.State, r.BytesDone, r.BytesTotal = StateVerifying, t.done, t.total })
+	j.update(func(r *record) { r.State, r.BytesDone, r.BytesTotal = agentclient.StateVerifying, t.done, t.total })
 	if err := t.checkHead(); err != nil {
 		return err
 	}
@@ -65,13 +66,13 @@ func (t *transfer) publish() error {
 	}
 	now := time.Now().UTC()
 	j.update(func(r *record) {
-		r.State, r.Checksum, r.FinishedAt, r.HashState, r.Error = StateCompleted, got, &now, nil, nil
+		r.State, r.Checksum, r.FinishedAt, r.HashState, r.Error = agentclient.StateCompleted, got, &now, nil, nil
 	})
 	j.save()
 	return nil
 }
 
-func expectsQCOW2(req DownloadRequest) bool {
+func expectsQCOW2(req agentclient.DownloadRequest) bool {
 	if req.Format != "" {
 		return strings.EqualFold(req.Format, "qcow2")
 	}

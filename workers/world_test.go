@@ -16,6 +16,7 @@ import (
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workers"
 	"github.com/quantix/cloudimages/workflows"
@@ -180,15 +181,15 @@ func (w *world) checkReady(imageID string, res workflows.Result) store.Image {
 		img.SizeBytes != int64(len(w.data)) || img.ReadyAt == nil || img.Unverified {
 		w.t.Fatalf("image record = %+v", img)
 	}
-	if dir := filepath.Dir(res.Path); !strings.HasSuffix(dir, nodeagent.ImagesDir) {
-		w.t.Fatalf("published at %s, not in the pool's %s", res.Path, nodeagent.ImagesDir)
+	if dir := filepath.Dir(res.Path); !strings.HasSuffix(dir, agentclient.ImagesDir) {
+		w.t.Fatalf("published at %s, not in the pool's %s", res.Path, agentclient.ImagesDir)
 	}
 	return img
 }
 
 // waitTransferring waits until a node reports bytes of the image's
 // download, and returns that node and its job.
-func (w *world) waitTransferring(imageID string, atLeast int64) (string, nodeagent.Download) {
+func (w *world) waitTransferring(imageID string, atLeast int64) (string, agentclient.Download) {
 	w.t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
@@ -203,5 +204,5 @@ func (w *world) waitTransferring(imageID string, atLeast int64) (string, nodeage
 		time.Sleep(20 * time.Millisecond)
 	}
 	w.t.Fatalf("image %s never transferred %d bytes", imageID, atLeast)
-	return "", nodeagent.Download{}
+	return "", agentclient.Download{}
 }

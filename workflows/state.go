@@ -8,7 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/quantix/cloudimages/activities"
-	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -76,7 +76,7 @@ func (d *download) onProgress(ctx workflow.Context, u activities.ProgressUpdate)
 		return // late news from a node the download has left
 	}
 	d.setProgress(u.BytesDone, u.BytesTotal, u.BytesPerSecond)
-	if u.State == nodeagent.StateVerifying {
+	if u.State == agentclient.StateVerifying {
 		d.setStatus(ctx, store.StatusVerifying) // shows the new details too
 	} else {
 		d.setStatus(ctx, store.StatusDownloading)

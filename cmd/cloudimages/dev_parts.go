@@ -18,7 +18,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/workflows"
 )
 
@@ -182,7 +182,7 @@ func (d *devRun) startAgent(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
-	agent := nodeagent.NewClient(addr, d.nodeToken)
+	agent := agentclient.New(addr, d.nodeToken)
 	return d.waitReady(ctx, c, 30*time.Second, func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()

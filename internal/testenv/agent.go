@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // AgentOptions configures a node agent process. Zero values get defaults.
@@ -110,7 +111,7 @@ func (a *Agent) PoolDir(id string) string {
 func (a *Agent) LogPath() string { return a.proc.LogPath() }
 
 // Client returns a client for the agent, with its token.
-func (a *Agent) Client() *nodeagent.Client { return nodeagent.NewClient(a.addr, a.opts.Token) }
+func (a *Agent) Client() *agentclient.Client { return agentclient.New(a.addr, a.opts.Token) }
 
 // Kill sends SIGKILL and waits for the process to exit.
 func (a *Agent) Kill() { a.proc.Kill() }

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 func TestProcessTriesAnotherPortWhenItsPortIsTaken(t *testing.T) {
@@ -21,7 +21,7 @@ func TestProcessTriesAnotherPortWhenItsPortIsTaken(t *testing.T) {
 		return pollReady(exited, 30*time.Second, func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
-			_, err := nodeagent.NewClient(addr, "token").Health(ctx)
+			_, err := agentclient.New(addr, "token").Health(ctx)
 			return err
 		})
 	})

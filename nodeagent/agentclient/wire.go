@@ -1,7 +1,8 @@
-// Package nodeagent is the agent that runs on every hypervisor node and
-// downloads images into that node's storage pools: its HTTP server, its
-// download engine, its URL policy, and the Go client the activities use.
-package nodeagent
+// Package agentclient is the node agent's wire: the JSON types of its HTTP
+// API and the Go client that workers (and tests, and the bench) use to talk
+// to an agent. It lives apart from the agent's server so that callers
+// import only the wire, never the engine behind it.
+package agentclient
 
 import (
 	"time"
@@ -60,7 +61,12 @@ type Download struct {
 }
 
 // Finished reports whether the job has ended, well or not.
-func (d Download) Finished() bool { return finishedState(d.State) }
+func (d Download) Finished() bool { return FinishedState(d.State) }
+
+// FinishedState reports whether a download state is final.
+func FinishedState(s string) bool {
+	return s == StateCompleted || s == StateFailed || s == StateCancelled
+}
 
 // Health is the agent's answer to GET /v1/health. ActiveDownloads counts
 // the downloads not yet ended: running, verifying and queued.

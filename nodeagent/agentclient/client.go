@@ -1,4 +1,4 @@
-package nodeagent
+package agentclient
 
 import (
 	"bytes"
@@ -24,8 +24,8 @@ type Client struct {
 	http  *http.Client
 }
 
-// NewClient returns a client for the agent at address ("host:port" or a URL).
-func NewClient(address, token string) *Client {
+// New returns a client for the agent at address ("host:port" or a URL).
+func New(address, token string) *Client {
 	base := address
 	if !strings.Contains(base, "://") {
 		base = "http://" + base

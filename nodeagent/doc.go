@@ -1,0 +1,5 @@
+// Package nodeagent is the agent that runs on every hypervisor node and
+// downloads images into that node's storage pools: its HTTP server, its
+// download engine and its URL policy. Its wire types and Go client are in
+// nodeagent/agentclient, which is all that callers import.
+package nodeagent

@@ -33,6 +33,14 @@ const (
 	MethodNotAllowed     = "method_not_allowed"
 	UnsupportedMediaType = "unsupported_media_type"
 	UnprocessableRequest = "unprocessable"
+	Forbidden            = "forbidden"
+
+	// Added with the second batch: formats, signatures, caps.
+	UnsafeImage      = "unsafe_image"
+	FormatMismatch   = "format_mismatch"
+	SignatureInvalid = "signature_invalid"
+	ConversionFailed = "conversion_failed"
+	TooLarge         = "too_large"
 )
 
 var known = map[string]bool{
@@ -41,6 +49,8 @@ var known = map[string]bool{
 	UpstreamNotFound: true, UpstreamError: true, ChecksumMismatch: true, ChecksumUnavailable: true,
 	NotADiskImage: true, DiskFull: true, Cancelled: true, Internal: true, TemporalUnavailable: true,
 	PayloadTooLarge: true, MethodNotAllowed: true, UnsupportedMediaType: true, UnprocessableRequest: true,
+	Forbidden: true, UnsafeImage: true, FormatMismatch: true, SignatureInvalid: true, ConversionFailed: true,
+	TooLarge: true,
 }
 
 // Known reports whether code is one of the codes above. A Temporal error's
@@ -104,6 +114,8 @@ func HTTPStatus(code string) int {
 		return http.StatusBadRequest
 	case Unauthorized:
 		return http.StatusUnauthorized
+	case Forbidden:
+		return http.StatusForbidden
 	case NotFound, PoolNotFound, CatalogEntryNotFound:
 		return http.StatusNotFound
 	case Conflict:
@@ -114,11 +126,12 @@ func HTTPStatus(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case UnsupportedMediaType:
 		return http.StatusUnsupportedMediaType
-	case URLForbidden, NoNodeAvailable, DiskFull, ChecksumUnavailable, UnprocessableRequest:
+	case URLForbidden, NoNodeAvailable, DiskFull, ChecksumUnavailable, UnprocessableRequest, TooLarge:
 		return http.StatusUnprocessableEntity
 	case NodeUnreachable, TemporalUnavailable:
 		return http.StatusServiceUnavailable
-	case UpstreamNotFound, UpstreamError, ChecksumMismatch, NotADiskImage:
+	case UpstreamNotFound, UpstreamError, ChecksumMismatch, NotADiskImage, UnsafeImage, FormatMismatch,
+		SignatureInvalid, ConversionFailed:
 		return http.StatusBadGateway
 	case Cancelled:
 		return http.StatusConflict

@@ -24,6 +24,12 @@ const sentences = {
   method_not_allowed: 'The API does not allow that here. Reload the page: it may be out of date with the API.',
   unsupported_media_type: 'The API expected JSON. Reload the page: it may be out of date with the API.',
   unprocessable: 'The request is valid but cannot be carried out. Read the details below.',
+  forbidden: 'The API refused the request: it came from another web page (a different origin). Open the UI from the API’s own address.',
+  unsafe_image: 'The image was refused as unsafe: it would make a VM read files outside itself (a backing file, an external data file or extent). Use the vendor’s self-contained image.',
+  format_mismatch: 'The file is not in the format its source declared. Check the URL and the declared format.',
+  signature_invalid: 'The vendor’s checksum file is not signed by the vendor’s key, so none of its checksums is trusted. Try again later; if it persists, the mirror may be tampered with.',
+  conversion_failed: 'The image could not be converted to the pool’s format. Check that qemu-img is installed on the node and that the pool has room.',
+  too_large: 'The image is larger than declared or than the pool may take (its size limit or free-space reserve). Check the size, or free space in the pool.',
   network: 'The cloudimages API cannot be reached. Check that it runs; this page keeps trying on its own.',
 };
 

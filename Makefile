@@ -8,7 +8,7 @@ BIN      := $(CURDIR)/bin
 TEMPORAL := $(BIN)/temporal
 GOTEST_FLAGS ?= -race -timeout 75m
 
-.PHONY: all tools build run test vet fmt-check bench clean web-test-deps
+.PHONY: all tools build run test vet fmt-check bench clean web-test-deps test-deps
 
 all: build
 
@@ -27,6 +27,13 @@ web-test-deps:
 	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  $$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y chromium; }
 
+## test-deps: Debian's qemu-img, xz and zstd, which the disk image tests (diskimage/) need, installed when missing
+test-deps:
+	@command -v qemu-img >/dev/null 2>&1 && command -v xz >/dev/null 2>&1 && command -v zstd >/dev/null 2>&1 || { \
+	  echo "installing qemu-utils, xz-utils and zstd (Debian) for the disk image tests"; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y qemu-utils xz-utils zstd; }
+
 ## build: the static cloudimages binary in bin/
 build:
 	@mkdir -p $(BIN)
@@ -44,7 +51,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 ## test: vet, gofmt, and the whole suite with -race (PostgreSQL tests need CLOUDIMAGES_TEST_POSTGRES_URL)
-test: tools build web-test-deps fmt-check vet
+test: tools build web-test-deps test-deps fmt-check vet
 	CLOUDIMAGES_TEMPORAL_CLI=$(TEMPORAL) CLOUDIMAGES_BIN=$(BIN)/cloudimages $(GO) test $(GOTEST_FLAGS) ./...
 
 ## bench: throughput against curl and the other benchmarks; prints ratios

@@ -114,7 +114,11 @@ func inspectQCOW2(f *file, head []byte) (Info, error) {
 	if l1Size < needL1 {
 		return Info{}, damaged("the qcow2 L1 table has %d entries, too few for a virtual size of %d bytes", l1Size, virtual)
 	}
-	if err := qcow2Table(f, "L1 table", int64(be64(head[40:])), l1Size, qcow2MaxL1Bytes/8, cluster); err != nil {
+	l1Off := int64(be64(head[40:]))
+	if err := qcow2Table(f, "L1 table", l1Off, l1Size, qcow2MaxL1Bytes/8, cluster); err != nil {
+		return Info{}, err
+	}
+	if err := qcow2L2Tables(f, l1Off, l1Size, clusterBits, incompat&qcow2ExtendedL2 != 0); err != nil {
 		return Info{}, err
 	}
 
@@ -158,6 +162,45 @@ func qcow2Table(f *file, name string, off, entries, maxEntries, cluster int64) e
 				"the image is truncated or crafted: download it again or check the source", i, name, target, f.size)
 		}
 		return nil
+	})
+}
+
+// qcow2L2Tables checks that every cluster the L2 tables map (the image's
+// data) lies inside the file: a truncated image fails here. Distinct L2
+// tables cannot hold more bytes than the file, so the reads are bounded by
+// its size even when a crafted L1 table names one L2 table many times.
+func qcow2L2Tables(f *file, l1Off, l1Size int64, clusterBits uint32, extended bool) error {
+	cluster := int64(1) << clusterBits
+	width := 8
+	if extended {
+		width = 16
+	}
+	// A compressed cluster's entry holds its offset in the low x bits.
+	x := 62 - (clusterBits - 8)
+	var read int64
+	return f.eachEntry(l1Off, l1Size, 8, func(i int64, e []byte) error {
+		l2 := int64(be64(e) & qcow2OffsetMask)
+		if l2 == 0 {
+			return nil
+		}
+		if read += cluster; read > f.size {
+			return damaged("the qcow2 L1 table names more L2 tables than the file can hold")
+		}
+		return f.eachEntry(l2, cluster/int64(width), width, func(j int64, e []byte) error {
+			v := be64(e)
+			var off, n int64
+			if v&(1<<62) != 0 {
+				off, n = int64(v&(1<<x-1)), 1
+			} else {
+				off, n = int64(v&qcow2OffsetMask), cluster
+			}
+			if off != 0 && !f.within(off, n) {
+				return unsafef("cluster %d of the qcow2 image lies at offset %d, outside the %d-byte file; "+
+					"the image is truncated or crafted: download it again or check the source",
+					i*(cluster/int64(width))+j, off, f.size)
+			}
+			return nil
+		})
 	})
 }
 

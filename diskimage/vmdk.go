@@ -112,13 +112,30 @@ func vmdkDirectory(f *file, name string, sector, n uint64, gtes uint32) error {
 		return unsafef("the vmdk %s (%d entries at sector %d) points past the end of the %d-byte file; "+
 			"the image is truncated or crafted: download it again or check the source", name, n, sector, f.size)
 	}
+	// Distinct grain tables cannot hold more bytes than the file: that
+	// bounds the reads even if a crafted directory repeats one table.
+	var read int64
 	return f.eachEntry(off, int64(n), 4, func(i int64, e []byte) error {
 		gt := int64(le32(e))
-		if gt != 0 && !f.within(gt*512, int64(gtes)*4) {
+		if gt == 0 {
+			return nil
+		}
+		if !f.within(gt*512, int64(gtes)*4) {
 			return unsafef("entry %d of the vmdk %s points at sector %d, outside the %d-byte file; "+
 				"the image is truncated or crafted: download it again or check the source", i, name, gt, f.size)
 		}
-		return nil
+		if read += int64(gtes) * 4; read > f.size {
+			return damaged("the vmdk %s names more grain tables than the file can hold", name)
+		}
+		return f.eachEntry(gt*512, int64(gtes), 4, func(j int64, e []byte) error {
+			// A grain (or, stream-optimized, its compressed marker)
+			// must start inside the file; 1 is "zero grain".
+			if g := int64(le32(e)); g > 1 && !f.within(g*512, 1) {
+				return unsafef("grain %d of the vmdk lies at sector %d, outside the %d-byte file; "+
+					"the image is truncated or crafted: download it again or check the source", i*int64(gtes)+j, g, f.size)
+			}
+			return nil
+		})
 	})
 }
 

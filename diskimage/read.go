@@ -15,12 +15,18 @@ const headLen = 4096
 // through a buffer of at most this many bytes.
 const maxChunk = 64 << 10
 
+// readSlack is how much more than the file's size Inspect may read in
+// all: tables lie inside the file, so reading more than the file means a
+// crafted header names the same tables over and over.
+const readSlack = 16 << 20
+
 // file is the image being inspected: every read is checked against size
 // first, so a header cannot make Inspect read (or allocate for) bytes that
-// are not there.
+// are not there, and the total read is bounded by the size too.
 type file struct {
 	r    io.ReaderAt
 	size int64
+	read int64
 }
 
 // head reads up to n bytes from the start (fewer if the file is shorter).
@@ -42,6 +48,9 @@ func (f *file) within(off, n int64) bool {
 func (f *file) readAt(off int64, n int) ([]byte, error) {
 	if n < 0 || n > maxChunk || !f.within(off, int64(n)) {
 		return nil, fmt.Errorf("diskimage: internal: read of %d bytes at %d outside a %d-byte file", n, off, f.size)
+	}
+	if f.read += int64(n); f.read > f.size+readSlack {
+		return nil, damaged("its tables add up to more than the file's own %d bytes: they overlap or repeat", f.size)
 	}
 	b := make([]byte, n)
 	got, err := f.r.ReadAt(b, off)

@@ -414,3 +414,42 @@ func TestCheckDeclaredMessageSaysWhatToDo(t *testing.T) {
 		t.Errorf("no declaration: %v", err)
 	}
 }
+
+// TestInspectRefusesRepeatedTables checks that a crafted L1 table naming
+// one L2 table over and over is refused, not read again and again.
+func TestInspectRefusesRepeatedTables(t *testing.T) {
+	requireTools(t)
+	path := convert(t, dataRaw(t), "r.qcow2", "qcow2", "-o", "cluster_size=512")
+	b := readAll(t, path)
+	l1, n := be64(b[40:]), int(be32(b[36:]))
+	var l2 []byte
+	for i := 0; i < n && l2 == nil; i++ {
+		if e := b[int(l1)+8*i:][:8]; be64(e) != 0 {
+			l2 = e
+		}
+	}
+	if int64(n)*512 <= int64(len(b)) {
+		t.Fatalf("%d L2 tables of 512 bytes fit in the %d-byte file; the test needs more", n, len(b))
+	}
+	patch(t, path, int64(l1), bytes.Repeat(l2, n))
+	_, err := inspectPath(t, path)
+	wantErr(t, err, ErrUnsafe, "more L2 tables than the file can hold")
+}
+
+// TestReadsAreBoundedByTheFileSize checks the backstop behind every table
+// walk: in all, Inspect reads at most the file's size and a little more.
+func TestReadsAreBoundedByTheFileSize(t *testing.T) {
+	const size = 1 << 20
+	f := &file{r: bytes.NewReader(make([]byte, size)), size: size}
+	var read int64
+	for {
+		if _, err := f.readAt(0, maxChunk); err != nil {
+			wantErr(t, err, ErrUnsafe, "overlap or repeat")
+			break
+		}
+		read += maxChunk
+	}
+	if read > size+readSlack {
+		t.Errorf("read %d bytes of a %d-byte file", read, size)
+	}
+}

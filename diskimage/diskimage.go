@@ -14,6 +14,13 @@
 // without a partition table, say). Anything else is ErrNotDiskImage, naming
 // what the bytes are when they are a kind people upload by mistake (zip, tar,
 // a still compressed file, an HTML error page).
+//
+// Errors and the contract's codes: ErrUnsafe → unsafe_image, also for a
+// header that is truncated or contradicts the file (a truncated image reads
+// outside itself); ErrNotDiskImage → not_a_disk_image, also for a known
+// format in a variant not supported (qcow2 v4, a vhdx with a log to
+// replay); ErrFormatMismatch → format_mismatch. Any other error is a read
+// error of the underlying file.
 package diskimage
 
 import (

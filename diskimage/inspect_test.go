@@ -453,3 +453,28 @@ func TestReadsAreBoundedByTheFileSize(t *testing.T) {
 		t.Errorf("read %d bytes of a %d-byte file", read, size)
 	}
 }
+
+// TestInspectStreamOptimizedVMDKWithFooter covers stream-optimized vmdks as
+// VMware writes them in one pass: the header says "grain directory at the
+// end" and the footer, a header copy before the end-of-stream marker, holds
+// its offset. qemu-img writes the offset in the header, so the test moves it.
+func TestInspectStreamOptimizedVMDKWithFooter(t *testing.T) {
+	requireTools(t)
+	src := readAll(t, convert(t, dataRaw(t), "s.vmdk", "vmdk", "-o", "subformat=streamOptimized"))
+	header := append([]byte{}, src[:512]...)
+	marker := make([]byte, 512)
+	copy(marker, u64leb(1))
+	copy(marker[12:], u32le(3)) // footer marker
+	withFooter := append(append(append(append([]byte{}, src...), marker...), header...), make([]byte, 512)...)
+	copy(withFooter[56:], u64leb(vmdkGDAtEnd))
+
+	info, err := inspectPath(t, writeFile(t, "f.vmdk", withFooter))
+	if err != nil || info.Format != VMDK || info.Subformat != "streamOptimized" || info.VirtualSize != 64<<20 {
+		t.Fatalf("Inspect = %+v, %v; want a 64 MiB streamOptimized vmdk", info, err)
+	}
+
+	noFooter := append([]byte{}, src...)
+	copy(noFooter[56:], u64leb(vmdkGDAtEnd))
+	_, err = inspectPath(t, writeFile(t, "n.vmdk", noFooter))
+	wantErr(t, err, ErrUnsafe, "footer")
+}

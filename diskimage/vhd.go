@@ -69,8 +69,8 @@ func inspectVHD(f *file, head []byte) (Info, bool, error) {
 		return Info{}, true, damaged("the dynamic vhd's header at offset %d has no %q cookie", off, vhdSparseCookie)
 	}
 	block := int64(be32(dyn[32:]))
-	if block < 512 || block&(block-1) != 0 {
-		return Info{}, true, damaged("the vhd block size %d is not a power of two", block)
+	if block < 512 || block&(block-1) != 0 || block > 1<<30 {
+		return Info{}, true, damaged("the vhd block size %d is not a power of two up to 1 GiB", block)
 	}
 	info.ClusterSize = block
 	entries := int64(be32(dyn[28:]))

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -14,7 +15,7 @@ type ImageRequest struct {
 	ImageID    string
 	WorkflowID string
 	PoolID     string
-	Source     Source
+	Source     source.Source
 }
 
 // Plan is what the workflow needs to know about the image, its pool and

@@ -8,6 +8,7 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -55,8 +56,8 @@ func (d *download) run(ctx workflow.Context) (Result, error) {
 }
 
 func (d *download) resolveSource(ctx workflow.Context) error {
-	req := activities.SourceRequest{CatalogID: d.in.CatalogID, URL: d.in.URL, Name: d.in.Name,
-		Checksum: d.in.Checksum, PoolID: d.in.PoolID}
+	req := source.Request{CatalogID: d.in.CatalogID, URL: d.in.URL, Name: d.in.Name,
+		Checksum: d.in.Checksum, PoolID: d.in.PoolID, AllowUnverified: d.in.AllowUnverified}
 	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.ResolveSource, req).Get(ctx, &d.src)
 }
 

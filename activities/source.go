@@ -54,7 +54,7 @@ func (a *Activities) ResolveChecksum(ctx context.Context, in ChecksumRequest) (s
 		case err == nil:
 			src.Checksum = sum
 		case in.AllowUnverified && (isFatal(err) || activity.GetInfo(ctx).Attempt >= unverifiedAfter):
-			a.log().Warn("no checksum; the image will not be verified", "image_id", in.ImageID, "error", err)
+			activity.GetLogger(ctx).Warn("no checksum; the image will not be verified", "image_id", in.ImageID, "error", err)
 			src.Unverified = true
 		default:
 			return source.Source{}, err

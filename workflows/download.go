@@ -97,14 +97,14 @@ func (d *download) downloadOn(ctx workflow.Context, nodeID string) (activities.F
 	job := d.job(nodeID)
 	var started activities.Started
 	d.jobStarted = true // a start that fails may still have reached the node
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, startOptions), a.StartOnNode, job).Get(ctx, &started)
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, nodeStepOptions(ctx, startOptions)), a.StartOnNode, job).Get(ctx, &started)
 	if err != nil {
 		return activities.Finished{}, err
 	}
 	d.setProgress(started.BytesDone, d.progress.BytesTotal, 0)
 	d.setStatus(ctx, store.StatusDownloading)
 	var fin activities.Finished
-	wctx := workflow.WithActivityOptions(ctx, watchOptions(d.plan.HeartbeatTimeout))
+	wctx := workflow.WithActivityOptions(ctx, nodeStepOptions(ctx, watchOptions(d.plan.HeartbeatTimeout)))
 	err = workflow.ExecuteActivity(wctx, a.WatchDownload, job).Get(ctx, &fin)
 	return fin, err
 }

@@ -6,7 +6,6 @@ package activities
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"time"
 
@@ -34,7 +33,6 @@ type Activities struct {
 	HTTP      *http.Client // fetches vendors' checksum files
 	Temporal  Signaler     // tells the workflow about progress; nil sends nothing
 	Settings  Settings
-	Log       *slog.Logger
 }
 
 // Settings are the timings of a download. Zero fields take the defaults.
@@ -73,13 +71,6 @@ func (s Settings) WithDefaults() Settings {
 }
 
 func (a *Activities) settings() Settings { return a.Settings.WithDefaults() }
-
-func (a *Activities) log() *slog.Logger {
-	if a.Log != nil {
-		return a.Log
-	}
-	return slog.Default()
-}
 
 func (a *Activities) httpClient() *http.Client {
 	if a.HTTP != nil {

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"time"
 
+	"go.temporal.io/sdk/activity"
+
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -14,7 +17,7 @@ type ImageRequest struct {
 	ImageID    string
 	WorkflowID string
 	PoolID     string
-	Source     Source
+	Source     source.Source
 }
 
 // Plan is what the workflow needs to know about the image, its pool and
@@ -83,7 +86,7 @@ func (a *Activities) createImage(ctx context.Context, in ImageRequest) (store.Im
 		return got, fatal(fault.Conflict, "pool %q already has image %q (%s) of this source: see workflow %s",
 			in.PoolID, got.ID, got.Status, got.WorkflowID)
 	}
-	a.log().Info("image record created", "image_id", got.ID, "pool_id", got.PoolID)
+	activity.GetLogger(ctx).Info("image record created", "image_id", got.ID, "pool_id", got.PoolID)
 	return got, nil
 }
 
@@ -108,7 +111,7 @@ func (a *Activities) MarkReady(ctx context.Context, in ReadyRequest) error {
 	if err != nil {
 		return asStoreError(err)
 	}
-	a.log().Info("image ready", "image_id", in.ImageID, "node_id", in.NodeID, "path", in.Path)
+	activity.GetLogger(ctx).Info("image ready", "image_id", in.ImageID, "node_id", in.NodeID, "path", in.Path)
 	return nil
 }
 
@@ -128,11 +131,11 @@ func (a *Activities) MarkFailed(ctx context.Context, in FailRequest) error {
 		"failovers": store.Failovers(in.Failovers),
 	})
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrTransition) {
-		a.log().Warn("image not marked failed", "image_id", in.ImageID, "error", err)
+		activity.GetLogger(ctx).Warn("image not marked failed", "image_id", in.ImageID, "error", err)
 		return nil
 	}
 	if err == nil {
-		a.log().Warn("image failed", "image_id", in.ImageID, "code", in.Code, "message", in.Message)
+		activity.GetLogger(ctx).Warn("image failed", "image_id", in.ImageID, "code", in.Code, "message", in.Message)
 	}
 	return err
 }

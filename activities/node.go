@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"go.temporal.io/sdk/activity"
+
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
@@ -58,7 +60,7 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 	if err != nil {
 		return Started{}, asStoreError(err)
 	}
-	a.log().Info("download started on node", "image_id", job.ImageID, "node_id", job.NodeID, "pool_id", job.PoolID,
+	activity.GetLogger(ctx).Info("download started on node", "image_id", job.ImageID, "node_id", job.NodeID, "pool_id", job.PoolID,
 		"attempt", job.Attempt, "bytes_done", d.BytesDone)
 	return Started{NodeID: job.NodeID, Path: d.Path, State: d.State, BytesDone: d.BytesDone}, nil
 }
@@ -81,7 +83,7 @@ func (a *Activities) CancelOnNode(ctx context.Context, in CancelRequest) error {
 	if err := c.CancelDownload(ctx, in.DownloadID); err != nil {
 		return retryable(fault.CodeOf(err), "cancel download %s on node %s: %v", in.DownloadID, in.NodeID, err)
 	}
-	a.log().Info("download cancelled on node", "image_id", in.DownloadID, "node_id", in.NodeID)
+	activity.GetLogger(ctx).Info("download cancelled on node", "image_id", in.DownloadID, "node_id", in.NodeID)
 	return nil
 }
 
@@ -105,6 +107,6 @@ func (a *Activities) RemoveFile(ctx context.Context, in FileRequest) error {
 	if err := c.DeleteFile(ctx, in.PoolID, in.FileName); err != nil {
 		return retryable(fault.CodeOf(err), "remove %s from pool %s on node %s: %v", in.FileName, in.PoolID, in.NodeID, err)
 	}
-	a.log().Info("published file removed", "node_id", in.NodeID, "pool_id", in.PoolID, "file_name", in.FileName)
+	activity.GetLogger(ctx).Info("published file removed", "node_id", in.NodeID, "pool_id", in.PoolID, "file_name", in.FileName)
 	return nil
 }

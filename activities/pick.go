@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"go.temporal.io/sdk/activity"
+
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
 )
@@ -73,7 +75,7 @@ func (a *Activities) PickNode(ctx context.Context, in PickRequest) (Pick, error)
 	sort.SliceStable(ok, func(i, j int) bool { return better(ok[i], ok[j], in.PreferredNodeID) })
 	if len(ok) > 0 {
 		pick.Node = &ok[0]
-		a.log().Info("node picked", "pool_id", in.PoolID, "node_id", ok[0].NodeID, "active_downloads", ok[0].ActiveDownloads)
+		activity.GetLogger(ctx).Info("node picked", "pool_id", in.PoolID, "node_id", ok[0].NodeID, "active_downloads", ok[0].ActiveDownloads)
 	}
 	return pick, nil
 }
@@ -140,7 +142,7 @@ func (a *Activities) checkNode(ctx context.Context, n store.Node, poolID string)
 
 func (a *Activities) recordHealth(ctx context.Context, nodeID string, h store.NodeHealth) {
 	if err := a.Store.RecordNodeHealth(ctx, nodeID, h); err != nil {
-		a.log().Warn("record node health", "node_id", nodeID, "error", err)
+		activity.GetLogger(ctx).Warn("record node health", "node_id", nodeID, "error", err)
 	}
 }
 

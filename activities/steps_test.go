@@ -9,6 +9,7 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -94,7 +95,7 @@ func TestPickNodeRefusesAnAgentThatIsAnotherNode(t *testing.T) {
 
 func TestEnsureImageCreatesTheRecordOfACLIStartedWorkflow(t *testing.T) {
 	b := newBench(t, true)
-	src := activities.Source{CatalogID: "y", URL: "https://example.com/y.img", Name: "Y", FileName: "y.img", SourceKey: "catalog:y"}
+	src := source.Source{CatalogID: "y", URL: "https://example.com/y.img", Name: "Y", FileName: "y.img", SourceKey: "catalog:y"}
 	v, err := b.env.ExecuteActivity(b.acts.EnsureImage, activities.ImageRequest{ImageID: "cli-1", WorkflowID: "image-cli-1", PoolID: "pool-1", Source: src})
 	if err != nil {
 		t.Fatal(err)
@@ -130,24 +131,26 @@ func TestResolveSource(t *testing.T) {
 	b := newBench(t, false)
 	cases := []struct {
 		name     string
-		req      activities.SourceRequest
+		req      source.Request
 		wantType string
-		check    func(activities.Source) bool
+		check    func(source.Source) bool
 	}{
-		{"catalog entry", activities.SourceRequest{CatalogID: "x", PoolID: "p"}, "",
-			func(s activities.Source) bool {
+		{"catalog entry", source.Request{CatalogID: "x", PoolID: "p"}, "",
+			func(s source.Source) bool {
 				return s.FileName == "x.qcow2" && s.SourceKey == "catalog:x" && s.Checksum == sum256
 			}},
-		{"checksum without its algorithm", activities.SourceRequest{URL: "https://example.com/a/b.qcow2?sig=1", Checksum: strings.ToUpper(sum256[7:]), PoolID: "p"}, fault.InvalidRequest, nil},
-		{"url", activities.SourceRequest{URL: "https://example.com/a/b.qcow2", Name: "mine", Checksum: sum256, PoolID: "p"}, "",
-			func(s activities.Source) bool {
+		{"checksum without its algorithm", source.Request{URL: "https://example.com/a/b.qcow2?sig=1", Checksum: strings.ToUpper(sum256[7:]), PoolID: "p"}, fault.InvalidRequest, nil},
+		{"url", source.Request{URL: "https://example.com/a/b.qcow2", Name: "mine", Checksum: sum256, PoolID: "p"}, "",
+			func(s source.Source) bool {
 				return s.FileName == "mine.qcow2" && s.SourceKey == "https://example.com/a/b.qcow2"
 			}},
-		{"unknown entry", activities.SourceRequest{CatalogID: "nope", PoolID: "p"}, fault.CatalogEntryNotFound, nil},
-		{"file url", activities.SourceRequest{URL: "file:///etc/passwd", PoolID: "p"}, fault.URLForbidden, nil},
-		{"bad name", activities.SourceRequest{URL: "https://example.com/x.img", Name: "../x", PoolID: "p"}, fault.InvalidRequest, nil},
-		{"no pool", activities.SourceRequest{CatalogID: "x"}, fault.InvalidRequest, nil},
-		{"nothing", activities.SourceRequest{PoolID: "p"}, fault.InvalidRequest, nil},
+		{"unknown entry", source.Request{CatalogID: "nope", PoolID: "p"}, fault.CatalogEntryNotFound, nil},
+		{"file url", source.Request{URL: "file:///etc/passwd", PoolID: "p"}, fault.URLForbidden, nil},
+		{"url with password", source.Request{URL: "https://u:secret@example.com/x.img", Checksum: sum256, PoolID: "p"}, fault.InvalidRequest, nil},
+		{"url without checksum", source.Request{URL: "https://example.com/x.img", PoolID: "p"}, fault.InvalidRequest, nil},
+		{"bad name", source.Request{URL: "https://example.com/x.img", Name: "../x", PoolID: "p"}, fault.InvalidRequest, nil},
+		{"no pool", source.Request{CatalogID: "x"}, fault.InvalidRequest, nil},
+		{"nothing", source.Request{PoolID: "p"}, fault.InvalidRequest, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -164,7 +167,7 @@ func TestResolveSource(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var s activities.Source
+			var s source.Source
 			if err := v.Get(&s); err != nil || !c.check(s) {
 				t.Fatalf("source = %+v, %v", s, err)
 			}
@@ -197,7 +200,7 @@ func TestResolveChecksumFromTheVendorFile(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			b := newBench(t, false)
-			src := activities.Source{URL: "https://example.com/x.qcow2", ChecksumURL: c.checksumURL}
+			src := source.Source{URL: "https://example.com/x.qcow2", ChecksumURL: c.checksumURL}
 			v, err := b.env.ExecuteActivity(b.acts.ResolveChecksum, activities.ChecksumRequest{ImageID: "img-1", Source: src, AllowUnverified: c.allowUnverified})
 			if c.wantType != "" {
 				if typ, _ := errorType(t, err); typ != c.wantType {
@@ -211,7 +214,7 @@ func TestResolveChecksumFromTheVendorFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got activities.Source
+			var got source.Source
 			if err := v.Get(&got); err != nil || got.Checksum != c.wantSum || got.Unverified != c.wantUnverified {
 				t.Fatalf("source = %+v, %v", got, err)
 			}
@@ -228,7 +231,7 @@ func TestResolveChecksumOfADeletedImageIsNotFound(t *testing.T) {
 	if err := b.store.DeleteImage(context.Background(), "img-1"); err != nil {
 		t.Fatal(err)
 	}
-	src := activities.Source{URL: "https://example.com/x.qcow2", Checksum: sum256}
+	src := source.Source{URL: "https://example.com/x.qcow2", Checksum: sum256}
 	_, err := b.env.ExecuteActivity(b.acts.ResolveChecksum, activities.ChecksumRequest{ImageID: "img-1", Source: src})
 	if typ, nonRetryable := errorType(t, err); typ != fault.NotFound || !nonRetryable || !strings.Contains(err.Error(), "deleted") {
 		t.Fatalf("error = %v (%s, non-retryable %v), want a fatal not_found that says the record was deleted", err, typ, nonRetryable)

@@ -62,8 +62,8 @@ func (a *Activities) WatchDownload(ctx context.Context, job Job) (Finished, erro
 		var prev WatchDetails
 		if activity.GetHeartbeatDetails(ctx, &prev) == nil && prev.NodeID == job.NodeID && prev.DownloadID == job.DownloadID {
 			w.details = prev
-			a.log().Info("re-attached to the node's download", "image_id", job.ImageID, "node_id", job.NodeID,
-				"bytes_done", prev.BytesDone, "attempt", activity.GetInfo(ctx).Attempt)
+			activity.GetLogger(ctx).Info("re-attached to the node's download", "image_id", job.ImageID, "node_id", job.NodeID,
+				"bytes_done", prev.BytesDone)
 		}
 	}
 	return w.run(ctx)
@@ -137,7 +137,7 @@ func (w *watch) unreachable(ctx context.Context, fe *fault.Error) error {
 	now := time.Now().UTC()
 	if w.details.UnreachableSince == nil {
 		w.details.UnreachableSince = &now
-		w.a.log().Warn("node unreachable", "image_id", w.job.ImageID, "node_id", w.job.NodeID, "error", fe.Message)
+		activity.GetLogger(ctx).Warn("node unreachable", "image_id", w.job.ImageID, "node_id", w.job.NodeID, "error", fe.Message)
 	}
 	activity.RecordHeartbeat(ctx, w.details)
 	if gone := now.Sub(*w.details.UnreachableSince); gone >= w.s.NodeGrace {
@@ -173,7 +173,7 @@ func (w *watch) report(ctx context.Context) {
 			NodeID: w.job.NodeID, State: w.details.State, BytesDone: w.details.BytesDone,
 			BytesTotal: w.details.BytesTotal, BytesPerSecond: w.details.BytesPerSecond})
 		if err != nil {
-			w.a.log().Warn("signal progress", "image_id", w.job.ImageID, "error", err)
+			activity.GetLogger(ctx).Warn("signal progress", "image_id", w.job.ImageID, "error", err)
 		}
 		w.lastSignal = now
 	}
@@ -187,7 +187,7 @@ func (w *watch) record(ctx context.Context, verifying bool) {
 		BytesPerSecond: w.details.BytesPerSecond, Attempt: w.job.Attempt, NodeID: w.job.NodeID}
 	if !verifying {
 		if err := w.a.Store.UpdateProgress(ctx, w.job.ImageID, p); err != nil {
-			w.a.log().Warn("record progress", "image_id", w.job.ImageID, "error", err)
+			activity.GetLogger(ctx).Warn("record progress", "image_id", w.job.ImageID, "error", err)
 		}
 		return
 	}
@@ -195,7 +195,7 @@ func (w *watch) record(ctx context.Context, verifying bool) {
 		"bytes_done": p.BytesDone, "bytes_total": p.BytesTotal, "bytes_per_second": p.BytesPerSecond,
 		"attempt": p.Attempt, "progress_node_id": p.NodeID})
 	if err != nil {
-		w.a.log().Warn("mark verifying", "image_id", w.job.ImageID, "error", err)
+		activity.GetLogger(ctx).Warn("mark verifying", "image_id", w.job.ImageID, "error", err)
 	}
 }
 

@@ -5,16 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"path"
 	"strings"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
-	"github.com/quantix/cloudimages/catalog"
-	"github.com/quantix/cloudimages/checksum"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows"
 )
@@ -29,9 +26,6 @@ type imageRequest struct {
 	NodeID          string `json:"node_id"`
 	AllowUnverified bool   `json:"allow_unverified"`
 }
-
-// maxURLLen is the longest source URL the store keeps.
-const maxURLLen = 2048
 
 // createImage starts a download, or answers with the live or READY image
 // of the same source in the same pool: never a second download.
@@ -117,7 +111,8 @@ func (s *Server) dropUnstarted(img store.Image) {
 }
 
 // checkImageRequest validates the request and returns the image record it
-// asks for, not yet stored.
+// asks for, not yet stored. The source package judges the source, as the
+// workflow and the agents do.
 func (s *Server) checkImageRequest(req *imageRequest) (*store.Image, error) {
 	if req.PoolID == "" {
 		return nil, apiErr(fault.InvalidRequest, "pool_id is missing: say which storage pool the image goes to (GET /v1/pools lists them)")
@@ -130,84 +125,16 @@ func (s *Server) checkImageRequest(req *imageRequest) (*store.Image, error) {
 			return nil, err
 		}
 	}
-	if req.Checksum != "" {
-		sum, err := checksum.Parse(req.Checksum)
-		if err != nil {
-			return nil, apiErr(fault.InvalidRequest, "%v", err)
-		}
-		req.Checksum = sum.String()
-	}
-	if req.Name != "" {
-		if err := catalog.ValidName(req.Name); err != nil {
-			return nil, apiErr(fault.InvalidRequest, "%v", err)
-		}
+	src, err := source.Resolve(s.catalog, source.Request{CatalogID: req.CatalogID, URL: req.URL, Name: req.Name,
+		Checksum: req.Checksum, PoolID: req.PoolID, AllowUnverified: req.AllowUnverified})
+	if err != nil {
+		return nil, err
 	}
 	id := uuid.NewString()
-	img := &store.Image{ID: id, PoolID: req.PoolID, Checksum: req.Checksum, Status: store.StatusPending,
-		WorkflowID: workflows.WorkflowID(id)}
-	switch {
-	case req.CatalogID != "" && req.URL != "":
-		return nil, apiErr(fault.InvalidRequest, "give catalog_id or url, not both")
-	case req.CatalogID != "":
-		e, err := s.catalogEntry(req.CatalogID)
-		if err != nil {
-			return nil, err
-		}
-		img.CatalogID, img.Name, img.SizeBytes = e.ID, e.Name, e.SizeBytes
-		if req.Name != "" {
-			img.Name = req.Name
-		}
-		if img.Checksum == "" {
-			img.Checksum = e.Checksum
-		}
-		img.FileName = catalog.FileName(e.ID, e.URL)
-		img.SourceKey = catalog.SourceKey(e.ID, "")
-		img.SourceURL = e.URL
-	case req.URL != "":
-		name, err := checkSourceURL(req)
-		if err != nil {
-			return nil, err
-		}
-		img.Name, img.SourceURL = name, req.URL
-		img.FileName = catalog.FileName(name, req.URL)
-		img.SourceKey = catalog.SourceKey("", req.URL)
-		img.Unverified = req.Checksum == ""
-	default:
-		return nil, apiErr(fault.InvalidRequest, "give catalog_id (GET /v1/catalog lists them) or url")
-	}
-	return img, nil
-}
-
-// checkSourceURL checks a URL download and returns the image's name: the
-// one given, or the URL's file name.
-func checkSourceURL(req *imageRequest) (string, error) {
-	if len(req.URL) > maxURLLen {
-		return "", apiErr(fault.InvalidRequest, "url is %d characters long: at most %d", len(req.URL), maxURLLen)
-	}
-	u, err := url.Parse(req.URL)
-	if err != nil {
-		return "", apiErr(fault.InvalidRequest, "url %q is not a URL: %v", req.URL, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", apiErr(fault.URLForbidden, "url %q: only http:// and https:// URLs can be downloaded", req.URL)
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return "", apiErr(fault.InvalidRequest, "url %q has no host", req.URL)
-	}
-	if u.User != nil {
-		return "", apiErr(fault.InvalidRequest, "url %q carries a user or password: those would be stored and shown with the image; use a URL without them", u.Redacted())
-	}
-	name := req.Name
-	if name == "" {
-		name = path.Base(u.Path)
-		if err := catalog.ValidName(name); err != nil || name == "." || name == "/" {
-			return "", apiErr(fault.InvalidRequest, "the url does not end in a usable file name: give the image a \"name\" (letters, digits, '.', '_', '+', '-')")
-		}
-	}
-	if req.Checksum == "" && !req.AllowUnverified {
-		return "", apiErr(fault.InvalidRequest, "a url download needs a checksum to verify the file: give \"checksum\": \"sha256:HEX\" (or sha512:HEX), or set \"allow_unverified\": true to accept the image unverified")
-	}
-	return strings.TrimSpace(name), nil
+	return &store.Image{ID: id, PoolID: req.PoolID, CatalogID: src.CatalogID, Name: src.Name, SizeBytes: src.SizeBytes,
+		Checksum: src.Checksum, Unverified: src.CatalogID == "" && src.Checksum == "",
+		FileName: src.FileName, SourceKey: src.SourceKey, SourceURL: src.URL,
+		Status: store.StatusPending, WorkflowID: workflows.WorkflowID(id)}, nil
 }
 
 // checkNodes refuses a download that cannot run: a pool without nodes, a

@@ -8,16 +8,6 @@ import (
 	"strings"
 )
 
-// SourceKey identifies where an image comes from, for the store's rule of
-// one live-or-READY image per source and pool: "catalog:ID" for a catalog
-// entry, the URL itself otherwise.
-func SourceKey(catalogID, rawURL string) string {
-	if catalogID != "" {
-		return "catalog:" + catalogID
-	}
-	return rawURL
-}
-
 var safeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$`)
 
 // ValidName checks an image or file name: letters, digits, '.', '_', '+'

@@ -14,9 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/quantix/cloudimages/catalog"
-	"github.com/quantix/cloudimages/checksum"
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/source"
 )
 
 // maxRequestBody bounds a POST body: a download request is a few hundred bytes.
@@ -145,8 +145,9 @@ func decodeRequest(body io.Reader) (agentclient.DownloadRequest, error) {
 }
 
 // ValidateRequest checks a download request as the agent does before it
-// accepts one, apart from which pools exist: names, URL policy (with
-// allowPrivate as --allow-private-networks), checksum and size. It
+// accepts one, apart from which pools exist: names, and the source
+// package's URL policy (with allowPrivate as --allow-private-networks),
+// checksum, size and format rules. It
 // normalises the checksum to lower case.
 func ValidateRequest(req *agentclient.DownloadRequest, allowPrivate bool) error {
 	if req.ID == "" {
@@ -158,7 +159,7 @@ func ValidateRequest(req *agentclient.DownloadRequest, allowPrivate bool) error 
 	if req.URL == "" {
 		return fault.New(fault.InvalidRequest, "url is required")
 	}
-	if _, err := checkURL(req.URL, allowPrivate); err != nil {
+	if _, err := source.CheckURL(req.URL, allowPrivate); err != nil {
 		return err
 	}
 	if req.PoolID == "" {
@@ -170,32 +171,15 @@ func ValidateRequest(req *agentclient.DownloadRequest, allowPrivate bool) error 
 	if err := catalog.ValidName(req.FileName); err != nil {
 		return fault.New(fault.InvalidRequest, "file_name: %v", err)
 	}
-	if req.Checksum != "" {
-		sum, err := checksum.Parse(req.Checksum)
-		if err != nil {
-			return fault.New(fault.InvalidRequest, "%v", err)
-		}
-		req.Checksum = sum.String()
+	sum, err := source.ParseChecksum(req.Checksum)
+	if err != nil {
+		return err
 	}
-	if req.SizeBytes < 0 {
-		return fault.New(fault.InvalidRequest, "size_bytes is %d; give the size in bytes, or leave it out", req.SizeBytes)
+	req.Checksum = sum
+	if err := source.CheckSize(req.SizeBytes); err != nil {
+		return err
 	}
-	if req.Format != "" && !validFormat(req.Format) {
-		return fault.New(fault.InvalidRequest, "format %q: want a disk format such as qcow2, raw or img", req.Format)
-	}
-	return nil
-}
-
-func validFormat(f string) bool {
-	if len(f) > 16 {
-		return false
-	}
-	for _, c := range f {
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
+	return source.CheckFormat(req.Format)
 }
 
 func (s *Server) validate(req *agentclient.DownloadRequest) error {

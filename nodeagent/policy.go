@@ -6,12 +6,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/source"
 )
 
 // maxRedirects bounds the redirects of one request: mirrors redirect once
@@ -24,49 +23,8 @@ type forbiddenError struct{ msg string }
 
 func (e *forbiddenError) Error() string { return e.msg }
 
-// blockedPrefixes are the ranges that netip's predicates do not cover:
-// carrier-grade NAT, "this network", IETF protocol assignments, benchmark
-// testing, reserved, and broadcast.
-var blockedPrefixes = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-}
-
-var nat64 = netip.MustParsePrefix("64:ff9b::/96")
-
-// forbiddenAddr says why an address may not be dialled, or "" when it may:
-// loopback, private (RFC 1918, IPv6 ULA), link-local (cloud metadata at
-// 169.254.169.254 among them), multicast, unspecified and reserved ranges.
-func forbiddenAddr(a netip.Addr) string {
-	a = a.Unmap()
-	if a.Is6() && nat64.Contains(a) {
-		b := a.As16()
-		return forbiddenAddr(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}))
-	}
-	switch {
-	case a.IsLoopback():
-		return "a loopback address"
-	case a.IsPrivate():
-		return "a private address"
-	case a.IsLinkLocalUnicast():
-		return "a link-local address (cloud metadata services live there)"
-	case a.IsMulticast(), a.IsLinkLocalMulticast(), a.IsInterfaceLocalMulticast():
-		return "a multicast address"
-	case a.IsUnspecified():
-		return "an unspecified address"
-	}
-	for _, p := range blockedPrefixes {
-		if p.Contains(a) {
-			return "a reserved or carrier-grade NAT address"
-		}
-	}
-	return ""
-}
-
-// dialControl checks the address actually dialled — after DNS, for every
+// dialControl is the URL policy's address rule (source.ForbiddenAddr)
+// applied to the address actually dialled — after DNS, for every
 // connection, redirects included — so a name that resolves (or later
 // re-resolves) to an internal address does not get through.
 func dialControl(network, address string, _ syscall.RawConn) error {
@@ -74,39 +32,10 @@ func dialControl(network, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return &forbiddenError{fmt.Sprintf("cannot check address %q: %v", address, err)}
 	}
-	if why := forbiddenAddr(ap.Addr()); why != "" {
-		return &forbiddenError{fmt.Sprintf("%s is %s; the agent only downloads from public addresses unless started with --allow-private-networks", ap.Addr(), why)}
+	if why := source.ForbiddenAddr(ap.Addr()); why != "" {
+		return &forbiddenError{fmt.Sprintf("%s is %s; %s", ap.Addr(), why, source.PublicOnly)}
 	}
 	return nil
-}
-
-// checkURL is the policy applied before anything is dialled: http or https,
-// a host, and for a literal address a public one. Names ("localhost"
-// included) are judged by the address they resolve to, at dial time.
-func checkURL(raw string, allowPrivate bool) (*url.URL, error) {
-	if len(raw) > 8192 {
-		return nil, fault.New(fault.InvalidRequest, "url is %d characters long; at most 8192", len(raw))
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fault.New(fault.InvalidRequest, "url %q does not parse: %v", raw, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fault.New(fault.URLForbidden, "url %q: only http and https URLs can be downloaded", u.Redacted())
-	}
-	host := u.Hostname()
-	if host == "" {
-		return nil, fault.New(fault.InvalidRequest, "url %q has no host", u.Redacted())
-	}
-	if allowPrivate {
-		return u, nil
-	}
-	if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
-		if why := forbiddenAddr(a); why != "" {
-			return nil, fault.New(fault.URLForbidden, "url %q: %s is %s; the agent only downloads from public addresses unless started with --allow-private-networks", u.Redacted(), a, why)
-		}
-	}
-	return u, nil
 }
 
 // newUpstreamClient is the HTTP client for mirrors: the URL policy at
@@ -133,8 +62,10 @@ func newUpstreamClient(control func(network, address string, c syscall.RawConn) 
 			if len(via) > maxRedirects {
 				return &forbiddenError{fmt.Sprintf("more than %d redirects", maxRedirects)}
 			}
-			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-				return &forbiddenError{fmt.Sprintf("redirect to %q: only http and https URLs can be downloaded", req.URL.Redacted())}
+			// The address is judged when it is dialled; the rest of the
+			// policy (scheme, host, no user or password) here.
+			if _, err := source.CheckURL(req.URL.String(), true); err != nil {
+				return &forbiddenError{fmt.Sprintf("redirect to %q: %s", req.URL.Redacted(), fault.From(err).Message)}
 			}
 			return nil
 		},

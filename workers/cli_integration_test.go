@@ -3,6 +3,8 @@ package workers_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows"
@@ -86,6 +90,55 @@ func TestStartedFromTheTemporalCLIWithOnlyCatalogAndPool(t *testing.T) {
 	recordHistory(t, srv, wfID, "cli-started.json")
 }
 
+// TestStartedFromTheTemporalCLIWithCredentialsInTheURL: a workflow
+// started from the temporal CLI, past the API, is judged by the same
+// source policy: a URL with user:pass@ fails with invalid_request before
+// anything is stored or downloaded, so the credentials never reach the
+// image record.
+func TestStartedFromTheTemporalCLIWithCredentialsInTheURL(t *testing.T) {
+	srv := testenv.StartDevServer(t)
+	w := newWorld(t, srv, worldOptions{dbURL: testenv.SQLite(t), nodes: []string{"node-1"}, size: 1 << 20})
+	id := "cli-credentials"
+	wfID := workflows.WorkflowID(id)
+	const password = "s3cret-pass"
+	u, err := url.Parse(w.up.FileURL(imageFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("user", password)
+	input, _ := json.Marshal(map[string]string{"url": u.String(), "checksum": w.up.SHA256(imageFile), "pool_id": poolID})
+	temporalCLI(t, srv, "workflow", "start", "--task-queue", workflows.TaskQueue, "--type", workflows.WorkflowType,
+		"--workflow-id", wfID, "--input", string(input))
+
+	out, err := runTemporalCLI(t, srv, "workflow", "result", "--workflow-id", wfID)
+	if err == nil {
+		t.Fatalf("the workflow succeeded; want it to fail with invalid_request:\n%s", out)
+	}
+	if !strings.Contains(out, "user or password") {
+		t.Fatalf("temporal workflow result: %v; want a failure about the user or password:\n%s", err, out)
+	}
+	var appErr *temporal.ApplicationError
+	if err := w.c.GetWorkflow(context.Background(), wfID, "").Get(context.Background(), nil); !errors.As(err, &appErr) || appErr.Type() != fault.InvalidRequest {
+		t.Fatalf("workflow error = %v; want an application error of type %s", err, fault.InvalidRequest)
+	}
+	if strings.Contains(out, password) {
+		t.Errorf("the failure shows the password:\n%s", out)
+	}
+	imgs, err := w.store.Images(context.Background(), store.ImageFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range imgs {
+		if strings.Contains(img.SourceURL, password) || strings.Contains(img.ErrorMessage, password) {
+			t.Fatalf("image %s stores the credentials: source_url %q, error %q", img.ID, img.SourceURL, img.ErrorMessage)
+		}
+	}
+	if n := w.up.Requests(imageFile); n != 0 {
+		t.Fatalf("the mirror was asked for the image %d times; want never", n)
+	}
+	recordHistory(t, srv, wfID, "cli-credentials-refused.json")
+}
+
 func waitListed(t *testing.T, srv *testenv.DevServer, query, wfID string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -103,14 +156,22 @@ func waitListed(t *testing.T, srv *testenv.DevServer, query, wfID string) {
 
 func temporalCLI(t *testing.T, srv *testenv.DevServer, args ...string) string {
 	t.Helper()
+	out, err := runTemporalCLI(t, srv, args...)
+	if err != nil {
+		t.Fatalf("temporal %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// runTemporalCLI runs the temporal CLI against the dev server and returns
+// its output, and its error for a command expected to fail.
+func runTemporalCLI(t *testing.T, srv *testenv.DevServer, args ...string) (string, error) {
+	t.Helper()
 	args = append(args, "--address", srv.Address, "--namespace", "default")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, testenv.TemporalCLI(t), args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("temporal %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return string(out), err
 }
 
 // queryResult reads `temporal workflow query --output json`.

@@ -164,7 +164,44 @@ func TestCancelStopsTheNodeJobAndRemovesPartialData(t *testing.T) {
 	if len(left) != 0 {
 		t.Fatalf("left in the pool after cancel: %v", left)
 	}
-	recordHistory(t, srv, run.GetID(), "cancelled.json")
+	// The clean-up on the node ran only once the watch had stopped: its
+	// cancellation is in the history before the clean-up is scheduled.
+	if canceled, cleanup := watchCanceledAndCleanup(t, w, run.GetID()); canceled < 0 || cleanup < 0 || canceled > cleanup {
+		t.Fatalf("watch cancelled at event %d, clean-up on the node scheduled at event %d: want the watch stopped first", canceled, cleanup)
+	}
+	recordHistory(t, srv, run.GetID(), "cancelled-after-watch-stopped.json")
+}
+
+// watchCanceledAndCleanup returns the ids of the event that records the
+// watch's cancellation and of the one that schedules CancelOnNode, -1 for
+// one not in the workflow's history.
+func watchCanceledAndCleanup(t *testing.T, w *world, wfID string) (canceled, cleanup int64) {
+	t.Helper()
+	canceled, cleanup = -1, -1
+	watches := map[int64]bool{}
+	it := w.c.GetWorkflowHistory(context.Background(), wfID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch e.GetEventType() {
+		case enums.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			switch e.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() {
+			case "WatchDownload":
+				watches[e.GetEventId()] = true
+			case "CancelOnNode":
+				if cleanup < 0 {
+					cleanup = e.GetEventId()
+				}
+			}
+		case enums.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
+			if watches[e.GetActivityTaskCanceledEventAttributes().GetScheduledEventId()] {
+				canceled = e.GetEventId()
+			}
+		}
+	}
+	return canceled, cleanup
 }
 
 func TestNoNodeAvailableSaysWhatToDo(t *testing.T) {

@@ -1,7 +1,6 @@
 package workers
 
 import (
-	"log/slog"
 	"net/http"
 	"time"
 
@@ -22,7 +21,6 @@ type Deps struct {
 	NodeToken string
 	Settings  activities.Settings
 	HTTP      *http.Client // for vendors' checksum files; nil uses a default
-	Log       *slog.Logger // nil uses slog.Default()
 }
 
 // New returns a worker, not yet started, that runs DownloadImageWorkflow
@@ -46,7 +44,6 @@ func New(c client.Client, deps Deps) worker.Worker {
 		HTTP:      deps.HTTP,
 		Temporal:  c,
 		Settings:  deps.Settings,
-		Log:       deps.Log,
 	})
 	return w
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workers"
 	"github.com/quantix/cloudimages/workflows"
@@ -121,7 +122,7 @@ func (w *world) startDownload(imageID string) client.WorkflowRun {
 	w.t.Helper()
 	ctx := context.Background()
 	e, _ := w.cat.Get(entryID)
-	img := &store.Image{ID: imageID, Name: e.Name, CatalogID: e.ID, SourceURL: e.URL, SourceKey: catalog.SourceKey(e.ID, ""),
+	img := &store.Image{ID: imageID, Name: e.Name, CatalogID: e.ID, SourceURL: e.URL, SourceKey: source.SourceKey(e.ID, ""),
 		PoolID: poolID, FileName: catalog.FileName(e.ID, e.URL), WorkflowID: workflows.WorkflowID(imageID)}
 	if _, created, err := w.store.CreateImage(ctx, img); err != nil || !created {
 		w.t.Fatalf("create image: created=%v %v", created, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/workflows"
 )
 
@@ -112,9 +113,9 @@ func TestProgressQueryShowsSignalledProgressAndFailovers(t *testing.T) {
 func TestStartedFromTheCLIWithOnlyCatalogAndPool(t *testing.T) {
 	f := newFixture(t, false)
 	f.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "image-cli-demo"})
-	f.env.OnActivity(a.ResolveSource, mock.Anything, activities.SourceRequest{CatalogID: "cirros", PoolID: poolID}).Return(source, nil).Once()
-	f.env.OnActivity(a.EnsureImage, mock.Anything, activities.ImageRequest{ImageID: "cli-demo", WorkflowID: "image-cli-demo", PoolID: poolID, Source: source}).
-		Return(activities.Plan{ImageID: "cli-demo", PoolID: poolID, FileName: source.FileName, AssignedNodes: []string{"node-1"},
+	f.env.OnActivity(a.ResolveSource, mock.Anything, source.Request{CatalogID: "cirros", PoolID: poolID}).Return(cirros, nil).Once()
+	f.env.OnActivity(a.EnsureImage, mock.Anything, activities.ImageRequest{ImageID: "cli-demo", WorkflowID: "image-cli-demo", PoolID: poolID, Source: cirros}).
+		Return(activities.Plan{ImageID: "cli-demo", PoolID: poolID, FileName: cirros.FileName, AssignedNodes: []string{"node-1"},
 			NoNodeTimeout: time.Minute, HeartbeatTimeout: 20 * time.Second}, nil).Once()
 	f.env.OnActivity(a.PickNode, mock.Anything, mock.Anything).Return(pick("node-1"), nil).Once()
 	f.env.OnActivity(a.StartOnNode, mock.Anything, mock.MatchedBy(func(j activities.Job) bool {
@@ -133,7 +134,7 @@ func TestStartedFromTheCLIWithOnlyCatalogAndPool(t *testing.T) {
 func TestSourceErrorsFailWithTheirCode(t *testing.T) {
 	f := newFixture(t, false)
 	f.env.OnActivity(a.ResolveChecksum, mock.Anything, mock.Anything).
-		Return(activities.Source{}, temporal.NewNonRetryableApplicationError("checksum file does not list cirros.img", fault.ChecksumUnavailable, nil)).Once()
+		Return(source.Source{}, temporal.NewNonRetryableApplicationError("checksum file does not list cirros.img", fault.ChecksumUnavailable, nil)).Once()
 	f.env.OnActivity(a.MarkFailed, mock.Anything, activities.FailRequest{ImageID: imageID, Code: fault.ChecksumUnavailable,
 		Message: "checksum file does not list cirros.img", Failovers: []workflows.Failover{}}).Return(nil).Once()
 
@@ -170,10 +171,10 @@ func TestPublishedFileIsRemovedWhenTheImageCannotBecomeReady(t *testing.T) {
 func TestCancelBeforeTheRecordStepMarksTheAPIsRecordCancelled(t *testing.T) {
 	f := newFixture(t, false)
 	f.env.OnActivity(a.ResolveSource, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, _ activities.SourceRequest) (activities.Source, error) {
+		func(ctx context.Context, _ source.Request) (source.Source, error) {
 			f.env.CancelWorkflow()
 			<-ctx.Done()
-			return activities.Source{}, ctx.Err()
+			return source.Source{}, ctx.Err()
 		}).Once()
 	f.env.OnActivity(a.MarkCancelled, mock.Anything, imageID).Return(nil).Once()
 

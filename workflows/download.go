@@ -8,6 +8,7 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -55,8 +56,8 @@ func (d *download) run(ctx workflow.Context) (Result, error) {
 }
 
 func (d *download) resolveSource(ctx workflow.Context) error {
-	req := activities.SourceRequest{CatalogID: d.in.CatalogID, URL: d.in.URL, Name: d.in.Name,
-		Checksum: d.in.Checksum, PoolID: d.in.PoolID}
+	req := source.Request{CatalogID: d.in.CatalogID, URL: d.in.URL, Name: d.in.Name,
+		Checksum: d.in.Checksum, PoolID: d.in.PoolID, AllowUnverified: d.in.AllowUnverified}
 	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.ResolveSource, req).Get(ctx, &d.src)
 }
 
@@ -96,14 +97,14 @@ func (d *download) downloadOn(ctx workflow.Context, nodeID string) (activities.F
 	job := d.job(nodeID)
 	var started activities.Started
 	d.jobStarted = true // a start that fails may still have reached the node
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, startOptions), a.StartOnNode, job).Get(ctx, &started)
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, nodeStepOptions(ctx, startOptions)), a.StartOnNode, job).Get(ctx, &started)
 	if err != nil {
 		return activities.Finished{}, err
 	}
 	d.setProgress(started.BytesDone, d.progress.BytesTotal, 0)
 	d.setStatus(ctx, store.StatusDownloading)
 	var fin activities.Finished
-	wctx := workflow.WithActivityOptions(ctx, watchOptions(d.plan.HeartbeatTimeout))
+	wctx := workflow.WithActivityOptions(ctx, nodeStepOptions(ctx, watchOptions(d.plan.HeartbeatTimeout)))
 	err = workflow.ExecuteActivity(wctx, a.WatchDownload, job).Get(ctx, &fin)
 	return fin, err
 }

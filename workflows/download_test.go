@@ -15,6 +15,7 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/workflows"
 )
 
@@ -27,7 +28,7 @@ const (
 	sum     = "sha256:0000000000000000000000000000000000000000000000000000000000000001"
 )
 
-var source = activities.Source{CatalogID: "cirros", URL: "https://example.com/cirros.img", Name: "CirrOS",
+var cirros = source.Source{CatalogID: "cirros", URL: "https://example.com/cirros.img", Name: "CirrOS",
 	FileName: "cirros.img", SourceKey: "catalog:cirros", Checksum: sum, SizeBytes: 1000}
 
 type fixture struct {
@@ -51,9 +52,9 @@ func newFixture(t *testing.T, shared bool) *fixture {
 // defaults mocks the steps a test did not mock itself. Mocks match in the
 // order they were made, so these come last.
 func (f *fixture) defaults() {
-	f.env.OnActivity(a.ResolveSource, mock.Anything, mock.Anything).Return(source, nil).Maybe()
+	f.env.OnActivity(a.ResolveSource, mock.Anything, mock.Anything).Return(cirros, nil).Maybe()
 	f.env.OnActivity(a.EnsureImage, mock.Anything, mock.Anything).Return(f.plan(), nil).Maybe()
-	f.env.OnActivity(a.ResolveChecksum, mock.Anything, mock.Anything).Return(source, nil).Maybe()
+	f.env.OnActivity(a.ResolveChecksum, mock.Anything, mock.Anything).Return(cirros, nil).Maybe()
 	f.env.OnActivity(a.MarkReady, mock.Anything, mock.Anything).Return(nil).Maybe()
 	f.env.OnActivity(a.MarkFailed, mock.Anything, mock.Anything).Return(nil).Maybe()
 	f.env.OnActivity(a.MarkCancelled, mock.Anything, mock.Anything).Return(nil).Maybe()
@@ -61,7 +62,7 @@ func (f *fixture) defaults() {
 }
 
 func (f *fixture) plan() activities.Plan {
-	return activities.Plan{ImageID: imageID, PoolID: poolID, FileName: source.FileName, Shared: f.shared,
+	return activities.Plan{ImageID: imageID, PoolID: poolID, FileName: cirros.FileName, Shared: f.shared,
 		AssignedNodes: []string{"node-1", "node-2"}, NoNodeTimeout: 30 * time.Second, HeartbeatTimeout: 20 * time.Second}
 }
 

@@ -37,7 +37,7 @@ var (
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
 	}
 	// Connecting to the node to start its job: a few quick tries, then
-	// the next node.
+	// the next node. (See nodeStepOptions for cancellation.)
 	startOptions = workflow.ActivityOptions{
 		StartToCloseTimeout: 20 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
@@ -60,6 +60,21 @@ func watchOptions(heartbeat time.Duration) workflow.ActivityOptions {
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
 			MaximumInterval: 10 * time.Second, MaximumAttempts: 20},
 	}
+}
+
+// waitForNodeSteps is the change that made a cancelled workflow wait for
+// its running node steps to stop; histories recorded before it replay
+// without.
+const waitForNodeSteps = "wait-for-node-steps-on-cancel"
+
+// nodeStepOptions are o for a step that talks to the node (start, watch):
+// on cancel the workflow waits until the running attempt has really
+// stopped, so the clean-up's cancel on the node never races a start
+// still on its way or a watch that goes on polling and writing progress
+// to a record already CANCELLED.
+func nodeStepOptions(ctx workflow.Context, o workflow.ActivityOptions) workflow.ActivityOptions {
+	o.WaitForCancellation = workflow.GetVersion(ctx, waitForNodeSteps, workflow.DefaultVersion, 1) == 1
+	return o
 }
 
 // noNodeBackoff is the first and the longest wait between looks for a node.

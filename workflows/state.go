@@ -9,6 +9,7 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -18,7 +19,7 @@ import (
 type download struct {
 	in         Input
 	imageID    string
-	src        activities.Source
+	src        source.Source
 	plan       activities.Plan
 	status     string
 	nodeID     string

@@ -1,0 +1,187 @@
+// Package source turns a download request — a catalog entry or a URL,
+// with a name, a checksum and a pool — into the source it resolves to:
+// where the image comes from, the file it becomes in its pool and how it
+// is checked. It also holds the URL policy. The API, the workflow's first
+// step and the node agent all judge a request here, so they cannot
+// disagree.
+package source
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/checksum"
+	"github.com/quantix/cloudimages/fault"
+)
+
+// Request names what to download: a catalog entry or a URL.
+type Request struct {
+	CatalogID string
+	URL       string
+	Name      string // the image's name; by default the entry's, or the URL's file name
+	Checksum  string // pinned by the request, "sha256:HEX" or "sha512:HEX"
+	PoolID    string
+	Format    string // disk format, when the request names it
+	SizeBytes int64  // expected size, when the request names it
+	// AllowUnverified accepts a URL download without a checksum.
+	AllowUnverified bool
+}
+
+// Source is where an image comes from, the file it becomes in its pool,
+// and how it is checked. (Its fields carry no JSON tags: recorded workflow
+// histories hold it under these names.)
+type Source struct {
+	CatalogID   string
+	URL         string
+	Name        string
+	FileName    string
+	SourceKey   string
+	Checksum    string // empty until resolved; stays empty when Unverified
+	ChecksumURL string // the vendor's checksum file, when not pinned
+	SizeBytes   int64  // expected size for progress, 0 if unknown (a catalog's is a hint)
+	Format      string // disk format ("qcow2", "raw"); empty lets the node go by the file name
+	Unverified  bool   // accepted without a checksum
+}
+
+// Resolve checks a request and returns its source. It does not touch the
+// network, and does not judge the URL's address: the node agent does that
+// when it dials, knowing whether it may reach private networks. Errors are
+// *fault.Error with the contract's codes.
+func Resolve(cat *catalog.Catalog, req Request) (Source, error) {
+	if req.PoolID == "" {
+		return Source{}, fault.New(fault.InvalidRequest, "pool_id is missing: say which storage pool the image goes to (GET /v1/pools lists them)")
+	}
+	sum, err := ParseChecksum(req.Checksum)
+	if err != nil {
+		return Source{}, err
+	}
+	if req.Name != "" {
+		if err := catalog.ValidName(req.Name); err != nil {
+			return Source{}, fault.New(fault.InvalidRequest, "%v", err)
+		}
+	}
+	if err := CheckFormat(req.Format); err != nil {
+		return Source{}, err
+	}
+	if err := CheckSize(req.SizeBytes); err != nil {
+		return Source{}, err
+	}
+	var src Source
+	switch {
+	case req.CatalogID != "" && req.URL != "":
+		return Source{}, fault.New(fault.InvalidRequest, "give catalog_id or url, not both")
+	case req.CatalogID != "":
+		if src, err = fromCatalog(cat, req.CatalogID); err != nil {
+			return Source{}, err
+		}
+	case req.URL != "":
+		if src, err = fromURL(req); err != nil {
+			return Source{}, err
+		}
+	default:
+		return Source{}, fault.New(fault.InvalidRequest, "give catalog_id (GET /v1/catalog lists them) or url")
+	}
+	if req.Name != "" {
+		src.Name = req.Name
+	}
+	if sum != "" {
+		src.Checksum = sum
+	}
+	if req.Format != "" {
+		src.Format = req.Format
+	}
+	if req.SizeBytes > 0 {
+		src.SizeBytes = req.SizeBytes
+	}
+	return src, nil
+}
+
+func fromCatalog(cat *catalog.Catalog, id string) (Source, error) {
+	e, ok := cat.Get(id)
+	if !ok {
+		return Source{}, fault.New(fault.CatalogEntryNotFound, "no catalog entry %q: GET /v1/catalog lists them; some are: %s", id, some(cat.IDs(), 10))
+	}
+	sum, err := ParseChecksum(e.Checksum)
+	if err != nil {
+		return Source{}, err
+	}
+	return Source{CatalogID: e.ID, URL: e.URL, Name: e.Name, FileName: catalog.FileName(e.ID, e.URL),
+		SourceKey: SourceKey(e.ID, ""), Checksum: sum, ChecksumURL: e.ChecksumURL, SizeBytes: e.SizeBytes, Format: e.Format}, nil
+}
+
+func fromURL(req Request) (Source, error) {
+	u, err := CheckURL(req.URL, true)
+	if err != nil {
+		return Source{}, err
+	}
+	name := req.Name
+	if name == "" {
+		name = path.Base(u.Path)
+		if catalog.ValidName(name) != nil {
+			return Source{}, fault.New(fault.InvalidRequest, "the url does not end in a usable file name: give the image a \"name\" (letters, digits, '.', '_', '+', '-')")
+		}
+	}
+	if req.Checksum == "" && !req.AllowUnverified {
+		return Source{}, fault.New(fault.InvalidRequest, "a url download needs a checksum to verify the file: give \"checksum\": \"sha256:HEX\" (or sha512:HEX), or set \"allow_unverified\": true to accept the image unverified")
+	}
+	return Source{URL: req.URL, Name: name, FileName: catalog.FileName(name, req.URL), SourceKey: SourceKey("", req.URL)}, nil
+}
+
+// SourceKey identifies where an image comes from, for the store's rule of
+// one live-or-READY image per source and pool: "catalog:ID" for a catalog
+// entry, the URL itself otherwise.
+func SourceKey(catalogID, rawURL string) string {
+	if catalogID != "" {
+		return "catalog:" + catalogID
+	}
+	return rawURL
+}
+
+// ParseChecksum checks a checksum ("sha256:HEX" or "sha512:HEX") and
+// returns it in its normal form; "" stays "".
+func ParseChecksum(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	sum, err := checksum.Parse(s)
+	if err != nil {
+		return "", fault.New(fault.InvalidRequest, "%v", err)
+	}
+	return sum.String(), nil
+}
+
+// CheckFormat checks a disk format's name ("qcow2", "raw", "img"); ""
+// leaves it to the file name.
+func CheckFormat(f string) error {
+	if f == "" {
+		return nil
+	}
+	ok := len(f) <= 16
+	for _, c := range f {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			ok = false
+		}
+	}
+	if !ok {
+		return fault.New(fault.InvalidRequest, "format %q: want a disk format such as qcow2, raw or img", f)
+	}
+	return nil
+}
+
+// CheckSize checks an expected size in bytes; 0 means unknown.
+func CheckSize(n int64) error {
+	if n < 0 {
+		return fault.New(fault.InvalidRequest, "size_bytes is %d; give the size in bytes, or leave it out", n)
+	}
+	return nil
+}
+
+// some lists up to n items, and says how many more there are.
+func some(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
+}

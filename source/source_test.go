@@ -1,0 +1,88 @@
+package source_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/source"
+)
+
+var sum256 = "sha256:" + strings.Repeat("ab", 32)
+
+func testCatalog(t *testing.T) *catalog.Catalog {
+	t.Helper()
+	c, err := catalog.New([]catalog.Entry{
+		{ID: "pinned", Name: "Pinned", URL: "https://example.com/p/disk.img", Checksum: strings.ToUpper(sum256[:7]) + strings.Repeat("AB", 32), SizeBytes: 100, Format: "qcow2"},
+		{ID: "vendor", Name: "Vendor", URL: "https://example.com/v/v.qcow2", ChecksumURL: "https://example.com/v/SHA256SUMS"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestResolve(t *testing.T) {
+	cat := testCatalog(t)
+	cases := []struct {
+		name string
+		req  source.Request
+		code string        // the error's contract code, "" for success
+		want source.Source // checked when code is ""
+	}{
+		{"catalog entry with pinned checksum", source.Request{CatalogID: "pinned", PoolID: "p"}, "",
+			source.Source{CatalogID: "pinned", URL: "https://example.com/p/disk.img", Name: "Pinned", FileName: "pinned.img",
+				SourceKey: "catalog:pinned", Checksum: sum256, SizeBytes: 100, Format: "qcow2"}},
+		{"catalog entry with vendor file", source.Request{CatalogID: "vendor", PoolID: "p", Name: "mine"}, "",
+			source.Source{CatalogID: "vendor", URL: "https://example.com/v/v.qcow2", Name: "mine", FileName: "vendor.qcow2",
+				SourceKey: "catalog:vendor", ChecksumURL: "https://example.com/v/SHA256SUMS"}},
+		{"request checksum beats the catalog's", source.Request{CatalogID: "vendor", PoolID: "p", Checksum: strings.ToUpper(sum256)}, "",
+			source.Source{CatalogID: "vendor", URL: "https://example.com/v/v.qcow2", Name: "Vendor", FileName: "vendor.qcow2",
+				SourceKey: "catalog:vendor", Checksum: sum256, ChecksumURL: "https://example.com/v/SHA256SUMS"}},
+		{"url named by its file", source.Request{URL: "https://example.com/a/b.qcow2?sig=1", Checksum: sum256, PoolID: "p"}, "",
+			source.Source{URL: "https://example.com/a/b.qcow2?sig=1", Name: "b.qcow2", FileName: "b.qcow2",
+				SourceKey: "https://example.com/a/b.qcow2?sig=1", Checksum: sum256}},
+		{"url with name, format and size", source.Request{URL: "http://10.0.0.5/b.img", Name: "mine", PoolID: "p", AllowUnverified: true, Format: "raw", SizeBytes: 7}, "",
+			source.Source{URL: "http://10.0.0.5/b.img", Name: "mine", FileName: "mine.img", SourceKey: "http://10.0.0.5/b.img", Format: "raw", SizeBytes: 7}},
+		{"url with user and password", source.Request{URL: "https://u:secret@example.com/x.img", Checksum: sum256, PoolID: "p"}, fault.InvalidRequest, source.Source{}},
+		{"url with user only", source.Request{URL: "https://u@example.com/x.img", AllowUnverified: true, PoolID: "p"}, fault.InvalidRequest, source.Source{}},
+		{"file url", source.Request{URL: "file:///etc/passwd", Checksum: sum256, PoolID: "p"}, fault.URLForbidden, source.Source{}},
+		{"url without host", source.Request{URL: "https:///x.img", Checksum: sum256, PoolID: "p"}, fault.InvalidRequest, source.Source{}},
+		{"url too long", source.Request{URL: "https://example.com/" + strings.Repeat("a", source.MaxURLLen), Checksum: sum256, PoolID: "p"}, fault.InvalidRequest, source.Source{}},
+		{"url without file name", source.Request{URL: "https://example.com/", Checksum: sum256, PoolID: "p"}, fault.InvalidRequest, source.Source{}},
+		{"url without checksum", source.Request{URL: "https://example.com/x.img", PoolID: "p"}, fault.InvalidRequest, source.Source{}},
+		{"checksum without its algorithm", source.Request{URL: "https://example.com/x.img", Checksum: sum256[7:], PoolID: "p"}, fault.InvalidRequest, source.Source{}},
+		{"bad name", source.Request{URL: "https://example.com/x.img", Name: "../x", Checksum: sum256, PoolID: "p"}, fault.InvalidRequest, source.Source{}},
+		{"bad format", source.Request{CatalogID: "pinned", Format: "QCOW/2", PoolID: "p"}, fault.InvalidRequest, source.Source{}},
+		{"negative size", source.Request{CatalogID: "pinned", SizeBytes: -1, PoolID: "p"}, fault.InvalidRequest, source.Source{}},
+		{"unknown entry", source.Request{CatalogID: "nope", PoolID: "p"}, fault.CatalogEntryNotFound, source.Source{}},
+		{"both", source.Request{CatalogID: "pinned", URL: "https://example.com/x.img", PoolID: "p"}, fault.InvalidRequest, source.Source{}},
+		{"neither", source.Request{PoolID: "p"}, fault.InvalidRequest, source.Source{}},
+		{"no pool", source.Request{CatalogID: "pinned"}, fault.InvalidRequest, source.Source{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := source.Resolve(cat, c.req)
+			if c.code != "" {
+				if fe, ok := fault.As(err); !ok || fe.Code != c.code {
+					t.Fatalf("error = %v, want code %s", err, c.code)
+				}
+				if strings.Contains(err.Error(), "secret") {
+					t.Fatalf("error %q shows the password", err)
+				}
+				return
+			}
+			if err != nil || got != c.want {
+				t.Fatalf("Resolve = %+v, %v\nwant %+v", got, err, c.want)
+			}
+		})
+	}
+}
+
+func TestUnknownEntryListsSomeEntries(t *testing.T) {
+	_, err := source.Resolve(testCatalog(t), source.Request{CatalogID: "nope", PoolID: "p"})
+	if err == nil || !strings.Contains(err.Error(), "pinned, vendor") {
+		t.Fatalf("error = %v, want it to list the catalog's entries", err)
+	}
+}

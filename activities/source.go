@@ -14,7 +14,6 @@ import (
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/checksum"
 	"github.com/quantix/cloudimages/fault"
-	"github.com/quantix/cloudimages/store"
 )
 
 // SourceRequest names what to download: a catalog entry or a URL.
@@ -124,10 +123,7 @@ func (a *Activities) ResolveChecksum(ctx context.Context, in ChecksumRequest) (S
 			return Source{}, err
 		}
 	}
-	err := a.Store.Transition(ctx, in.ImageID, store.StatusPending, map[string]any{
-		"checksum": src.Checksum, "unverified": src.Unverified,
-	})
-	if err != nil {
+	if err := a.Store.RecordChecksum(ctx, in.ImageID, src.Checksum, src.Unverified); err != nil {
 		return Source{}, asStoreError(err)
 	}
 	return src, nil

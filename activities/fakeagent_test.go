@@ -25,10 +25,13 @@ type fakeAgent struct {
 	starts []agentclient.DownloadRequest
 	cancel []string
 	files  []string // pool/file of DELETE /v1/pools/{pool}/files/{file}
+
+	polled   chan struct{} // closed when a download is first answered
+	pollOnce sync.Once
 }
 
 func newFakeAgent(t *testing.T, nodeID string, pools ...string) *fakeAgent {
-	f := &fakeAgent{health: agentclient.Health{NodeID: nodeID}}
+	f := &fakeAgent{health: agentclient.Health{NodeID: nodeID}, polled: make(chan struct{})}
 	for _, p := range pools {
 		f.health.Pools = append(f.health.Pools, agentclient.PoolHealth{ID: p, FreeBytes: 1 << 30, TotalBytes: 2 << 30})
 	}
@@ -69,6 +72,7 @@ func (f *fakeAgent) serve(w http.ResponseWriter, r *http.Request) {
 			f.script = f.script[1:]
 		}
 		writeJSON(w, http.StatusOK, d)
+		f.pollOnce.Do(func() { close(f.polled) })
 	case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/v1/downloads/"):
 		f.cancel = append(f.cancel, strings.TrimPrefix(r.URL.Path, "/v1/downloads/"))
 		w.WriteHeader(http.StatusNoContent)

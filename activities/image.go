@@ -58,7 +58,7 @@ func (a *Activities) EnsureImage(ctx context.Context, in ImageRequest) (Plan, er
 	case img.PoolID != in.PoolID:
 		return Plan{}, fatal(fault.Conflict, "image %q belongs to pool %q, not %q", img.ID, img.PoolID, in.PoolID)
 	default:
-		if err := a.Store.Transition(ctx, img.ID, img.Status, map[string]any{"workflow_id": in.WorkflowID}); err != nil {
+		if err := a.Store.RecordWorkflow(ctx, img.ID, in.WorkflowID); err != nil {
 			return Plan{}, asStoreError(err)
 		}
 	}
@@ -90,6 +90,51 @@ func (a *Activities) createImage(ctx context.Context, in ImageRequest) (store.Im
 	return got, nil
 }
 
+// The workflow owns an image's status and failovers: it records each
+// change through the local activities below, one typed store transition
+// each. The watch records only byte progress; the API only creates the
+// PENDING record.
+
+// DownloadingRequest records that a node started (or resumed) the download.
+type DownloadingRequest struct {
+	ImageID    string
+	NodeID     string
+	Attempt    int
+	Path       string
+	BytesDone  int64
+	BytesTotal int64
+}
+
+// MarkDownloading records that the image downloads on a node.
+func (a *Activities) MarkDownloading(ctx context.Context, in DownloadingRequest) error {
+	err := a.Store.Transition(ctx, in.ImageID, store.ToDownloading{NodeID: in.NodeID, Attempt: in.Attempt, Path: in.Path,
+		BytesDone: in.BytesDone, BytesTotal: in.BytesTotal})
+	return asStoreError(err)
+}
+
+// VerifyingRequest records that a node checks the downloaded image.
+type VerifyingRequest struct {
+	ImageID string
+	NodeID  string
+}
+
+// MarkVerifying records that the node has every byte and verifies them.
+func (a *Activities) MarkVerifying(ctx context.Context, in VerifyingRequest) error {
+	return asStoreError(a.Store.Transition(ctx, in.ImageID, store.ToVerifying{NodeID: in.NodeID}))
+}
+
+// FailoversRequest records the failovers of a download so far.
+type FailoversRequest struct {
+	ImageID   string
+	Failovers []store.Failover
+}
+
+// RecordFailovers records the download's failovers at each one, so that
+// the API shows them while it runs.
+func (a *Activities) RecordFailovers(ctx context.Context, in FailoversRequest) error {
+	return asStoreError(a.Store.RecordFailovers(ctx, in.ImageID, in.Failovers))
+}
+
 // ReadyRequest marks a downloaded image READY.
 type ReadyRequest struct {
 	ImageID   string
@@ -102,12 +147,8 @@ type ReadyRequest struct {
 
 // MarkReady records that the whole image is at Path and verified.
 func (a *Activities) MarkReady(ctx context.Context, in ReadyRequest) error {
-	err := a.Store.Transition(ctx, in.ImageID, store.StatusReady, map[string]any{
-		"node_id": in.NodeID, "path": in.Path, "size_bytes": in.SizeBytes, "checksum": in.Checksum,
-		"bytes_done": in.SizeBytes, "bytes_total": in.SizeBytes, "bytes_per_second": 0,
-		"progress_node_id": in.NodeID, "error_code": "", "error_message": "",
-		"failovers": store.Failovers(in.Failovers),
-	})
+	err := a.Store.Transition(ctx, in.ImageID, store.ToReady{NodeID: in.NodeID, Path: in.Path, SizeBytes: in.SizeBytes,
+		Checksum: in.Checksum, Failovers: in.Failovers})
 	if err != nil {
 		return asStoreError(err)
 	}
@@ -126,10 +167,7 @@ type FailRequest struct {
 // MarkFailed records the failure. An image that is gone or already
 // terminal is left as it is.
 func (a *Activities) MarkFailed(ctx context.Context, in FailRequest) error {
-	err := a.Store.Transition(ctx, in.ImageID, store.StatusFailed, map[string]any{
-		"error_code": in.Code, "error_message": in.Message, "bytes_per_second": 0,
-		"failovers": store.Failovers(in.Failovers),
-	})
+	err := a.Store.Transition(ctx, in.ImageID, store.ToFailed{Code: in.Code, Message: in.Message, Failovers: in.Failovers})
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrTransition) {
 		activity.GetLogger(ctx).Warn("image not marked failed", "image_id", in.ImageID, "error", err)
 		return nil
@@ -140,12 +178,16 @@ func (a *Activities) MarkFailed(ctx context.Context, in FailRequest) error {
 	return err
 }
 
+// CancelledRequest marks an image CANCELLED.
+type CancelledRequest struct {
+	ImageID   string
+	Failovers []store.Failover
+}
+
 // MarkCancelled records that the download was cancelled. An image that is
 // gone or already terminal is left as it is.
-func (a *Activities) MarkCancelled(ctx context.Context, imageID string) error {
-	err := a.Store.Transition(ctx, imageID, store.StatusCancelled, map[string]any{
-		"error_code": fault.Cancelled, "error_message": "the download was cancelled", "bytes_per_second": 0,
-	})
+func (a *Activities) MarkCancelled(ctx context.Context, in CancelledRequest) error {
+	err := a.Store.Transition(ctx, in.ImageID, store.ToCancelled{Failovers: in.Failovers})
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrTransition) {
 		return nil
 	}
@@ -154,6 +196,8 @@ func (a *Activities) MarkCancelled(ctx context.Context, imageID string) error {
 
 func asStoreError(err error) error {
 	switch {
+	case err == nil:
+		return nil
 	case errors.Is(err, store.ErrTransition):
 		return fatal(fault.Conflict, "%v", err)
 	case errors.Is(err, store.ErrNotFound):

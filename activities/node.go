@@ -32,9 +32,12 @@ type Started struct {
 	Path      string
 	State     string
 	BytesDone int64
+	// BytesTotal is the node's size of the image, or the expected one.
+	BytesTotal int64
 }
 
-// StartOnNode starts the node-side download. The agent makes it idempotent
+// StartOnNode starts the node-side download; the workflow then records
+// the image DOWNLOADING. The agent makes it idempotent
 // by the job's id, so a retry (or a retried workflow task) never starts a
 // second transfer. A node that does not answer fails the attempt; the
 // workflow's retry policy bounds the attempts and then fails over.
@@ -53,16 +56,10 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 		}
 		return Started{}, fromNode(node.ID, fault.From(err), job.Shared)
 	}
-	err = a.Store.Transition(ctx, job.ImageID, store.StatusDownloading, map[string]any{
-		"node_id": job.NodeID, "progress_node_id": job.NodeID, "attempt": job.Attempt, "path": d.Path,
-		"bytes_done": d.BytesDone, "bytes_total": orSize(d.BytesTotal, job.SizeBytes),
-	})
-	if err != nil {
-		return Started{}, asStoreError(err)
-	}
 	activity.GetLogger(ctx).Info("download started on node", "image_id", job.ImageID, "node_id", job.NodeID, "pool_id", job.PoolID,
 		"attempt", job.Attempt, "bytes_done", d.BytesDone)
-	return Started{NodeID: job.NodeID, Path: d.Path, State: d.State, BytesDone: d.BytesDone}, nil
+	return Started{NodeID: job.NodeID, Path: d.Path, State: d.State, BytesDone: d.BytesDone,
+		BytesTotal: orSize(d.BytesTotal, job.SizeBytes)}, nil
 }
 
 // CancelRequest asks a node to stop a download and remove its partial data.

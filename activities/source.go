@@ -11,7 +11,6 @@ import (
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/source"
-	"github.com/quantix/cloudimages/store"
 )
 
 // ResolveSource is the workflow's first step: the source package checks
@@ -60,10 +59,7 @@ func (a *Activities) ResolveChecksum(ctx context.Context, in ChecksumRequest) (s
 			return source.Source{}, err
 		}
 	}
-	err := a.Store.Transition(ctx, in.ImageID, store.StatusPending, map[string]any{
-		"checksum": src.Checksum, "unverified": src.Unverified,
-	})
-	if err != nil {
+	if err := a.Store.RecordChecksum(ctx, in.ImageID, src.Checksum, src.Unverified); err != nil {
 		return source.Source{}, asStoreError(err)
 	}
 	return src, nil

@@ -44,8 +44,9 @@ type Finished struct {
 }
 
 // WatchDownload follows the node-side job until it ends, heartbeating its
-// progress, writing it to the database every few seconds and signalling it
-// to the workflow. It never starts the job: a retried attempt carries on
+// progress, writing the bytes done to the database every few seconds and
+// signalling them, and every change of the job's state, to the workflow
+// (which records the status). It never starts the job: a retried attempt carries on
 // with the same job. A node that stays unreachable longer than the grace
 // period, or whose job fails in a way another node may not, is a
 // FailoverError; an error of the image itself is fatal with its code.
@@ -164,7 +165,7 @@ func (w *watch) report(ctx context.Context) {
 	now := time.Now()
 	changed := w.details.State != w.lastState
 	if changed || now.Sub(w.lastStored) >= w.s.ProgressInterval {
-		w.record(ctx, changed && w.details.State == agentclient.StateVerifying)
+		w.record(ctx)
 		w.lastStored = now
 	}
 	if (changed || now.Sub(w.lastSignal) >= w.signalInterval(now)) && w.a.Temporal != nil {
@@ -180,22 +181,13 @@ func (w *watch) report(ctx context.Context) {
 	w.lastState = w.details.State
 }
 
-// record writes the progress to the image record; verifying also moves the
-// image to VERIFYING, in the same write.
-func (w *watch) record(ctx context.Context, verifying bool) {
+// record writes the byte progress to the image record. The status is
+// not the watch's: the workflow records VERIFYING when the signal says so.
+func (w *watch) record(ctx context.Context) {
 	p := store.Progress{BytesDone: w.details.BytesDone, BytesTotal: w.details.BytesTotal,
 		BytesPerSecond: w.details.BytesPerSecond, Attempt: w.job.Attempt, NodeID: w.job.NodeID}
-	if !verifying {
-		if err := w.a.Store.UpdateProgress(ctx, w.job.ImageID, p); err != nil {
-			activity.GetLogger(ctx).Warn("record progress", "image_id", w.job.ImageID, "error", err)
-		}
-		return
-	}
-	err := w.a.Store.Transition(ctx, w.job.ImageID, store.StatusVerifying, map[string]any{
-		"bytes_done": p.BytesDone, "bytes_total": p.BytesTotal, "bytes_per_second": p.BytesPerSecond,
-		"attempt": p.Attempt, "progress_node_id": p.NodeID})
-	if err != nil {
-		activity.GetLogger(ctx).Warn("mark verifying", "image_id", w.job.ImageID, "error", err)
+	if err := w.a.Store.UpdateProgress(ctx, w.job.ImageID, p); err != nil {
+		activity.GetLogger(ctx).Warn("record progress", "image_id", w.job.ImageID, "error", err)
 	}
 }
 

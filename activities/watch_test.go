@@ -118,7 +118,7 @@ func TestWatchFollowsTheJobToCompletionAndReportsProgress(t *testing.T) {
 		{ID: "img-1", State: agentclient.StateVerifying, BytesDone: 1000, BytesTotal: 1000},
 		{ID: "img-1", State: agentclient.StateCompleted, BytesDone: 1000, BytesTotal: 1000, Path: "/p/cloud-images/x.qcow2", Checksum: sum256}}
 	b := newBench(t, false, agent)
-	if err := b.store.Transition(context.Background(), "img-1", store.StatusDownloading, nil); err != nil {
+	if err := b.store.Transition(context.Background(), "img-1", store.ToDownloading{NodeID: "node-1", Attempt: 1}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -133,7 +133,9 @@ func TestWatchFollowsTheJobToCompletionAndReportsProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if img.Status != store.StatusVerifying || img.BytesDone != 1000 || img.BytesTotal != 1000 || img.ProgressNodeID != "node-1" || img.Attempt != 1 {
+	// The watch writes bytes only: VERIFYING is the workflow's to record,
+	// from the signal.
+	if img.Status != store.StatusDownloading || img.BytesDone != 1000 || img.BytesTotal != 1000 || img.ProgressNodeID != "node-1" || img.Attempt != 1 {
 		t.Fatalf("image = %+v", img)
 	}
 	var states []string
@@ -188,7 +190,7 @@ func TestWatchFailsOverWhenTheNodeStaysUnreachable(t *testing.T) {
 	agent.script = []agentclient.Download{running(100, 1000)}
 	b := newBench(t, false, agent)
 	go func() {
-		time.Sleep(200 * time.Millisecond) // let the watch see the job running first
+		<-agent.polled // the watch has seen the job running
 		agent.set(func(f *fakeAgent) { f.down = true })
 	}()
 	start := time.Now()
@@ -199,6 +201,9 @@ func TestWatchFailsOverWhenTheNodeStaysUnreachable(t *testing.T) {
 	}
 	if took := time.Since(start); took < 2*time.Second {
 		t.Fatalf("failed over after %s, before the 2s grace period", took)
+	}
+	if img, _ := b.store.Image(context.Background(), "img-1"); img.BytesDone != 100 {
+		t.Fatalf("bytes done %d, want the 100 the watch saw before the node went away", img.BytesDone)
 	}
 }
 

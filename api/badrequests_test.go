@@ -27,7 +27,7 @@ func TestBadRequestsAreClearErrors(t *testing.T) {
 		if _, _, err := e.store.CreateImage(ctx, busy); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.store.Transition(ctx, "busy", store.StatusDownloading, map[string]any{"node_id": node}); err != nil {
+		if err := e.store.Transition(ctx, "busy", store.ToDownloading{NodeID: node, Attempt: 1}); err != nil {
 			t.Fatal(err)
 		}
 

@@ -70,7 +70,7 @@ func (e *env) readyImage(t *testing.T, id, poolID, nodeID, name, path string) {
 	if _, _, err := e.store.CreateImage(ctx, &store.Image{ID: id, Name: name, SourceKey: "https://x/" + id, PoolID: poolID, FileName: name}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.Transition(ctx, id, store.StatusReady, map[string]any{"node_id": nodeID, "path": path, "size_bytes": 10}); err != nil {
+	if err := e.store.Transition(ctx, id, store.ToReady{NodeID: nodeID, Path: path, SizeBytes: 10}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -151,12 +151,12 @@ func TestDeleteTerminalImagesRemovesTheRecord(t *testing.T) {
 	e := newEnv(t, testenv.SQLite(t))
 	pool, _ := e.seed("nfs", "127.0.0.1:1")
 	ctx := context.Background()
-	for _, st := range []string{store.StatusFailed, store.StatusCancelled} {
-		id := strings.ToLower(st)
+	for _, st := range []store.Transition{store.ToFailed{Code: "internal"}, store.ToCancelled{}} {
+		id := strings.ToLower(st.Status())
 		if _, _, err := e.store.CreateImage(ctx, &store.Image{ID: id, SourceKey: id, PoolID: pool, FileName: id}); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.store.Transition(ctx, id, st, nil); err != nil {
+		if err := e.store.Transition(ctx, id, st); err != nil {
 			t.Fatal(err)
 		}
 		e.must(http.StatusNoContent, "DELETE", "/v1/images/"+id, nil, nil)

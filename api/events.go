@@ -39,7 +39,7 @@ func (s *Server) imageEvents(c echo.Context) error {
 	var last []byte
 	lastWrite := time.Now()
 	for seq := 1; ; seq++ {
-		data, err := json.Marshal(s.viewLive(ctx, img))
+		data, err := json.Marshal(viewImage(img))
 		if err != nil {
 			return err
 		}

@@ -105,7 +105,7 @@ func TestEventsStreamProgressAndEndAtTerminalStatus(t *testing.T) {
 		}
 
 		// The worker's watch writes progress into the store; the stream shows it.
-		if err := e.store.Transition(ctx, img.ID, store.StatusDownloading, map[string]any{"node_id": node, "progress_node_id": node, "attempt": 1}); err != nil {
+		if err := e.store.Transition(ctx, img.ID, store.ToDownloading{NodeID: node, Attempt: 1}); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.store.UpdateProgress(ctx, img.ID, store.Progress{BytesDone: 250, BytesTotal: 1000, BytesPerSecond: 50, Attempt: 1, NodeID: node}); err != nil {
@@ -127,7 +127,7 @@ func TestEventsStreamProgressAndEndAtTerminalStatus(t *testing.T) {
 			t.Errorf("3 snapshots took %s while downloading", time.Since(start))
 		}
 
-		if err := e.store.Transition(ctx, img.ID, store.StatusReady, map[string]any{"path": "/pools/x/cloud-images/cirros-0.6.3.img", "size_bytes": 1000, "bytes_done": 1000}); err != nil {
+		if err := e.store.Transition(ctx, img.ID, store.ToReady{NodeID: node, Path: "/pools/x/cloud-images/cirros-0.6.3.img", SizeBytes: 1000}); err != nil {
 			t.Fatal(err)
 		}
 		last := s.next(t, "READY", func(i image) bool { return i.Status == store.StatusReady })

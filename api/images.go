@@ -7,35 +7,52 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
-	"github.com/quantix/cloudimages/workflows"
 )
 
 var statuses = []string{store.StatusPending, store.StatusDownloading, store.StatusVerifying,
 	store.StatusReady, store.StatusFailed, store.StatusCancelled}
 
+// listImages answers one page of images, newest first. The next page
+// starts after the last image of this one (next_page_token), so paging
+// through shows every image once even while downloads are added.
 func (s *Server) listImages(c echo.Context) error {
 	f := store.ImageFilter{PoolID: c.QueryParam("pool_id"), Status: strings.ToUpper(c.QueryParam("status"))}
 	if f.Status != "" && !slices.Contains(statuses, f.Status) {
 		return apiErr(fault.InvalidRequest, "status %q: want one of %s", c.QueryParam("status"), strings.Join(statuses, ", "))
+	}
+	limit, err := pageLimit(c.QueryParam("limit"))
+	if err != nil {
+		return err
+	}
+	if tok := c.QueryParam("page_token"); tok != "" {
+		after, err := decodePageToken(tok)
+		if err != nil {
+			return err
+		}
+		f.After = &after
 	}
 	if f.PoolID != "" {
 		if _, err := s.pool(c, f.PoolID); err != nil {
 			return err
 		}
 	}
+	f.Limit = limit + 1 // one more tells whether there is a next page
 	imgs, err := s.store.Images(c.Request().Context(), f)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, listOf(viewImages(imgs)))
+	page := imagePage{Items: viewImages(imgs)}
+	if len(imgs) > limit {
+		page.Items = page.Items[:limit]
+		page.NextPageToken = encodePageToken(store.CursorOf(imgs[limit-1]))
+	}
+	return c.JSON(http.StatusOK, page)
 }
 
 func (s *Server) getImage(c echo.Context) error {
@@ -43,7 +60,7 @@ func (s *Server) getImage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.viewLive(c.Request().Context(), img))
+	return c.JSON(http.StatusOK, viewImage(img))
 }
 
 func (s *Server) image(ctx context.Context, id string) (store.Image, error) {
@@ -52,59 +69,6 @@ func (s *Server) image(ctx context.Context, id string) (store.Image, error) {
 		return img, apiErr(fault.NotFound, "image %q does not exist: GET /v1/images lists the images", id)
 	}
 	return img, err
-}
-
-// viewLive is the image's view with its failovers: asked from the
-// workflow, briefly and at most every few seconds, and only for a live
-// download past its first attempt (there are none before).
-func (s *Server) viewLive(ctx context.Context, img store.Image) imageView {
-	v := viewImage(img)
-	if !img.Terminal() && img.Attempt > 1 {
-		v.Failovers = s.failover.get(img.ID, func() ([]workflows.Failover, bool) {
-			return s.queryFailovers(ctx, img.ID)
-		})
-	}
-	return v
-}
-
-// failoverCache keeps the failovers of each image for a few seconds, so
-// that many clients following one download ask its workflow once.
-type failoverCache struct {
-	mu      sync.Mutex
-	entries map[string]failoverEntry
-}
-
-type failoverEntry struct {
-	at        time.Time
-	failovers []workflows.Failover
-}
-
-const failoverTTL = 5 * time.Second
-
-func newFailoverCache() *failoverCache {
-	return &failoverCache{entries: map[string]failoverEntry{}}
-}
-
-func (f *failoverCache) get(id string, fetch func() ([]workflows.Failover, bool)) []workflows.Failover {
-	f.mu.Lock()
-	e, ok := f.entries[id]
-	f.mu.Unlock()
-	if ok && time.Since(e.at) < failoverTTL {
-		return e.failovers
-	}
-	got, answered := fetch()
-	if !answered {
-		got = e.failovers // keep what was known
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for k, old := range f.entries { // forget downloads nobody asks about
-		if time.Since(old.at) > time.Minute {
-			delete(f.entries, k)
-		}
-	}
-	f.entries[id] = failoverEntry{at: time.Now(), failovers: got}
-	return got
 }
 
 // deleteImage cancels a live download (202), or removes a terminal image:
@@ -131,21 +95,18 @@ func (s *Server) deleteImage(c echo.Context) error {
 	if err := s.store.DeleteImage(ctx, img.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	s.failover.forget(img.ID)
 	s.log.Info("image deleted", "image_id", img.ID, "pool_id", img.PoolID, "status", img.Status)
 	return c.NoContent(http.StatusNoContent)
 }
 
-func (f *failoverCache) forget(id string) {
-	f.mu.Lock()
-	delete(f.entries, id)
-	f.mu.Unlock()
-}
-
 // cancelImage asks the download's workflow to cancel: the workflow stops
 // the node's job, removes the partial data and marks the image CANCELLED.
-// An image whose workflow does not run (it was never started, or it was
-// terminated) has nobody to do that, so it is marked CANCELLED here.
+// The API writes no status of a download that has a workflow. Only when
+// none runs — it was never started (the API stopped between the insert
+// and the start, or Temporal refused the start), or it ended without
+// settling the record (terminated) — is nobody left to write it, and the
+// record is settled CANCELLED here; the store refuses that for an image
+// that became terminal meanwhile.
 func (s *Server) cancelImage(c echo.Context, img store.Image) error {
 	ctx := c.Request().Context()
 	state, err := s.describeDownload(ctx, img.ID)
@@ -163,9 +124,7 @@ func (s *Server) cancelImage(c echo.Context, img store.Image) error {
 		}
 		// It ended between the two calls: look at the image again below.
 	}
-	err = s.store.Transition(ctx, img.ID, store.StatusCancelled, map[string]any{
-		"error_code": fault.Cancelled, "error_message": "the download was cancelled", "bytes_per_second": 0,
-	})
+	err = s.store.Transition(ctx, img.ID, store.ToCancelled{Failovers: img.Failovers})
 	if err != nil && !errors.Is(err, store.ErrTransition) {
 		return err
 	}

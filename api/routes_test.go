@@ -139,7 +139,7 @@ func TestEveryRouteHappyPath(t *testing.T) {
 		if r := e.do("DELETE", "/v1/pools/"+poolID, nil); r.status != http.StatusConflict || r.errCode(t) != "conflict" {
 			t.Errorf("DELETE pool with live images: %d %s", r.status, r.body)
 		}
-		if err := e.store.Transition(context.Background(), img.ID, store.StatusFailed, map[string]any{"error_code": "upstream_error", "error_message": "mirror down"}); err != nil {
+		if err := e.store.Transition(context.Background(), img.ID, store.ToFailed{Code: "upstream_error", Message: "mirror down"}); err != nil {
 			t.Fatal(err)
 		}
 		e.must(http.StatusOK, "GET", "/v1/images/"+img.ID, nil, &got)

@@ -42,8 +42,6 @@ type Options struct {
 
 	// TemporalTimeout bounds every call to Temporal (default 5s).
 	TemporalTimeout time.Duration
-	// QueryTimeout bounds the progress query for failovers (default 1s).
-	QueryTimeout time.Duration
 	// NodeTimeout bounds every call to a node agent (default 5s).
 	NodeTimeout time.Duration
 	// HealthInterval is how often every node's agent is checked; negative
@@ -64,7 +62,6 @@ func (o Options) withDefaults() Options {
 		}
 	}
 	def(&o.TemporalTimeout, 5*time.Second)
-	def(&o.QueryTimeout, time.Second)
 	def(&o.NodeTimeout, 5*time.Second)
 	def(&o.HealthInterval, 5*time.Second)
 	def(&o.EventInterval, time.Second)
@@ -87,7 +84,6 @@ type Server struct {
 	log      *slog.Logger
 	echo     *echo.Echo
 	metrics  *metrics
-	failover *failoverCache
 
 	closing   chan struct{} // closed by Close: events streams end
 	closeOnce sync.Once
@@ -117,7 +113,6 @@ func New(deps Deps) (*Server, error) {
 		log:      log.With("component", "api"),
 		closing:  make(chan struct{}),
 	}
-	s.failover = newFailoverCache()
 	s.metrics = newMetrics(s)
 	s.echo = s.routes()
 	if s.opts.HealthInterval > 0 {

@@ -112,23 +112,6 @@ func (s *Server) cancelDownload(ctx context.Context, imageID string) (sent bool,
 	return true, nil
 }
 
-// queryFailovers asks a running workflow for its failovers, briefly: no
-// answer is no failovers.
-func (s *Server) queryFailovers(ctx context.Context, imageID string) ([]workflows.Failover, bool) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
-	defer cancel()
-	v, err := s.temporal.QueryWorkflow(ctx, workflows.WorkflowID(imageID), "", workflows.ProgressQuery)
-	if err != nil {
-		s.log.Debug("progress query", "image_id", imageID, "error", err)
-		return nil, false
-	}
-	var st workflows.ProgressState
-	if err := v.Get(&st); err != nil {
-		return nil, false
-	}
-	return st.Failovers, true
-}
-
 // temporalError turns a failed call to Temporal into temporal_unavailable
 // with a message that says where Temporal was expected.
 func (s *Server) temporalError(what string, err error) error {

@@ -11,18 +11,6 @@ import (
 
 var liveOrReady = []string{StatusPending, StatusDownloading, StatusVerifying, StatusReady}
 
-// allowedFrom says, for each status, the statuses an image may come from.
-// READY, FAILED and CANCELLED are terminal: nothing leaves them, so a READY
-// image never goes back to DOWNLOADING and a CANCELLED one never becomes READY.
-var allowedFrom = map[string][]string{
-	StatusPending:     {StatusPending, StatusDownloading, StatusVerifying},
-	StatusDownloading: {StatusPending, StatusDownloading, StatusVerifying},
-	StatusVerifying:   {StatusPending, StatusDownloading, StatusVerifying},
-	StatusReady:       {StatusPending, StatusDownloading, StatusVerifying},
-	StatusFailed:      {StatusPending, StatusDownloading, StatusVerifying},
-	StatusCancelled:   {StatusPending, StatusDownloading, StatusVerifying},
-}
-
 // CreateImage inserts img unless a live or READY image of the same source is
 // already in the pool; then it returns that one and created=false. The check
 // is the schema's unique index, so concurrent callers get one image between
@@ -93,9 +81,27 @@ type ImageFilter struct {
 	PoolID string
 	Status string
 	Live   bool // only images that are not terminal
+
+	// After continues a listing after the image it names (the last one of
+	// the previous page); nil starts at the newest.
+	After *ImageCursor
+	// Limit is the most images returned; 0 returns them all.
+	Limit int
 }
 
-// Images lists images, newest first.
+// ImageCursor is a place in the listing's order (newest first, then by
+// id): the creation time and id of the image before it.
+type ImageCursor struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// CursorOf is the cursor that continues a listing after img.
+func CursorOf(img Image) ImageCursor { return ImageCursor{CreatedAt: img.CreatedAt, ID: img.ID} }
+
+// Images lists images, newest first and, among those created at the same
+// moment, by id: an order that does not change while images are added or
+// removed, so that paging through it with After never shows one twice.
 func (s *Store) Images(ctx context.Context, f ImageFilter) ([]Image, error) {
 	q := s.db.WithContext(ctx).Order("created_at DESC, id")
 	if f.PoolID != "" {
@@ -105,46 +111,18 @@ func (s *Store) Images(ctx context.Context, f ImageFilter) ([]Image, error) {
 		q = q.Where("status = ?", f.Status)
 	}
 	if f.Live {
-		q = q.Where("status IN ?", []string{StatusPending, StatusDownloading, StatusVerifying})
+		q = q.Where("status IN ?", live)
+	}
+	if f.After != nil {
+		at := f.After.CreatedAt.UTC()
+		q = q.Where("created_at < ? OR (created_at = ? AND id > ?)", at, at, f.After.ID)
+	}
+	if f.Limit > 0 {
+		q = q.Limit(f.Limit)
 	}
 	var imgs []Image
 	err := q.Find(&imgs).Error
 	return imgs, err
-}
-
-// Transition moves an image to status `to`, setting fields alongside, if
-// the move is allowed from its current status. Moving to the status it
-// already has is fine (activities retry); any other refused move is
-// ErrTransition, and an unknown image ErrNotFound.
-func (s *Store) Transition(ctx context.Context, id, to string, fields map[string]any) error {
-	from, ok := allowedFrom[to]
-	if !ok {
-		return fmt.Errorf("unknown status %q", to)
-	}
-	set := map[string]any{"status": to}
-	for k, v := range fields {
-		set[k] = v
-	}
-	if to == StatusReady {
-		if _, has := set["ready_at"]; !has {
-			set["ready_at"] = time.Now().UTC()
-		}
-	}
-	res := s.db.WithContext(ctx).Model(&Image{}).Where("id = ? AND status IN ?", id, from).Updates(set)
-	if res.Error != nil {
-		return res.Error
-	}
-	if res.RowsAffected > 0 {
-		return nil
-	}
-	cur, err := s.Image(ctx, id)
-	if err != nil {
-		return err
-	}
-	if cur.Status == to {
-		return nil
-	}
-	return fmt.Errorf("image %q is %s and cannot become %s: %w", id, cur.Status, to, ErrTransition)
 }
 
 // Progress is the live progress of a download.
@@ -160,7 +138,7 @@ type Progress struct {
 // terminal image it does nothing.
 func (s *Store) UpdateProgress(ctx context.Context, id string, p Progress) error {
 	return s.db.WithContext(ctx).Model(&Image{}).
-		Where("id = ? AND status IN ?", id, []string{StatusPending, StatusDownloading, StatusVerifying}).
+		Where("id = ? AND status IN ?", id, live).
 		Updates(map[string]any{
 			"bytes_done":       p.BytesDone,
 			"bytes_total":      p.BytesTotal,

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/store"
@@ -93,7 +94,7 @@ func TestNewDownloadAllowedAfterFailureAndFileNameGuarded(t *testing.T) {
 			if _, _, err := s.CreateImage(ctx, other); !errors.Is(err, store.ErrFileNameTaken) {
 				t.Fatalf("same file name, other source: err=%v, want ErrFileNameTaken", err)
 			}
-			if err := s.Transition(ctx, "a", store.StatusFailed, map[string]any{"error_code": "upstream_error"}); err != nil {
+			if err := s.Transition(ctx, "a", store.ToFailed{Code: "upstream_error"}); err != nil {
 				t.Fatal(err)
 			}
 			again := &store.Image{ID: "c", SourceKey: "catalog:x", PoolID: "p1", FileName: "x.qcow2"}
@@ -118,7 +119,7 @@ func TestStatusTransitionsAreGuarded(t *testing.T) {
 		{[]string{store.StatusFailed, store.StatusDownloading}, false},
 		{[]string{store.StatusReady, store.StatusReady}, true}, // a retried activity
 		{[]string{store.StatusDownloading, store.StatusCancelled}, true},
-		{[]string{store.StatusDownloading, store.StatusPending, store.StatusDownloading}, true}, // failover
+		{[]string{store.StatusVerifying, store.StatusDownloading}, true}, // failover
 	}
 	for _, db := range testenv.Databases(t) {
 		t.Run(db.Name, func(t *testing.T) {
@@ -132,7 +133,7 @@ func TestStatusTransitionsAreGuarded(t *testing.T) {
 				}
 				var err error
 				for _, st := range c.path {
-					if err = s.Transition(ctx, id, st, nil); err != nil {
+					if err = s.Transition(ctx, id, to(st)); err != nil {
 						break
 					}
 				}
@@ -143,7 +144,7 @@ func TestStatusTransitionsAreGuarded(t *testing.T) {
 					t.Errorf("%v: err=%v, want ErrTransition", c.path, err)
 				}
 			}
-			if err := s.Transition(ctx, "missing", store.StatusReady, nil); !errors.Is(err, store.ErrNotFound) {
+			if err := s.Transition(ctx, "missing", store.ToReady{}); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("unknown image: err=%v, want ErrNotFound", err)
 			}
 			if img, err := s.Image(ctx, "img-0"); err != nil || img.ReadyAt == nil {
@@ -197,7 +198,7 @@ func TestPoolDeleteRefusedWhileImagesLive(t *testing.T) {
 			if err := s.DeletePool(ctx, "p1"); !errors.Is(err, store.ErrInUse) {
 				t.Fatalf("delete pool with live image: %v, want ErrInUse", err)
 			}
-			if err := s.Transition(ctx, "a", store.StatusCancelled, nil); err != nil {
+			if err := s.Transition(ctx, "a", store.ToCancelled{}); err != nil {
 				t.Fatal(err)
 			}
 			if err := s.DeletePool(ctx, "p1"); err != nil {
@@ -227,5 +228,113 @@ func TestBadDatabaseURL(t *testing.T) {
 		if strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("ValidateURL(%q) = %q: shows the password", u, err)
 		}
+	}
+}
+
+// to is the plain transition to a status.
+func to(status string) store.Transition {
+	switch status {
+	case store.StatusDownloading:
+		return store.ToDownloading{NodeID: "node-1", Attempt: 1}
+	case store.StatusVerifying:
+		return store.ToVerifying{NodeID: "node-1"}
+	case store.StatusReady:
+		return store.ToReady{NodeID: "node-1", Path: "/p/x", SizeBytes: 1}
+	case store.StatusFailed:
+		return store.ToFailed{Code: "internal", Message: "x"}
+	case store.StatusCancelled:
+		return store.ToCancelled{}
+	}
+	panic("no transition to " + status)
+}
+
+func TestFailoversAreRecordedWhileLiveAndKeptAtTheEnd(t *testing.T) {
+	for _, db := range testenv.Databases(t) {
+		t.Run(db.Name, func(t *testing.T) {
+			s := open(t, db.URL)
+			seed(t, s)
+			ctx := context.Background()
+			if _, _, err := s.CreateImage(ctx, &store.Image{ID: "a", SourceKey: "k", PoolID: "p1", FileName: "f"}); err != nil {
+				t.Fatal(err)
+			}
+			at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+			one := []store.Failover{{NodeID: "node-1", Reason: "unreachable", Code: "node_unreachable", At: at}}
+			if err := s.Transition(ctx, "a", to(store.StatusDownloading)); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.RecordFailovers(ctx, "a", one); err != nil {
+				t.Fatal(err)
+			}
+			if img, err := s.Image(ctx, "a"); err != nil || len(img.Failovers) != 1 || img.Failovers[0].NodeID != "node-1" || !img.Failovers[0].At.Equal(at) {
+				t.Fatalf("live image's failovers %+v (%v), want node-1's", img.Failovers, err)
+			}
+			if err := s.Transition(ctx, "a", store.ToCancelled{Failovers: one}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.RecordFailovers(ctx, "a", nil); !errors.Is(err, store.ErrTransition) {
+				t.Fatalf("failovers of a CANCELLED image: %v, want ErrTransition", err)
+			}
+			img, err := s.Image(ctx, "a")
+			if err != nil || len(img.Failovers) != 1 || img.ErrorCode != store.CancelledCode {
+				t.Fatalf("cancelled image: failovers %+v, error code %q (%v)", img.Failovers, img.ErrorCode, err)
+			}
+			if err := s.RecordChecksum(ctx, "a", "sha256:00", false); !errors.Is(err, store.ErrTransition) {
+				t.Fatalf("checksum of a CANCELLED image: %v, want ErrTransition", err)
+			}
+		})
+	}
+}
+
+func TestImagesPageThroughInAStableOrder(t *testing.T) {
+	for _, db := range testenv.Databases(t) {
+		t.Run(db.Name, func(t *testing.T) {
+			s := open(t, db.URL)
+			seed(t, s)
+			ctx := context.Background()
+			// Seven images, four of them created at the same moment, so
+			// that the id decides among those.
+			same := time.Date(2026, 3, 4, 5, 6, 7, 123456000, time.UTC)
+			for i := range 7 {
+				at := same
+				if i >= 4 {
+					at = same.Add(time.Duration(i) * time.Second)
+				}
+				id := fmt.Sprintf("img-%d", i)
+				img := &store.Image{ID: id, SourceKey: id, PoolID: "p1", FileName: id, CreatedAt: at}
+				if _, _, err := s.CreateImage(ctx, img); err != nil {
+					t.Fatal(err)
+				}
+			}
+			all, err := s.Images(ctx, store.ImageFilter{})
+			if err != nil || len(all) != 7 {
+				t.Fatalf("all images: %d, %v", len(all), err)
+			}
+			var want []string
+			for _, img := range all {
+				want = append(want, img.ID)
+			}
+			if strings.Join(want, ",") != "img-6,img-5,img-4,img-0,img-1,img-2,img-3" {
+				t.Fatalf("order %v, want newest first, then by id", want)
+			}
+			var got []string
+			f := store.ImageFilter{Limit: 3}
+			for range 10 {
+				page, err := s.Images(ctx, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, img := range page {
+					got = append(got, img.ID)
+				}
+				if len(page) < f.Limit {
+					break
+				}
+				c := store.CursorOf(page[len(page)-1])
+				f.After = &c
+			}
+			if strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Fatalf("paged through %v, want %v", got, want)
+			}
+		})
 	}
 }

@@ -53,6 +53,13 @@ func TestKilledNodeFailsOverAndResumesOnSharedPool(t *testing.T) {
 			run := w.startDownload(id)
 			first, _ := w.waitTransferring(id, 1<<20)
 			w.agents[first].Kill()
+			// The workflow records the failover when it happens, not only
+			// at the end: the API reads it from the record while the
+			// download goes on.
+			live := w.waitRecord(id, func(img store.Image) bool { return len(img.Failovers) > 0 })
+			if live.Terminal() || live.Failovers[0].NodeID != first {
+				t.Fatalf("first record with a failover: %s, failovers %+v; want a live download that left %s", live.Status, live.Failovers, first)
+			}
 
 			res := w.result(run)
 			w.checkReady(id, res)

@@ -207,3 +207,18 @@ func (w *world) waitTransferring(imageID string, atLeast int64) (string, agentcl
 	w.t.Fatalf("image %s never transferred %d bytes", imageID, atLeast)
 	return "", agentclient.Download{}
 }
+
+// waitRecord polls the image record until ok says yes, and returns it.
+func (w *world) waitRecord(imageID string, ok func(store.Image) bool) store.Image {
+	w.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		img, err := w.store.Image(context.Background(), imageID)
+		if err == nil && ok(img) {
+			return img
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.t.Fatalf("image %s: the record never got there", imageID)
+	return store.Image{}
+}

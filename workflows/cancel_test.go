@@ -27,7 +27,7 @@ func TestCancelStopsTheNodeJobAndEndsCancelled(t *testing.T) {
 			return activities.Finished{}, ctx.Err()
 		}).Once()
 	f.env.OnActivity(a.CancelOnNode, mock.Anything, activities.CancelRequest{NodeID: "node-1", DownloadID: imageID}).Return(nil).Once()
-	f.env.OnActivity(a.MarkCancelled, mock.Anything, imageID).Return(nil).Once()
+	f.env.OnActivity(a.MarkCancelled, mock.Anything, cancelledReq).Return(nil).Once()
 
 	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
 
@@ -41,11 +41,13 @@ func TestCancelStopsTheNodeJobAndEndsCancelled(t *testing.T) {
 	f.env.AssertExpectations(t)
 }
 
+var cancelledReq = activities.CancelledRequest{ImageID: imageID, Failovers: []workflows.Failover{}}
+
 func TestCancelWhileWaitingForANodeMarksCancelled(t *testing.T) {
 	f := newFixture(t, false)
 	f.env.OnActivity(a.PickNode, mock.Anything, mock.Anything).Return(activities.Pick{Assigned: []string{"node-1"},
 		Refused: []activities.Refusal{{NodeID: "node-1", Reason: "health check failed"}}}, nil)
-	f.env.OnActivity(a.MarkCancelled, mock.Anything, imageID).Return(nil).Once()
+	f.env.OnActivity(a.MarkCancelled, mock.Anything, cancelledReq).Return(nil).Once()
 	f.env.RegisterDelayedCallback(f.env.CancelWorkflow, 5*time.Second)
 
 	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
@@ -176,7 +178,7 @@ func TestCancelBeforeTheRecordStepMarksTheAPIsRecordCancelled(t *testing.T) {
 			<-ctx.Done()
 			return source.Source{}, ctx.Err()
 		}).Once()
-	f.env.OnActivity(a.MarkCancelled, mock.Anything, imageID).Return(nil).Once()
+	f.env.OnActivity(a.MarkCancelled, mock.Anything, cancelledReq).Return(nil).Once()
 
 	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
 

@@ -24,6 +24,9 @@ var a *activities.Activities
 //  6. fail over to another node when this one fails,
 //  7. mark the image READY, or FAILED with a contract code.
 //
+// The workflow owns the image's status and failovers: it records each
+// change itself (record), and the API and the watch never write them.
+//
 // Cancelled, it stops the node-side job, removes the partial data and
 // marks the image CANCELLED.
 func DownloadImageWorkflow(ctx workflow.Context, in Input) (Result, error) {
@@ -89,7 +92,9 @@ func (d *download) transfer(ctx workflow.Context) (activities.Finished, error) {
 		if !ok {
 			return activities.Finished{}, err
 		}
-		d.failover(ctx, node.NodeID, reason, code)
+		if err := d.failover(ctx, node.NodeID, reason, code); err != nil {
+			return activities.Finished{}, err
+		}
 	}
 }
 
@@ -101,7 +106,12 @@ func (d *download) downloadOn(ctx workflow.Context, nodeID string) (activities.F
 	if err != nil {
 		return activities.Finished{}, err
 	}
-	d.setProgress(started.BytesDone, d.progress.BytesTotal, 0)
+	d.setProgress(started.BytesDone, started.BytesTotal, 0)
+	err = d.record(ctx, a.MarkDownloading, activities.DownloadingRequest{ImageID: d.imageID, NodeID: nodeID,
+		Attempt: d.attempt, Path: started.Path, BytesDone: started.BytesDone, BytesTotal: d.progress.BytesTotal})
+	if err != nil {
+		return activities.Finished{}, err
+	}
 	d.setStatus(ctx, store.StatusDownloading)
 	var fin activities.Finished
 	wctx := workflow.WithActivityOptions(ctx, nodeStepOptions(ctx, watchOptions(d.plan.HeartbeatTimeout)))
@@ -128,7 +138,7 @@ func (d *download) markReady(ctx workflow.Context, fin activities.Finished) (Res
 	}
 	req := activities.ReadyRequest{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum,
 		Failovers: d.failovers}
-	if err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.MarkReady, req).Get(ctx, nil); err != nil {
+	if err := d.record(ctx, a.MarkReady, req); err != nil {
 		return Result{}, err
 	}
 	d.setProgress(fin.SizeBytes, fin.SizeBytes, 0)
@@ -147,7 +157,7 @@ func (d *download) end(ctx workflow.Context, err error) error {
 		d.cleanup(dctx)
 		// Marked even before EnsureImage ran: the API creates the record
 		// before it starts the workflow, and a missing one is no error.
-		err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(dctx, localOptions), a.MarkCancelled, d.imageID).Get(dctx, nil)
+		err := d.record(dctx, a.MarkCancelled, activities.CancelledRequest{ImageID: d.imageID, Failovers: d.failovers})
 		if err != nil {
 			workflow.GetLogger(ctx).Error("mark cancelled", "image_id", d.imageID, "error", err)
 		}
@@ -157,7 +167,7 @@ func (d *download) end(ctx workflow.Context, err error) error {
 	code, msg := failure(err)
 	d.cleanup(ctx)
 	req := activities.FailRequest{ImageID: d.imageID, Code: code, Message: msg, Failovers: d.failovers}
-	if err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.MarkFailed, req).Get(ctx, nil); err != nil {
+	if err := d.record(ctx, a.MarkFailed, req); err != nil {
 		workflow.GetLogger(ctx).Error("mark failed", "image_id", d.imageID, "error", err)
 	}
 	d.setStatus(ctx, store.StatusFailed)

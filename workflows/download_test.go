@@ -3,7 +3,9 @@ package workflows_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/source"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/workflows"
 )
 
@@ -35,6 +38,23 @@ type fixture struct {
 	t      *testing.T
 	env    *testsuite.TestWorkflowEnvironment
 	shared bool
+
+	mu        sync.Mutex
+	records   []string      // what the workflow recorded in the image record, in order
+	verifying chan struct{} // closed when VERIFYING is recorded
+}
+
+// recorded notes one write of the image record, as "STATUS node".
+func (f *fixture) recorded(what string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.records = append(f.records, what)
+}
+
+func (f *fixture) recordsSoFar() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strings.Join(f.records, "; ")
 }
 
 // newFixture is a test environment where the steps that do not touch the
@@ -46,7 +66,7 @@ func newFixture(t *testing.T, shared bool) *fixture {
 	env.RegisterActivity(a)
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.WorkflowID(imageID)})
 	env.SetTestTimeout(time.Minute)
-	return &fixture{t: t, env: env, shared: shared}
+	return &fixture{t: t, env: env, shared: shared, verifying: make(chan struct{})}
 }
 
 // defaults mocks the steps a test did not mock itself. Mocks match in the
@@ -55,9 +75,35 @@ func (f *fixture) defaults() {
 	f.env.OnActivity(a.ResolveSource, mock.Anything, mock.Anything).Return(cirros, nil).Maybe()
 	f.env.OnActivity(a.EnsureImage, mock.Anything, mock.Anything).Return(f.plan(), nil).Maybe()
 	f.env.OnActivity(a.ResolveChecksum, mock.Anything, mock.Anything).Return(cirros, nil).Maybe()
-	f.env.OnActivity(a.MarkReady, mock.Anything, mock.Anything).Return(nil).Maybe()
-	f.env.OnActivity(a.MarkFailed, mock.Anything, mock.Anything).Return(nil).Maybe()
-	f.env.OnActivity(a.MarkCancelled, mock.Anything, mock.Anything).Return(nil).Maybe()
+	f.env.OnActivity(a.MarkDownloading, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.DownloadingRequest) error {
+		f.recorded(fmt.Sprintf("DOWNLOADING %s attempt %d at %d of %d", r.NodeID, r.Attempt, r.BytesDone, r.BytesTotal))
+		return nil
+	}).Maybe()
+	f.env.OnActivity(a.MarkVerifying, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.VerifyingRequest) error {
+		f.recorded("VERIFYING " + r.NodeID)
+		close(f.verifying)
+		return nil
+	}).Maybe()
+	f.env.OnActivity(a.RecordFailovers, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.FailoversRequest) error {
+		var nodes []string
+		for _, fo := range r.Failovers {
+			nodes = append(nodes, fo.NodeID)
+		}
+		f.recorded("FAILOVERS " + strings.Join(nodes, ","))
+		return nil
+	}).Maybe()
+	f.env.OnActivity(a.MarkReady, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.ReadyRequest) error {
+		f.recorded("READY " + r.NodeID)
+		return nil
+	}).Maybe()
+	f.env.OnActivity(a.MarkFailed, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.FailRequest) error {
+		f.recorded("FAILED " + r.Code)
+		return nil
+	}).Maybe()
+	f.env.OnActivity(a.MarkCancelled, mock.Anything, mock.Anything).Return(func(context.Context, activities.CancelledRequest) error {
+		f.recorded("CANCELLED")
+		return nil
+	}).Maybe()
 	f.env.OnActivity(a.CancelOnNode, mock.Anything, mock.Anything).Return(nil).Maybe()
 }
 
@@ -150,6 +196,35 @@ func TestDownloadsOnThePickedNodeAndMarksReady(t *testing.T) {
 	f.env.AssertExpectations(t)
 }
 
+// The workflow records every status itself, in order: DOWNLOADING once the
+// node took the job, VERIFYING when the watch signals that the node
+// verifies, READY at the end.
+func TestWorkflowRecordsEachStatusInOrder(t *testing.T) {
+	f := newFixture(t, false)
+	f.env.OnActivity(a.PickNode, mock.Anything, mock.Anything).Return(pick("node-1"), nil).Once()
+	f.env.OnActivity(a.StartOnNode, mock.Anything, mock.Anything).Return(
+		activities.Started{NodeID: "node-1", Path: "/p/cirros.img", BytesDone: 100, BytesTotal: 1000}, nil).Once()
+	f.env.OnActivity(a.WatchDownload, mock.Anything, onNode("node-1")).Return(
+		func(ctx context.Context, j activities.Job) (activities.Finished, error) {
+			f.env.SignalWorkflow(activities.ProgressSignal, activities.ProgressUpdate{NodeID: "node-1", State: agentclient.StateVerifying,
+				BytesDone: 1000, BytesTotal: 1000})
+			select { // the node finishes only after the workflow saw it verify
+			case <-f.verifying:
+			case <-time.After(10 * time.Second):
+				return activities.Finished{}, errors.New("VERIFYING was never recorded")
+			}
+			return finished("node-1"), nil
+		}).Once()
+
+	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
+
+	f.result()
+	want := "DOWNLOADING node-1 attempt 1 at 100 of 1000; VERIFYING node-1; READY node-1"
+	if got := f.recordsSoFar(); got != want {
+		t.Fatalf("recorded %q, want %q", got, want)
+	}
+}
+
 func TestFailsOverWhenConnectRetriesRunOut(t *testing.T) {
 	f := newFixture(t, false)
 	f.env.OnActivity(a.PickNode, mock.Anything, excluding()).Return(pick("node-1"), nil).Once()
@@ -211,6 +286,12 @@ func TestFailsOverWhenNodeDiesMidTransferOnSharedPool(t *testing.T) {
 	// The image keeps its failovers after the workflow ends.
 	if len(ready.Failovers) != 1 || ready.Failovers[0].NodeID != "node-1" {
 		t.Fatalf("MarkReady got failovers %+v, want node-1's", ready.Failovers)
+	}
+	// The failover is in the image record before the next node starts,
+	// not only at the end.
+	want := "DOWNLOADING node-1 attempt 1 at 0 of 1000; FAILOVERS node-1; DOWNLOADING node-2 attempt 2 at 400 of 1000"
+	if got := f.recordsSoFar(); got != want {
+		t.Fatalf("recorded %q, want %q", got, want)
 	}
 	// On a shared pool the partial data is what node-2 resumes: no clean-up.
 	f.env.AssertActivityNumberOfCalls(t, "CancelOnNode", 0)

@@ -98,14 +98,19 @@ func listOr(items []string, none string) string {
 	return strings.Join(items, ", ")
 }
 
-// failover records that a node failed the download and leaves it behind.
+// failover records that a node failed the download (in the image record
+// too, so the API shows it at once) and leaves the node behind.
 // On a local pool the node is asked, best effort and in the background,
 // to stop its job and remove the partial data; on a shared pool that data is what the next
 // node resumes from, so it stays.
-func (d *download) failover(ctx workflow.Context, nodeID, reason, code string) {
+func (d *download) failover(ctx workflow.Context, nodeID, reason, code string) error {
 	workflow.GetLogger(ctx).Warn("failing over", "image_id", d.imageID, "node_id", nodeID, "code", code, "reason", reason)
 	d.failovers = append(d.failovers, Failover{NodeID: nodeID, Reason: reason, Code: code, At: workflow.Now(ctx).UTC()})
 	d.failed = append(d.failed, nodeID)
+	d.showDetails(ctx)
+	if err := d.record(ctx, a.RecordFailovers, activities.FailoversRequest{ImageID: d.imageID, Failovers: d.failovers}); err != nil {
+		return err
+	}
 	if !d.plan.Shared {
 		// Not waited for: a node that is unreachable would hold the
 		// download up for the clean-up's timeouts.
@@ -118,5 +123,5 @@ func (d *download) failover(ctx workflow.Context, nodeID, reason, code string) {
 		})
 	}
 	d.jobStarted = false
-	d.showDetails(ctx)
+	return nil
 }

@@ -29,6 +29,7 @@ type download struct {
 	failed     []string // nodes that failed in this download
 	jobStarted bool     // a node-side job may exist on nodeID
 	published  bool     // the node published the file: it is the image's, or must go
+	recording  workflow.Mutex
 }
 
 func newDownload(ctx workflow.Context, in Input) *download {
@@ -37,7 +38,7 @@ func newDownload(ctx workflow.Context, in Input) *download {
 		// Started from the temporal CLI: the image id is in the workflow id.
 		id = ImageIDFromWorkflowID(workflow.GetInfo(ctx).WorkflowExecution.ID)
 	}
-	return &download{in: in, imageID: id, status: store.StatusPending, failovers: []Failover{}}
+	return &download{in: in, imageID: id, status: store.StatusPending, failovers: []Failover{}, recording: workflow.NewMutex(ctx)}
 }
 
 // listen answers the progress query, takes in the progress the watch
@@ -72,16 +73,51 @@ func (d *download) state() (ProgressState, error) {
 	return ProgressState{Status: d.status, NodeID: d.nodeID, Progress: d.progress, Failovers: d.failovers}, nil
 }
 
+// onProgress takes in the watch's news. The bytes are only shown (the
+// watch writes them to the image record itself); the node starting to
+// verify is a change of status, which the workflow records.
 func (d *download) onProgress(ctx workflow.Context, u activities.ProgressUpdate) {
 	if u.NodeID != d.nodeID || store.IsTerminal(d.status) {
 		return // late news from a node the download has left
 	}
 	d.setProgress(u.BytesDone, u.BytesTotal, u.BytesPerSecond)
-	if u.State == agentclient.StateVerifying {
-		d.setStatus(ctx, store.StatusVerifying) // shows the new details too
-	} else {
-		d.setStatus(ctx, store.StatusDownloading)
+	if u.State == agentclient.StateVerifying && d.status == store.StatusDownloading {
+		d.markVerifying(ctx, u.NodeID)
+		return
 	}
+	d.showDetails(ctx)
+}
+
+// markVerifying records VERIFYING, unless the download moved on (to
+// another node, or to its end) while it waited for its turn to record.
+func (d *download) markVerifying(ctx workflow.Context, nodeID string) {
+	if err := d.recording.Lock(ctx); err != nil {
+		return // cancelled: the download ends anyway
+	}
+	defer d.recording.Unlock()
+	if nodeID != d.nodeID || d.status != store.StatusDownloading {
+		return
+	}
+	req := activities.VerifyingRequest{ImageID: d.imageID, NodeID: nodeID}
+	err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.MarkVerifying, req).Get(ctx, nil)
+	if err != nil {
+		// The figures still move; the next state, READY or FAILED, is
+		// recorded by the main line of the workflow.
+		workflow.GetLogger(ctx).Warn("mark verifying", "image_id", d.imageID, "node_id", nodeID, "error", err)
+		return
+	}
+	d.setStatus(ctx, store.StatusVerifying)
+}
+
+// record runs one of the local activities that write the image's status
+// or failovers, one at a time, so that they reach the database in the
+// order the workflow decided them.
+func (d *download) record(ctx workflow.Context, activity, req any) error {
+	if err := d.recording.Lock(ctx); err != nil {
+		return err
+	}
+	defer d.recording.Unlock()
+	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), activity, req).Get(ctx, nil)
 }
 
 func (d *download) setProgress(done, total int64, rate float64) {

@@ -60,10 +60,18 @@ export async function get(path) {
   return (await send('GET', path)).json();
 }
 
-/** GET a list endpoint and return its items. */
+/** GET a list endpoint and return all its items, page after page. */
 export async function list(path) {
-  const body = await get(path);
-  return (body && body.items) || [];
+  // A list may come in pages (GET /v1/images): follow next_page_token.
+  const items = [];
+  let page = path;
+  for (;;) {
+    const body = await get(page);
+    items.push(...((body && body.items) || []));
+    const token = body && body.next_page_token;
+    if (!token) return items;
+    page = path + (path.includes('?') ? '&' : '?') + 'page_token=' + encodeURIComponent(token);
+  }
 }
 
 /** POST JSON; returns {status, body}. */

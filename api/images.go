@@ -57,7 +57,7 @@ func (s *Server) image(ctx context.Context, id string) (store.Image, error) {
 // viewLive is the image's view with its failovers: asked from the
 // workflow, briefly and at most every few seconds, and only for a live
 // download past its first attempt (there are none before).
-func (s *Server) viewLive(ctx context.Context, img store.Image) imageView {
+func (s *Server) viewLive(ctx context.Context, img store.Image) Image {
 	v := viewImage(img)
 	if !img.Terminal() && img.Attempt > 1 {
 		v.Failovers = s.failover.get(img.ID, func() ([]workflows.Failover, bool) {

@@ -82,7 +82,6 @@ func (t *Temporal) Process(logPath string) *Process {
 // Apply sets p's arguments from t.
 func (t *Temporal) Apply(p *Process) { p.Args = t.Args() }
 
-
 // TemporalServes reports whether a Temporal frontend serves the default
 // namespace at address.
 func TemporalServes(ctx context.Context, address string) error {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/quantix/cloudimages/api"
 	"github.com/quantix/cloudimages/internal/testenv"
+	"github.com/quantix/cloudimages/workflows"
 )
 
 // Sizes and rates: a trickled download lasts about six seconds, long
@@ -197,8 +198,8 @@ func TestDownloadsEndToEnd(t *testing.T) {
 		// own check of node status does not get a say.
 		id := "no-node-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 		input := fmt.Sprintf(`{"url": %q, "name": "no-node", "checksum": %q, "pool_id": "local-1"}`, f.url, f.sum)
-		if out, err := s.TemporalCLI("workflow", "start", "--task-queue", "image-downloads", "--type", "DownloadImageWorkflow",
-			"--workflow-id", "image-"+id, "--input", input); err != nil {
+		if out, err := s.TemporalCLI("workflow", "start", "--task-queue", workflows.TaskQueue, "--type", workflows.WorkflowType,
+			"--workflow-id", workflows.WorkflowID(id), "--input", input); err != nil {
 			t.Fatalf("temporal workflow start: %v\n%s", err, out)
 		}
 		eventually(t, 30*time.Second, "the workflow's image record", func() bool {

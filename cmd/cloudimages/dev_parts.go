@@ -79,7 +79,7 @@ func (d *devRun) prepare() error {
 // killed.
 const stopTimeout = 15 * time.Second
 
-// start starts a child and adds it to those stopAll stops. Its output goes
+// startChild starts a child and adds it to those stopAll stops. Its output goes
 // to {data dir}/logs/{name}.log and, prefixed with its name, to our stderr
 // (except the Temporal server's, which is noise to most users). A child
 // that ends on its own afterwards is reported on d.exited.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/quantix/cloudimages/fault"
@@ -81,9 +82,9 @@ func (c *Client) Call(ctx context.Context, method, path string, in, out any) (in
 		return status, err
 	}
 	if status >= 400 {
-		var eb fault.Body
-		if json.Unmarshal(raw, &eb) == nil && eb.Error != nil {
-			return status, eb.Error
+		var eb ErrorBody
+		if json.Unmarshal(raw, &eb) == nil && eb.Error.Code != "" {
+			return status, &fault.Error{Code: eb.Error.Code, Message: eb.Error.Message}
 		}
 		return status, fmt.Errorf("%s %s: %d %s", method, path, status, bytes.TrimSpace(raw))
 	}
@@ -93,4 +94,72 @@ func (c *Client) Call(ctx context.Context, method, path string, in, out any) (in
 		}
 	}
 	return status, nil
+}
+
+// CreateNode registers a node whose agent listens at address.
+func (c *Client) CreateNode(ctx context.Context, id, address string) (Node, int, error) {
+	var n Node
+	status, err := c.Call(ctx, http.MethodPost, "/v1/nodes", map[string]any{"id": id, "name": id, "address": address}, &n)
+	return n, status, err
+}
+
+// Node returns a node.
+func (c *Client) Node(ctx context.Context, id string) (Node, error) {
+	var n Node
+	_, err := c.Call(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(id), nil, &n)
+	return n, err
+}
+
+// Nodes returns every node.
+func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
+	var l list[Node]
+	_, err := c.Call(ctx, http.MethodGet, "/v1/nodes", nil, &l)
+	return l.Items, err
+}
+
+// CreatePool registers a pool of type typ ("local", "nfs", …) on nodeIDs.
+func (c *Client) CreatePool(ctx context.Context, id, typ string, shared bool, nodeIDs []string) (Pool, int, error) {
+	var p Pool
+	body := map[string]any{"id": id, "name": id, "type": typ, "shared": shared, "node_ids": nodeIDs}
+	status, err := c.Call(ctx, http.MethodPost, "/v1/pools", body, &p)
+	return p, status, err
+}
+
+// Pool returns a pool.
+func (c *Client) Pool(ctx context.Context, id string) (Pool, error) {
+	var p Pool
+	_, err := c.Call(ctx, http.MethodGet, "/v1/pools/"+url.PathEscape(id), nil, &p)
+	return p, err
+}
+
+// CreateImage starts a download; req is the contract's image request
+// (catalog_id or url, pool_id, …).
+func (c *Client) CreateImage(ctx context.Context, req any) (Image, int, error) {
+	var img Image
+	status, err := c.Call(ctx, http.MethodPost, "/v1/images", req, &img)
+	return img, status, err
+}
+
+// Image returns an image.
+func (c *Client) Image(ctx context.Context, id string) (Image, error) {
+	var img Image
+	_, err := c.Call(ctx, http.MethodGet, "/v1/images/"+url.PathEscape(id), nil, &img)
+	return img, err
+}
+
+// Images returns the images that query selects, e.g. url.Values{"pool_id": {"shared"}}.
+func (c *Client) Images(ctx context.Context, query url.Values) ([]Image, error) {
+	var l list[Image]
+	path := "/v1/images"
+	if len(query) > 0 {
+		path += "?" + query.Encode()
+	}
+	_, err := c.Call(ctx, http.MethodGet, path, nil, &l)
+	return l.Items, err
+}
+
+// DeleteImage cancels a download or removes a READY image.
+func (c *Client) DeleteImage(ctx context.Context, id string) error {
+	_, err := c.Call(ctx, http.MethodDelete, "/v1/images/"+url.PathEscape(id), nil, nil)
+	return err
 }

@@ -13,12 +13,14 @@ import (
 	"github.com/quantix/cloudimages/store"
 )
 
-// errorBody is the contract's error envelope: {"error": {"code", "message"}}.
-type errorBody struct {
-	Error errorDetail `json:"error"`
+// ErrorBody is the contract's error envelope: {"error": {"code", "message"}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
 }
 
-type errorDetail struct {
+// ErrorDetail is an error as the contract shows it, in an ErrorBody and in
+// a FAILED image.
+type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 }
@@ -96,5 +98,5 @@ func (s *Server) handleError(err error, c echo.Context) {
 		_ = c.NoContent(status)
 		return
 	}
-	_ = c.JSON(status, errorBody{Error: errorDetail{Code: fe.Code, Message: fe.Message}})
+	_ = c.JSON(status, ErrorBody{Error: ErrorDetail{Code: fe.Code, Message: fe.Message}})
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/quantix/cloudimages/api"
 	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/internal/launch"
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/store"
 )
@@ -38,14 +39,10 @@ func runTests(m *testing.M) int {
 	if cli == "" {
 		cli = filepath.Join("..", "bin", "temporal")
 	}
-	args := []string{}
-	for _, name := range testenv.SearchAttributes {
-		args = append(args, "--search-attribute", name+"=Keyword")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath: cli, ClientOptions: &client.Options{Namespace: "default"},
-		LogLevel: "error", ExtraArgs: args, Stdout: os.Stderr, Stderr: os.Stderr,
+		LogLevel: "error", ExtraArgs: launch.SearchAttributeArgs(), Stdout: os.Stderr, Stderr: os.Stderr,
 	})
 	cancel()
 	if err != nil {

@@ -53,7 +53,7 @@ func (s *Server) listNodes(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]nodeView, 0, len(ns))
+	out := make([]Node, 0, len(ns))
 	for _, n := range ns {
 		out = append(out, viewNode(n))
 	}

@@ -19,8 +19,8 @@ const (
 // imagePage is one page of GET /v1/images: the list envelope and, unless
 // it is the last page, the token of the next one.
 type imagePage struct {
-	Items         []imageView `json:"items"`
-	NextPageToken string      `json:"next_page_token,omitempty"`
+	Items         []Image `json:"items"`
+	NextPageToken string  `json:"next_page_token,omitempty"`
 }
 
 func pageLimit(q string) (int, error) {

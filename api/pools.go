@@ -120,7 +120,7 @@ func (s *Server) listPools(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]poolView, 0, len(ps))
+	out := make([]Pool, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, viewPool(p, nodes))
 	}

@@ -19,8 +19,8 @@ func listOf[T any](items []T) list[T] {
 	return list[T]{Items: items}
 }
 
-// nodeView is a Node as the contract shows it.
-type nodeView struct {
+// Node is a Node as the contract shows it; Client returns it too.
+type Node struct {
 	ID              string     `json:"id"`
 	Name            string     `json:"name"`
 	Address         string     `json:"address"`
@@ -32,17 +32,17 @@ type nodeView struct {
 	UpdatedAt       time.Time  `json:"updated_at"`
 }
 
-func viewNode(n store.Node) nodeView {
+func viewNode(n store.Node) Node {
 	pools := []string(n.Pools)
 	if pools == nil {
 		pools = []string{}
 	}
-	return nodeView{ID: n.ID, Name: n.Name, Address: n.Address, Status: n.Status, LastSeenAt: n.LastSeenAt,
+	return Node{ID: n.ID, Name: n.Name, Address: n.Address, Status: n.Status, LastSeenAt: n.LastSeenAt,
 		Pools: pools, ActiveDownloads: n.ActiveDownloads, CreatedAt: n.CreatedAt, UpdatedAt: n.UpdatedAt}
 }
 
-// poolView is a Pool as the contract shows it.
-type poolView struct {
+// Pool is a Pool as the contract shows it; Client returns it too.
+type Pool struct {
 	ID      string   `json:"id"`
 	Name    string   `json:"name"`
 	Type    string   `json:"type"`
@@ -57,8 +57,8 @@ type poolView struct {
 	UpdatedAt  time.Time `json:"updated_at"`
 }
 
-func viewPool(p store.Pool, nodes []store.Node) poolView {
-	v := poolView{ID: p.ID, Name: p.Name, Type: p.Type, Shared: p.Shared, NodeIDs: p.NodeIDs(),
+func viewPool(p store.Pool, nodes []store.Node) Pool {
+	v := Pool{ID: p.ID, Name: p.Name, Type: p.Type, Shared: p.Shared, NodeIDs: p.NodeIDs(),
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
 	for _, n := range nodes {
 		sp, ok := n.PoolSpace[p.ID]
@@ -70,10 +70,10 @@ func viewPool(p store.Pool, nodes []store.Node) poolView {
 	return v
 }
 
-// imageView is an Image as the contract shows it, plus "unverified" and
+// Image is an Image as the contract shows it, plus "unverified" and
 // "failovers": of a finished image from the store, of one live image that
 // failed over from its workflow.
-type imageView struct {
+type Image struct {
 	ID         string               `json:"id"`
 	Name       string               `json:"name"`
 	CatalogID  string               `json:"catalog_id"`
@@ -87,7 +87,7 @@ type imageView struct {
 	Checksum   string               `json:"checksum"`
 	Unverified bool                 `json:"unverified"`
 	Progress   workflows.Progress   `json:"progress"`
-	Error      *errorDetail         `json:"error"`
+	Error      *ErrorDetail         `json:"error"`
 	WorkflowID string               `json:"workflow_id"`
 	CreatedAt  time.Time            `json:"created_at"`
 	UpdatedAt  time.Time            `json:"updated_at"`
@@ -95,8 +95,11 @@ type imageView struct {
 	Failovers  []workflows.Failover `json:"failovers,omitempty"`
 }
 
-func viewImage(img store.Image) imageView {
-	v := imageView{ID: img.ID, Name: img.Name, CatalogID: img.CatalogID, SourceURL: img.SourceURL,
+// Terminal reports whether the image's status can no longer change.
+func (i Image) Terminal() bool { return store.IsTerminal(i.Status) }
+
+func viewImage(img store.Image) Image {
+	v := Image{ID: img.ID, Name: img.Name, CatalogID: img.CatalogID, SourceURL: img.SourceURL,
 		PoolID: img.PoolID, NodeID: img.NodeID, FileName: img.FileName, Path: img.Path, Status: img.Status,
 		SizeBytes: img.SizeBytes, Checksum: img.Checksum, Unverified: img.Unverified, WorkflowID: img.WorkflowID,
 		CreatedAt: img.CreatedAt, UpdatedAt: img.UpdatedAt, ReadyAt: img.ReadyAt}
@@ -106,7 +109,7 @@ func viewImage(img store.Image) imageView {
 	}
 	v.Progress = workflows.NewProgress(img.BytesDone, img.BytesTotal, rate, img.Attempt, img.ProgressNodeID)
 	if img.ErrorCode != "" {
-		v.Error = &errorDetail{Code: img.ErrorCode, Message: img.ErrorMessage}
+		v.Error = &ErrorDetail{Code: img.ErrorCode, Message: img.ErrorMessage}
 	}
 	if len(img.Failovers) > 0 {
 		v.Failovers = img.Failovers // kept once the download ended
@@ -114,8 +117,8 @@ func viewImage(img store.Image) imageView {
 	return v
 }
 
-func viewImages(imgs []store.Image) []imageView {
-	out := make([]imageView, 0, len(imgs))
+func viewImages(imgs []store.Image) []Image {
+	out := make([]Image, 0, len(imgs))
 	for _, img := range imgs {
 		out = append(out, viewImage(img))
 	}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/quantix/cloudimages/internal/launch"
 )
 
 // clockTick is USER_HZ, the unit of /proc/PID/stat's times: 100 on Linux.
@@ -62,14 +64,14 @@ func (s *stack) cpu() cpuUse {
 	if pid := childPID("temporal"); pid > 0 {
 		u["temporal"] = cpuTime(pid)
 	}
-	for name, p := range map[string]*proc{"worker": s.worker, "api": s.api} {
-		if p != nil && p.running() {
-			u[name] = cpuTime(p.cmd.Process.Pid)
+	for name, p := range map[string]*launch.Process{"worker": s.worker, "api": s.api} {
+		if p != nil && p.Running() {
+			u[name] = cpuTime(p.Pid())
 		}
 	}
 	for _, a := range s.agents {
-		if a.p.running() {
-			u["agents"] += cpuTime(a.p.cmd.Process.Pid)
+		if a.p.Running() {
+			u["agents"] += cpuTime(a.p.Pid())
 		}
 	}
 	u["bench"] = cpuTime(os.Getpid())

@@ -27,21 +27,21 @@ func (b *bench) benchFailover(ctx context.Context) {
 		return
 	}
 	victim := b.stack.agents[0]
-	api := newAPIClient(b.stack.apiURL)
+	ac := newAPIClient(b.stack.apiURL)
 	name := "failover.img"
-	img, _, err := api.createImage(ctx, map[string]any{"url": b.mirror.fileURL(name, src.Name, failoverRate),
+	img, _, err := ac.CreateImage(ctx, map[string]any{"url": b.mirror.fileURL(name, src.Name, failoverRate),
 		"name": "failover", "checksum": src.Checksum(), "pool_id": sharedPool, "node_id": victim.id})
 	if err != nil {
 		b.rep.skip(part, err.Error())
 		return
 	}
-	defer api.deleteImage(context.Background(), img.ID)
+	defer ac.DeleteImage(context.Background(), img.ID)
 	if err := waitFor(ctx, 2*time.Minute, func() bool { return b.mirror.bytesFor(name) >= src.Size/2 }); err != nil {
 		b.rep.skip(part, fmt.Sprintf("the download did not reach 50%% (%s served): %v", mib(b.mirror.bytesFor(name)), err))
 		return
 	}
 	starts := victim.proxy.startRequests()[img.ID]
-	victim.p.kill()
+	victim.p.Kill()
 	killedAt := time.Now()
 	servedAtKill := b.mirror.bytesFor(name)
 	var flowAt time.Time
@@ -62,7 +62,7 @@ func (b *bench) benchFailover(ctx context.Context) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	final, _, err := api.waitImage(wctx, img.ID, 100*time.Millisecond)
+	final, _, err := ac.waitImage(wctx, img.ID, 100*time.Millisecond)
 	total := b.mirror.bytesFor(name)
 	b.restart(victim)
 	b.rep.add(part, "kill node at 50% → bytes flow again", fmt.Sprintf("%.1f s", flowAt.Sub(killedAt).Seconds()))
@@ -74,7 +74,7 @@ func (b *bench) benchFailover(ctx context.Context) {
 		return
 	case final.Status != "READY":
 		b.rep.goal(part, "image after failover", final.Status, "READY", false)
-		b.rep.note("%s", final.errText())
+		b.rep.note("%s", errText(final))
 		return
 	}
 	b.rep.goal(part, "image after failover", "READY on "+final.NodeID, "READY", true)

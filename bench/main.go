@@ -188,7 +188,7 @@ func (b *bench) tearDown() {
 		b.stack.close()
 	}
 	if b.alt != nil {
-		b.alt.p.stop()
+		b.alt.p.Stop()
 		b.alt.proxy.close()
 	}
 	if b.mirror != nil {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quantix/cloudimages/internal/launch"
+	"github.com/quantix/cloudimages/nodeagent"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
@@ -39,23 +41,24 @@ func (b *bench) benchMemory(ctx context.Context) {
 }
 
 func (b *bench) agentMemory(ctx context.Context, part string, src source) {
-	addr, err := freeAddr()
-	if err != nil {
-		b.rep.skip(part, err.Error())
-		return
-	}
 	pool := filepath.Join(b.dir, "pools", "mem")
 	os.MkdirAll(pool, 0o755)
-	p := newProc("node-mem", filepath.Join(b.dir, "logs", "node-mem.log"), b.stack.bin, "nodeagent",
-		"--node-id", "node-mem", "--listen", addr, "--node-token", nodeToken, "--pool", "mem="+pool,
-		"--max-concurrent", fmt.Sprint(memJobs), "--allow-private-networks")
-	c := agentclient.New(addr, nodeToken)
-	if err := p.start(func(ctx context.Context) error { _, err := c.Health(ctx); return err }); err != nil {
+	spec := &launch.Agent{Bin: b.stack.bin, NodeID: "node-mem", Token: nodeToken, MaxConcurrent: memJobs,
+		AllowPrivateNetworks: true, Pools: []nodeagent.PoolDir{{ID: "mem", Dir: pool}}}
+	p := spec.Process("node-mem", b.stack.logPath("node-mem"))
+	err := launch.StartOnFreePort(ctx, p, func() error {
+		addr, err := freeAddr()
+		spec.Listen = addr
+		spec.Apply(p)
+		return err
+	})
+	if err != nil {
 		b.rep.skip(part, firstLine(err.Error()))
 		return
 	}
-	defer p.stop()
-	idle, _ := p.mem()
+	defer p.Stop()
+	c := spec.Client()
+	idle, _ := mem(p)
 	var wg sync.WaitGroup
 	errs := make([]error, memJobs)
 	for i := 0; i < memJobs; i++ {
@@ -72,7 +75,7 @@ func (b *bench) agentMemory(ctx context.Context, part string, src source) {
 		}()
 	}
 	wg.Wait()
-	m, err := p.mem()
+	m, err := mem(p)
 	if err != nil {
 		b.rep.skip(part, err.Error())
 		return
@@ -98,16 +101,16 @@ func errNote(failed int, first error) string {
 
 // sseMemory follows one slow download with 200 event-stream clients.
 func (b *bench) sseMemory(ctx context.Context, part string, src source) {
-	api := newAPIClient(b.stack.apiURL)
+	ac := newAPIClient(b.stack.apiURL)
 	a := b.stack.agents[len(b.stack.agents)-1]
-	img, _, err := api.createImage(ctx, map[string]any{"url": b.mirror.fileURL("sse.img", src.Name, 4<<20),
+	img, _, err := ac.CreateImage(ctx, map[string]any{"url": b.mirror.fileURL("sse.img", src.Name, 4<<20),
 		"name": "sse", "checksum": src.Checksum(), "pool_id": a.local})
 	if err != nil {
 		b.rep.skip(part, err.Error())
 		return
 	}
-	defer api.deleteImage(context.Background(), img.ID)
-	before, _ := b.stack.api.mem()
+	defer ac.DeleteImage(context.Background(), img.ID)
+	before, _ := mem(b.stack.api)
 	sctx, cancel := context.WithCancel(ctx)
 	var events, open atomic.Int64
 	var wg sync.WaitGroup
@@ -135,7 +138,7 @@ func (b *bench) sseMemory(ctx context.Context, part string, src source) {
 	}
 	peak := samplePeak(b.stack.api, 100*time.Millisecond)
 	time.Sleep(5 * time.Second)
-	during, _ := b.stack.api.mem()
+	during, _ := mem(b.stack.api)
 	p := peak.stop()
 	cancel()
 	wg.Wait()

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/quantix/cloudimages/api"
 )
 
 // benchOverhead measures what the control plane adds around a download:
@@ -22,7 +24,7 @@ func (b *bench) benchOverhead(ctx context.Context) {
 		b.rep.skip(part, err.Error())
 		return
 	}
-	api := newAPIClient(b.stack.apiURL)
+	ac := newAPIClient(b.stack.apiURL)
 	var (
 		mu            sync.Mutex
 		toStart, toRd []time.Duration
@@ -38,7 +40,7 @@ func (b *bench) benchOverhead(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				s, r, img, posted, err := b.oneOverhead(ctx, api, a, src, i)
+				s, r, img, posted, err := b.oneOverhead(ctx, ac, a, src, i)
 				var st stepTimes
 				if err == nil {
 					st, err = b.workflowSteps(ctx, img.WorkflowID)
@@ -73,23 +75,23 @@ func (b *bench) benchOverhead(ctx context.Context) {
 	b.rep.note("includes the worker's poll of the node (1s by default)")
 }
 
-func (b *bench) oneOverhead(ctx context.Context, api *apiClient, a *agent, src source, i int) (toStart, toReady time.Duration, img image, posted time.Time, err error) {
+func (b *bench) oneOverhead(ctx context.Context, ac *apiClient, a *agent, src source, i int) (toStart, toReady time.Duration, img api.Image, posted time.Time, err error) {
 	name := fmt.Sprintf("overhead-%d.img", i)
 	req := map[string]any{"url": b.mirror.fileURL(name, src.Name, 0), "name": fmt.Sprintf("overhead-%d", i),
 		"checksum": src.Checksum(), "pool_id": a.local}
 	posted = time.Now()
-	img, _, err = api.createImage(ctx, req)
+	img, _, err = ac.CreateImage(ctx, req)
 	if err != nil {
 		return 0, 0, img, posted, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	img, readyAt, err := api.waitImage(wctx, img.ID, 10*time.Millisecond)
+	img, readyAt, err := ac.waitImage(wctx, img.ID, 10*time.Millisecond)
 	if err != nil {
 		return 0, 0, img, posted, err
 	}
 	if img.Status != "READY" {
-		return 0, 0, img, posted, fmt.Errorf("image %s ended %s: %s", img.ID, img.Status, img.errText())
+		return 0, 0, img, posted, fmt.Errorf("image %s ended %s: %s", img.ID, img.Status, errText(img))
 	}
 	starts := a.proxy.startRequests()[img.ID]
 	if len(starts) == 0 {

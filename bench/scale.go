@@ -38,7 +38,7 @@ func (b *bench) benchScale(ctx context.Context) {
 }
 
 func (b *bench) scaleRun(ctx context.Context, part string, src source, n int) {
-	api := newAPIClient(b.stack.apiURL)
+	ac := newAPIClient(b.stack.apiURL)
 	workerPeak, apiPeak := samplePeak(b.stack.worker, 100*time.Millisecond), samplePeak(b.stack.api, 100*time.Millisecond)
 	writesBefore, writesErr := rowWrites(ctx, b.stack.dbURL)
 	cpuBefore := b.stack.cpu()
@@ -55,7 +55,7 @@ func (b *bench) scaleRun(ctx context.Context, part string, src source, n int) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			name := fmt.Sprintf("scale-%d-%d.img", n, i)
-			img, _, err := api.createImage(ctx, map[string]any{"url": b.mirror.fileURL(name, src.Name, scaleRate),
+			img, _, err := ac.CreateImage(ctx, map[string]any{"url": b.mirror.fileURL(name, src.Name, scaleRate),
 				"name": fmt.Sprintf("scale-%d-%d", n, i), "checksum": src.Checksum(), "pool_id": sharedPool})
 			mu.Lock()
 			defer mu.Unlock()
@@ -69,7 +69,7 @@ func (b *bench) scaleRun(ctx context.Context, part string, src source, n int) {
 	wg.Wait()
 	posted := time.Since(start)
 	timeout := 2*time.Minute + time.Duration(n)*100*time.Millisecond
-	status, listErr := b.waitAll(ctx, api, ids, timeout)
+	status, listErr := b.waitAll(ctx, ac, ids, timeout)
 	took := time.Since(start)
 	wPeak, aPeak := workerPeak.stop(), apiPeak.stop()
 	cpuAfter := b.stack.cpu()
@@ -102,7 +102,7 @@ func (b *bench) scaleRun(ctx context.Context, part string, src source, n int) {
 
 // waitAll polls the shared pool's image list until every id is terminal
 // or the timeout passes, and counts the statuses.
-func (b *bench) waitAll(ctx context.Context, api *apiClient, ids []string, timeout time.Duration) (map[string]int, string) {
+func (b *bench) waitAll(ctx context.Context, ac *apiClient, ids []string, timeout time.Duration) (map[string]int, string) {
 	want := map[string]bool{}
 	for _, id := range ids {
 		if id != "" {
@@ -113,7 +113,7 @@ func (b *bench) waitAll(ctx context.Context, api *apiClient, ids []string, timeo
 	var status map[string]int
 	var lastErr error
 	for {
-		imgs, err := api.images(ctx, sharedPool)
+		imgs, err := ac.images(ctx, sharedPool)
 		if err != nil {
 			lastErr = err
 		} else {
@@ -122,7 +122,7 @@ func (b *bench) waitAll(ctx context.Context, api *apiClient, ids []string, timeo
 			for _, img := range imgs {
 				if want[img.ID] {
 					status[img.Status]++
-					if img.terminal() {
+					if img.Terminal() {
 						terminal++
 					}
 				}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -19,8 +20,9 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/testsuite"
 
+	"github.com/quantix/cloudimages/internal/launch"
+	"github.com/quantix/cloudimages/nodeagent"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
@@ -35,7 +37,7 @@ type agent struct {
 	id    string
 	addr  string // the agent itself
 	proxy *agentProxy
-	p     *proc
+	p     *launch.Process
 	local string // its own local pool id
 }
 
@@ -48,10 +50,10 @@ type stack struct {
 	bin    string
 	agents []*agent
 
-	temporal *testsuite.DevServer
+	temporal *launch.Process
 	tclient  client.Client
-	worker   *proc
-	api      *proc
+	worker   *launch.Process
+	api      *launch.Process
 	apiURL   string
 	dbURL    string
 	// controlErr says why the control plane is not running, when it is not.
@@ -59,13 +61,11 @@ type stack struct {
 }
 
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	port, err := launch.FreePort()
+	return "127.0.0.1:" + strconv.Itoa(port), err
 }
+
+func (s *stack) logPath(name string) string { return filepath.Join(s.dir, "logs", name+".log") }
 
 // startAgents starts n agents node-1..node-n, each with its own local pool
 // local-N and the pool "shared" on one common directory.
@@ -84,76 +84,68 @@ func (s *stack) startAgents(n, maxConcurrent int) error {
 // its id) and "shared", and the proxy in front of it.
 func (s *stack) startAgent(id, bin string, maxConcurrent int) (*agent, error) {
 	a := &agent{id: id, local: "local-" + strings.TrimPrefix(id, "node-")}
-	var err error
-	if a.addr, err = freeAddr(); err != nil {
-		return nil, err
-	}
-	localDir := filepath.Join(s.dir, "pools", a.local)
-	sharedDir := filepath.Join(s.dir, "pools", sharedPool)
-	for _, d := range []string{localDir, sharedDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	spec := &launch.Agent{Bin: bin, NodeID: id, Token: nodeToken, MaxConcurrent: maxConcurrent, AllowPrivateNetworks: true,
+		Pools: []nodeagent.PoolDir{
+			{ID: a.local, Dir: filepath.Join(s.dir, "pools", a.local)},
+			{ID: sharedPool, Dir: filepath.Join(s.dir, "pools", sharedPool)}}}
+	for _, p := range spec.Pools {
+		if err := os.MkdirAll(p.Dir, 0o755); err != nil {
 			return nil, err
 		}
 	}
-	a.p = newProc(id, filepath.Join(s.dir, "logs", id+".log"), bin, "nodeagent",
-		"--node-id", id, "--listen", a.addr, "--node-token", nodeToken,
-		"--pool", a.local+"="+localDir, "--pool", sharedPool+"="+sharedDir,
-		"--max-concurrent", strconv.Itoa(maxConcurrent), "--allow-private-networks")
-	if err := a.p.start(func(ctx context.Context) error { _, err := a.client().Health(ctx); return err }); err != nil {
+	a.p = spec.Process(id, s.logPath(id))
+	err := launch.StartOnFreePort(context.Background(), a.p, func() error {
+		var err error
+		a.addr, err = freeAddr()
+		spec.Listen = a.addr
+		spec.Apply(a.p)
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	if a.proxy, err = startAgentProxy(a.addr); err != nil {
-		a.p.stop()
+		_ = a.p.Stop()
 		return nil, err
 	}
 	return a, nil
 }
 
 // restartAgent starts a stopped agent again on the same port and pools.
-func (s *stack) restartAgent(a *agent) error {
-	return a.p.start(func(ctx context.Context) error { _, err := a.client().Health(ctx); return err })
-}
+func (s *stack) restartAgent(a *agent) error { return a.p.Start(context.Background()) }
 
 // startControlPlane starts the Temporal dev server, the worker and the
 // API, and registers the agents' nodes and pools.
 func (s *stack) startControlPlane(temporalCLI string) error {
-	args := []string{}
-	for _, name := range []string{"ImageId", "PoolId", "NodeId", "CatalogId", "ImageStatus"} {
-		args = append(args, "--search-attribute", name+"=Keyword")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	logf, err := os.Create(filepath.Join(s.dir, "logs", "temporal.log"))
-	if err != nil {
-		return err
-	}
-	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath:  temporalCLI,
-		ClientOptions: &client.Options{Namespace: "default", Logger: quietLogger{}},
-		LogLevel:      "error",
-		ExtraArgs:     args,
-		Stdout:        logf,
-		Stderr:        logf,
+	ctx := context.Background()
+	t := &launch.Temporal{CLI: temporalCLI}
+	s.temporal = t.Process(s.logPath("temporal"))
+	err := launch.StartOnFreePort(ctx, s.temporal, func() error {
+		var err1, err2 error
+		t.Port, err1 = launch.FreePort()
+		t.UIPort, err2 = launch.FreePort()
+		t.Apply(s.temporal)
+		return errors.Join(err1, err2)
 	})
 	if err != nil {
 		return fmt.Errorf("temporal dev server (%s): %w", temporalCLI, err)
 	}
-	s.temporal = srv
-	s.tclient = srv.Client()
-	taddr := srv.FrontendHostPort()
-
-	common := []string{"--temporal-address", taddr, "--database-url", s.dbURL, "--node-token", nodeToken}
-	s.worker = newProc("worker", filepath.Join(s.dir, "logs", "worker.log"), s.bin, append([]string{"worker"}, common...)...)
-	if err := s.worker.start(logSays(s.worker.logPath, "worker running")); err != nil {
+	if s.tclient, err = client.Dial(client.Options{HostPort: t.Address(), Namespace: "default", Logger: quietLogger{}}); err != nil {
 		return err
 	}
-	apiAddr, err := freeAddr()
+	cp := &launch.ControlPlane{Bin: s.bin, TemporalAddress: t.Address(), DatabaseURL: s.dbURL, NodeToken: nodeToken}
+	s.worker = cp.Worker("worker", s.logPath("worker"))
+	if err := s.worker.Start(ctx); err != nil {
+		return err
+	}
+	s.api = cp.API(s.logPath("api"))
+	err = launch.StartOnFreePort(ctx, s.api, func() error {
+		addr, err := freeAddr()
+		s.apiURL = "http://" + addr
+		cp.ApplyAPI(s.api, addr, "")
+		return err
+	})
 	if err != nil {
-		return err
-	}
-	s.apiURL = "http://" + apiAddr
-	s.api = newProc("api", filepath.Join(s.dir, "logs", "api.log"), s.bin, append([]string{"api", "--listen", apiAddr}, common...)...)
-	if err := s.api.start(httpOK(s.apiURL + "/healthz")); err != nil {
 		return err
 	}
 	return s.register()
@@ -161,67 +153,36 @@ func (s *stack) startControlPlane(temporalCLI string) error {
 
 // register tells the API about the nodes (at their proxies) and pools.
 func (s *stack) register() error {
-	c := newAPIClient(s.apiURL)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var nodes []launch.Node
+	var pools []launch.Pool
 	var all []string
 	for _, a := range s.agents {
-		node := map[string]any{"id": a.id, "name": a.id, "address": a.proxy.addr}
-		if _, err := c.do(ctx, http.MethodPost, "/v1/nodes", node, nil); err != nil {
-			return err
-		}
-		pool := map[string]any{"id": a.local, "name": a.local, "type": "local", "shared": false, "node_ids": []string{a.id}}
-		if _, err := c.do(ctx, http.MethodPost, "/v1/pools", pool, nil); err != nil {
-			return err
-		}
+		nodes = append(nodes, launch.Node{ID: a.id, Address: a.proxy.addr})
+		pools = append(pools, launch.Pool{ID: a.local, NodeIDs: []string{a.id}})
 		all = append(all, a.id)
 	}
-	pool := map[string]any{"id": sharedPool, "name": "shared", "type": "nfs", "shared": true, "node_ids": all}
-	_, err := c.do(ctx, http.MethodPost, "/v1/pools", pool, nil)
-	return err
+	pools = append(pools, launch.Pool{ID: sharedPool, Shared: true, NodeIDs: all})
+	return launch.Register(ctx, newAPIClient(s.apiURL).Client, nodes, pools)
 }
 
+// close stops everything, the API first and Temporal after the worker.
 func (s *stack) close() {
-	if s.api != nil {
-		s.api.stop()
-	}
-	if s.worker != nil {
-		s.worker.stop()
+	for _, p := range []*launch.Process{s.api, s.worker} {
+		if p != nil {
+			_ = p.Stop()
+		}
 	}
 	if s.tclient != nil {
 		s.tclient.Close()
 	}
 	if s.temporal != nil {
-		s.temporal.Stop()
+		_ = s.temporal.Stop()
 	}
 	for _, a := range s.agents {
-		a.p.stop()
+		_ = a.p.Stop()
 		a.proxy.close()
-	}
-}
-
-func httpOK(u string) func(context.Context) error {
-	return func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s", u, resp.Status)
-		}
-		return nil
-	}
-}
-
-func logSays(path, text string) func(context.Context) error {
-	return func(context.Context) error {
-		b, _ := os.ReadFile(path)
-		if !bytes.Contains(b, []byte(text)) {
-			return fmt.Errorf("no %q in %s yet", text, path)
-		}
-		return nil
 	}
 }
 

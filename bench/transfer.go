@@ -201,7 +201,7 @@ func (b *bench) agentDownload(a *agent, src source, url string) func(context.Con
 		c := a.client()
 		req := agentclient.DownloadRequest{ID: fmt.Sprintf("bench-transfer-%d-%d", os.Getpid(), r), URL: url,
 			PoolID: a.local, FileName: src.Name, Checksum: src.Checksum(), SizeBytes: src.Size, Format: "raw"}
-		pid := a.p.cmd.Process.Pid
+		pid := a.p.Pid()
 		cpu, start := cpuTime(pid), time.Now()
 		d, err := runAgentJob(ctx, c, req, 10*time.Millisecond)
 		o := outcome{took: time.Since(start), cpu: cpuTime(pid) - cpu}
@@ -212,7 +212,7 @@ func (b *bench) agentDownload(a *agent, src source, url string) func(context.Con
 		if d.State != agentclient.StateCompleted {
 			return o, fmt.Errorf("agent job %s ended %s: %v", req.ID, d.State, d.Error)
 		}
-		m, _ := a.p.mem()
+		m, _ := mem(a.p)
 		o.rss = m.Peak
 		return o, nil
 	}
@@ -241,24 +241,24 @@ func runAgentJob(ctx context.Context, c *agentclient.Client, req agentclient.Dow
 // pool, then polls until READY; the image is deleted afterwards.
 func (b *bench) wholePath(src source, url string) func(context.Context, int) (outcome, error) {
 	a := b.stack.agents[0]
-	api := newAPIClient(b.stack.apiURL)
+	ac := newAPIClient(b.stack.apiURL)
 	return func(ctx context.Context, r int) (outcome, error) {
 		req := map[string]any{"url": url + "?round=" + strconv.Itoa(r), "name": fmt.Sprintf("bench-whole-%d", r),
 			"checksum": src.Checksum(), "pool_id": a.local, "node_id": a.id}
 		start := time.Now()
-		img, _, err := api.createImage(ctx, req)
+		img, _, err := ac.CreateImage(ctx, req)
 		if err != nil {
 			return outcome{}, err
 		}
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
-		img, at, err := api.waitImage(wctx, img.ID, 10*time.Millisecond)
-		defer api.deleteImage(context.Background(), img.ID)
+		img, at, err := ac.waitImage(wctx, img.ID, 10*time.Millisecond)
+		defer ac.DeleteImage(context.Background(), img.ID)
 		if err != nil {
 			return outcome{}, err
 		}
 		if img.Status != "READY" {
-			return outcome{}, fmt.Errorf("image %s ended %s: %s", img.ID, img.Status, img.errText())
+			return outcome{}, fmt.Errorf("image %s ended %s: %s", img.ID, img.Status, errText(img))
 		}
 		return outcome{took: at.Sub(start)}, nil
 	}

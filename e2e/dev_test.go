@@ -145,7 +145,7 @@ func TestDevRunsEverythingAndStopsCleanly(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	var img image
+	var img api.Image
 	r.api.MustDo(t, http.MethodPost, "/v1/images", map[string]any{"url": f.url, "name": "dev", "checksum": f.sum, "pool_id": "shared-nfs"},
 		&img, http.StatusAccepted)
 	img = waitAPIStatus(t, r.api, img.ID, "READY", time.Minute)
@@ -194,7 +194,7 @@ func TestDevRunsEverythingAndStopsCleanly(t *testing.T) {
 		t.Error("the node token changed between runs")
 	}
 	g := addImage(up, "dev-private.qcow2", smallSize)
-	var refused image
+	var refused api.Image
 	r2.api.MustDo(t, http.MethodPost, "/v1/images", map[string]any{"url": g.url, "name": "dev-private", "checksum": g.sum, "pool_id": "local-1"},
 		&refused, http.StatusAccepted)
 	refused = waitAPIStatus(t, r2.api, refused.ID, "FAILED", time.Minute)

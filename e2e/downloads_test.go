@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quantix/cloudimages/api"
 	"github.com/quantix/cloudimages/internal/testenv"
+	"github.com/quantix/cloudimages/workflows"
 )
 
 // Sizes and rates: a trickled download lasts about six seconds, long
@@ -44,8 +46,8 @@ func TestDownloadsEndToEnd(t *testing.T) {
 		imgB := waitStatus(t, s, b.ID, "READY", time.Minute)
 		checkReadyFile(t, imgA, shared)
 		checkReadyFile(t, imgB, local)
-		if imgB.node() != "node-2" || !strings.HasPrefix(imgB.Path, s.PoolDir("local-2", "node-2")) {
-			t.Errorf("local-2 image on %s at %s, want node-2 under %s", imgB.node(), imgB.Path, s.PoolDir("local-2", "node-2"))
+		if imageNode(imgB) != "node-2" || !strings.HasPrefix(imgB.Path, s.PoolDir("local-2", "node-2")) {
+			t.Errorf("local-2 image on %s at %s, want node-2 under %s", imageNode(imgB), imgB.Path, s.PoolDir("local-2", "node-2"))
 		}
 		if !strings.HasPrefix(imgA.Path, s.PoolDir("shared", "node-1")) {
 			t.Errorf("shared image at %s, not in the shared pool %s", imgA.Path, s.PoolDir("shared", "node-1"))
@@ -145,7 +147,7 @@ func TestDownloadsEndToEnd(t *testing.T) {
 		ids, statuses := make([]string, 20), make([]int, 20)
 		for i := range 20 {
 			wg.Go(func() {
-				var img image
+				var img api.Image
 				statuses[i], _ = s.API.Do(t.Context(), http.MethodPost, "/v1/images", body, &img)
 				ids[i] = img.ID
 			})
@@ -167,7 +169,7 @@ func TestDownloadsEndToEnd(t *testing.T) {
 		}
 		done := waitStatus(t, s, ids[0], "READY", time.Minute)
 		checkReadyFile(t, done, f)
-		var list struct{ Items []image }
+		var list struct{ Items []api.Image }
 		s.API.MustDo(t, http.MethodGet, "/v1/images?pool_id=shared", nil, &list, http.StatusOK)
 		same := 0
 		for _, img := range list.Items {
@@ -196,8 +198,8 @@ func TestDownloadsEndToEnd(t *testing.T) {
 		// own check of node status does not get a say.
 		id := "no-node-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 		input := fmt.Sprintf(`{"url": %q, "name": "no-node", "checksum": %q, "pool_id": "local-1"}`, f.url, f.sum)
-		if out, err := s.TemporalCLI("workflow", "start", "--task-queue", "image-downloads", "--type", "DownloadImageWorkflow",
-			"--workflow-id", "image-"+id, "--input", input); err != nil {
+		if out, err := s.TemporalCLI("workflow", "start", "--task-queue", workflows.TaskQueue, "--type", workflows.WorkflowType,
+			"--workflow-id", workflows.WorkflowID(id), "--input", input); err != nil {
 			t.Fatalf("temporal workflow start: %v\n%s", err, out)
 		}
 		eventually(t, 30*time.Second, "the workflow's image record", func() bool {
@@ -256,13 +258,13 @@ func agentKillFailsOver(t *testing.T, s *testenv.Stack, up *testenv.Upstream, na
 	up.SetFault(f.name, testenv.Fault{BytesPerSecond: trickleRate})
 	img := download(t, s, f, "shared")
 	mid := waitMidDownload(t, s, up, f, img.ID, trickleSize/8)
-	victim := s.Agent(mid.node())
+	victim := s.Agent(imageNode(mid))
 	victim.Kill()
 	t.Cleanup(func() { restartAgent(t, s, victim) })
 
 	done := waitStatus(t, s, img.ID, "READY", 90*time.Second)
 	checkReadyFile(t, done, f)
-	if done.node() == victim.NodeID() {
+	if imageNode(done) == victim.NodeID() {
 		t.Errorf("READY on %s, the node that was killed", victim.NodeID())
 	}
 	if served := up.BytesServed(f.name); served >= int64(len(f.data))*3/2 {

@@ -17,45 +17,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quantix/cloudimages/api"
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/workflows"
 )
 
-// image is an Image as the REST API shows it.
-type image struct {
-	ID         string `json:"id"`
-	Name       string `json:"name"`
-	SourceURL  string `json:"source_url"`
-	PoolID     string `json:"pool_id"`
-	NodeID     string `json:"node_id"`
-	FileName   string `json:"file_name"`
-	Path       string `json:"path"`
-	Status     string `json:"status"`
-	SizeBytes  int64  `json:"size_bytes"`
-	Checksum   string `json:"checksum"`
-	WorkflowID string `json:"workflow_id"`
-	Progress   struct {
-		BytesDone  int64  `json:"bytes_done"`
-		BytesTotal int64  `json:"bytes_total"`
-		Attempt    int    `json:"attempt"`
-		NodeID     string `json:"node_id"`
-	} `json:"progress"`
-	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// node returns the node doing (or that did) the download.
-func (i image) node() string {
+// imageNode returns the node doing (or that did) the download.
+func imageNode(i api.Image) string {
 	if i.NodeID != "" {
 		return i.NodeID
 	}
 	return i.Progress.NodeID
-}
-
-func (i image) terminal() bool {
-	return i.Status == "READY" || i.Status == "FAILED" || i.Status == "CANCELLED"
 }
 
 // mirrorFile is a test image on the mirror.
@@ -76,13 +48,13 @@ func addImage(up *testenv.Upstream, name string, size int) mirrorFile {
 }
 
 // download posts a URL download into a pool and returns the answer.
-func download(t *testing.T, s *testenv.Stack, f mirrorFile, poolID string, extra ...string) image {
+func download(t *testing.T, s *testenv.Stack, f mirrorFile, poolID string, extra ...string) api.Image {
 	t.Helper()
 	body := map[string]any{"url": f.url, "name": strings.TrimSuffix(f.name, ".qcow2"), "checksum": f.sum, "pool_id": poolID}
 	for i := 0; i+1 < len(extra); i += 2 {
 		body[extra[i]] = extra[i+1]
 	}
-	var img image
+	var img api.Image
 	s.API.MustDo(t, http.MethodPost, "/v1/images", body, &img, http.StatusAccepted)
 	if img.ID == "" {
 		t.Fatalf("POST /v1/images answered an image without id: %+v", img)
@@ -90,22 +62,22 @@ func download(t *testing.T, s *testenv.Stack, f mirrorFile, poolID string, extra
 	return img
 }
 
-func getImage(t *testing.T, s *testenv.Stack, id string) image {
+func getImage(t *testing.T, s *testenv.Stack, id string) api.Image {
 	t.Helper()
 	return getAPIImage(t, s.API, id)
 }
 
 // getAPIImage reads an image through any API client (a stack's or
 // `cloudimages dev`'s).
-func getAPIImage(t *testing.T, api *testenv.APIClient, id string) image {
+func getAPIImage(t *testing.T, c *testenv.APIClient, id string) api.Image {
 	t.Helper()
-	var img image
-	api.MustDo(t, http.MethodGet, "/v1/images/"+id, nil, &img, http.StatusOK)
+	var img api.Image
+	c.MustDo(t, http.MethodGet, "/v1/images/"+id, nil, &img, http.StatusOK)
 	return img
 }
 
 // waitImage polls the image until cond holds, failing after timeout.
-func waitImage(t *testing.T, s *testenv.Stack, id string, timeout time.Duration, what string, cond func(image) bool) image {
+func waitImage(t *testing.T, s *testenv.Stack, id string, timeout time.Duration, what string, cond func(api.Image) bool) api.Image {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -113,7 +85,7 @@ func waitImage(t *testing.T, s *testenv.Stack, id string, timeout time.Duration,
 		if cond(img) {
 			return img
 		}
-		if img.terminal() {
+		if img.Terminal() {
 			t.Fatalf("image %s ended %s (error %+v) while waiting for %s", id, img.Status, img.Error, what)
 		}
 		if time.Now().After(deadline) {
@@ -124,18 +96,18 @@ func waitImage(t *testing.T, s *testenv.Stack, id string, timeout time.Duration,
 }
 
 // waitStatus polls the image until it is terminal and checks its status.
-func waitStatus(t *testing.T, s *testenv.Stack, id, want string, timeout time.Duration) image {
+func waitStatus(t *testing.T, s *testenv.Stack, id, want string, timeout time.Duration) api.Image {
 	t.Helper()
 	return waitAPIStatus(t, s.API, id, want, timeout)
 }
 
 // waitAPIStatus is waitStatus through any API client.
-func waitAPIStatus(t *testing.T, api *testenv.APIClient, id, want string, timeout time.Duration) image {
+func waitAPIStatus(t *testing.T, c *testenv.APIClient, id, want string, timeout time.Duration) api.Image {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		img := getAPIImage(t, api, id)
-		if img.terminal() {
+		img := getAPIImage(t, c, id)
+		if img.Terminal() {
 			if img.Status != want {
 				t.Fatalf("image %s ended %s (error %+v), want %s", id, img.Status, img.Error, want)
 			}
@@ -151,7 +123,7 @@ func waitAPIStatus(t *testing.T, api *testenv.APIClient, id, want string, timeou
 // wantError checks that a failed image carries the error code and a
 // message for a person (the contract: what happened and what to do). It
 // reports whether the image has an error to look into further.
-func wantError(t *testing.T, img image, code string) bool {
+func wantError(t *testing.T, img api.Image, code string) bool {
 	t.Helper()
 	switch {
 	case img.Error == nil:
@@ -167,7 +139,7 @@ func wantError(t *testing.T, img image, code string) bool {
 
 // waitMidDownload waits until a node is downloading the image and the
 // mirror has sent at least minBytes of it.
-func waitMidDownload(t *testing.T, s *testenv.Stack, up *testenv.Upstream, f mirrorFile, id string, minBytes int64) image {
+func waitMidDownload(t *testing.T, s *testenv.Stack, up *testenv.Upstream, f mirrorFile, id string, minBytes int64) api.Image {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for up.BytesServed(f.name) < minBytes {
@@ -176,14 +148,14 @@ func waitMidDownload(t *testing.T, s *testenv.Stack, up *testenv.Upstream, f mir
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return waitImage(t, s, id, 30*time.Second, "a node downloading", func(i image) bool {
-		return i.Status == "DOWNLOADING" && i.node() != ""
+	return waitImage(t, s, id, 30*time.Second, "a node downloading", func(i api.Image) bool {
+		return i.Status == "DOWNLOADING" && imageNode(i) != ""
 	})
 }
 
 // checkReadyFile checks a READY image: its file at its path, the whole
 // file, with the mirror's checksum.
-func checkReadyFile(t *testing.T, img image, f mirrorFile) {
+func checkReadyFile(t *testing.T, img api.Image, f mirrorFile) {
 	t.Helper()
 	if img.Status != "READY" {
 		t.Fatalf("image %s is %s, not READY", img.ID, img.Status)

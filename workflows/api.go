@@ -102,4 +102,5 @@ var (
 // SearchAttributeNames lists the Keyword search attributes the workflow
 // uses; the dev server is started with them and the worker registers any
 // that are missing.
-var SearchAttributeNames = []string{"ImageId", "PoolId", "NodeId", "CatalogId", "ImageStatus"}
+var SearchAttributeNames = []string{ImageIDKey.GetName(), PoolIDKey.GetName(), NodeIDKey.GetName(),
+	CatalogIDKey.GetName(), ImageStatusKey.GetName()}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+
+	"github.com/quantix/cloudimages/internal/launch"
 )
 
 // devConfig is the configuration of `cloudimages dev`.
@@ -82,15 +84,15 @@ type devRun struct {
 	cfg       devConfig
 	log       *slog.Logger
 	nodeToken string
-	children  []*child
-	exited    chan *child // a child that ended on its own
-	webURL    string      // Temporal Web, when started here
-	self      string      // this binary, which the children run
+	children  []*launch.Process
+	exited    chan *launch.Process // a child that ended on its own
+	webURL    string               // Temporal Web, when started here
+	self      string               // this binary, which the children run
 	stopping  atomic.Bool
 }
 
 func newDevRun(cfg devConfig) *devRun {
-	return &devRun{cfg: cfg, log: slog.Default().With("component", "dev"), exited: make(chan *child, 8)}
+	return &devRun{cfg: cfg, log: slog.Default().With("component", "dev"), exited: make(chan *launch.Process, 8)}
 }
 
 // run starts everything, waits for Ctrl-C or for a child to die, and
@@ -107,7 +109,7 @@ func (d *devRun) run(ctx context.Context) error {
 		case <-ctx.Done():
 			fmt.Fprintln(os.Stderr, "\nstopping…")
 		case c := <-d.exited:
-			err = fmt.Errorf("%s exited on its own (%v); its log is %s:\n%s", c.name, c.state(), c.logPath, c.tail(20))
+			err = fmt.Errorf("%s exited on its own (%v); its log is %s:\n%s", c.Name, c.State(), c.LogPath, c.Tail(20))
 		}
 	}
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {

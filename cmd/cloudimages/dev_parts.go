@@ -4,49 +4,37 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/client"
-
-	"github.com/quantix/cloudimages/nodeagent/agentclient"
-	"github.com/quantix/cloudimages/workflows"
+	"github.com/quantix/cloudimages/internal/launch"
+	"github.com/quantix/cloudimages/nodeagent"
 )
 
 // devNodes are the dev setup's node agents, in order of --agent-listen.
 var devNodes = []string{"node-1", "node-2"}
 
-// devPool is a pool of the dev setup.
-type devPool struct {
-	id     string
-	shared bool
-	nodes  []string
-}
-
 // devPools: a local pool on each node, and one pool both see, standing in
 // for NFS.
-var devPools = []devPool{
-	{id: "local-1", nodes: []string{"node-1"}},
-	{id: "local-2", nodes: []string{"node-2"}},
-	{id: "shared-nfs", shared: true, nodes: []string{"node-1", "node-2"}},
+var devPools = []launch.Pool{
+	{ID: "local-1", NodeIDs: []string{"node-1"}},
+	{ID: "local-2", NodeIDs: []string{"node-2"}},
+	{ID: "shared-nfs", Shared: true, NodeIDs: []string{"node-1", "node-2"}},
 }
 
 // poolDir is where a pool lives on a node: a shared pool has one
 // directory for all its nodes.
-func (d *devRun) poolDir(p devPool, nodeID string) string {
-	if p.shared {
-		return filepath.Join(d.cfg.dataDir, "pools", p.id)
+func (d *devRun) poolDir(p launch.Pool, nodeID string) string {
+	if p.Shared {
+		return filepath.Join(d.cfg.dataDir, "pools", p.ID)
 	}
-	return filepath.Join(d.cfg.dataDir, "pools", nodeID, p.id)
+	return filepath.Join(d.cfg.dataDir, "pools", nodeID, p.ID)
 }
 
 func (d *devRun) databaseURL() string {
@@ -65,7 +53,7 @@ func (d *devRun) prepare() error {
 		return fmt.Errorf("data dir: %w", err)
 	}
 	for _, p := range devPools {
-		for _, n := range p.nodes {
+		for _, n := range p.NodeIDs {
 			if err := os.MkdirAll(d.poolDir(p, n), 0o755); err != nil {
 				return fmt.Errorf("pool dir: %w", err)
 			}
@@ -87,20 +75,56 @@ func (d *devRun) prepare() error {
 	return nil
 }
 
-// childEnv is the environment every child gets on top of ours: the token
-// goes through the environment, not the command line, where ps shows it.
-func (d *devRun) childEnv() []string {
-	env := []string{"CLOUDIMAGES_NODE_TOKEN=" + d.nodeToken}
-	if d.cfg.apiToken != "" {
-		env = append(env, "CLOUDIMAGES_API_TOKEN="+d.cfg.apiToken)
+// stopTimeout is how long a child gets to stop after SIGTERM before it is
+// killed.
+const stopTimeout = 15 * time.Second
+
+// startChild starts a child and adds it to those stopAll stops. Its output goes
+// to {data dir}/logs/{name}.log and, prefixed with its name, to our stderr
+// (except the Temporal server's, which is noise to most users). A child
+// that ends on its own afterwards is reported on d.exited.
+func (d *devRun) startChild(ctx context.Context, p *launch.Process) error {
+	p.LogPath = filepath.Join(d.cfg.dataDir, "logs", p.Name+".log")
+	p.StopTimeout = stopTimeout
+	if p.Name != "temporal" {
+		p.Echo = os.Stderr
 	}
-	return env
+	d.children = append(d.children, p)
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	done := p.Done()
+	go func() {
+		<-done
+		if !d.stopping.Load() {
+			select {
+			case d.exited <- p:
+			default:
+			}
+		}
+	}()
+	return nil
+}
+
+// stopAll stops the children in the reverse order of their start (the
+// API before the worker, the agents before Temporal), each with SIGTERM
+// first and SIGKILL of its group after stopTimeout.
+func (d *devRun) stopAll() {
+	d.stopping.Store(true)
+	for i := len(d.children) - 1; i >= 0; i-- {
+		if err := d.children[i].Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}
 }
 
 // startTemporal uses the Temporal server at --temporal-address if one
 // answers, else starts the dev server there with its state in the data dir.
 func (d *devRun) startTemporal(ctx context.Context) error {
-	if err := temporalAnswers(ctx, d.cfg.temporalAddress); err == nil {
+	answers, cancel := context.WithTimeout(ctx, 2*time.Second)
+	err := launch.TemporalServes(answers, d.cfg.temporalAddress)
+	cancel()
+	if err == nil {
 		d.log.Info("using the Temporal server that answers", "address", d.cfg.temporalAddress)
 		return nil
 	}
@@ -108,39 +132,20 @@ func (d *devRun) startTemporal(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w; or start a Temporal server at %s (TEMPORAL_ADDRESS) yourself", err, d.cfg.temporalAddress)
 	}
-	host, port, _ := net.SplitHostPort(d.cfg.temporalAddress)
-	args := []string{"server", "start-dev", "--ip", host, "--port", port,
-		"--ui-port", strconv.Itoa(d.cfg.temporalUIPort),
-		"--db-filename", filepath.Join(d.cfg.dataDir, "temporal.db"),
-		"--log-level", "warn"}
-	for _, name := range workflows.SearchAttributeNames {
-		args = append(args, "--search-attribute", name+"=Keyword")
-	}
-	c, err := d.spawn("temporal", cli, args, nil)
+	host, portText, _ := net.SplitHostPort(d.cfg.temporalAddress)
+	port, err := strconv.Atoi(portText)
 	if err != nil {
-		return err
+		return usagef("--temporal-address %q: want a numeric port", d.cfg.temporalAddress)
 	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
+	t := &launch.Temporal{CLI: cli, IP: host, Port: port, UIPort: d.cfg.temporalUIPort,
+		DBFile: filepath.Join(d.cfg.dataDir, "temporal.db")}
+	if host == "" {
+		t.IP = "0.0.0.0" // ":7233" listens everywhere
 	}
-	d.webURL = "http://" + net.JoinHostPort(host, strconv.Itoa(d.cfg.temporalUIPort))
-	return d.waitReady(ctx, c, 2*time.Minute, func(ctx context.Context) error {
-		return temporalAnswers(ctx, d.cfg.temporalAddress)
-	})
-}
-
-// temporalAnswers reports whether a Temporal frontend serves the default
-// namespace at address.
-func temporalAnswers(ctx context.Context, address string) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	c, err := client.DialContext(ctx, client.Options{HostPort: address, Logger: quietLogger{}})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_, err = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"})
-	return err
+	d.webURL = t.WebURL()
+	p := t.Process("")
+	p.Ready = func(ctx context.Context, _ int) error { return launch.TemporalServes(ctx, d.cfg.temporalAddress) }
+	return d.startChild(ctx, p)
 }
 
 // findTemporalCLI returns the temporal CLI to run the dev server with: the
@@ -168,88 +173,29 @@ func findTemporalCLI(given string) (string, error) {
 }
 
 func (d *devRun) startAgent(ctx context.Context, i int) error {
-	node, addr := devNodes[i], d.cfg.agentListen[i]
-	args := []string{"nodeagent", "--node-id", node, "--listen", addr,
-		"--allow-private-networks=" + strconv.FormatBool(d.cfg.allowPrivate)}
+	node := devNodes[i]
+	a := &launch.Agent{Bin: d.self, NodeID: node, Listen: d.cfg.agentListen[i], Token: d.nodeToken,
+		AllowPrivateNetworks: d.cfg.allowPrivate}
 	for _, p := range devPools {
-		for _, n := range p.nodes {
-			if n == node {
-				args = append(args, "--pool", p.id+"="+d.poolDir(p, n))
-			}
+		if slices.Contains(p.NodeIDs, node) {
+			a.Pools = append(a.Pools, nodeagent.PoolDir{ID: p.ID, Dir: d.poolDir(p, node)})
 		}
 	}
-	c, err := d.spawn(node, d.self, args, d.childEnv())
-	if err != nil {
-		return err
-	}
-	agent := agentclient.New(addr, d.nodeToken)
-	return d.waitReady(ctx, c, 30*time.Second, func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		_, err := agent.Health(ctx)
-		return err
-	})
+	return d.startChild(ctx, a.Process(node, ""))
 }
 
-func (d *devRun) controlPlaneArgs() []string {
-	return []string{"--temporal-address", d.cfg.temporalAddress, "--temporal-namespace", "default", "--database-url", d.databaseURL()}
+func (d *devRun) controlPlane() *launch.ControlPlane {
+	return &launch.ControlPlane{Bin: d.self, TemporalAddress: d.cfg.temporalAddress, DatabaseURL: d.databaseURL(),
+		NodeToken: d.nodeToken, APIToken: d.cfg.apiToken}
 }
 
 func (d *devRun) startWorker(ctx context.Context) error {
-	c, err := d.spawn("worker", d.self, append([]string{"worker"}, d.controlPlaneArgs()...), d.childEnv())
-	if err != nil {
-		return err
-	}
-	return d.waitReady(ctx, c, time.Minute, func(ctx context.Context) error {
-		return workerPolls(ctx, d.cfg.temporalAddress, c.cmd.Process.Pid)
-	})
-}
-
-// workerPolls reports whether the worker with this pid polls the task
-// queue: the SDK's default worker identity starts with "PID@".
-func workerPolls(ctx context.Context, address string, pid int) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	c, err := client.DialContext(ctx, client.Options{HostPort: address, Logger: quietLogger{}})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	resp, err := c.DescribeTaskQueue(ctx, workflows.TaskQueue, enums.TASK_QUEUE_TYPE_ACTIVITY)
-	if err != nil {
-		return err
-	}
-	for _, p := range resp.GetPollers() {
-		if strings.HasPrefix(p.GetIdentity(), strconv.Itoa(pid)+"@") {
-			return nil
-		}
-	}
-	return errors.New("the worker does not poll its task queue yet")
+	return d.startChild(ctx, d.controlPlane().Worker("worker", ""))
 }
 
 func (d *devRun) startAPI(ctx context.Context) error {
-	args := append([]string{"api", "--listen", d.cfg.listen}, d.controlPlaneArgs()...)
-	if d.webURL != "" {
-		args = append(args, "--temporal-web-url", d.webURL)
-	}
-	c, err := d.spawn("api", d.self, args, d.childEnv())
-	if err != nil {
-		return err
-	}
-	return d.waitReady(ctx, c, time.Minute, func(ctx context.Context) error {
-		status, err := d.api().Do(ctx, http.MethodGet, "/healthz", nil, nil)
-		if err == nil && status != http.StatusOK {
-			err = fmt.Errorf("GET /healthz: %d", status)
-		}
-		return err
-	})
+	cp := d.controlPlane()
+	p := cp.API("")
+	cp.ApplyAPI(p, d.cfg.listen, d.webURL)
+	return d.startChild(ctx, p)
 }
-
-// quietLogger keeps the Temporal SDK quiet while we poll a server that is
-// still starting.
-type quietLogger struct{}
-
-func (quietLogger) Debug(string, ...any) {}
-func (quietLogger) Info(string, ...any)  {}
-func (quietLogger) Warn(string, ...any)  {}
-func (quietLogger) Error(string, ...any) {}

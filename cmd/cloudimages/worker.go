@@ -5,12 +5,13 @@ import (
 	"time"
 
 	"github.com/quantix/cloudimages/workers"
+	"github.com/quantix/cloudimages/workflows"
 )
 
 func runWorker(ctx context.Context, args []string) error {
 	var cp controlPlane
 	var cfg workers.Config
-	f := newFlags("worker", "Runs the Temporal worker: DownloadImageWorkflow and its activities, on task queue image-downloads.")
+	f := newFlags("worker", "Runs the Temporal worker: "+workflows.WorkflowType+" and its activities, on task queue "+workflows.TaskQueue+".")
 	cp.register(f)
 	f.duration(&cfg.NoNodeTimeout, "no-node-timeout", "CLOUDIMAGES_NO_NODE_TIMEOUT", 2*time.Minute, "how long a download waits for a usable node before it fails with no_node_available")
 	f.duration(&cfg.NodeGrace, "node-grace", "CLOUDIMAGES_NODE_GRACE", 30*time.Second, "how long a node may stay unreachable mid-download before the download fails over")

@@ -1,12 +1,10 @@
 package testenv
 
 import (
-	"context"
-	"errors"
 	"strconv"
 	"testing"
-	"time"
 
+	"github.com/quantix/cloudimages/internal/launch"
 	"github.com/quantix/cloudimages/nodeagent"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
@@ -34,7 +32,7 @@ type AgentOptions struct {
 type Agent struct {
 	t    testing.TB
 	opts AgentOptions
-	addr string
+	spec *launch.Agent
 	proc *Process
 }
 
@@ -43,7 +41,10 @@ type Agent struct {
 func StartAgent(t testing.TB, opts AgentOptions) *Agent {
 	t.Helper()
 	a := newAgent(t, opts)
-	a.proc.startOnFreePort(func() { a.listenOn("127.0.0.1:" + strconv.Itoa(FreePort(t))) })
+	a.proc.startOnFreePort(func() {
+		a.spec.Listen = "127.0.0.1:" + strconv.Itoa(FreePort(t))
+		a.spec.Apply(a.proc.p)
+	})
 	return a
 }
 
@@ -59,33 +60,17 @@ func newAgent(t testing.TB, opts AgentOptions) *Agent {
 	if opts.Token == "" {
 		opts.Token = "test-token-" + randomHex(8)
 	}
-	a := &Agent{t: t, opts: opts}
-	env := append([]string{"CLOUDIMAGES_LOG_LEVEL=debug"}, opts.Env...)
-	a.proc = newProcess(t, "nodeagent-"+opts.NodeID, Binary(t), nil, env, func(_ int, exited <-chan struct{}) error {
-		return pollReady(exited, 30*time.Second, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_, err := a.Client().Health(ctx)
-			return err
-		})
-	})
-	return a
+	spec := &launch.Agent{Bin: Binary(t), NodeID: opts.NodeID, Token: opts.Token, Pools: opts.Pools,
+		MaxConcurrent: opts.MaxConcurrent, AllowPrivateNetworks: opts.AllowPrivateNetworks,
+		Args: opts.Args, Env: append([]string{"CLOUDIMAGES_LOG_LEVEL=debug"}, opts.Env...)}
+	return &Agent{t: t, opts: opts, spec: spec, proc: newProcess(t, spec.Process("nodeagent-"+opts.NodeID, ""))}
 }
-
-// listenOn sets the address the agent's next run listens on.
-func (a *Agent) listenOn(addr string) {
-	a.addr = addr
-	a.proc.args = a.args()
-}
-
-// errPortTaken is a start that failed because the port was in use.
-var errPortTaken = errors.New("port taken")
 
 // Address returns the agent's host:port.
-func (a *Agent) Address() string { return a.addr }
+func (a *Agent) Address() string { return a.spec.Listen }
 
 // URL returns the agent's base URL, e.g. for GET /metrics.
-func (a *Agent) URL() string { return "http://" + a.addr }
+func (a *Agent) URL() string { return "http://" + a.spec.Listen }
 
 // Token returns the agent's bearer token.
 func (a *Agent) Token() string { return a.opts.Token }
@@ -111,7 +96,7 @@ func (a *Agent) PoolDir(id string) string {
 func (a *Agent) LogPath() string { return a.proc.LogPath() }
 
 // Client returns a client for the agent, with its token.
-func (a *Agent) Client() *agentclient.Client { return agentclient.New(a.addr, a.opts.Token) }
+func (a *Agent) Client() *agentclient.Client { return a.spec.Client() }
 
 // Kill sends SIGKILL and waits for the process to exit.
 func (a *Agent) Kill() { a.proc.Kill() }
@@ -124,24 +109,6 @@ func (a *Agent) Stop() { a.proc.Stop() }
 func (a *Agent) Restart() {
 	a.t.Helper()
 	a.proc.Restart()
-}
-
-func (a *Agent) args() []string {
-	args := []string{"nodeagent",
-		"--node-id", a.opts.NodeID,
-		"--listen", a.addr,
-		"--node-token", a.opts.Token,
-	}
-	for _, p := range a.opts.Pools {
-		args = append(args, "--pool", p.ID+"="+p.Dir)
-	}
-	if a.opts.MaxConcurrent > 0 {
-		args = append(args, "--max-concurrent", strconv.Itoa(a.opts.MaxConcurrent))
-	}
-	if a.opts.AllowPrivateNetworks {
-		args = append(args, "--allow-private-networks")
-	}
-	return append(args, a.opts.Args...)
 }
 
 // Exited reports whether the agent's current process has exited.

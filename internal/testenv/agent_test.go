@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/quantix/cloudimages/internal/launch"
 	"github.com/quantix/cloudimages/nodeagent"
 )
 
@@ -40,8 +41,9 @@ func TestAgentStartReportsATakenPort(t *testing.T) {
 	}
 	defer l.Close()
 	a := newAgent(t, AgentOptions{NodeID: "n", Token: "t", Pools: []nodeagent.PoolDir{{ID: "p", Dir: t.TempDir()}}})
-	a.listenOn(l.Addr().String())
-	if err := a.proc.start(); !errors.Is(err, errPortTaken) {
-		t.Fatalf("start on a taken port: %v; want errPortTaken", err)
+	a.spec.Listen = l.Addr().String()
+	a.spec.Apply(a.proc.p)
+	if err := a.proc.p.Start(t.Context()); !errors.Is(err, launch.ErrPortTaken) {
+		t.Fatalf("start on a taken port: %v; want launch.ErrPortTaken", err)
 	}
 }

@@ -4,21 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
-	"go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/taskqueue/v1"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/quantix/cloudimages/api"
+	"github.com/quantix/cloudimages/internal/launch"
 	"github.com/quantix/cloudimages/nodeagent"
 )
 
@@ -77,10 +73,10 @@ type Stack struct {
 	// API is a client of the REST API, with the API token if any.
 	API *APIClient
 
-	temporalAddr string
-	temporalUI   string
-	apiURL       string
-	poolDirs     map[string]map[string]string // pool id → node id → dir
+	temporal *launch.Temporal
+	control  *launch.ControlPlane
+	apiURL   string
+	poolDirs map[string]map[string]string // pool id → node id → dir
 }
 
 // StartStack starts the Temporal dev server, the agents, the workers and
@@ -91,6 +87,8 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 	s := &Stack{t: t, opts: opts, poolDirs: map[string]map[string]string{}}
 	s.startTemporal()
 	s.startAgents()
+	s.control = &launch.ControlPlane{Bin: Binary(t), TemporalAddress: s.temporal.Address(), DatabaseURL: opts.DatabaseURL,
+		NodeToken: opts.NodeToken, APIToken: opts.APIToken, Env: append([]string{"CLOUDIMAGES_LOG_LEVEL=debug"}, opts.Env...)}
 	for i := range opts.Workers {
 		s.Workers = append(s.Workers, s.newWorker(fmt.Sprintf("worker-%d", i+1)))
 		s.Workers[i].Start()
@@ -137,10 +135,10 @@ func stackDefaults(t testing.TB, opts StackOptions) StackOptions {
 func nodeName(i int) string { return fmt.Sprintf("node-%d", i+1) }
 
 // TemporalAddress returns the host:port of the Temporal frontend.
-func (s *Stack) TemporalAddress() string { return s.temporalAddr }
+func (s *Stack) TemporalAddress() string { return s.temporal.Address() }
 
 // TemporalWebURL returns the URL of Temporal Web.
-func (s *Stack) TemporalWebURL() string { return s.temporalUI }
+func (s *Stack) TemporalWebURL() string { return s.temporal.WebURL() }
 
 // APIURL returns the base URL of the REST API, e.g. http://127.0.0.1:PORT.
 func (s *Stack) APIURL() string { return s.apiURL }
@@ -179,9 +177,9 @@ func (s *Stack) Pools() []StackPool { return s.opts.Pools }
 // closed when the test ends.
 func (s *Stack) TemporalClient() client.Client {
 	s.t.Helper()
-	c, err := client.Dial(client.Options{HostPort: s.temporalAddr, Namespace: "default"})
+	c, err := client.Dial(client.Options{HostPort: s.TemporalAddress(), Namespace: "default"})
 	if err != nil {
-		s.t.Fatalf("dial temporal at %s: %v", s.temporalAddr, err)
+		s.t.Fatalf("dial temporal at %s: %v", s.TemporalAddress(), err)
 	}
 	s.t.Cleanup(c.Close)
 	return c
@@ -191,7 +189,7 @@ func (s *Stack) TemporalClient() client.Client {
 // (--address and --namespace are added) and returns its combined output
 // and error.
 func (s *Stack) TemporalCLI(args ...string) (string, error) {
-	args = append(args, "--address", s.temporalAddr, "--namespace", "default")
+	args = append(args, "--address", s.TemporalAddress(), "--namespace", "default")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, TemporalCLI(s.t), args...).CombinedOutput()
@@ -209,36 +207,15 @@ func (s *Stack) AddWorker() *Process {
 
 func (s *Stack) startTemporal() {
 	s.t.Helper()
-	dbFile := filepath.Join(s.t.TempDir(), "temporal.db")
-	s.Temporal = newProcess(s.t, "temporal", TemporalCLI(s.t), nil, nil, func(_ int, exited <-chan struct{}) error {
-		return pollReady(exited, 2*time.Minute, s.temporalHealthy)
-	})
-	s.Temporal.startOnFreePort(func() {
-		port, uiPort := FreePort(s.t), FreePort(s.t)
-		s.temporalAddr = "127.0.0.1:" + strconv.Itoa(port)
-		s.temporalUI = "http://127.0.0.1:" + strconv.Itoa(uiPort)
-		args := []string{"server", "start-dev", "--ip", "127.0.0.1",
-			"--port", strconv.Itoa(port), "--ui-port", strconv.Itoa(uiPort), "--log-level", "warn"}
-		if s.opts.PersistTemporal {
-			args = append(args, "--db-filename", dbFile)
-		}
-		for _, name := range SearchAttributes {
-			args = append(args, "--search-attribute", name+"=Keyword")
-		}
-		s.Temporal.args = args
-	})
-}
-
-func (s *Stack) temporalHealthy() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	c, err := client.DialContext(ctx, client.Options{HostPort: s.temporalAddr, Namespace: "default"})
-	if err != nil {
-		return err
+	s.temporal = &launch.Temporal{CLI: TemporalCLI(s.t)}
+	if s.opts.PersistTemporal {
+		s.temporal.DBFile = filepath.Join(s.t.TempDir(), "temporal.db")
 	}
-	defer c.Close()
-	_, err = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"})
-	return err
+	s.Temporal = newProcess(s.t, s.temporal.Process(""))
+	s.Temporal.startOnFreePort(func() {
+		s.temporal.Port, s.temporal.UIPort = FreePort(s.t), FreePort(s.t)
+		s.temporal.Apply(s.Temporal.p)
+	})
 }
 
 func (s *Stack) startAgents() {
@@ -270,77 +247,19 @@ func (s *Stack) startAgents() {
 	}
 }
 
-func (s *Stack) controlPlaneArgs() []string {
-	return []string{"--temporal-address", s.temporalAddr, "--temporal-namespace", "default",
-		"--database-url", s.opts.DatabaseURL}
-}
-
-func (s *Stack) childEnv() []string {
-	env := []string{"CLOUDIMAGES_LOG_LEVEL=debug", "CLOUDIMAGES_NODE_TOKEN=" + s.opts.NodeToken}
-	return append(env, s.opts.Env...)
-}
-
 func (s *Stack) newWorker(name string) *Process {
-	args := append([]string{"worker"}, s.controlPlaneArgs()...)
-	args = append(args, s.opts.WorkerArgs...)
-	return newProcess(s.t, name, Binary(s.t), args, s.childEnv(), func(pid int, exited <-chan struct{}) error {
-		return pollReady(exited, time.Minute, func() error { return s.workerPolling(pid) })
-	})
-}
-
-// workerPolling checks that the worker with this pid polls the task
-// queue: the SDK's default identity starts with "PID@".
-func (s *Stack) workerPolling(pid int) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	c, err := client.DialContext(ctx, client.Options{HostPort: s.temporalAddr, Namespace: "default"})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	resp, err := c.DescribeTaskQueue(ctx, "image-downloads", enums.TASK_QUEUE_TYPE_ACTIVITY)
-	if err != nil {
-		return err
-	}
-	if hasPoller(resp.GetPollers(), pid) {
-		return nil
-	}
-	return fmt.Errorf("worker pid %d does not poll task queue image-downloads yet", pid)
-}
-
-func hasPoller(pollers []*taskqueue.PollerInfo, pid int) bool {
-	prefix := strconv.Itoa(pid) + "@"
-	for _, p := range pollers {
-		if strings.HasPrefix(p.GetIdentity(), prefix) {
-			return true
-		}
-	}
-	return false
+	return newProcess(s.t, s.control.Worker(name, "", s.opts.WorkerArgs...))
 }
 
 func (s *Stack) startAPI() {
 	s.t.Helper()
-	env := s.childEnv()
-	if s.opts.APIToken != "" {
-		env = append(env, "CLOUDIMAGES_API_TOKEN="+s.opts.APIToken)
-	}
 	s.API = &APIClient{&api.Client{Token: s.opts.APIToken}}
-	s.APIServer = newProcess(s.t, "api", Binary(s.t), nil, env, func(_ int, exited <-chan struct{}) error {
-		return pollReady(exited, time.Minute, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			status, err := s.API.Do(ctx, http.MethodGet, "/healthz", nil, nil)
-			if err == nil && status != http.StatusOK {
-				err = fmt.Errorf("GET /healthz: %d", status)
-			}
-			return err
-		})
-	})
+	s.APIServer = newProcess(s.t, s.control.API(""))
 	s.APIServer.startOnFreePort(func() {
 		addr := "127.0.0.1:" + strconv.Itoa(FreePort(s.t))
 		s.apiURL = "http://" + addr
 		s.API.BaseURL = s.apiURL
-		s.APIServer.args = append([]string{"api", "--listen", addr, "--temporal-web-url", s.temporalUI}, s.controlPlaneArgs()...)
+		s.control.ApplyAPI(s.APIServer.p, addr, s.TemporalWebURL())
 	})
 }
 
@@ -348,17 +267,16 @@ func (s *Stack) startAPI() {
 // REST API. A node or pool that exists already (409) is left as it is.
 func (s *Stack) Register() {
 	s.t.Helper()
+	var nodes []launch.Node
 	for _, a := range s.Agents {
-		s.API.MustDo(s.t, http.MethodPost, "/v1/nodes", map[string]any{
-			"id": a.NodeID(), "name": a.NodeID(), "address": a.Address()}, nil, http.StatusCreated, http.StatusConflict)
+		nodes = append(nodes, launch.Node{ID: a.NodeID(), Address: a.Address()})
 	}
+	var pools []launch.Pool
 	for _, p := range s.opts.Pools {
-		typ := "local"
-		if p.Shared {
-			typ = "nfs"
-		}
-		s.API.MustDo(s.t, http.MethodPost, "/v1/pools", map[string]any{
-			"id": p.ID, "name": p.ID, "type": typ, "shared": p.Shared, "node_ids": p.NodeIDs}, nil, http.StatusCreated, http.StatusConflict)
+		pools = append(pools, launch.Pool{ID: p.ID, Shared: p.Shared, NodeIDs: p.NodeIDs})
+	}
+	if err := launch.Register(context.Background(), s.API.Client, nodes, pools); err != nil {
+		s.t.Fatal(err)
 	}
 }
 

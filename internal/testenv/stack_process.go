@@ -1,16 +1,13 @@
 package testenv
 
 import (
-	"errors"
-	"fmt"
+	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quantix/cloudimages/internal/launch"
 )
 
 // Process is one long-running child process of a test (a worker, the API,
@@ -18,75 +15,43 @@ import (
 // command line. Its output, across all its runs, goes to one log file that
 // is printed when the test fails.
 type Process struct {
-	t       testing.TB
-	name    string
-	path    string
-	args    []string
-	env     []string
-	logPath string
-	// ready waits until a fresh process serves; it gets the process's pid
-	// and a channel closed when the process exits.
-	ready func(pid int, exited <-chan struct{}) error
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	t testing.TB
+	p *launch.Process
 }
 
-func newProcess(t testing.TB, name, path string, args, env []string, ready func(int, <-chan struct{}) error) *Process {
-	p := &Process{t: t, name: name, path: path, args: args, env: env, ready: ready,
-		logPath: filepath.Join(t.TempDir(), name+".log")}
+// newProcess wraps p for a test: its log goes to the test's temp dir, and
+// it is stopped (its log printed on failure) when the test ends.
+func newProcess(t testing.TB, p *launch.Process) *Process {
+	p.LogPath = filepath.Join(t.TempDir(), p.Name+".log")
+	tp := &Process{t: t, p: p}
 	t.Cleanup(func() {
-		p.Stop()
+		tp.Stop()
 		if t.Failed() {
-			p.printLog()
+			tp.printLog()
 		}
 	})
-	return p
+	return tp
 }
 
 // Name returns the process's name in logs, e.g. "worker-1".
-func (p *Process) Name() string { return p.name }
+func (p *Process) Name() string { return p.p.Name }
 
 // LogPath returns the file the process logs to.
-func (p *Process) LogPath() string { return p.logPath }
+func (p *Process) LogPath() string { return p.p.LogPath }
 
 // Log returns what the process has logged so far, across its runs.
-func (p *Process) Log() string {
-	b, _ := os.ReadFile(p.logPath)
-	return string(b)
-}
+func (p *Process) Log() string { return p.p.Log() }
 
 // Pid returns the pid of the current run, or 0 when none was started.
-func (p *Process) Pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}
+func (p *Process) Pid() int { return p.p.Pid() }
 
 // Running reports whether the current run has not exited.
-func (p *Process) Running() bool {
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
-	if done == nil {
-		return false
-	}
-	select {
-	case <-done:
-		return false
-	default:
-		return true
-	}
-}
+func (p *Process) Running() bool { return p.p.Running() }
 
 // Start starts the process unless it runs, and waits until it is ready.
 func (p *Process) Start() {
 	p.t.Helper()
-	if err := p.start(); err != nil {
+	if err := p.p.Start(context.Background()); err != nil {
 		p.t.Fatal(err)
 	}
 }
@@ -96,63 +61,21 @@ func (p *Process) Start() {
 // process between FreePort and the bind.
 func (p *Process) startOnFreePort(setPorts func()) {
 	p.t.Helper()
-	for try := 1; ; try++ {
-		setPorts()
-		err := p.start()
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, errPortTaken) || try == 3 {
-			p.t.Fatal(err)
-		}
-	}
-}
-
-func (p *Process) start() error {
-	if p.Running() {
-		return nil
-	}
-	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	err := launch.StartOnFreePort(context.Background(), p.p, func() error { setPorts(); return nil })
 	if err != nil {
-		return fmt.Errorf("%s log: %w", p.name, err)
+		p.t.Fatal(err)
 	}
-	fmt.Fprintf(logFile, "---- start %s %s %s\n", time.Now().Format(time.RFC3339Nano), p.path, strings.Join(p.args, " "))
-	cmd := exec.Command(p.path, p.args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(), p.env...)
-	// Its own process group: a kill reaches anything it started, and a
-	// Ctrl-C of `go test` does not race the test's own shutdown.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return fmt.Errorf("start %s: %w", p.name, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		fmt.Fprintf(logFile, "---- exit %s %v\n", time.Now().Format(time.RFC3339Nano), cmd.ProcessState)
-		logFile.Close()
-		close(done)
-	}()
-	p.mu.Lock()
-	p.cmd, p.done = cmd, done
-	p.mu.Unlock()
-	if err := p.ready(cmd.Process.Pid, done); err != nil {
-		p.signal(syscall.SIGKILL)
-		log := p.Log()
-		if strings.Contains(log[strings.LastIndex(log, "---- start"):], "address already in use") {
-			return fmt.Errorf("%w: %s: %v", errPortTaken, p.name, err)
-		}
-		return fmt.Errorf("%s is not ready: %v\n%s", p.name, err, log)
-	}
-	return nil
 }
 
 // Kill sends SIGKILL to the process (and its group) and waits until it is gone.
-func (p *Process) Kill() { p.signal(syscall.SIGKILL) }
+func (p *Process) Kill() { p.p.Kill() }
 
 // Stop sends SIGTERM and waits until the process exits, killing it after 30 s.
-func (p *Process) Stop() { p.signal(syscall.SIGTERM) }
+func (p *Process) Stop() {
+	if err := p.p.Stop(); err != nil {
+		p.t.Error(err)
+	}
+}
 
 // Restart stops the process if it runs and starts it again.
 func (p *Process) Restart() {
@@ -163,9 +86,7 @@ func (p *Process) Restart() {
 
 // Wait waits up to timeout for the current run to exit and reports whether it did.
 func (p *Process) Wait(timeout time.Duration) bool {
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
+	done := p.p.Done()
 	if done == nil {
 		return true
 	}
@@ -177,54 +98,12 @@ func (p *Process) Wait(timeout time.Duration) bool {
 	}
 }
 
-func (p *Process) signal(sig syscall.Signal) {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	target := cmd.Process.Pid
-	if sig == syscall.SIGKILL {
-		target = -target // the whole group
-	}
-	if err := syscall.Kill(target, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		p.t.Logf("signal %s: %v", p.name, err)
-	}
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		p.t.Errorf("%s did not exit 30s after %v; killing it", p.name, sig)
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
-}
-
 func (p *Process) printLog() {
-	log := p.Log()
+	b, _ := os.ReadFile(p.p.LogPath)
+	log := string(b)
 	const max = 20000
 	if len(log) > max {
 		log = "…" + log[len(log)-max:]
 	}
-	p.t.Logf("%s log (%s):\n%s", p.name, p.logPath, log)
-}
-
-// pollReady calls check every 50 ms until it returns nil, the process
-// exits, or timeout passes.
-func pollReady(exited <-chan struct{}, timeout time.Duration, check func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("it exited at start (last check: %v)", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %s: %v", timeout, err)
-		}
-	}
+	p.t.Logf("%s log (%s):\n%s", p.p.Name, p.p.LogPath, log)
 }

@@ -1,13 +1,12 @@
 package testenv
 
 import (
-	"context"
 	"net"
 	"strconv"
 	"testing"
-	"time"
 
-	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/internal/launch"
+	"github.com/quantix/cloudimages/nodeagent"
 )
 
 func TestProcessTriesAnotherPortWhenItsPortIsTaken(t *testing.T) {
@@ -16,23 +15,16 @@ func TestProcessTriesAnotherPortWhenItsPortIsTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	var addr string
-	p := newProcess(t, "agent", Binary(t), nil, nil, func(_ int, exited <-chan struct{}) error {
-		return pollReady(exited, 30*time.Second, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_, err := agentclient.New(addr, "token").Health(ctx)
-			return err
-		})
-	})
+	spec := &launch.Agent{Bin: Binary(t), NodeID: "n1", Token: "token", Pools: []nodeagent.PoolDir{{ID: "p", Dir: t.TempDir()}}}
+	p := newProcess(t, spec.Process("agent", ""))
 	tries := 0
 	p.startOnFreePort(func() {
 		tries++
-		addr = l.Addr().String() // taken: the first try must fail
+		spec.Listen = l.Addr().String() // taken: the first try must fail
 		if tries > 1 {
-			addr = "127.0.0.1:" + strconv.Itoa(FreePort(t))
+			spec.Listen = "127.0.0.1:" + strconv.Itoa(FreePort(t))
 		}
-		p.args = []string{"nodeagent", "--node-id", "n1", "--listen", addr, "--node-token", "token", "--pool", "p=" + t.TempDir()}
+		spec.Apply(p.p)
 	})
 	if tries != 2 {
 		t.Errorf("started after %d tries, want 2", tries)

@@ -9,15 +9,13 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
+
+	"github.com/quantix/cloudimages/internal/launch"
 )
 
 // TemporalCLIEnv names the variable with the path of the pinned temporal
 // CLI; `make test` sets it to bin/temporal.
 const TemporalCLIEnv = "CLOUDIMAGES_TEMPORAL_CLI"
-
-// SearchAttributes are the contract's Keyword search attributes; the dev
-// server is started with them, as `cloudimages dev` does.
-var SearchAttributes = []string{"ImageId", "PoolId", "NodeId", "CatalogId", "ImageStatus"}
 
 // TemporalCLI returns the path of the pinned temporal CLI: $CLOUDIMAGES_TEMPORAL_CLI,
 // else bin/temporal at the repository root. It fails the test when there is
@@ -45,17 +43,13 @@ type DevServer struct {
 // ends.
 func StartDevServer(t testing.TB) *DevServer {
 	t.Helper()
-	args := []string{}
-	for _, name := range SearchAttributes {
-		args = append(args, "--search-attribute", name+"=Keyword")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  TemporalCLI(t),
 		ClientOptions: &client.Options{Namespace: "default"},
 		LogLevel:      "error",
-		ExtraArgs:     args,
+		ExtraArgs:     launch.SearchAttributeArgs(),
 		Stdout:        os.Stderr,
 		Stderr:        os.Stderr,
 	})

@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,14 +78,16 @@ func (p *pool) space() (free, total uint64, err error) {
 }
 
 // saveRecord writes a job's record atomically: a kill at any moment leaves
-// the old record or the new one, never half of one.
+// the old record or the new one, never half of one. The temporary file
+// gets a fresh random name and O_EXCL, so nothing planted in the pool
+// (a symlink to a published image) can be opened and overwritten instead.
 func (p *pool) saveRecord(r *record) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	tmp := workDir + "/." + r.Request.ID + ".json.tmp"
-	f, err := p.root.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	tmp := workDir + "/." + r.Request.ID + "." + rand.Text() + ".tmp"
+	f, err := p.root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
@@ -97,7 +100,11 @@ func (p *pool) saveRecord(r *record) error {
 		p.root.Remove(tmp)
 		return err
 	}
-	return p.root.Rename(tmp, recordName(r.Request.ID))
+	if err := p.root.Rename(tmp, recordName(r.Request.ID)); err != nil {
+		p.root.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 func (p *pool) loadRecord(id string) (*record, error) {

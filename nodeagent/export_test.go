@@ -4,3 +4,7 @@ package nodeagent
 // with its error, if any: the seam for ENOSPC where no tiny file system
 // can be mounted.
 func SetWriteFault(s *Server, f func(n int) error) { s.writeFault = f }
+
+// SetLinkPublish makes the agent publish by link and unlink, as it does
+// where the file system refuses RENAME_NOREPLACE (NFS).
+func SetLinkPublish(s *Server, on bool) { s.linkPublish = on }

@@ -240,13 +240,35 @@ func (s *Server) start(req agentclient.DownloadRequest) (agentclient.Download, i
 		}
 	}
 	j := newJob(p, s.adopt(p, req), s.log)
-	s.jobs[req.ID] = j
 	if agentclient.FinishedState(j.state()) {
+		s.jobs[req.ID] = j
 		return j.snapshot(), http.StatusAccepted, nil
 	}
+	if _, err := p.root.Lstat(req.FileName); err == nil {
+		return agentclient.Download{}, 0, s.takenLocked(p, req)
+	}
+	s.jobs[req.ID] = j
 	j.save()
 	s.launch(j)
 	return j.snapshot(), http.StatusAccepted, nil
+}
+
+// taken is the error for a published name that is already in the pool:
+// a file is never replaced, whoever made it (a VM may be using it).
+func (s *Server) taken(p *pool, req agentclient.DownloadRequest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.takenLocked(p, req)
+}
+
+func (s *Server) takenLocked(p *pool, req agentclient.DownloadRequest) error {
+	owner := "no download of this node"
+	for _, j := range s.jobs {
+		if o := j.request(); o.ID != req.ID && o.PoolID == p.id && o.FileName == req.FileName {
+			owner = "download " + o.ID
+		}
+	}
+	return fault.New(fault.Conflict, "pool %s already has %s (from %s) and it is never replaced: delete it first (DELETE /v1/pools/%s/files/%s) or publish under another file name", p.id, p.path(req.FileName), owner, p.id, req.FileName)
 }
 
 // adopt returns the record to start a job from: on a shared pool another

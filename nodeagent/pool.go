@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
@@ -155,6 +157,51 @@ func (p *pool) removeJobFiles(id string, keepRecord bool) error {
 		}
 	}
 	return err
+}
+
+// errTaken is returned by publish when the pool already holds a file (or
+// a link, or anything) under the name: it is never replaced.
+var errTaken = errors.New("the name is taken")
+
+// publish moves a download's verified partial file to its published name
+// in one step that never replaces what is there: renameat2 with
+// RENAME_NOREPLACE, or, where the file system refuses that flag (NFS
+// answers EINVAL) or linkOnly is set, link and then unlink. Both work on
+// directory descriptors opened through the pool's root and on single
+// names, so nothing outside the pool is touched.
+func (p *pool) publish(id, fileName string, linkOnly bool) error {
+	work, err := p.root.Open(workDir)
+	if err != nil {
+		return err
+	}
+	defer work.Close()
+	images, err := p.root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer images.Close()
+	from, wfd, ifd := id+".part", int(work.Fd()), int(images.Fd())
+	if !linkOnly {
+		err = unix.Renameat2(wfd, from, ifd, fileName, unix.RENAME_NOREPLACE)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, unix.EEXIST):
+			return errTaken
+		case !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EOPNOTSUPP):
+			return err
+		}
+	}
+	if err := unix.Linkat(wfd, from, ifd, fileName, 0); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return errTaken
+		}
+		return err
+	}
+	// Published; a partial name left behind is only a second link to the
+	// same bytes, removed with the job's files later.
+	_ = unix.Unlinkat(wfd, from, 0)
+	return nil
 }
 
 // syncDir makes a rename in the images folder durable.

@@ -130,7 +130,7 @@ func TestSymlinksInThePoolAreContained(t *testing.T) {
 	if err := os.Symlink(secret, filepath.Join(images, ".downloads", "planted.part")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(secret, filepath.Join(images, "planted.qcow2")); err != nil {
+	if err := os.Symlink(secret, filepath.Join(images, "taken.qcow2")); err != nil {
 		t.Fatal(err)
 	}
 	data := testenv.QCOW2Image(200_000, 2)
@@ -140,6 +140,13 @@ func TestSymlinksInThePoolAreContained(t *testing.T) {
 	assertPublished(t, d, h.pool, data, testenv.SHA256(data))
 	if fi, err := os.Lstat(d.Path); err != nil || !fi.Mode().IsRegular() {
 		t.Errorf("published image is not a regular file: %v %v", fi, err)
+	}
+	// A link at the published name is never replaced (nor written through).
+	if _, err := h.client.StartDownload(ctx(t), agentclient.DownloadRequest{ID: "taken", URL: url, PoolID: "pool-1", FileName: "taken.qcow2", Checksum: testenv.SHA256(data)}); faultCode(err) != fault.Conflict {
+		t.Errorf("download to a name a link holds: %v; want conflict", err)
+	}
+	if fi, err := os.Lstat(filepath.Join(images, "taken.qcow2")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the planted link was replaced: %v %v", fi, err)
 	}
 	if got, _ := os.ReadFile(secret); !bytes.Equal(got, []byte("do not touch")) {
 		t.Fatalf("the file outside the pool changed: %q", got)

@@ -44,6 +44,9 @@ type Server struct {
 	// as the write's error. It exists for machines where a tiny file
 	// system cannot be mounted to produce a real ENOSPC.
 	writeFault func(n int) error
+	// linkPublish, when set (by tests only), publishes by link and unlink
+	// as on file systems that refuse RENAME_NOREPLACE.
+	linkPublish bool
 }
 
 // New opens the pools, resumes the unfinished downloads recorded in them,

@@ -223,10 +223,14 @@ func (s *Server) start(req agentclient.DownloadRequest) (agentclient.Download, i
 		if j.request() != req {
 			return agentclient.Download{}, 0, fault.New(fault.Conflict, "download %s already exists with another request (%s into %s/%s): use a new id", req.ID, redact(j.request().URL), j.request().PoolID, j.request().FileName)
 		}
-		if !j.restartable() {
+		switch {
+		case j.state() == agentclient.StateCompleted && !j.fileIntact():
+			j.log.Info("published file is gone; downloading it again")
+		case !j.restartable():
 			return j.snapshot(), http.StatusOK, nil
+		default:
+			j.log.Info("download requested again after it ended; starting it again", "state", j.state())
 		}
-		j.log.Info("download requested again after it ended; starting it again", "state", j.state())
 	}
 	for _, other := range s.jobs {
 		o := other.request()
@@ -380,8 +384,24 @@ func (s *Server) handleDeleteFile(w http.ResponseWriter, r *http.Request) {
 	if err := p.syncDir(); err != nil {
 		s.log.Warn("sync images folder", "pool_id", poolID, "err", err)
 	}
+	s.forgetPublished(p, name)
 	s.log.Info("image file removed", "pool_id", poolID, "file_name", name)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// forgetPublished forgets the completed jobs that published a file now
+// removed, so that no one is told "completed" for a file that is gone.
+func (s *Server) forgetPublished(p *pool, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, j := range s.jobs {
+		if req := j.request(); req.PoolID == p.id && req.FileName == name && j.state() == agentclient.StateCompleted {
+			delete(s.jobs, id)
+			if err := p.removeJobFiles(id, false); err != nil {
+				j.log.Warn("remove download record", "err", err)
+			}
+		}
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -2,6 +2,7 @@ package nodeagent_test
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,5 +96,70 @@ func TestStartRefusesANameThatIsTaken(t *testing.T) {
 	}
 	if n := h.up.Requests("t.qcow2"); n != 1 {
 		t.Errorf("mirror saw %d requests; the refused download must not fetch", n)
+	}
+}
+
+// TestRemovedFileIsNotReportedCompleted: once the published file is
+// removed through the agent, the job is forgotten (404) and the same
+// request downloads the image again instead of answering "completed" for
+// a file that is gone.
+func TestRemovedFileIsNotReportedCompleted(t *testing.T) {
+	h := newHarness(t, nil)
+	data := testenv.QCOW2Image(200_000, 7)
+	req := agentclient.DownloadRequest{ID: "gone", URL: h.up.AddFile("gone.qcow2", data), FileName: "gone.qcow2", Checksum: testenv.SHA256(data)}
+	h.start(req)
+	assertPublished(t, waitFinished(t, h.client, "gone"), h.pool, data, req.Checksum)
+	if err := h.client.DeleteFile(ctx(t), "pool-1", "gone.qcow2"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := h.client.Download(ctx(t), "gone"); faultCode(err) != fault.NotFound {
+		t.Fatalf("job of a removed file: %+v %v; want not_found", d, err)
+	}
+	if d := h.start(req); d.State == agentclient.StateCompleted {
+		t.Fatalf("same request after the file was removed: %s; want a new download", d.State)
+	}
+	assertPublished(t, waitFinished(t, h.client, "gone"), h.pool, data, req.Checksum)
+	if n := h.up.Requests("gone.qcow2"); n != 2 {
+		t.Errorf("mirror saw %d requests, want 2", n)
+	}
+}
+
+// TestFileRemovedBehindTheAgentsBackIsDownloadedAgain: a file removed
+// while the agent was down (rm in the pool) is noticed after the
+// restart: the same request downloads it again.
+func TestFileRemovedBehindTheAgentsBackIsDownloadedAgain(t *testing.T) {
+	dir := t.TempDir()
+	up := testenv.NewUpstream(t)
+	data := testenv.QCOW2Image(200_000, 8)
+	req := agentclient.DownloadRequest{ID: "rm", URL: up.AddFile("rm.qcow2", data), PoolID: "pool-1", FileName: "rm.qcow2", Checksum: testenv.SHA256(data)}
+	cfg := nodeagent.Config{NodeID: "n", Token: testToken, Pools: []nodeagent.PoolDir{{ID: "pool-1", Dir: dir}}, AllowPrivateNetworks: true,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}
+	srv, err := nodeagent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := agentclient.New(newServer(t, srv), testToken)
+	if _, err := c.StartDownload(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFinished(t, c, "rm")
+	assertPublished(t, d, dir, data, req.Checksum)
+	srv.Close()
+	if err := os.Remove(d.Path); err != nil {
+		t.Fatal(err)
+	}
+
+	srv2, err := nodeagent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv2.Close)
+	c2 := agentclient.New(newServer(t, srv2), testToken)
+	if d, err := c2.StartDownload(ctx(t), req); err != nil || d.State == agentclient.StateCompleted {
+		t.Fatalf("same request after a restart, file removed: %+v %v; want a new download", d, err)
+	}
+	assertPublished(t, waitFinished(t, c2, "rm"), dir, data, req.Checksum)
+	if n := up.Requests("rm.qcow2"); n != 2 {
+		t.Errorf("mirror saw %d requests, want 2", n)
 	}
 }

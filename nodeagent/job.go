@@ -155,6 +155,14 @@ func (j *job) finish(state string, fe *fault.Error) {
 	})
 }
 
+// fileIntact reports whether a completed job's file is still in its pool
+// as it was published (a regular file of the published size).
+func (j *job) fileIntact() bool {
+	r := j.record()
+	fi, err := j.pool.root.Lstat(r.Request.FileName)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == r.BytesTotal
+}
+
 // restartable says whether a POST of the same request starts the job
 // again: after a cancel, or a failure another attempt may get past.
 func (j *job) restartable() bool {

@@ -238,9 +238,12 @@ func (s *Server) start(req agentclient.DownloadRequest) (agentclient.Download, i
 			return agentclient.Download{}, 0, fault.New(fault.Conflict, "download %s is already writing %s in pool %s: wait for it or cancel it", o.ID, req.FileName, req.PoolID)
 		}
 	}
+	if req.SizeBytes > s.cfg.MaxImageSize {
+		return agentclient.Download{}, 0, tooLarge(req.SizeBytes, s.cfg.MaxImageSize)
+	}
 	if req.SizeBytes > 0 {
-		if free, _, err := p.space(); err == nil && uint64(req.SizeBytes) > free {
-			return agentclient.Download{}, 0, fault.Retryable(fault.DiskFull, "pool %s has %d bytes free, the image is %d bytes: free space in %s or use another pool", p.id, free, req.SizeBytes, p.dir)
+		if room, err := p.room(s.minFree); err == nil && req.SizeBytes > room {
+			return agentclient.Download{}, 0, s.noRoom(p, room, req.SizeBytes)
 		}
 	}
 	j := newJob(p, s.adopt(p, req), s.log)

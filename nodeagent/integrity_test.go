@@ -163,3 +163,92 @@ func TestFileRemovedBehindTheAgentsBackIsDownloadedAgain(t *testing.T) {
 		t.Errorf("mirror saw %d requests, want 2", n)
 	}
 }
+
+// TestBytesWrittenAreCapped: a body without end stops at the node's
+// --max-image-size or at the request's exact size_bytes, with too_large;
+// a file announced larger than the cap is refused before a byte is
+// written; a body longer than its Content-Length is cut at it.
+func TestBytesWrittenAreCapped(t *testing.T) {
+	const maxSize = 2 << 20
+	h := newHarness(t, func(c *nodeagent.Config) { c.MaxImageSize = maxSize })
+	data := testenv.QCOW2Image(1<<20, 9)
+	endless := h.up.AddFile("endless.qcow2", data)
+	// Slow enough that an agent without a cap writes a bounded mess
+	// before the test gives up on it.
+	h.up.SetFault("endless.qcow2", testenv.Fault{Endless: true, BytesPerSecond: 8 << 20})
+
+	t.Run("endless body, --max-image-size", func(t *testing.T) {
+		h.start(agentclient.DownloadRequest{ID: "endless", URL: endless, FileName: "endless.qcow2"})
+		d := waitFinished(t, h.client, "endless")
+		assertFailed(t, d, h.pool, fault.TooLarge, false)
+		if !strings.Contains(d.Error.Message, "--max-image-size") {
+			t.Errorf("message does not name the cap: %s", d.Error.Message)
+		}
+	})
+	t.Run("endless body, size_bytes", func(t *testing.T) {
+		h.start(agentclient.DownloadRequest{ID: "sized", URL: endless, FileName: "sized.qcow2", SizeBytes: int64(len(data))})
+		d := waitFinished(t, h.client, "sized")
+		assertFailed(t, d, h.pool, fault.TooLarge, false)
+		if !strings.Contains(d.Error.Message, "size_bytes") {
+			t.Errorf("message does not name size_bytes: %s", d.Error.Message)
+		}
+	})
+	t.Run("announced larger than the cap", func(t *testing.T) {
+		big := testenv.QCOW2Image(maxSize+1, 10)
+		h.start(agentclient.DownloadRequest{ID: "big", URL: h.up.AddFile("big.qcow2", big), FileName: "big.qcow2"})
+		d := waitFinished(t, h.client, "big")
+		assertFailed(t, d, h.pool, fault.TooLarge, false)
+		if d.BytesDone != 0 {
+			t.Errorf("%d bytes written before the refusal", d.BytesDone)
+		}
+		if _, err := h.client.StartDownload(ctx(t), agentclient.DownloadRequest{ID: "big2", URL: h.up.FileURL("big.qcow2"), PoolID: "pool-1", FileName: "big2.qcow2", SizeBytes: maxSize + 1}); faultCode(err) != fault.TooLarge {
+			t.Errorf("size_bytes past the cap: %v; want too_large up front", err)
+		}
+	})
+	t.Run("body longer than Content-Length", func(t *testing.T) {
+		url := h.up.AddFile("longer.qcow2", data)
+		h.up.SetFault("longer.qcow2", testenv.Fault{LongerBy: 1 << 20})
+		h.start(agentclient.DownloadRequest{ID: "longer", URL: url, FileName: "longer.qcow2"})
+		assertPublished(t, waitFinished(t, h.client, "longer"), h.pool, data, testenv.SHA256(data))
+	})
+}
+
+// TestPoolReserveIsKept: with --min-free at 100% no byte may be written:
+// a file of known size is refused before writing, a chunked body at its
+// first chunk; both with disk_full, retryable (another pool may do).
+func TestPoolReserveIsKept(t *testing.T) {
+	h := newHarness(t, func(c *nodeagent.Config) { c.MinFree = "100%" })
+	data := testenv.QCOW2Image(1<<20, 11)
+	h.start(agentclient.DownloadRequest{ID: "known", URL: h.up.AddFile("known.qcow2", data), FileName: "known.qcow2"})
+	d := waitFinished(t, h.client, "known")
+	assertFailed(t, d, h.pool, fault.DiskFull, true)
+	if !strings.Contains(d.Error.Message, "--min-free") {
+		t.Errorf("message does not name the reserve: %s", d.Error.Message)
+	}
+	url := h.up.AddFile("chunked.qcow2", data)
+	h.up.SetFault("chunked.qcow2", testenv.Fault{NoLength: true})
+	h.start(agentclient.DownloadRequest{ID: "chunked", URL: url, FileName: "chunked.qcow2"})
+	d = waitFinished(t, h.client, "chunked")
+	assertFailed(t, d, h.pool, fault.DiskFull, true)
+	if _, err := h.client.StartDownload(ctx(t), agentclient.DownloadRequest{ID: "sized", URL: url, PoolID: "pool-1", FileName: "sized.qcow2", SizeBytes: 1}); faultCode(err) != fault.DiskFull {
+		t.Errorf("size_bytes with no room: %v; want disk_full up front", err)
+	}
+}
+
+func TestParseMinFreeAndSize(t *testing.T) {
+	for _, good := range []string{"5%", "0", "0%", "100%", "2.5%", "20GiB", "1000000", "10 MB"} {
+		if err := nodeagent.CheckMinFree(good); err != nil {
+			t.Errorf("CheckMinFree(%q): %v", good, err)
+		}
+	}
+	for _, bad := range []string{"", "101%", "-1%", "five", "-5", "1.5GiB", "99999999999TiB"} {
+		if err := nodeagent.CheckMinFree(bad); err == nil {
+			t.Errorf("CheckMinFree(%q) = nil, want an error", bad)
+		}
+	}
+	for in, want := range map[string]int64{"64GiB": 64 << 30, "1KB": 1000, "7": 7, "3 MiB": 3 << 20, "1TB": 1e12} {
+		if got, err := nodeagent.ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+}

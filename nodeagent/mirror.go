@@ -87,10 +87,19 @@ func (t *transfer) accept(resp *http.Response) error {
 	if t.req.SizeBytes > 0 && t.total >= 0 && t.total != t.req.SizeBytes {
 		return fault.New(fault.NotADiskImage, "mirror serves %d bytes, the image is %d bytes (size_bytes): the file there is truncated or not this image", t.total, t.req.SizeBytes)
 	}
+	if max := t.s.cfg.MaxImageSize; t.total > max {
+		return tooLarge(t.total, max)
+	}
 	return t.checkSpace()
 }
 
-// checkSpace refuses, before writing, a file larger than the pool's room.
+// tooLarge is the error for a file past --max-image-size.
+func tooLarge(size, max int64) error {
+	return fault.New(fault.TooLarge, "the image is %d bytes or more, past the node's --max-image-size of %d bytes: raise it on the agent if this image is meant", size, max)
+}
+
+// checkSpace refuses, before writing, a file larger than the pool's room
+// (its free space less the reserve it keeps, --min-free).
 func (t *transfer) checkSpace() error {
 	size := t.total
 	if size < 0 {
@@ -99,14 +108,20 @@ func (t *transfer) checkSpace() error {
 	if size <= 0 {
 		return nil
 	}
-	free, _, err := t.j.pool.space()
+	room, err := t.j.pool.room(t.s.minFree)
 	if err != nil {
 		return nil // the write will tell
 	}
-	if need := size - t.done; need > 0 && uint64(need) > free {
-		return fault.Retryable(fault.DiskFull, "pool %s has %d bytes free, the image needs %d more: free space in %s or use another pool", t.j.pool.id, free, need, t.j.pool.dir)
+	if need := size - t.done; need > 0 && need > room {
+		return t.s.noRoom(t.j.pool, room, need)
 	}
 	return nil
+}
+
+// noRoom is the error for a pool whose room (free space less its reserve)
+// is smaller than what a download still needs to write.
+func (s *Server) noRoom(p *pool, room, need int64) error {
+	return fault.Retryable(fault.DiskFull, "pool %s has %d bytes of room (free space less the --min-free reserve %s), the image needs %d more: free space in %s or use another pool", p.id, max(room, 0), s.cfg.MinFree, need, p.dir)
 }
 
 // requestError classifies a failed request: refused by the URL policy

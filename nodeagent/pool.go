@@ -79,6 +79,16 @@ func (p *pool) space() (free, total uint64, err error) {
 	return st.Bavail * uint64(st.Bsize), st.Blocks * uint64(st.Bsize), nil
 }
 
+// room returns the bytes that may still be written to the pool while it
+// keeps its reserve free; negative when it is already below.
+func (p *pool) room(r reserve) (int64, error) {
+	free, total, err := p.space()
+	if err != nil {
+		return 0, err
+	}
+	return int64(free) - int64(r.of(total)), nil
+}
+
 // saveRecord writes a job's record atomically: a kill at any moment leaves
 // the old record or the new one, never half of one. The temporary file
 // gets a fresh random name and O_EXCL, so nothing planted in the pool

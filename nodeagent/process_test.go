@@ -115,6 +115,8 @@ func TestAgentCommandLine(t *testing.T) {
 		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t"}, "at least one --pool"},
 		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t", "--pool", "nodir"}, "want ID=DIR"},
 		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t", pool, "--max-concurrent", "0"}, "--max-concurrent must be at least 1"},
+		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t", pool, "--max-image-size", "lots"}, "--max-image-size"},
+		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t", pool, "--min-free", "120%"}, "--min-free"},
 		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t", pool, "--retry-backoff", "0s"}, "must be positive"},
 	}
 	for _, tc := range cases {

@@ -31,6 +31,7 @@ type Server struct {
 	metrics  *metrics
 	handler  http.Handler
 	slots    chan struct{} // one token per running download
+	minFree  reserve
 
 	base context.Context
 	stop context.CancelCauseFunc
@@ -61,6 +62,10 @@ func New(cfg Config) (*Server, error) {
 	case len(cfg.Pools) == 0:
 		return nil, errors.New("nodeagent: at least one pool is required")
 	}
+	minFree, err := parseMinFree(cfg.MinFree)
+	if err != nil {
+		return nil, fmt.Errorf("nodeagent: %w", err)
+	}
 	control := dialControl
 	if cfg.AllowPrivateNetworks {
 		control = nil // every address may be dialled
@@ -71,6 +76,7 @@ func New(cfg Config) (*Server, error) {
 		pools:    map[string]*pool{},
 		upstream: newUpstreamClient(control, cfg.StallTimeout),
 		slots:    make(chan struct{}, cfg.MaxConcurrent),
+		minFree:  minFree,
 		jobs:     map[string]*job{},
 	}
 	for _, pd := range cfg.Pools {

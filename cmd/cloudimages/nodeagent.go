@@ -22,6 +22,9 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	f.duration(&cfg.RetryBackoff, "retry-backoff", "CLOUDIMAGES_RETRY_BACKOFF", time.Second, "first wait before retrying a failed transfer; doubles up to 30s")
 	f.int(&cfg.MaxAttempts, "max-attempts", "CLOUDIMAGES_MAX_ATTEMPTS", 5, "attempts in a row without progress before a download fails (retryable, so another node may try)")
 	f.duration(&cfg.StallTimeout, "stall-timeout", "CLOUDIMAGES_STALL_TIMEOUT", time.Minute, "a mirror that sends nothing for this long is retried")
+	var maxImageSize string
+	f.string(&maxImageSize, "max-image-size", "CLOUDIMAGES_MAX_IMAGE_SIZE", "64GiB", "largest image a download may write (bytes, or with KiB/MiB/GiB/TiB); a larger one fails with too_large")
+	f.string(&cfg.MinFree, "min-free", "CLOUDIMAGES_MIN_FREE", "5%", "free space every pool keeps for VMs: a percentage of the pool, or bytes (e.g. 20GiB); a download that would go below fails with disk_full")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -37,7 +40,14 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	if cfg.RetryBackoff <= 0 || cfg.StallTimeout <= 0 || cfg.MaxAttempts < 1 {
 		return usagef("--retry-backoff and --stall-timeout must be positive and --max-attempts at least 1")
 	}
-	var err error
+	size, err := nodeagent.ParseSize(maxImageSize)
+	if err != nil || size == 0 {
+		return usagef("--max-image-size %q: want a positive size such as 64GiB", maxImageSize)
+	}
+	cfg.MaxImageSize = size
+	if err := nodeagent.CheckMinFree(cfg.MinFree); err != nil {
+		return usagef("--min-free: %v", err)
+	}
 	if cfg.Pools, err = parsePools(pools); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"bytes"
 	"context"
 	"encoding"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/quantix/cloudimages/checksum"
 	"github.com/quantix/cloudimages/fault"
@@ -149,6 +152,11 @@ func (t *transfer) resume(rec record) bool {
 		t.h.Reset()
 		return false
 	}
+	if rec.Rehash && !t.rehash(f, rec) {
+		f.Close()
+		t.h.Reset()
+		return false
+	}
 	if _, err := f.Seek(rec.BytesDone, io.SeekStart); err != nil {
 		f.Close()
 		t.h.Reset()
@@ -167,6 +175,27 @@ func (t *transfer) resume(rec record) bool {
 		return false
 	}
 	t.headChecked = len(t.head) >= headSize
+	return true
+}
+
+// rehash hashes the prefix another node left, from the bytes on disk, and
+// keeps it only if that gives the hash state the other node recorded: its
+// checkpoint may cover bytes that never reached the shared disk, or the
+// file may have been changed since. The bytes on disk, not the other
+// node's word, are what gets published.
+func (t *transfer) rehash(f *os.File, rec record) bool {
+	began := time.Now()
+	t.h.Reset()
+	if _, err := io.Copy(t.h, io.NewSectionReader(f, 0, rec.BytesDone)); err != nil {
+		t.j.log.Warn("cannot re-read the partial data another node left; starting again from zero", "err", err)
+		return false
+	}
+	state, err := t.h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil || !bytes.Equal(state, rec.HashState) {
+		t.j.log.Warn("the partial data another node left does not match its checkpoint; starting again from zero", "bytes_done", rec.BytesDone)
+		return false
+	}
+	t.j.log.Info("re-hashed the partial data another node left", "bytes", rec.BytesDone, "took", time.Since(began))
 	return true
 }
 
@@ -231,13 +260,25 @@ func (t *transfer) checkpoint() {
 	t.saveCheckpoint(state)
 }
 
+// saveCheckpoint records the hash state of the first t.done bytes once
+// they are on disk (fdatasync): a crash must never leave a checkpoint that
+// covers bytes the disk does not hold. When the sync fails, no checkpoint
+// is saved; the download goes on and the next one tries again.
 func (t *transfer) saveCheckpoint(state []byte) {
+	if err := t.s.datasync(t.f); err != nil {
+		t.j.log.Warn("partial data not synced to disk; checkpoint skipped", "err", err)
+		return
+	}
 	t.j.update(func(r *record) {
 		r.BytesDone, r.BytesTotal, r.HashAlgo, r.HashState = t.done, t.total, t.algo, state
 		r.ETag, r.LastModified = t.etag, t.lastModified
+		r.Rehash = false
 	})
 	t.j.save()
 }
+
+// fdatasync flushes a file's data (not its times) to disk.
+func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
 
 // diskError turns a file-system error into the contract's codes: a full
 // disk (or quota) is disk_full, anything else internal; both retryable,

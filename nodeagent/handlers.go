@@ -287,6 +287,7 @@ func (s *Server) adopt(p *pool, req agentclient.DownloadRequest) record {
 	if err == nil && old.Request == req {
 		switch {
 		case !agentclient.FinishedState(old.State):
+			old.Rehash = old.Rehash || old.NodeID != s.cfg.NodeID
 			old.State, old.NodeID = agentclient.StateQueued, s.cfg.NodeID
 			s.log.Info("taking over a partial download left in the pool", "download_id", req.ID, "pool_id", p.id, "bytes_done", old.BytesDone)
 			return *old

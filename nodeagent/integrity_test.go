@@ -2,10 +2,14 @@ package nodeagent_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/quantix/cloudimages/fault"
@@ -250,5 +254,148 @@ func TestParseMinFreeAndSize(t *testing.T) {
 		if got, err := nodeagent.ParseSize(in); err != nil || got != want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
+	}
+}
+
+// TestCheckpointsCoverOnlySyncedBytes: every checkpoint recorded on disk
+// covers no more bytes than the partial file held at the fdatasync before
+// it; when fdatasync fails, no checkpoint is recorded at all.
+func TestCheckpointsCoverOnlySyncedBytes(t *testing.T) {
+	for _, failing := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sync works", true: "sync fails"}[failing], func(t *testing.T) {
+			dir := t.TempDir()
+			up := testenv.NewUpstream(t)
+			data := testenv.QCOW2Image(4<<20, 12)
+			url := up.AddFile("s.qcow2", data)
+			up.SetFault("s.qcow2", testenv.Fault{BytesPerSecond: 2 << 20})
+			srv, err := nodeagent.New(nodeagent.Config{NodeID: "n", Token: testToken, Pools: []nodeagent.PoolDir{{ID: "pool-1", Dir: dir}}, AllowPrivateNetworks: true,
+				Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			recordPath := filepath.Join(dir, agentclient.ImagesDir, ".downloads", "s.json")
+			var mu sync.Mutex
+			var synced int64 // file size at the last successful sync
+			var syncs int
+			var violations []string
+			check := func() {
+				if r := readRecord(t, recordPath); r.BytesDone > synced {
+					violations = append(violations, fmt.Sprintf("checkpoint at %d bytes, %d synced", r.BytesDone, synced))
+				}
+			}
+			nodeagent.SetDatasync(srv, func(f *os.File) error {
+				mu.Lock()
+				defer mu.Unlock()
+				check()
+				syncs++
+				if failing {
+					return syscall.EIO
+				}
+				fi, err := f.Stat()
+				if err != nil {
+					return err
+				}
+				synced = fi.Size()
+				return nil
+			})
+			c := agentclient.New(newServer(t, srv), testToken)
+			if _, err := c.StartDownload(ctx(t), agentclient.DownloadRequest{ID: "s", URL: url, PoolID: "pool-1", FileName: "s.qcow2", Checksum: testenv.SHA256(data)}); err != nil {
+				t.Fatal(err)
+			}
+			wait(t, c, "s", "past a checkpoint", func(d agentclient.Download) bool { return d.BytesDone > 2<<20 })
+			srv.Close() // a last checkpoint
+			mu.Lock()
+			defer mu.Unlock()
+			check()
+			r := readRecord(t, recordPath)
+			switch {
+			case len(violations) > 0:
+				t.Fatalf("checkpoints past the synced bytes: %v", violations)
+			case syncs < 2:
+				t.Fatalf("%d syncs for a download checkpointed at least twice", syncs)
+			case failing && r.BytesDone != 0:
+				t.Fatalf("checkpoint of %d bytes recorded though every sync failed", r.BytesDone)
+			case !failing && r.BytesDone == 0:
+				t.Fatal("no checkpoint recorded")
+			}
+		})
+	}
+}
+
+type diskRecord struct {
+	BytesDone int64  `json:"bytes_done"`
+	State     string `json:"state"`
+}
+
+func readRecord(t *testing.T, path string) diskRecord {
+	t.Helper()
+	var r diskRecord
+	b, err := os.ReadFile(path)
+	if err == nil {
+		err = json.Unmarshal(b, &r)
+	}
+	if err != nil {
+		t.Fatalf("read record: %v", err)
+	}
+	return r
+}
+
+// TestTakeoverRehashesThePartialData: a node taking over another node's
+// partial data on a shared pool hashes the prefix from the disk instead
+// of trusting the other node's hash state. A prefix changed on disk (the
+// other node's checkpoint covered bytes that never reached the disk) is
+// noticed: the download starts again from zero and publishes the right
+// bytes. An intact prefix is resumed.
+func TestTakeoverRehashesThePartialData(t *testing.T) {
+	for _, corrupt := range []bool{false, true} {
+		t.Run(map[bool]string{false: "intact prefix resumed", true: "changed prefix refetched"}[corrupt], func(t *testing.T) {
+			dir := t.TempDir()
+			up := testenv.NewUpstream(t)
+			data := testenv.QCOW2Image(4<<20, 13)
+			url := up.AddFile("f.qcow2", data)
+			up.SetFault("f.qcow2", testenv.Fault{BytesPerSecond: 2 << 20})
+			req := agentclient.DownloadRequest{ID: "f", URL: url, PoolID: "pool-1", FileName: "f.qcow2", Checksum: testenv.SHA256(data)}
+			agent := func(node string) (*nodeagent.Server, *agentclient.Client) {
+				srv, err := nodeagent.New(nodeagent.Config{NodeID: node, Token: testToken, Pools: []nodeagent.PoolDir{{ID: "pool-1", Dir: dir}}, AllowPrivateNetworks: true,
+					Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)).With("agent", node)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(srv.Close)
+				return srv, agentclient.New(newServer(t, srv), testToken)
+			}
+			a, ca := agent("node-a")
+			if _, err := ca.StartDownload(ctx(t), req); err != nil {
+				t.Fatal(err)
+			}
+			wait(t, ca, "f", "half done", func(d agentclient.Download) bool { return d.BytesDone > 2<<20 })
+			a.Close()
+			part := filepath.Join(dir, agentclient.ImagesDir, ".downloads", "f.part")
+			if corrupt {
+				f, err := os.OpenFile(part, os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := f.WriteAt([]byte{data[1000] ^ 0xff}, 1000); err != nil {
+					t.Fatal(err)
+				}
+				f.Close()
+			}
+			servedByA := up.BytesServed("f.qcow2")
+			up.SetFault("f.qcow2", testenv.Fault{})
+
+			_, cb := agent("node-b")
+			if _, err := cb.StartDownload(ctx(t), req); err != nil {
+				t.Fatal(err)
+			}
+			assertPublished(t, waitFinished(t, cb, "f"), dir, data, req.Checksum)
+			servedToB := up.BytesServed("f.qcow2") - servedByA
+			if corrupt && servedToB != int64(len(data)) {
+				t.Errorf("mirror served %d bytes to node-b; a changed prefix must be fetched again whole (%d)", servedToB, len(data))
+			}
+			if !corrupt && servedToB >= int64(len(data)) {
+				t.Errorf("mirror served %d bytes to node-b; an intact prefix must be resumed", servedToB)
+			}
+		})
 	}
 }

@@ -39,6 +39,11 @@ type record struct {
 	CreatedAt    time.Time    `json:"created_at"`
 	StartedAt    *time.Time   `json:"started_at,omitempty"`
 	FinishedAt   *time.Time   `json:"finished_at,omitempty"`
+
+	// Rehash says the partial data and hash state were left by another
+	// node (a failover on a shared pool): the prefix is hashed again from
+	// the disk before it is trusted.
+	Rehash bool `json:"rehash,omitempty"`
 }
 
 // job is one download on this agent. Its goroutine owns the transfer; the

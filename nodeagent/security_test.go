@@ -79,7 +79,7 @@ func TestBadRequestsAreRefused(t *testing.T) {
 		{"negative size", `{"id":"a","url":"https://m.example/x","pool_id":"pool-1","file_name":"x.qcow2","size_bytes":-1}`, 400, fault.InvalidRequest},
 		{"bad format", `{"id":"a","url":"https://m.example/x","pool_id":"pool-1","file_name":"x.qcow2","format":"../x"}`, 400, fault.InvalidRequest},
 		{"unknown pool", `{"id":"a","url":"https://m.example/x","pool_id":"nope","file_name":"x.qcow2","checksum":"sha256:` + sum + `"}`, 404, fault.PoolNotFound},
-		{"bigger than the pool", `{"id":"a","url":"https://m.example/x","pool_id":"pool-1","file_name":"x.qcow2","size_bytes":9000000000000000000}`, 422, fault.DiskFull},
+		{"bigger than --max-image-size", `{"id":"a","url":"https://m.example/x","pool_id":"pool-1","file_name":"x.qcow2","size_bytes":9000000000000000000}`, 422, fault.TooLarge},
 		{"huge body", `{"id":"` + strings.Repeat("a", 70000) + `"}`, 413, fault.PayloadTooLarge},
 	}
 	for _, tc := range cases {

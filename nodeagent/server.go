@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -45,6 +46,9 @@ type Server struct {
 	// as the write's error. It exists for machines where a tiny file
 	// system cannot be mounted to produce a real ENOSPC.
 	writeFault func(n int) error
+	// datasync flushes a partial file before a checkpoint is recorded
+	// (fdatasync; tests watch or fail it through export_test.go).
+	datasync func(*os.File) error
 	// linkPublish, when set (by tests only), publishes by link and unlink
 	// as on file systems that refuse RENAME_NOREPLACE.
 	linkPublish bool
@@ -77,6 +81,7 @@ func New(cfg Config) (*Server, error) {
 		upstream: newUpstreamClient(control, cfg.StallTimeout),
 		slots:    make(chan struct{}, cfg.MaxConcurrent),
 		minFree:  minFree,
+		datasync: fdatasync,
 		jobs:     map[string]*job{},
 	}
 	for _, pd := range cfg.Pools {

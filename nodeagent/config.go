@@ -36,6 +36,10 @@ type Config struct {
 	// StallTimeout ends an attempt whose mirror sends nothing for this
 	// long: no response headers, or no body bytes (default 60s).
 	StallTimeout time.Duration
+	// MaxQueued bounds the downloads waiting for a slot (default 64): past
+	// it a request is refused with a retryable node_unreachable (503), so
+	// the caller tries later or another node instead of piling up jobs.
+	MaxQueued int
 	// MaxImageSize caps the bytes of one download, downloaded and written
 	// alike (default DefaultMaxImageSize): a body that goes past it, or a
 	// file announced larger, fails with too_large.
@@ -127,6 +131,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.MaxQueued < 1 {
+		c.MaxQueued = 64
 	}
 	if c.MaxImageSize <= 0 {
 		c.MaxImageSize = DefaultMaxImageSize

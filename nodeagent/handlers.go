@@ -71,8 +71,18 @@ func (s *Server) handleNoRoute(mux *http.ServeMux, w http.ResponseWriter, r *htt
 	writeError(w, fault.New(fault.NotFound, "no route %s %s", r.Method, r.URL.Path))
 }
 
+// features is what this agent tells callers it supports, in /v1/health.
+var features = []string{
+	agentclient.FeatureMaxImageSize,
+	agentclient.FeatureMinFree,
+	agentclient.FeatureNoReplacePublish,
+	agentclient.FeatureRehashTakeover,
+	agentclient.FeatureStrongValidatorResume,
+	agentclient.FeatureBoundedQueue,
+}
+
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	h := agentclient.Health{NodeID: s.cfg.NodeID, Version: s.cfg.Version, Pools: []agentclient.PoolHealth{}}
+	h := agentclient.Health{NodeID: s.cfg.NodeID, Version: s.cfg.Version, Features: features, Pools: []agentclient.PoolHealth{}}
 	for _, p := range s.order {
 		ph := agentclient.PoolHealth{ID: p.id, Path: p.dir}
 		if free, total, err := p.space(); err == nil {
@@ -237,6 +247,9 @@ func (s *Server) start(req agentclient.DownloadRequest) (agentclient.Download, i
 		if o.ID != req.ID && o.PoolID == req.PoolID && o.FileName == req.FileName && !agentclient.FinishedState(other.state()) {
 			return agentclient.Download{}, 0, fault.New(fault.Conflict, "download %s is already writing %s in pool %s: wait for it or cancel it", o.ID, req.FileName, req.PoolID)
 		}
+	}
+	if queued := s.queuedLocked(); queued >= s.cfg.MaxQueued {
+		return agentclient.Download{}, 0, fault.Retryable(fault.NodeUnreachable, "node %s already has %d downloads waiting (--max-queued %d): try again later or on another node", s.cfg.NodeID, queued, s.cfg.MaxQueued)
 	}
 	if req.SizeBytes > s.cfg.MaxImageSize {
 		return agentclient.Download{}, 0, tooLarge(req.SizeBytes, s.cfg.MaxImageSize)

@@ -399,3 +399,77 @@ func TestTakeoverRehashesThePartialData(t *testing.T) {
 		})
 	}
 }
+
+// TestUnverifiedDownloadResumesOnlyWithAStrongETag: a mirror that gives
+// only a weak ETag (and Last-Modified) drops the connection once. Without
+// a checksum nothing would catch a splice of two versions, so the agent
+// starts again from zero; with one, it resumes.
+func TestUnverifiedDownloadResumesOnlyWithAStrongETag(t *testing.T) {
+	h := newHarness(t, nil)
+	data := testenv.QCOW2Image(2<<20, 14)
+	const dropAt = 1 << 20
+	for _, verified := range []bool{false, true} {
+		name := map[bool]string{false: "unverified.qcow2", true: "verified.qcow2"}[verified]
+		url := h.up.AddFile(name, data)
+		h.up.SetFault(name, testenv.Fault{WeakETag: true, DropAfterBytes: dropAt, Drops: 1})
+		req := agentclient.DownloadRequest{ID: strings.TrimSuffix(name, ".qcow2"), URL: url, FileName: name}
+		if verified {
+			req.Checksum = testenv.SHA256(data)
+		}
+		h.start(req)
+		assertPublished(t, waitFinished(t, h.client, req.ID), h.pool, data, testenv.SHA256(data))
+		served := h.up.BytesServed(name)
+		if !verified && served != dropAt+int64(len(data)) {
+			t.Errorf("unverified download with a weak ETag: mirror served %d bytes, want %d (a restart from zero)", served, dropAt+len(data))
+		}
+		if verified && served != int64(len(data)) {
+			t.Errorf("verified download: mirror served %d bytes, want %d (a resume)", served, len(data))
+		}
+	}
+}
+
+// TestQueueIsBounded: past --max-queued waiting downloads a request is
+// refused with a retryable node_unreachable (503), and no job is made.
+func TestQueueIsBounded(t *testing.T) {
+	h := newHarness(t, func(c *nodeagent.Config) { c.MaxConcurrent, c.MaxQueued = 1, 1 })
+	data := testenv.QCOW2Image(1<<20, 15)
+	for _, name := range []string{"run.qcow2", "wait.qcow2", "over.qcow2"} {
+		h.up.AddFile(name, data)
+	}
+	h.up.SetFault("run.qcow2", testenv.Fault{BytesPerSecond: 1 << 20})
+	h.start(agentclient.DownloadRequest{ID: "run", URL: h.up.FileURL("run.qcow2"), FileName: "run.qcow2"})
+	wait(t, h.client, "run", "running", func(d agentclient.Download) bool { return d.State == agentclient.StateRunning })
+	h.start(agentclient.DownloadRequest{ID: "wait", URL: h.up.FileURL("wait.qcow2"), FileName: "wait.qcow2"})
+	over := agentclient.DownloadRequest{ID: "over", URL: h.up.FileURL("over.qcow2"), PoolID: "pool-1", FileName: "over.qcow2"}
+	status, body := rawRequest(t, "POST", h.http.URL+"/v1/downloads", testToken, mustJSON(t, over))
+	if status != 503 || !strings.Contains(body, `"code":"node_unreachable"`) || !strings.Contains(body, `"retryable":true`) || !strings.Contains(body, "--max-queued") {
+		t.Fatalf("request past the queue: %d %s; want 503 node_unreachable, retryable", status, body)
+	}
+	if _, err := h.client.Download(ctx(t), "over"); faultCode(err) != fault.NotFound {
+		t.Errorf("a refused request left a job: %v", err)
+	}
+	assertPublished(t, waitFinished(t, h.client, "wait"), h.pool, data, testenv.SHA256(data))
+	// Room again once the queue drained.
+	h.start(over)
+	assertPublished(t, waitFinished(t, h.client, "over"), h.pool, data, testenv.SHA256(data))
+}
+
+func TestHealthReportsVersionAndFeatures(t *testing.T) {
+	h := newHarness(t, nil)
+	health, err := h.client.Health(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if health.Version != "test" {
+		t.Errorf("version %q, want test", health.Version)
+	}
+	for _, f := range []string{agentclient.FeatureMaxImageSize, agentclient.FeatureMinFree, agentclient.FeatureNoReplacePublish,
+		agentclient.FeatureRehashTakeover, agentclient.FeatureStrongValidatorResume, agentclient.FeatureBoundedQueue} {
+		if !health.Supports(f) {
+			t.Errorf("health does not name feature %s: %v", f, health.Features)
+		}
+	}
+	if health.Supports("time_travel") {
+		t.Error("Supports answers true for a feature no agent has")
+	}
+}

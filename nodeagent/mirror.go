@@ -18,6 +18,15 @@ func (t *transfer) attempt(ctx context.Context) error {
 	if t.total >= 0 && t.done == t.total && t.done > 0 {
 		return nil // all there; a restart found the whole file on disk
 	}
+	if t.done > 0 && t.req.Checksum == "" && t.etag == "" {
+		// Nothing would tell a resumed unverified file from a splice of
+		// two versions: without a checksum, only a strong ETag may carry
+		// a resume (a weak one, or Last-Modified alone, may not).
+		t.j.log.Info("unverified download without a strong ETag from the mirror: starting again from zero instead of resuming", "bytes_done", t.done)
+		if err := t.reset(); err != nil {
+			return err
+		}
+	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stall := time.AfterFunc(t.s.cfg.StallTimeout, func() { cancel(errStalled) })

@@ -255,6 +255,17 @@ func (s *Server) prune(before time.Time) {
 	}
 }
 
+// queuedLocked counts the jobs waiting for a slot. Called with s.mu held.
+func (s *Server) queuedLocked() int {
+	n := 0
+	for _, j := range s.jobs {
+		if j.state() == agentclient.StateQueued {
+			n++
+		}
+	}
+	return n
+}
+
 // counts returns how many jobs are queued and running (verifying counts
 // as running).
 func (s *Server) counts() (queued, running int) {

@@ -71,6 +71,9 @@ type Fault struct {
 	// Endless sends the file without Content-Length and then zeros, with
 	// no end, until the client hangs up: a runaway body.
 	Endless bool
+	// WeakETag sends the ETag as a weak one (W/"…"), which If-Range may
+	// not carry.
+	WeakETag bool
 	// LongerBy announces the file's Content-Length but sends this many
 	// zero bytes more after it, on a connection it then closes (a 200 of
 	// the whole file, whatever the request asked).
@@ -266,6 +269,9 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 		f.modTime = f.modTime.Add(time.Hour)
 	}
 	etag := fmt.Sprintf(`"%x-%d"`, len(f.data), f.generation)
+	if ft.WeakETag {
+		etag = "W/" + etag
+	}
 	modTime := f.modTime
 	data := f.data
 	drop := (ft.DropAfterBytes > 0 || ft.StallAfterBytes > 0) && (ft.Drops == 0 || f.dropped < ft.Drops)

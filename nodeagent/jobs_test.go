@@ -126,8 +126,17 @@ func TestCancelStopsTransferAndRemovesPartialData(t *testing.T) {
 	if _, err := os.Stat(d.Path); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a cancelled download published its file")
 	}
-	// The transfer has really stopped: the mirror sends nothing more.
-	time.Sleep(300 * time.Millisecond)
+	// The transfer has really stopped: the connection is closed, so the
+	// mirror's response ends (an agent that kept reading would take it to
+	// the end of the file; one that stopped reading but kept the
+	// connection would block it), with little sent after the cancel.
+	deadline := time.Now().Add(10 * time.Second)
+	for h.up.InFlight("big.qcow2") > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("mirror still sending 10s after the cancel (%d bytes served)", h.up.BytesServed("big.qcow2"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if now := h.up.BytesServed("big.qcow2"); now > served+128<<10 {
 		t.Errorf("mirror kept sending after cancel: %d → %d bytes", served, now)
 	}

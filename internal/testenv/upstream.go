@@ -86,6 +86,7 @@ type upstreamFile struct {
 	modTime     time.Time
 	fault       Fault
 	requests    int
+	inFlight    int // responses being sent now
 	dropped     int
 	bytesServed int64
 }
@@ -148,6 +149,17 @@ func (u *Upstream) Requests(name string) int {
 	defer u.mu.Unlock()
 	if f, ok := u.files[name]; ok {
 		return f.requests
+	}
+	return 0
+}
+
+// InFlight returns how many responses for a file the mirror is sending
+// now: 0 once every handler has returned, so nothing more can be sent.
+func (u *Upstream) InFlight(name string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if f, ok := u.files[name]; ok {
+		return f.inFlight
 	}
 	return 0
 }
@@ -262,6 +274,12 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.requests++
+	f.inFlight++
+	defer func() {
+		u.mu.Lock()
+		f.inFlight--
+		u.mu.Unlock()
+	}()
 	n := f.requests
 	ft := f.fault
 	if ft.ChangeETagAfter > 0 && n > ft.ChangeETagAfter && f.generation == 0 {

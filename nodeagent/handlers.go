@@ -268,7 +268,7 @@ func (s *Server) start(req agentclient.DownloadRequest) (agentclient.Download, i
 		return agentclient.Download{}, 0, s.takenLocked(p, req)
 	}
 	s.jobs[req.ID] = j
-	j.save()
+	j.claim()
 	s.launch(j)
 	return j.snapshot(), http.StatusAccepted, nil
 }
@@ -300,7 +300,9 @@ func (s *Server) adopt(p *pool, req agentclient.DownloadRequest) record {
 	if err == nil && old.Request == req {
 		switch {
 		case !agentclient.FinishedState(old.State):
-			old.Rehash = old.Rehash || old.NodeID != s.cfg.NodeID
+			if old.NodeID != s.cfg.NodeID {
+				old.TakenFrom = old.NodeID
+			}
 			old.State, old.NodeID = agentclient.StateQueued, s.cfg.NodeID
 			s.log.Info("taking over a partial download left in the pool", "download_id", req.ID, "pool_id", p.id, "bytes_done", old.BytesDone)
 			return *old
@@ -311,7 +313,11 @@ func (s *Server) adopt(p *pool, req agentclient.DownloadRequest) record {
 			}
 		}
 	}
-	if err := p.removeJobFiles(req.ID, false); err != nil {
+	stale := s.cfg.NodeID
+	if err == nil {
+		stale = old.NodeID
+	}
+	if err := p.removeJobFiles(req.ID, stale, false); err != nil {
 		s.log.Warn("remove stale download files", "download_id", req.ID, "pool_id", p.id, "err", err)
 	}
 	return newRecord(req, s.cfg.NodeID)
@@ -354,7 +360,7 @@ func (s *Server) removeForeign(id string) bool {
 			continue
 		}
 		found = true
-		if err := p.removeJobFiles(id, false); err != nil {
+		if err := p.removeJobFiles(id, rec.NodeID, false); err != nil {
 			s.log.Warn("remove partial data", "download_id", id, "pool_id", p.id, "err", err)
 		}
 	}
@@ -414,7 +420,7 @@ func (s *Server) forgetPublished(p *pool, name string) {
 	for id, j := range s.jobs {
 		if req := j.request(); req.PoolID == p.id && req.FileName == name && j.state() == agentclient.StateCompleted {
 			delete(s.jobs, id)
-			if err := p.removeJobFiles(id, false); err != nil {
+			if err := p.removeJobFiles(id, j.node(), false); err != nil {
 				j.log.Warn("remove download record", "err", err)
 			}
 		}

@@ -370,7 +370,7 @@ func TestTakeoverRehashesThePartialData(t *testing.T) {
 			}
 			wait(t, ca, "f", "half done", func(d agentclient.Download) bool { return d.BytesDone > 2<<20 })
 			a.Close()
-			part := filepath.Join(dir, agentclient.ImagesDir, ".downloads", "f.part")
+			part := filepath.Join(dir, agentclient.ImagesDir, ".downloads", "f~node-a.part")
 			if corrupt {
 				f, err := os.OpenFile(part, os.O_WRONLY, 0)
 				if err != nil {

@@ -102,7 +102,7 @@ func TestCancelStopsTransferAndRemovesPartialData(t *testing.T) {
 	h.up.SetFault("big.qcow2", testenv.Fault{BytesPerSecond: 512 << 10})
 	h.start(agentclient.DownloadRequest{ID: "img-x", URL: url, FileName: "big.qcow2", Checksum: testenv.SHA256(data)})
 	wait(t, h.client, "img-x", "under way", func(d agentclient.Download) bool { return d.BytesDone > 100_000 })
-	part := filepath.Join(h.pool, agentclient.ImagesDir, ".downloads", "img-x.part")
+	part := filepath.Join(h.pool, agentclient.ImagesDir, ".downloads", "img-x~node-t.part")
 	if _, err := os.Stat(part); err != nil {
 		t.Fatalf("no partial data while running: %v", err)
 	}
@@ -326,7 +326,7 @@ func TestDeleteFileRefusesWhatIsNotAFinishedImage(t *testing.T) {
 	if err := h.client.DeleteFile(ctx(t), "pool-1", "busy.qcow2"); faultCode(err) != fault.Conflict {
 		t.Fatalf("DeleteFile while the download writes it: %v; want conflict", err)
 	}
-	part := filepath.Join(h.pool, agentclient.ImagesDir, ".downloads", "busy.part")
+	part := filepath.Join(h.pool, agentclient.ImagesDir, ".downloads", "busy~node-t.part")
 	if _, err := os.Stat(part); err != nil {
 		t.Errorf("the refused delete touched the partial data: %v", err)
 	}

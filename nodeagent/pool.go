@@ -17,8 +17,11 @@ import (
 )
 
 // workDir holds, inside a pool's cloud-images folder, what is not a
-// published image: {id}.part (data in flight) and {id}.json (the job's
-// record). Its leading dot keeps it out of any valid file name.
+// published image: {id}~{node}.part (data in flight, one file per node, so
+// a node that was frozen and wakes up after a failover writes only into
+// its own) and {id}.json (the job's record, naming the node that owns the
+// job). Its leading dot keeps it out of any valid file name; '~' is in no
+// valid name, so partial names never collide.
 const workDir = ".downloads"
 
 // pool is one storage pool. Every file operation goes through root, an
@@ -66,7 +69,8 @@ func (p *pool) path(fileName string) string {
 	return filepath.Join(p.dir, agentclient.ImagesDir, fileName)
 }
 
-func partName(id string) string   { return workDir + "/" + id + ".part" }
+func partName(id, node string) string { return workDir + "/" + partBase(id, node) }
+func partBase(id, node string) string { return id + "~" + node + ".part" }
 func recordName(id string) string { return workDir + "/" + id + ".json" }
 
 // space returns the pool's free (for this unprivileged-or-not process) and
@@ -87,6 +91,23 @@ func (p *pool) room(r reserve) (int64, error) {
 		return 0, err
 	}
 	return int64(free) - int64(r.of(total)), nil
+}
+
+// errFenced is returned when another node has taken a job over: the
+// record names it, and this node must neither record nor publish anything
+// of the job any more.
+var errFenced = errors.New("another node took this download over")
+
+// owner returns the node the record of a job names ("" without one).
+func (p *pool) owner(id string) (string, error) {
+	r, err := p.loadRecord(id)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return r.NodeID, nil
 }
 
 // saveRecord writes a job's record atomically: a kill at any moment leaves
@@ -155,9 +176,10 @@ func (p *pool) recordIDs() ([]string, error) {
 	return ids, nil
 }
 
-// removeJobFiles removes a job's partial data and record; missing is fine.
-func (p *pool) removeJobFiles(id string, keepRecord bool) error {
-	err := p.root.Remove(partName(id))
+// removeJobFiles removes a job's partial data (node's) and record; missing
+// is fine.
+func (p *pool) removeJobFiles(id, node string, keepRecord bool) error {
+	err := p.root.Remove(partName(id, node))
 	if errors.Is(err, fs.ErrNotExist) {
 		err = nil
 	}
@@ -179,7 +201,7 @@ var errTaken = errors.New("the name is taken")
 // answers EINVAL) or linkOnly is set, link and then unlink. Both work on
 // directory descriptors opened through the pool's root and on single
 // names, so nothing outside the pool is touched.
-func (p *pool) publish(id, fileName string, linkOnly bool) error {
+func (p *pool) publish(id, node, fileName string, linkOnly bool) error {
 	work, err := p.root.Open(workDir)
 	if err != nil {
 		return err
@@ -190,7 +212,7 @@ func (p *pool) publish(id, fileName string, linkOnly bool) error {
 		return err
 	}
 	defer images.Close()
-	from, wfd, ifd := id+".part", int(work.Fd()), int(images.Fd())
+	from, wfd, ifd := partBase(id, node), int(work.Fd()), int(images.Fd())
 	if !linkOnly {
 		err = unix.Renameat2(wfd, from, ifd, fileName, unix.RENAME_NOREPLACE)
 		switch {

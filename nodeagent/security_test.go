@@ -127,7 +127,7 @@ func TestSymlinksInThePoolAreContained(t *testing.T) {
 	images := filepath.Join(h.pool, agentclient.ImagesDir)
 	// A partial file planted as a link out of the pool, and a published name
 	// planted as a link to the same file.
-	if err := os.Symlink(secret, filepath.Join(images, ".downloads", "planted.part")); err != nil {
+	if err := os.Symlink(secret, filepath.Join(images, ".downloads", "planted~node-t.part")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(secret, filepath.Join(images, "taken.qcow2")); err != nil {

@@ -61,6 +61,8 @@ func New(cfg Config) (*Server, error) {
 	switch {
 	case cfg.NodeID == "":
 		return nil, errors.New("nodeagent: a node id is required")
+	case catalog.ValidName(cfg.NodeID) != nil:
+		return nil, fmt.Errorf("nodeagent: node id: %w", catalog.ValidName(cfg.NodeID))
 	case cfg.Token == "":
 		return nil, errors.New("nodeagent: a token is required: every request must carry it")
 	case len(cfg.Pools) == 0:
@@ -208,7 +210,7 @@ func (s *Server) end(j *job, err error) {
 	case errors.Is(err, errShutdown):
 		j.log.Info("download stopped for shutdown; it resumes at the next start")
 	case errors.Is(err, errCancelled):
-		if e := j.pool.removeJobFiles(j.request().ID, true); e != nil {
+		if e := j.pool.removeJobFiles(j.request().ID, j.node(), true); e != nil {
 			j.log.Error("remove partial data", "err", e)
 		}
 		j.finish(agentclient.StateCancelled, fault.New(fault.Cancelled, "download cancelled"))
@@ -216,7 +218,7 @@ func (s *Server) end(j *job, err error) {
 		j.log.Info("download cancelled; partial data removed")
 	default:
 		fe := fault.From(err)
-		if e := j.pool.removeJobFiles(j.request().ID, true); e != nil {
+		if e := j.pool.removeJobFiles(j.request().ID, j.node(), true); e != nil {
 			j.log.Error("remove partial data", "err", e)
 		}
 		j.finish(agentclient.StateFailed, fe)
@@ -248,7 +250,7 @@ func (s *Server) prune(before time.Time) {
 		r := j.record()
 		if agentclient.FinishedState(r.State) && r.FinishedAt != nil && r.FinishedAt.Before(before) {
 			delete(s.jobs, id)
-			if err := j.pool.removeJobFiles(id, false); err != nil {
+			if err := j.pool.removeJobFiles(id, j.node(), false); err != nil {
 				j.log.Warn("prune download record", "err", err)
 			}
 		}

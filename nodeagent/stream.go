@@ -127,7 +127,7 @@ func (t *transfer) write(c chunk) error {
 		}
 	}
 	if c.state != nil {
-		t.saveCheckpoint(c.state)
+		return t.saveCheckpoint(c.state)
 	}
 	return nil
 }

@@ -59,7 +59,10 @@ func (t *transfer) publish() error {
 		return diskError(j.pool, err)
 	}
 	t.f = nil
-	if err := j.pool.publish(t.req.ID, t.req.FileName, t.s.linkPublish); err != nil {
+	if owner, err := j.pool.owner(t.req.ID); err == nil && owner != "" && owner != j.node() {
+		return fenced(j)
+	}
+	if err := j.pool.publish(t.req.ID, j.node(), t.req.FileName, t.s.linkPublish); err != nil {
 		if errors.Is(err, errTaken) {
 			return t.s.taken(j.pool, t.req)
 		}

@@ -71,7 +71,7 @@ func (p *pool) path(fileName string) string {
 
 func partName(id, node string) string { return workDir + "/" + partBase(id, node) }
 func partBase(id, node string) string { return id + "~" + node + ".part" }
-func recordName(id string) string { return workDir + "/" + id + ".json" }
+func recordName(id string) string     { return workDir + "/" + id + ".json" }
 
 // space returns the pool's free (for this unprivileged-or-not process) and
 // total bytes.

@@ -473,3 +473,13 @@ func TestHealthReportsVersionAndFeatures(t *testing.T) {
 		t.Error("Supports answers true for a feature no agent has")
 	}
 }
+
+// TestNodeIDMustBeAName: the node id is part of its partial files' names,
+// so it must be a valid name (no '/', no '..').
+func TestNodeIDMustBeAName(t *testing.T) {
+	for _, id := range []string{"a/b", "..", "node~1"} {
+		if _, err := nodeagent.New(nodeagent.Config{NodeID: id, Token: testToken, Pools: []nodeagent.PoolDir{{ID: "p", Dir: t.TempDir()}}}); err == nil || !strings.Contains(err.Error(), "node id") {
+			t.Errorf("New with node id %q: %v; want an error about the node id", id, err)
+		}
+	}
+}

@@ -59,7 +59,7 @@ func TestDiskFull(t *testing.T) {
 		h.start(agentclient.DownloadRequest{ID: "big", URL: url, FileName: "big.qcow2", Checksum: testenv.SHA256(data)})
 		d := waitFinished(t, h.client, "big")
 		assertFailed(t, d, h.pool, fault.DiskFull, true)
-		if !strings.Contains(d.Error.Message, "bytes free") || d.BytesDone != 0 {
+		if !strings.Contains(d.Error.Message, "bytes of room") || d.BytesDone != 0 {
 			t.Errorf("want a refusal before any byte is written: %+v", d)
 		}
 	})

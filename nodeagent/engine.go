@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"bytes"
 	"context"
 	"encoding"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/quantix/cloudimages/checksum"
 	"github.com/quantix/cloudimages/fault"
@@ -102,16 +105,19 @@ func (s *Server) openTransfer(j *job) (*transfer, error) {
 	}
 	t.h = checksum.NewHash(t.algo)
 	t.qcow2 = expectsQCOW2(rec.Request)
-	if t.resume(rec) {
+	resumed := t.resume(rec)
+	if rec.TakenFrom != "" {
+		// Copied or not, the other node's partial data is no one's now.
+		if err := j.pool.root.Remove(partName(rec.Request.ID, rec.TakenFrom)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			j.log.Warn("remove the partial data another node left", "from_node", rec.TakenFrom, "err", err)
+		}
+	}
+	if resumed {
 		j.log.Info("resuming download", "bytes_done", t.done, "bytes_total", t.total)
 	} else {
-		root := j.pool.root
-		if err := root.Remove(partName(rec.Request.ID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fault.New(fault.Internal, "remove old partial data of %s: %v", rec.Request.ID, err)
-		}
-		f, err := root.OpenFile(partName(rec.Request.ID), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err := j.pool.createPart(rec.Request.ID, rec.NodeID)
 		if err != nil {
-			return nil, diskError(j.pool, err)
+			return nil, err
 		}
 		t.f = f
 	}
@@ -129,7 +135,10 @@ func (t *transfer) resume(rec record) bool {
 	if rec.BytesDone <= 0 || rec.HashAlgo != t.algo || len(rec.HashState) == 0 {
 		return false
 	}
-	root, name := t.j.pool.root, partName(rec.Request.ID)
+	if rec.TakenFrom != "" {
+		return t.takeOver(rec)
+	}
+	root, name := t.j.pool.root, partName(rec.Request.ID, rec.NodeID)
 	fi, err := root.Lstat(name)
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() < rec.BytesDone {
 		return false
@@ -149,6 +158,12 @@ func (t *transfer) resume(rec record) bool {
 		t.h.Reset()
 		return false
 	}
+	return t.resumeAt(f, rec)
+}
+
+// resumeAt sets the transfer to go on from the checkpoint in rec, with f
+// holding exactly the bytes the hash covers.
+func (t *transfer) resumeAt(f *os.File, rec record) bool {
 	if _, err := f.Seek(rec.BytesDone, io.SeekStart); err != nil {
 		f.Close()
 		t.h.Reset()
@@ -168,6 +183,58 @@ func (t *transfer) resume(rec record) bool {
 	}
 	t.headChecked = len(t.head) >= headSize
 	return true
+}
+
+// takeOver makes the checkpointed prefix another node left this node's
+// own: copied into this node's partial file and hashed from the bytes on
+// disk, and kept only if that gives the hash state the other node
+// recorded (its checkpoint may cover bytes that never reached the shared
+// disk, or the file may have changed since). The other node's file is
+// removed: were it only frozen, it now writes into a file nobody will
+// publish, and its own publish finds nothing to rename.
+func (t *transfer) takeOver(rec record) bool {
+	began := time.Now()
+	p, id := t.j.pool, rec.Request.ID
+	from := partName(id, rec.TakenFrom)
+	fi, err := p.root.Lstat(from)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() < rec.BytesDone {
+		return false
+	}
+	src, err := p.root.Open(from)
+	if err != nil {
+		return false
+	}
+	defer src.Close()
+	f, err := p.createPart(id, rec.NodeID)
+	if err != nil {
+		return false
+	}
+	t.h.Reset()
+	n, err := io.Copy(io.MultiWriter(f, t.h), io.NewSectionReader(src, 0, rec.BytesDone))
+	if err == nil && n == rec.BytesDone {
+		err = t.s.datasync(f)
+	}
+	state, merr := t.h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil || n != rec.BytesDone || merr != nil || !bytes.Equal(state, rec.HashState) {
+		t.j.log.Warn("the partial data another node left does not match its checkpoint; starting again from zero", "from_node", rec.TakenFrom, "bytes_done", rec.BytesDone, "err", err)
+		f.Close()
+		t.h.Reset()
+		return false
+	}
+	t.j.log.Info("took over the partial data another node left: copied and re-hashed", "from_node", rec.TakenFrom, "bytes", rec.BytesDone, "took", time.Since(began))
+	return t.resumeAt(f, rec)
+}
+
+// createPart creates a node's partial file for a download afresh.
+func (p *pool) createPart(id, node string) (*os.File, error) {
+	if err := p.root.Remove(partName(id, node)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fault.New(fault.Internal, "remove old partial data of %s: %v", id, err)
+	}
+	f, err := p.root.OpenFile(partName(id, node), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, diskError(p, err)
+	}
+	return f, nil
 }
 
 // fetch brings the partial file to the whole file, retrying with backoff
@@ -228,16 +295,32 @@ func (t *transfer) checkpoint() {
 	if err != nil {
 		return
 	}
-	t.saveCheckpoint(state)
+	_ = t.saveCheckpoint(state) // fenced: the next write or the publish stops
 }
 
-func (t *transfer) saveCheckpoint(state []byte) {
+// saveCheckpoint records the hash state of the first t.done bytes once
+// they are on disk (fdatasync): a crash must never leave a checkpoint that
+// covers bytes the disk does not hold. When the sync fails, no checkpoint
+// is saved; the download goes on and the next one tries again. It fails
+// only when another node has taken the job over.
+func (t *transfer) saveCheckpoint(state []byte) error {
+	if err := t.s.datasync(t.f); err != nil {
+		t.j.log.Warn("partial data not synced to disk; checkpoint skipped", "err", err)
+		return nil
+	}
 	t.j.update(func(r *record) {
 		r.BytesDone, r.BytesTotal, r.HashAlgo, r.HashState = t.done, t.total, t.algo, state
 		r.ETag, r.LastModified = t.etag, t.lastModified
+		r.TakenFrom = ""
 	})
-	t.j.save()
+	if errors.Is(t.j.save(), errFenced) {
+		return fenced(t.j)
+	}
+	return nil
 }
+
+// fdatasync flushes a file's data (not its times) to disk.
+func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
 
 // diskError turns a file-system error into the contract's codes: a full
 // disk (or quota) is disk_full, anything else internal; both retryable,

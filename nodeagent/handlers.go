@@ -71,8 +71,18 @@ func (s *Server) handleNoRoute(mux *http.ServeMux, w http.ResponseWriter, r *htt
 	writeError(w, fault.New(fault.NotFound, "no route %s %s", r.Method, r.URL.Path))
 }
 
+// features is what this agent tells callers it supports, in /v1/health.
+var features = []string{
+	agentclient.FeatureMaxImageSize,
+	agentclient.FeatureMinFree,
+	agentclient.FeatureNoReplacePublish,
+	agentclient.FeatureRehashTakeover,
+	agentclient.FeatureStrongValidatorResume,
+	agentclient.FeatureBoundedQueue,
+}
+
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	h := agentclient.Health{NodeID: s.cfg.NodeID, Version: s.cfg.Version, Pools: []agentclient.PoolHealth{}}
+	h := agentclient.Health{NodeID: s.cfg.NodeID, Version: s.cfg.Version, Features: features, Pools: []agentclient.PoolHealth{}}
 	for _, p := range s.order {
 		ph := agentclient.PoolHealth{ID: p.id, Path: p.dir}
 		if free, total, err := p.space(); err == nil {
@@ -207,10 +217,14 @@ func (s *Server) start(req agentclient.DownloadRequest) (agentclient.Download, i
 		if j.request() != req {
 			return agentclient.Download{}, 0, fault.New(fault.Conflict, "download %s already exists with another request (%s into %s/%s): use a new id", req.ID, redact(j.request().URL), j.request().PoolID, j.request().FileName)
 		}
-		if !j.restartable() {
+		switch {
+		case j.state() == agentclient.StateCompleted && !j.fileIntact():
+			j.log.Info("published file is gone; downloading it again")
+		case !j.restartable():
 			return j.snapshot(), http.StatusOK, nil
+		default:
+			j.log.Info("download requested again after it ended; starting it again", "state", j.state())
 		}
-		j.log.Info("download requested again after it ended; starting it again", "state", j.state())
 	}
 	for _, other := range s.jobs {
 		o := other.request()
@@ -218,19 +232,47 @@ func (s *Server) start(req agentclient.DownloadRequest) (agentclient.Download, i
 			return agentclient.Download{}, 0, fault.New(fault.Conflict, "download %s is already writing %s in pool %s: wait for it or cancel it", o.ID, req.FileName, req.PoolID)
 		}
 	}
+	if queued := s.queuedLocked(); queued >= s.cfg.MaxQueued {
+		return agentclient.Download{}, 0, fault.Retryable(fault.NodeUnreachable, "node %s already has %d downloads waiting (--max-queued %d): try again later or on another node", s.cfg.NodeID, queued, s.cfg.MaxQueued)
+	}
+	if req.SizeBytes > s.cfg.MaxImageSize {
+		return agentclient.Download{}, 0, tooLarge(req.SizeBytes, s.cfg.MaxImageSize)
+	}
 	if req.SizeBytes > 0 {
-		if free, _, err := p.space(); err == nil && uint64(req.SizeBytes) > free {
-			return agentclient.Download{}, 0, fault.Retryable(fault.DiskFull, "pool %s has %d bytes free, the image is %d bytes: free space in %s or use another pool", p.id, free, req.SizeBytes, p.dir)
+		if room, err := p.room(s.minFree); err == nil && req.SizeBytes > room {
+			return agentclient.Download{}, 0, s.noRoom(p, room, req.SizeBytes)
 		}
 	}
 	j := newJob(p, s.adopt(p, req), s.log)
-	s.jobs[req.ID] = j
 	if agentclient.FinishedState(j.state()) {
+		s.jobs[req.ID] = j
 		return j.snapshot(), http.StatusAccepted, nil
 	}
-	j.save()
+	if _, err := p.root.Lstat(req.FileName); err == nil {
+		return agentclient.Download{}, 0, s.takenLocked(p, req)
+	}
+	s.jobs[req.ID] = j
+	j.claim()
 	s.launch(j)
 	return j.snapshot(), http.StatusAccepted, nil
+}
+
+// taken is the error for a published name that is already in the pool:
+// a file is never replaced, whoever made it (a VM may be using it).
+func (s *Server) taken(p *pool, req agentclient.DownloadRequest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.takenLocked(p, req)
+}
+
+func (s *Server) takenLocked(p *pool, req agentclient.DownloadRequest) error {
+	owner := "no download of this node"
+	for _, j := range s.jobs {
+		if o := j.request(); o.ID != req.ID && o.PoolID == p.id && o.FileName == req.FileName {
+			owner = "download " + o.ID
+		}
+	}
+	return fault.New(fault.Conflict, "pool %s already has %s (from %s) and it is never replaced: delete it first (DELETE /v1/pools/%s/files/%s) or publish under another file name", p.id, p.path(req.FileName), owner, p.id, req.FileName)
 }
 
 // adopt returns the record to start a job from: on a shared pool another
@@ -242,6 +284,9 @@ func (s *Server) adopt(p *pool, req agentclient.DownloadRequest) record {
 	if err == nil && old.Request == req {
 		switch {
 		case !agentclient.FinishedState(old.State):
+			if old.NodeID != s.cfg.NodeID {
+				old.TakenFrom = old.NodeID
+			}
 			old.State, old.NodeID = agentclient.StateQueued, s.cfg.NodeID
 			s.log.Info("taking over a partial download left in the pool", "download_id", req.ID, "pool_id", p.id, "bytes_done", old.BytesDone)
 			return *old
@@ -252,7 +297,11 @@ func (s *Server) adopt(p *pool, req agentclient.DownloadRequest) record {
 			}
 		}
 	}
-	if err := p.removeJobFiles(req.ID, false); err != nil {
+	stale := s.cfg.NodeID
+	if err == nil {
+		stale = old.NodeID
+	}
+	if err := p.removeJobFiles(req.ID, stale, false); err != nil {
 		s.log.Warn("remove stale download files", "download_id", req.ID, "pool_id", p.id, "err", err)
 	}
 	return newRecord(req, s.cfg.NodeID)
@@ -295,7 +344,7 @@ func (s *Server) removeForeign(id string) bool {
 			continue
 		}
 		found = true
-		if err := p.removeJobFiles(id, false); err != nil {
+		if err := p.removeJobFiles(id, rec.NodeID, false); err != nil {
 			s.log.Warn("remove partial data", "download_id", id, "pool_id", p.id, "err", err)
 		}
 	}
@@ -342,8 +391,24 @@ func (s *Server) handleDeleteFile(w http.ResponseWriter, r *http.Request) {
 	if err := p.syncDir(); err != nil {
 		s.log.Warn("sync images folder", "pool_id", poolID, "err", err)
 	}
+	s.forgetPublished(p, name)
 	s.log.Info("image file removed", "pool_id", poolID, "file_name", name)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// forgetPublished forgets the completed jobs that published a file now
+// removed, so that no one is told "completed" for a file that is gone.
+func (s *Server) forgetPublished(p *pool, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, j := range s.jobs {
+		if req := j.request(); req.PoolID == p.id && req.FileName == name && j.state() == agentclient.StateCompleted {
+			delete(s.jobs, id)
+			if err := p.removeJobFiles(id, j.node(), false); err != nil {
+				j.log.Warn("remove download record", "err", err)
+			}
+		}
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

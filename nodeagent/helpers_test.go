@@ -165,7 +165,7 @@ func assertNoPartial(t *testing.T, poolDir, id string) {
 	if id == "" {
 		id = "*"
 	}
-	parts, _ := filepath.Glob(filepath.Join(poolDir, agentclient.ImagesDir, ".downloads", id+".part"))
+	parts, _ := filepath.Glob(filepath.Join(poolDir, agentclient.ImagesDir, ".downloads", id+"~*.part"))
 	if len(parts) > 0 {
 		t.Errorf("partial data left: %v", parts)
 	}

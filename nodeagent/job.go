@@ -39,6 +39,12 @@ type record struct {
 	CreatedAt    time.Time    `json:"created_at"`
 	StartedAt    *time.Time   `json:"started_at,omitempty"`
 	FinishedAt   *time.Time   `json:"finished_at,omitempty"`
+
+	// TakenFrom names the node whose partial data and hash state this
+	// node took over (a failover on a shared pool) and has not yet made
+	// its own: the prefix is copied to this node's partial file and hashed
+	// again from the disk before it is trusted.
+	TakenFrom string `json:"taken_from,omitempty"`
 }
 
 // job is one download on this agent. Its goroutine owns the transfer; the
@@ -92,13 +98,41 @@ func (j *job) update(f func(r *record)) {
 	f(&j.rec)
 }
 
-// save writes the job's record to its pool; a failure is logged, not
-// fatal: the record is what a restart would resume from.
-func (j *job) save() {
+// save writes the job's record to its pool, unless another node has taken
+// the job over (errFenced: the record names that node); any other failure
+// is logged, not fatal: the record is what a restart would resume from.
+func (j *job) save() error {
+	r := j.record()
+	if owner, err := j.pool.owner(r.Request.ID); err == nil && owner != "" && owner != r.NodeID {
+		j.log.Info("download taken over by another node; not recording it here", "owner", owner)
+		return errFenced
+	}
+	if err := j.pool.saveRecord(&r); err != nil {
+		j.log.Error("save download record", "err", err)
+	}
+	return nil
+}
+
+// claim writes the job's record as this node's, whoever's it was: the
+// start of a job, or the takeover of another node's (which fences that
+// node off).
+func (j *job) claim() {
 	r := j.record()
 	if err := j.pool.saveRecord(&r); err != nil {
 		j.log.Error("save download record", "err", err)
 	}
+}
+
+// node is the node that runs the job here (this agent).
+func (j *job) node() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.rec.NodeID
+}
+
+// fenced is the error of a job another node has taken over.
+func fenced(j *job) error {
+	return fault.New(fault.Conflict, "another node took download %s over while this one was unreachable; this node stops and leaves it to that one", j.request().ID)
 }
 
 // progress records the bytes on disk and, about once a second, the rate.
@@ -153,6 +187,14 @@ func (j *job) finish(state string, fe *fault.Error) {
 		r.State, r.Error, r.FinishedAt = state, fe, &now
 		r.HashState = nil
 	})
+}
+
+// fileIntact reports whether a completed job's file is still in its pool
+// as it was published (a regular file of the published size).
+func (j *job) fileIntact() bool {
+	r := j.record()
+	fi, err := j.pool.root.Lstat(r.Request.FileName)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == r.BytesTotal
 }
 
 // restartable says whether a POST of the same request starts the job

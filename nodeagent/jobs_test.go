@@ -102,7 +102,7 @@ func TestCancelStopsTransferAndRemovesPartialData(t *testing.T) {
 	h.up.SetFault("big.qcow2", testenv.Fault{BytesPerSecond: 512 << 10})
 	h.start(agentclient.DownloadRequest{ID: "img-x", URL: url, FileName: "big.qcow2", Checksum: testenv.SHA256(data)})
 	wait(t, h.client, "img-x", "under way", func(d agentclient.Download) bool { return d.BytesDone > 100_000 })
-	part := filepath.Join(h.pool, agentclient.ImagesDir, ".downloads", "img-x.part")
+	part := filepath.Join(h.pool, agentclient.ImagesDir, ".downloads", "img-x~node-t.part")
 	if _, err := os.Stat(part); err != nil {
 		t.Fatalf("no partial data while running: %v", err)
 	}
@@ -126,8 +126,17 @@ func TestCancelStopsTransferAndRemovesPartialData(t *testing.T) {
 	if _, err := os.Stat(d.Path); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a cancelled download published its file")
 	}
-	// The transfer has really stopped: the mirror sends nothing more.
-	time.Sleep(300 * time.Millisecond)
+	// The transfer has really stopped: the connection is closed, so the
+	// mirror's response ends (an agent that kept reading would take it to
+	// the end of the file; one that stopped reading but kept the
+	// connection would block it), with little sent after the cancel.
+	deadline := time.Now().Add(10 * time.Second)
+	for h.up.InFlight("big.qcow2") > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("mirror still sending 10s after the cancel (%d bytes served)", h.up.BytesServed("big.qcow2"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if now := h.up.BytesServed("big.qcow2"); now > served+128<<10 {
 		t.Errorf("mirror kept sending after cancel: %d → %d bytes", served, now)
 	}
@@ -317,7 +326,7 @@ func TestDeleteFileRefusesWhatIsNotAFinishedImage(t *testing.T) {
 	if err := h.client.DeleteFile(ctx(t), "pool-1", "busy.qcow2"); faultCode(err) != fault.Conflict {
 		t.Fatalf("DeleteFile while the download writes it: %v; want conflict", err)
 	}
-	part := filepath.Join(h.pool, agentclient.ImagesDir, ".downloads", "busy.part")
+	part := filepath.Join(h.pool, agentclient.ImagesDir, ".downloads", "busy~node-t.part")
 	if _, err := os.Stat(part); err != nil {
 		t.Errorf("the refused delete touched the partial data: %v", err)
 	}

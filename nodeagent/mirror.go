@@ -18,6 +18,15 @@ func (t *transfer) attempt(ctx context.Context) error {
 	if t.total >= 0 && t.done == t.total && t.done > 0 {
 		return nil // all there; a restart found the whole file on disk
 	}
+	if t.done > 0 && t.req.Checksum == "" && t.etag == "" {
+		// Nothing would tell a resumed unverified file from a splice of
+		// two versions: without a checksum, only a strong ETag may carry
+		// a resume (a weak one, or Last-Modified alone, may not).
+		t.j.log.Info("unverified download without a strong ETag from the mirror: starting again from zero instead of resuming", "bytes_done", t.done)
+		if err := t.reset(); err != nil {
+			return err
+		}
+	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stall := time.AfterFunc(t.s.cfg.StallTimeout, func() { cancel(errStalled) })
@@ -87,10 +96,19 @@ func (t *transfer) accept(resp *http.Response) error {
 	if t.req.SizeBytes > 0 && t.total >= 0 && t.total != t.req.SizeBytes {
 		return fault.New(fault.NotADiskImage, "mirror serves %d bytes, the image is %d bytes (size_bytes): the file there is truncated or not this image", t.total, t.req.SizeBytes)
 	}
+	if max := t.s.cfg.MaxImageSize; t.total > max {
+		return tooLarge(t.total, max)
+	}
 	return t.checkSpace()
 }
 
-// checkSpace refuses, before writing, a file larger than the pool's room.
+// tooLarge is the error for a file past --max-image-size.
+func tooLarge(size, max int64) error {
+	return fault.New(fault.TooLarge, "the image is %d bytes or more, past the node's --max-image-size of %d bytes: raise it on the agent if this image is meant", size, max)
+}
+
+// checkSpace refuses, before writing, a file larger than the pool's room
+// (its free space less the reserve it keeps, --min-free).
 func (t *transfer) checkSpace() error {
 	size := t.total
 	if size < 0 {
@@ -99,14 +117,20 @@ func (t *transfer) checkSpace() error {
 	if size <= 0 {
 		return nil
 	}
-	free, _, err := t.j.pool.space()
+	room, err := t.j.pool.room(t.s.minFree)
 	if err != nil {
 		return nil // the write will tell
 	}
-	if need := size - t.done; need > 0 && uint64(need) > free {
-		return fault.Retryable(fault.DiskFull, "pool %s has %d bytes free, the image needs %d more: free space in %s or use another pool", t.j.pool.id, free, need, t.j.pool.dir)
+	if need := size - t.done; need > 0 && need > room {
+		return t.s.noRoom(t.j.pool, room, need)
 	}
 	return nil
+}
+
+// noRoom is the error for a pool whose room (free space less its reserve)
+// is smaller than what a download still needs to write.
+func (s *Server) noRoom(p *pool, room, need int64) error {
+	return fault.Retryable(fault.DiskFull, "pool %s has %d bytes of room (free space less the --min-free reserve %s), the image needs %d more: free space in %s or use another pool", p.id, max(room, 0), s.cfg.MinFree, need, p.dir)
 }
 
 // requestError classifies a failed request: refused by the URL policy

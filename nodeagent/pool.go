@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,12 +11,17 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
 // workDir holds, inside a pool's cloud-images folder, what is not a
-// published image: {id}.part (data in flight) and {id}.json (the job's
-// record). Its leading dot keeps it out of any valid file name.
+// published image: {id}~{node}.part (data in flight, one file per node, so
+// a node that was frozen and wakes up after a failover writes only into
+// its own) and {id}.json (the job's record, naming the node that owns the
+// job). Its leading dot keeps it out of any valid file name; '~' is in no
+// valid name, so partial names never collide.
 const workDir = ".downloads"
 
 // pool is one storage pool. Every file operation goes through root, an
@@ -63,8 +69,9 @@ func (p *pool) path(fileName string) string {
 	return filepath.Join(p.dir, agentclient.ImagesDir, fileName)
 }
 
-func partName(id string) string   { return workDir + "/" + id + ".part" }
-func recordName(id string) string { return workDir + "/" + id + ".json" }
+func partName(id, node string) string { return workDir + "/" + partBase(id, node) }
+func partBase(id, node string) string { return id + "~" + node + ".part" }
+func recordName(id string) string     { return workDir + "/" + id + ".json" }
 
 // space returns the pool's free (for this unprivileged-or-not process) and
 // total bytes.
@@ -76,15 +83,44 @@ func (p *pool) space() (free, total uint64, err error) {
 	return st.Bavail * uint64(st.Bsize), st.Blocks * uint64(st.Bsize), nil
 }
 
+// room returns the bytes that may still be written to the pool while it
+// keeps its reserve free; negative when it is already below.
+func (p *pool) room(r reserve) (int64, error) {
+	free, total, err := p.space()
+	if err != nil {
+		return 0, err
+	}
+	return int64(free) - int64(r.of(total)), nil
+}
+
+// errFenced is returned when another node has taken a job over: the
+// record names it, and this node must neither record nor publish anything
+// of the job any more.
+var errFenced = errors.New("another node took this download over")
+
+// owner returns the node the record of a job names ("" without one).
+func (p *pool) owner(id string) (string, error) {
+	r, err := p.loadRecord(id)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return r.NodeID, nil
+}
+
 // saveRecord writes a job's record atomically: a kill at any moment leaves
-// the old record or the new one, never half of one.
+// the old record or the new one, never half of one. The temporary file
+// gets a fresh random name and O_EXCL, so nothing planted in the pool
+// (a symlink to a published image) can be opened and overwritten instead.
 func (p *pool) saveRecord(r *record) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	tmp := workDir + "/." + r.Request.ID + ".json.tmp"
-	f, err := p.root.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	tmp := workDir + "/." + r.Request.ID + "." + rand.Text() + ".tmp"
+	f, err := p.root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
@@ -97,7 +133,11 @@ func (p *pool) saveRecord(r *record) error {
 		p.root.Remove(tmp)
 		return err
 	}
-	return p.root.Rename(tmp, recordName(r.Request.ID))
+	if err := p.root.Rename(tmp, recordName(r.Request.ID)); err != nil {
+		p.root.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 func (p *pool) loadRecord(id string) (*record, error) {
@@ -136,9 +176,10 @@ func (p *pool) recordIDs() ([]string, error) {
 	return ids, nil
 }
 
-// removeJobFiles removes a job's partial data and record; missing is fine.
-func (p *pool) removeJobFiles(id string, keepRecord bool) error {
-	err := p.root.Remove(partName(id))
+// removeJobFiles removes a job's partial data (node's) and record; missing
+// is fine.
+func (p *pool) removeJobFiles(id, node string, keepRecord bool) error {
+	err := p.root.Remove(partName(id, node))
 	if errors.Is(err, fs.ErrNotExist) {
 		err = nil
 	}
@@ -148,6 +189,51 @@ func (p *pool) removeJobFiles(id string, keepRecord bool) error {
 		}
 	}
 	return err
+}
+
+// errTaken is returned by publish when the pool already holds a file (or
+// a link, or anything) under the name: it is never replaced.
+var errTaken = errors.New("the name is taken")
+
+// publish moves a download's verified partial file to its published name
+// in one step that never replaces what is there: renameat2 with
+// RENAME_NOREPLACE, or, where the file system refuses that flag (NFS
+// answers EINVAL) or linkOnly is set, link and then unlink. Both work on
+// directory descriptors opened through the pool's root and on single
+// names, so nothing outside the pool is touched.
+func (p *pool) publish(id, node, fileName string, linkOnly bool) error {
+	work, err := p.root.Open(workDir)
+	if err != nil {
+		return err
+	}
+	defer work.Close()
+	images, err := p.root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer images.Close()
+	from, wfd, ifd := partBase(id, node), int(work.Fd()), int(images.Fd())
+	if !linkOnly {
+		err = unix.Renameat2(wfd, from, ifd, fileName, unix.RENAME_NOREPLACE)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, unix.EEXIST):
+			return errTaken
+		case !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EOPNOTSUPP):
+			return err
+		}
+	}
+	if err := unix.Linkat(wfd, from, ifd, fileName, 0); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return errTaken
+		}
+		return err
+	}
+	// Published; a partial name left behind is only a second link to the
+	// same bytes, removed with the job's files later.
+	_ = unix.Unlinkat(wfd, from, 0)
+	return nil
 }
 
 // syncDir makes a rename in the images folder durable.

@@ -3,8 +3,11 @@ package nodeagent_test
 import (
 	"bytes"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,6 +118,8 @@ func TestAgentCommandLine(t *testing.T) {
 		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t"}, "at least one --pool"},
 		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t", "--pool", "nodir"}, "want ID=DIR"},
 		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t", pool, "--max-concurrent", "0"}, "--max-concurrent must be at least 1"},
+		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t", pool, "--max-image-size", "lots"}, "--max-image-size"},
+		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t", pool, "--min-free", "120%"}, "--min-free"},
 		{[]string{"nodeagent", "--node-id", "n", "--node-token", "t", pool, "--retry-backoff", "0s"}, "must be positive"},
 	}
 	for _, tc := range cases {
@@ -215,4 +220,64 @@ func TestRestartedNodeLeavesATakenOverJobAlone(t *testing.T) {
 	}
 	up.SetFault("t.qcow2", testenv.Fault{})
 	assertPublished(t, waitFinished(t, b.Client(), req.ID), shared[0].Dir, data, req.Checksum)
+}
+
+// TestFrozenAgentWokenAfterTakeoverIsFenced: node-a is frozen (SIGSTOP)
+// mid-download on a shared pool; node-b takes the download over and
+// publishes it. Woken, node-a goes on reading its response, but it writes
+// only into its own partial file, and at its next checkpoint it finds the
+// job is node-b's and stops: it publishes nothing, and the published file
+// stays intact and verified.
+func TestFrozenAgentWokenAfterTakeoverIsFenced(t *testing.T) {
+	up := testenv.NewUpstream(t)
+	data := testenv.QCOW2Image(6<<20, 47)
+	url := up.AddFile("fence.qcow2", data)
+	up.SetFault("fence.qcow2", testenv.Fault{BytesPerSecond: 512 << 10}) // 12 s for the whole file
+	shared := []nodeagent.PoolDir{{ID: "nfs-01", Dir: t.TempDir()}}
+	a := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-a", Pools: shared, AllowPrivateNetworks: true})
+	b := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-b", Pools: shared, AllowPrivateNetworks: true})
+	req := agentclient.DownloadRequest{ID: "img-fence", URL: url, PoolID: "nfs-01", FileName: "fence.qcow2", Checksum: testenv.SHA256(data)}
+	if _, err := a.Client().StartDownload(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, a.Client(), req.ID, "past a checkpoint", func(d agentclient.Download) bool { return d.BytesDone > 1536<<10 })
+	if err := syscall.Kill(a.Pid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	woken := false
+	wake := func() {
+		if !woken {
+			woken = true
+			_ = syscall.Kill(a.Pid(), syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(wake)
+	up.SetFault("fence.qcow2", testenv.Fault{}) // new requests (node-b's) are fast
+
+	if _, err := b.Client().StartDownload(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	published := filepath.Join(shared[0].Dir, agentclient.ImagesDir, "fence.qcow2")
+	assertPublished(t, waitFinished(t, b.Client(), req.ID), shared[0].Dir, data, req.Checksum)
+
+	wake()
+	wokeAt := time.Now()
+	d := waitFinished(t, a.Client(), req.ID)
+	t.Logf("node-a ended %v after it was woken: %s %+v", time.Since(wokeAt), d.State, d.Error)
+	if d.State != agentclient.StateFailed || d.Error == nil || d.Error.Code != fault.Conflict || !strings.Contains(d.Error.Message, "another node took") {
+		t.Fatalf("woken node-a: %s %+v; want failed with conflict, taken over by another node", d.State, d.Error)
+	}
+	// Its old response still had about 8 s to run: it stopped at its
+	// first checkpoint instead.
+	if took := time.Since(wokeAt); took > 5*time.Second {
+		t.Errorf("woken node-a went on for %v before it stopped", took)
+	}
+	got, err := os.ReadFile(published)
+	if err != nil || testenv.SHA256(got) != req.Checksum {
+		t.Fatalf("published file after node-a woke: %d bytes, %v; want it intact", len(got), err)
+	}
+	assertNoPartial(t, shared[0].Dir, "")
+	if d, err := b.Client().Download(ctx(t), req.ID); err != nil || d.State != agentclient.StateCompleted {
+		t.Errorf("node-b's download after node-a woke: %+v %v", d, err)
+	}
 }

@@ -82,7 +82,7 @@ func TestBadRequestsAreRefused(t *testing.T) {
 		{"negative size", `{"id":"a","url":"https://m.example/x","pool_id":"pool-1","file_name":"x.qcow2","size_bytes":-1}`, 400, fault.InvalidRequest},
 		{"bad format", `{"id":"a","url":"https://m.example/x","pool_id":"pool-1","file_name":"x.qcow2","format":"../x"}`, 400, fault.InvalidRequest},
 		{"unknown pool", `{"id":"a","url":"https://m.example/x","pool_id":"nope","file_name":"x.qcow2","checksum":"sha256:` + sum + `"}`, 404, fault.PoolNotFound},
-		{"bigger than the pool", `{"id":"a","url":"https://m.example/x","pool_id":"pool-1","file_name":"x.qcow2","size_bytes":9000000000000000000}`, 422, fault.DiskFull},
+		{"bigger than --max-image-size", `{"id":"a","url":"https://m.example/x","pool_id":"pool-1","file_name":"x.qcow2","size_bytes":9000000000000000000}`, 422, fault.TooLarge},
 		{"huge body", `{"id":"` + strings.Repeat("a", 70000) + `"}`, 413, fault.PayloadTooLarge},
 	}
 	for _, tc := range cases {
@@ -130,10 +130,10 @@ func TestSymlinksInThePoolAreContained(t *testing.T) {
 	images := filepath.Join(h.pool, agentclient.ImagesDir)
 	// A partial file planted as a link out of the pool, and a published name
 	// planted as a link to the same file.
-	if err := os.Symlink(secret, filepath.Join(images, ".downloads", "planted.part")); err != nil {
+	if err := os.Symlink(secret, filepath.Join(images, ".downloads", "planted~node-t.part")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(secret, filepath.Join(images, "planted.qcow2")); err != nil {
+	if err := os.Symlink(secret, filepath.Join(images, "taken.qcow2")); err != nil {
 		t.Fatal(err)
 	}
 	data := testenv.QCOW2Image(200_000, 2)
@@ -143,6 +143,13 @@ func TestSymlinksInThePoolAreContained(t *testing.T) {
 	assertPublished(t, d, h.pool, data, testenv.SHA256(data))
 	if fi, err := os.Lstat(d.Path); err != nil || !fi.Mode().IsRegular() {
 		t.Errorf("published image is not a regular file: %v %v", fi, err)
+	}
+	// A link at the published name is never replaced (nor written through).
+	if _, err := h.client.StartDownload(ctx(t), agentclient.DownloadRequest{ID: "taken", URL: url, PoolID: "pool-1", FileName: "taken.qcow2", Checksum: testenv.SHA256(data)}); faultCode(err) != fault.Conflict {
+		t.Errorf("download to a name a link holds: %v; want conflict", err)
+	}
+	if fi, err := os.Lstat(filepath.Join(images, "taken.qcow2")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the planted link was replaced: %v %v", fi, err)
 	}
 	if got, _ := os.ReadFile(secret); !bytes.Equal(got, []byte("do not touch")) {
 		t.Fatalf("the file outside the pool changed: %q", got)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -31,6 +32,7 @@ type Server struct {
 	metrics  *metrics
 	handler  http.Handler
 	slots    chan struct{} // one token per running download
+	minFree  reserve
 
 	base context.Context
 	stop context.CancelCauseFunc
@@ -44,6 +46,12 @@ type Server struct {
 	// as the write's error. It exists for machines where a tiny file
 	// system cannot be mounted to produce a real ENOSPC.
 	writeFault func(n int) error
+	// datasync flushes a partial file before a checkpoint is recorded
+	// (fdatasync; tests watch or fail it through export_test.go).
+	datasync func(*os.File) error
+	// linkPublish, when set (by tests only), publishes by link and unlink
+	// as on file systems that refuse RENAME_NOREPLACE.
+	linkPublish bool
 }
 
 // New opens the pools, resumes the unfinished downloads recorded in them,
@@ -53,10 +61,16 @@ func New(cfg Config) (*Server, error) {
 	switch {
 	case cfg.NodeID == "":
 		return nil, errors.New("nodeagent: a node id is required")
+	case catalog.ValidName(cfg.NodeID) != nil:
+		return nil, fmt.Errorf("nodeagent: node id: %w", catalog.ValidName(cfg.NodeID))
 	case cfg.Token == "":
 		return nil, errors.New("nodeagent: a token is required: every request must carry it")
 	case len(cfg.Pools) == 0:
 		return nil, errors.New("nodeagent: at least one pool is required")
+	}
+	minFree, err := parseMinFree(cfg.MinFree)
+	if err != nil {
+		return nil, fmt.Errorf("nodeagent: %w", err)
 	}
 	control := dialControl
 	if cfg.AllowPrivateNetworks {
@@ -68,6 +82,8 @@ func New(cfg Config) (*Server, error) {
 		pools:    map[string]*pool{},
 		upstream: newUpstreamClient(control, cfg.StallTimeout),
 		slots:    make(chan struct{}, cfg.MaxConcurrent),
+		minFree:  minFree,
+		datasync: fdatasync,
 		jobs:     map[string]*job{},
 	}
 	for _, pd := range cfg.Pools {
@@ -194,7 +210,7 @@ func (s *Server) end(j *job, err error) {
 	case errors.Is(err, errShutdown):
 		j.log.Info("download stopped for shutdown; it resumes at the next start")
 	case errors.Is(err, errCancelled):
-		if e := j.pool.removeJobFiles(j.request().ID, true); e != nil {
+		if e := j.pool.removeJobFiles(j.request().ID, j.node(), true); e != nil {
 			j.log.Error("remove partial data", "err", e)
 		}
 		j.finish(agentclient.StateCancelled, fault.New(fault.Cancelled, "download cancelled"))
@@ -202,7 +218,7 @@ func (s *Server) end(j *job, err error) {
 		j.log.Info("download cancelled; partial data removed")
 	default:
 		fe := fault.From(err)
-		if e := j.pool.removeJobFiles(j.request().ID, true); e != nil {
+		if e := j.pool.removeJobFiles(j.request().ID, j.node(), true); e != nil {
 			j.log.Error("remove partial data", "err", e)
 		}
 		j.finish(agentclient.StateFailed, fe)
@@ -234,11 +250,22 @@ func (s *Server) prune(before time.Time) {
 		r := j.record()
 		if agentclient.FinishedState(r.State) && r.FinishedAt != nil && r.FinishedAt.Before(before) {
 			delete(s.jobs, id)
-			if err := j.pool.removeJobFiles(id, false); err != nil {
+			if err := j.pool.removeJobFiles(id, j.node(), false); err != nil {
 				j.log.Warn("prune download record", "err", err)
 			}
 		}
 	}
+}
+
+// queuedLocked counts the jobs waiting for a slot. Called with s.mu held.
+func (s *Server) queuedLocked() int {
+	n := 0
+	for _, j := range s.jobs {
+		if j.state() == agentclient.StateQueued {
+			n++
+		}
+	}
+	return n
 }
 
 // counts returns how many jobs are queued and running (verifying counts

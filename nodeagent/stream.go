@@ -98,6 +98,9 @@ func (t *transfer) read(ctx context.Context, body io.Reader, free chan []byte, c
 // write is the writing half of stream: one chunk to disk, then progress,
 // the image check once the head is in, and a checkpoint when due.
 func (t *transfer) write(c chunk) error {
+	if err := t.checkLimits(int64(len(c.buf))); err != nil {
+		return err
+	}
 	if inject := t.s.writeFault; inject != nil {
 		if err := inject(len(c.buf)); err != nil {
 			return diskError(t.j.pool, err)
@@ -124,7 +127,28 @@ func (t *transfer) write(c chunk) error {
 		}
 	}
 	if c.state != nil {
-		t.saveCheckpoint(c.state)
+		return t.saveCheckpoint(c.state)
+	}
+	return nil
+}
+
+// checkLimits stops a body before a chunk of n bytes would take the file
+// past what the mirror announced (Content-Length), the request's exact
+// size_bytes, the node's --max-image-size, or the pool's free-space
+// reserve (--min-free): a chunked or endless body never fills the pool.
+func (t *transfer) checkLimits(n int64) error {
+	end := t.done + n
+	switch {
+	case t.total >= 0 && end > t.total:
+		return fault.Retryable(fault.UpstreamError, "mirror sent more than the %d bytes it announced", t.total)
+	case t.req.SizeBytes > 0 && end > t.req.SizeBytes:
+		return fault.New(fault.TooLarge, "mirror sent more than the image's %d bytes (size_bytes): the file there is not this image, or size_bytes is wrong", t.req.SizeBytes)
+	case end > t.s.cfg.MaxImageSize:
+		return tooLarge(end, t.s.cfg.MaxImageSize)
+	}
+	room, err := t.j.pool.room(t.s.minFree)
+	if err == nil && n > room {
+		return t.s.noRoom(t.j.pool, room, n)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package nodeagent
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"time"
 
@@ -33,8 +34,8 @@ func (t *transfer) checkHead() error {
 	return nil
 }
 
-// publish verifies the whole file and moves it, by one atomic rename, to
-// where images live.
+// publish verifies the whole file and moves it, by one atomic rename that
+// never replaces an existing file, to where images live.
 func (t *transfer) publish() error {
 	j := t.j
 	j.update(func(r *record) { r.State, r.BytesDone, r.BytesTotal = agentclient.StateVerifying, t.done, t.total })
@@ -58,7 +59,13 @@ func (t *transfer) publish() error {
 		return diskError(j.pool, err)
 	}
 	t.f = nil
-	if err := j.pool.root.Rename(partName(t.req.ID), t.req.FileName); err != nil {
+	if owner, err := j.pool.owner(t.req.ID); err == nil && owner != "" && owner != j.node() {
+		return fenced(j)
+	}
+	if err := j.pool.publish(t.req.ID, j.node(), t.req.FileName, t.s.linkPublish); err != nil {
+		if errors.Is(err, errTaken) {
+			return t.s.taken(j.pool, t.req)
+		}
 		return fault.New(fault.Internal, "publish %s: %v", j.pool.path(t.req.FileName), err)
 	}
 	if err := j.pool.syncDir(); err != nil {

@@ -18,10 +18,14 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	f.string(&cfg.Listen, "listen", "CLOUDIMAGES_LISTEN", "127.0.0.1:9090", "host:port to serve the agent API on")
 	f.string(&cfg.Token, "node-token", "CLOUDIMAGES_NODE_TOKEN", "", "bearer token every request must carry (required)")
 	f.int(&cfg.MaxConcurrent, "max-concurrent", "CLOUDIMAGES_MAX_CONCURRENT", 4, "downloads that run at once; the rest wait, queued")
+	f.int(&cfg.MaxQueued, "max-queued", "CLOUDIMAGES_MAX_QUEUED", 64, "downloads that may wait for a slot; past it a request is refused with a retryable node_unreachable (503)")
 	f.bool(&cfg.AllowPrivateNetworks, "allow-private-networks", "CLOUDIMAGES_ALLOW_PRIVATE_NETWORKS", false, "allow URLs on loopback and private addresses (mirrors on your LAN)")
 	f.duration(&cfg.RetryBackoff, "retry-backoff", "CLOUDIMAGES_RETRY_BACKOFF", time.Second, "first wait before retrying a failed transfer; doubles up to 30s")
 	f.int(&cfg.MaxAttempts, "max-attempts", "CLOUDIMAGES_MAX_ATTEMPTS", 5, "attempts in a row without progress before a download fails (retryable, so another node may try)")
 	f.duration(&cfg.StallTimeout, "stall-timeout", "CLOUDIMAGES_STALL_TIMEOUT", time.Minute, "a mirror that sends nothing for this long is retried")
+	var maxImageSize string
+	f.string(&maxImageSize, "max-image-size", "CLOUDIMAGES_MAX_IMAGE_SIZE", "64GiB", "largest image a download may write (bytes, or with KiB/MiB/GiB/TiB); a larger one fails with too_large")
+	f.string(&cfg.MinFree, "min-free", "CLOUDIMAGES_MIN_FREE", "5%", "free space every pool keeps for VMs: a percentage of the pool, or bytes (e.g. 20GiB); a download that would go below fails with disk_full")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -34,10 +38,20 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	if cfg.MaxConcurrent < 1 {
 		return usagef("--max-concurrent must be at least 1, got %d", cfg.MaxConcurrent)
 	}
+	if cfg.MaxQueued < 1 {
+		return usagef("--max-queued must be at least 1, got %d", cfg.MaxQueued)
+	}
 	if cfg.RetryBackoff <= 0 || cfg.StallTimeout <= 0 || cfg.MaxAttempts < 1 {
 		return usagef("--retry-backoff and --stall-timeout must be positive and --max-attempts at least 1")
 	}
-	var err error
+	size, err := nodeagent.ParseSize(maxImageSize)
+	if err != nil || size == 0 {
+		return usagef("--max-image-size %q: want a positive size such as 64GiB", maxImageSize)
+	}
+	cfg.MaxImageSize = size
+	if err := nodeagent.CheckMinFree(cfg.MinFree); err != nil {
+		return usagef("--min-free: %v", err)
+	}
 	if cfg.Pools, err = parsePools(pools); err != nil {
 		return err
 	}

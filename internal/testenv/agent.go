@@ -101,6 +101,10 @@ func (a *Agent) Client() *agentclient.Client { return a.spec.Client() }
 // Kill sends SIGKILL and waits for the process to exit.
 func (a *Agent) Kill() { a.proc.Kill() }
 
+// Pid is the agent process's id (0 before it started), for tests that
+// send it other signals (SIGSTOP and SIGCONT freeze and wake it).
+func (a *Agent) Pid() int { return a.proc.Pid() }
+
 // Stop sends SIGTERM and waits for the process to exit (killing it after 30s).
 func (a *Agent) Stop() { a.proc.Stop() }
 

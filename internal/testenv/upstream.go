@@ -68,6 +68,16 @@ type Fault struct {
 	ShortBy int64
 	// NoLength sends the body without Content-Length (chunked).
 	NoLength bool
+	// Endless sends the file without Content-Length and then zeros, with
+	// no end, until the client hangs up: a runaway body.
+	Endless bool
+	// WeakETag sends the ETag as a weak one (W/"…"), which If-Range may
+	// not carry.
+	WeakETag bool
+	// LongerBy announces the file's Content-Length but sends this many
+	// zero bytes more after it, on a connection it then closes (a 200 of
+	// the whole file, whatever the request asked).
+	LongerBy int64
 }
 
 type upstreamFile struct {
@@ -76,6 +86,7 @@ type upstreamFile struct {
 	modTime     time.Time
 	fault       Fault
 	requests    int
+	inFlight    int // responses being sent now
 	dropped     int
 	bytesServed int64
 }
@@ -138,6 +149,17 @@ func (u *Upstream) Requests(name string) int {
 	defer u.mu.Unlock()
 	if f, ok := u.files[name]; ok {
 		return f.requests
+	}
+	return 0
+}
+
+// InFlight returns how many responses for a file the mirror is sending
+// now: 0 once every handler has returned, so nothing more can be sent.
+func (u *Upstream) InFlight(name string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if f, ok := u.files[name]; ok {
+		return f.inFlight
 	}
 	return 0
 }
@@ -252,6 +274,12 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.requests++
+	f.inFlight++
+	defer func() {
+		u.mu.Lock()
+		f.inFlight--
+		u.mu.Unlock()
+	}()
 	n := f.requests
 	ft := f.fault
 	if ft.ChangeETagAfter > 0 && n > ft.ChangeETagAfter && f.generation == 0 {
@@ -259,6 +287,9 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 		f.modTime = f.modTime.Add(time.Hour)
 	}
 	etag := fmt.Sprintf(`"%x-%d"`, len(f.data), f.generation)
+	if ft.WeakETag {
+		etag = "W/" + etag
+	}
 	modTime := f.modTime
 	data := f.data
 	drop := (ft.DropAfterBytes > 0 || ft.StallAfterBytes > 0) && (ft.Drops == 0 || f.dropped < ft.Drops)
@@ -307,11 +338,15 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end-1, len(data)))
 		}
 	}
+	if ft.LongerBy > 0 {
+		u.serveLonger(w, name, data, etag, ft.LongerBy)
+		return
+	}
 	limit := int64(-1)
 	if drop {
 		limit = max(ft.DropAfterBytes, ft.StallAfterBytes)
 	}
-	if !ft.NoLength {
+	if !ft.NoLength && !ft.Endless {
 		h.Set("Content-Length", strconv.FormatInt(end-start, 10))
 	}
 	w.WriteHeader(status)
@@ -319,6 +354,28 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u.write(w, r, name, data[start:end], status, limit, ft)
+	if ft.Endless {
+		zeros := make([]byte, 64<<10)
+		for r.Context().Err() == nil && !u.closed() {
+			u.write(w, r, name, zeros, status, -1, ft)
+		}
+	}
+}
+
+// serveLonger writes a raw response whose body runs extra bytes past its
+// Content-Length, which net/http's ResponseWriter would refuse to send.
+func (u *Upstream) serveLonger(w http.ResponseWriter, name string, data []byte, etag string, extra int64) {
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\nETag: %s\r\nConnection: close\r\n\r\n", len(data), etag)
+	buf.Write(data)
+	buf.Write(make([]byte, extra))
+	if buf.Flush() == nil {
+		u.count(name, int64(len(data))+extra)
+	}
 }
 
 // write sends body in chunks, trickled when asked, and aborts the
@@ -371,6 +428,15 @@ func (u *Upstream) write(w http.ResponseWriter, r *http.Request, name string, bo
 				return
 			}
 		}
+	}
+}
+
+func (u *Upstream) closed() bool {
+	select {
+	case <-u.closing:
+		return true
+	default:
+		return false
 	}
 }
 

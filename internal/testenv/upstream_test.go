@@ -3,7 +3,9 @@ package testenv
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -107,6 +109,47 @@ func TestUpstreamFaults(t *testing.T) {
 	u.SetFault("f.img", Fault{ShortBy: 1000})
 	if _, body, err = get(t, url); err != nil || len(body) != len(data)-1000 {
 		t.Fatalf("short: %v, %d bytes", err, len(body))
+	}
+
+	u.SetFault("f.img", Fault{WeakETag: true})
+	if resp, _, _ = get(t, url); !strings.HasPrefix(resp.Header.Get("ETag"), `W/"`) {
+		t.Fatalf("weak ETag: %q", resp.Header.Get("ETag"))
+	}
+
+	// A body longer than its Content-Length: read from the raw connection,
+	// since net/http's client stops at the length.
+	u.SetFault("f.img", Fault{LongerBy: 3000})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(u.URL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "GET /f.img HTTP/1.1\r\nHost: x\r\n\r\n")
+	raw, _ := io.ReadAll(conn)
+	conn.Close()
+	if !bytes.Contains(raw, []byte(fmt.Sprintf("Content-Length: %d\r\n", len(data)))) || !bytes.Contains(raw, append(data[len(data)-100:], make([]byte, 3000)...)) {
+		t.Fatalf("longer body: %d raw bytes", len(raw))
+	}
+
+	// An endless body goes past the file and on, until the client hangs up;
+	// then the response ends.
+	u.SetFault("f.img", Fault{Endless: true})
+	resp, err = http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := io.CopyN(io.Discard, resp.Body, int64(len(data))+1<<20); err != nil || resp.ContentLength != -1 {
+		t.Fatalf("endless: %d bytes, %v, length %d", n, err, resp.ContentLength)
+	}
+	if u.InFlight("f.img") != 1 {
+		t.Errorf("in flight during the endless body: %d, want 1", u.InFlight("f.img"))
+	}
+	resp.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for u.InFlight("f.img") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("endless response still in flight 10s after the client hung up")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	before := u.Requests("f.img")

@@ -5,6 +5,7 @@
 package agentclient
 
 import (
+	"slices"
 	"time"
 
 	"github.com/quantix/cloudimages/fault"
@@ -69,13 +70,41 @@ func FinishedState(s string) bool {
 }
 
 // Health is the agent's answer to GET /v1/health. ActiveDownloads counts
-// the downloads not yet ended: running, verifying and queued.
+// the downloads not yet ended: running, verifying and queued. Features
+// names what this agent supports (the Feature constants), so a worker can
+// send an agent only what it understands while both are upgraded one at
+// a time; an agent from before features were reported sends none.
 type Health struct {
 	NodeID          string       `json:"node_id"`
 	Version         string       `json:"version"`
+	Features        []string     `json:"features"`
 	Pools           []PoolHealth `json:"pools"`
 	ActiveDownloads int          `json:"active_downloads"`
 }
+
+// What an agent may support, as named in Health.Features.
+const (
+	// FeatureMaxImageSize: bodies are capped (--max-image-size, the
+	// mirror's Content-Length, size_bytes) with too_large.
+	FeatureMaxImageSize = "max_image_size"
+	// FeatureMinFree: each pool keeps a free-space reserve (--min-free).
+	FeatureMinFree = "min_free"
+	// FeatureNoReplacePublish: publishing never replaces an existing file;
+	// a taken name is a conflict.
+	FeatureNoReplacePublish = "noreplace_publish"
+	// FeatureRehashTakeover: partial data taken over from another node is
+	// re-hashed from the disk before it is trusted.
+	FeatureRehashTakeover = "rehash_takeover"
+	// FeatureStrongValidatorResume: unverified downloads resume only with
+	// a strong ETag.
+	FeatureStrongValidatorResume = "strong_validator_resume"
+	// FeatureBoundedQueue: past --max-queued waiting downloads, a request
+	// is refused with a retryable node_unreachable (503).
+	FeatureBoundedQueue = "bounded_queue"
+)
+
+// Supports reports whether the agent named a feature in its health answer.
+func (h Health) Supports(feature string) bool { return slices.Contains(h.Features, feature) }
 
 // PoolHealth is one pool as the agent sees it.
 type PoolHealth struct {

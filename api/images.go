@@ -13,7 +13,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/quantix/cloudimages/fault"
-	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows"
 )
@@ -208,7 +207,7 @@ func (s *Server) removeFile(ctx context.Context, img store.Image) error {
 	var failures []string
 	for _, n := range candidates {
 		cctx, cancel := context.WithTimeout(ctx, s.opts.NodeTimeout)
-		err := agentclient.New(n.Address, s.opts.NodeToken).DeleteFile(cctx, img.PoolID, img.FileName)
+		err := s.agent(n).DeleteFile(cctx, img.PoolID, img.FileName)
 		cancel()
 		if err == nil {
 			s.log.Info("image file removed", "image_id", img.ID, "pool_id", img.PoolID, "node_id", n.ID, "file_name", img.FileName)

@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/nodeauth"
 )
 
 const (
@@ -39,7 +40,9 @@ type agent struct {
 	local string // its own local pool id
 }
 
-func (a *agent) client() *agentclient.Client { return agentclient.New(a.addr, nodeToken) }
+func (a *agent) client() *agentclient.Client {
+	return agentclient.New(a.addr, nodeauth.Credential(nodeToken, a.id))
+}
 
 // stack is everything the bench runs: node agents always; the Temporal dev
 // server, the worker and the API when a part needs the whole path.
@@ -96,7 +99,7 @@ func (s *stack) startAgent(id, bin string, maxConcurrent int) (*agent, error) {
 		}
 	}
 	a.p = newProc(id, filepath.Join(s.dir, "logs", id+".log"), bin, "nodeagent",
-		"--node-id", id, "--listen", a.addr, "--node-token", nodeToken,
+		"--node-id", id, "--listen", a.addr, "--node-token", nodeauth.Credential(nodeToken, id),
 		"--pool", a.local+"="+localDir, "--pool", sharedPool+"="+sharedDir,
 		"--max-concurrent", strconv.Itoa(maxConcurrent), "--allow-private-networks")
 	if err := a.p.start(func(ctx context.Context) error { _, err := a.client().Health(ctx); return err }); err != nil {

@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"net/http"
 	"time"
@@ -19,7 +20,8 @@ import (
 type Deps struct {
 	Store     *store.Store
 	Catalog   *catalog.Catalog
-	NodeToken string
+	NodeToken string      // the cluster secret
+	AgentTLS  *tls.Config // the agents' CA, when they serve HTTPS
 	Settings  activities.Settings
 	HTTP      *http.Client // for vendors' checksum files; nil uses a default
 	Log       *slog.Logger // nil uses slog.Default()
@@ -43,6 +45,7 @@ func New(c client.Client, deps Deps) worker.Worker {
 		Store:     deps.Store,
 		Catalog:   deps.Catalog,
 		NodeToken: deps.NodeToken,
+		AgentTLS:  deps.AgentTLS,
 		HTTP:      deps.HTTP,
 		Temporal:  c,
 		Settings:  deps.Settings,

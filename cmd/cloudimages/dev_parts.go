@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/nodeauth"
 	"github.com/quantix/cloudimages/workflows"
 )
 
@@ -178,11 +179,12 @@ func (d *devRun) startAgent(ctx context.Context, i int) error {
 			}
 		}
 	}
-	c, err := d.spawn(node, d.self, args, d.childEnv())
+	cred := nodeauth.Credential(d.nodeToken, node) // each agent holds only its own credential
+	c, err := d.spawn(node, d.self, args, append(d.childEnv(), "CLOUDIMAGES_NODE_TOKEN="+cred))
 	if err != nil {
 		return err
 	}
-	agent := agentclient.New(addr, d.nodeToken)
+	agent := agentclient.New(addr, cred)
 	return d.waitReady(ctx, c, 30*time.Second, func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()

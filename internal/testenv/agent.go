@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"strconv"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/quantix/cloudimages/nodeagent"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/nodeauth"
 )
 
 // AgentOptions configures a node agent process. Zero values get defaults.
@@ -16,7 +18,8 @@ type AgentOptions struct {
 	NodeID string // default "node-1"
 	// Pools the agent serves; default one pool "pool-1" in a fresh temp dir.
 	Pools []nodeagent.PoolDir
-	// Token is the bearer token; default a random one (see Agent.Token).
+	// Token is the agent's credential; default one derived from a random
+	// cluster secret (see Agent.Token).
 	Token         string
 	MaxConcurrent int // default the agent's own default (4)
 	// AllowPrivateNetworks lets the agent download from 127.0.0.1, where
@@ -26,6 +29,9 @@ type AgentOptions struct {
 	Env []string
 	// Args are extra command-line flags.
 	Args []string
+	// ClientTLS, when set, is how Client reaches an agent that serves
+	// HTTPS (Args then carry --tls-cert and --tls-key).
+	ClientTLS *tls.Config
 }
 
 // Agent is a `cloudimages nodeagent` process started for a test. Its log
@@ -57,7 +63,7 @@ func newAgent(t testing.TB, opts AgentOptions) *Agent {
 		opts.Pools = []nodeagent.PoolDir{{ID: "pool-1", Dir: t.TempDir()}}
 	}
 	if opts.Token == "" {
-		opts.Token = "test-token-" + randomHex(8)
+		opts.Token = nodeauth.Credential("test-secret-"+randomHex(8), opts.NodeID)
 	}
 	a := &Agent{t: t, opts: opts}
 	env := append([]string{"CLOUDIMAGES_LOG_LEVEL=debug"}, opts.Env...)
@@ -85,7 +91,12 @@ var errPortTaken = errors.New("port taken")
 func (a *Agent) Address() string { return a.addr }
 
 // URL returns the agent's base URL, e.g. for GET /metrics.
-func (a *Agent) URL() string { return "http://" + a.addr }
+func (a *Agent) URL() string {
+	if a.opts.ClientTLS != nil {
+		return "https://" + a.addr
+	}
+	return "http://" + a.addr
+}
 
 // Token returns the agent's bearer token.
 func (a *Agent) Token() string { return a.opts.Token }
@@ -111,7 +122,9 @@ func (a *Agent) PoolDir(id string) string {
 func (a *Agent) LogPath() string { return a.proc.LogPath() }
 
 // Client returns a client for the agent, with its token.
-func (a *Agent) Client() *agentclient.Client { return agentclient.New(a.addr, a.opts.Token) }
+func (a *Agent) Client() *agentclient.Client {
+	return agentclient.New(a.addr, a.opts.Token, agentclient.WithTLS(a.opts.ClientTLS))
+}
 
 // Kill sends SIGKILL and waits for the process to exit.
 func (a *Agent) Kill() { a.proc.Kill() }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/quantix/cloudimages/api"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeauth"
 )
 
 // StackOptions configures StartStack. Zero values get the defaults below.
@@ -37,7 +38,8 @@ type StackOptions struct {
 	Pools []StackPool
 	// NoRegister leaves nodes and pools unregistered.
 	NoRegister bool
-	// NodeToken is the agents' bearer token; default a random one.
+	// NodeToken is the cluster secret of the API and workers; each agent
+	// gets its own credential derived from it. Default a random one.
 	NodeToken string
 	// APIToken, when set, is required by the API (and sent by Stack.API).
 	APIToken string
@@ -145,7 +147,8 @@ func (s *Stack) TemporalWebURL() string { return s.temporalUI }
 // APIURL returns the base URL of the REST API, e.g. http://127.0.0.1:PORT.
 func (s *Stack) APIURL() string { return s.apiURL }
 
-// NodeToken returns the agents' bearer token.
+// NodeToken returns the cluster secret (each agent's Token is the
+// credential derived from it).
 func (s *Stack) NodeToken() string { return s.opts.NodeToken }
 
 // DatabaseURL returns the store's URL.
@@ -264,7 +267,7 @@ func (s *Stack) startAgents() {
 			pools = []nodeagent.PoolDir{{ID: "unused-" + node, Dir: s.t.TempDir()}}
 		}
 		s.Agents = append(s.Agents, StartAgent(s.t, AgentOptions{
-			NodeID: node, Pools: pools, Token: s.opts.NodeToken, AllowPrivateNetworks: true,
+			NodeID: node, Pools: pools, Token: nodeauth.Credential(s.opts.NodeToken, node), AllowPrivateNetworks: true,
 			Env: s.opts.Env, Args: s.opts.AgentArgs,
 		}))
 	}

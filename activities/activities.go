@@ -30,18 +30,17 @@ type Signaler interface {
 // value with the worker; the workflow calls the methods through a nil
 // pointer.
 type Activities struct {
-	Store   *store.Store
-	Catalog *catalog.Catalog
-	// NodeToken is the cluster secret: each node's credential is derived
-	// from it and the node's id (package nodeauth).
-	NodeToken string
+	Store     *store.Store
+	Catalog   *catalog.Catalog
+	NodeToken string       // the cluster secret; each node's credential is derived from it (package nodeauth)
+	HTTP      *http.Client // fetches vendors' checksum files
+	Temporal  Signaler     // tells the workflow about progress; nil sends nothing
+	Settings  Settings
+	Log       *slog.Logger
+
 	// AgentTLS, when set, holds the CA the agents' certificates are
 	// checked against (--agent-ca-file).
 	AgentTLS *tls.Config
-	HTTP     *http.Client // fetches vendors' checksum files
-	Temporal Signaler     // tells the workflow about progress; nil sends nothing
-	Settings Settings
-	Log      *slog.Logger
 }
 
 // Settings are the timings of a download. Zero fields take the defaults.

@@ -157,3 +157,22 @@ func TestNodeTokenPrintsTheCredentialTheAgentNeeds(t *testing.T) {
 		t.Errorf("node-token without --node-id: exit %d: %s", code, stderr)
 	}
 }
+
+// TestDownloadThroughAgentsServingTLS: agents with --tls-cert and
+// --tls-key, an API and a worker given their CA with --agent-ca-file; the
+// nodes are registered as bare host:port, reached over HTTPS, and a
+// download ends READY.
+func TestDownloadThroughAgentsServingTLS(t *testing.T) {
+	ca := testenv.NewAgentCA(t)
+	s := testenv.StartStack(t, testenv.StackOptions{Agents: 1,
+		AgentArgs: []string{"--tls-cert", ca.CertFile, "--tls-key", ca.KeyFile},
+		AgentTLS:  ca.ClientTLS,
+		Env:       []string{"CLOUDIMAGES_AGENT_CA_FILE=" + ca.CAFile},
+	})
+	f := addImage(testenv.NewUpstream(t), "over-tls.qcow2", 1<<20)
+	img := waitStatus(t, s, download(t, s, f, "local-1").ID, "READY", time.Minute)
+	checkReadyFile(t, img, f)
+	if _, err := agentclient.New(s.Agent("node-1").Address(), s.Agent("node-1").Token()).Health(t.Context()); err == nil {
+		t.Error("the TLS agent answers plain HTTP")
+	}
+}

@@ -1,20 +1,9 @@
 package nodeagent_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -81,17 +70,16 @@ func TestScopedTokenOpensOneRequestOfARealAgent(t *testing.T) {
 // HTTPS; a client that trusts the CA reaches it, one that does not is told
 // to give --agent-ca-file, and a plain-HTTP client gets nowhere.
 func TestAgentServesTLS(t *testing.T) {
-	dir := t.TempDir()
-	caPool, certFile, keyFile := writeTestCA(t, dir)
+	ca := testenv.NewAgentCA(t)
 	agent := testenv.StartAgent(t, testenv.AgentOptions{
-		Args:      []string{"--tls-cert", certFile, "--tls-key", keyFile},
-		ClientTLS: &tls.Config{RootCAs: caPool},
+		Args:      []string{"--tls-cert", ca.CertFile, "--tls-key", ca.KeyFile},
+		ClientTLS: ca.ClientTLS,
 	})
 	if _, err := agent.Client().Health(ctx(t)); err != nil {
 		t.Fatalf("client trusting the CA: %v", err)
 	}
 	// The same over an explicit https:// address.
-	if _, err := agentclient.New(agent.URL(), agent.Token(), agentclient.WithTLS(&tls.Config{RootCAs: caPool})).Health(ctx(t)); err != nil {
+	if _, err := agentclient.New(agent.URL(), agent.Token(), agentclient.WithTLS(ca.ClientTLS)).Health(ctx(t)); err != nil {
 		t.Fatalf("client trusting the CA, https address: %v", err)
 	}
 	_, err := agentclient.New(agent.URL(), agent.Token()).Health(ctx(t))
@@ -113,53 +101,4 @@ func TestAgentRefusesHalfATLSSetting(t *testing.T) {
 			t.Errorf("nodeagent %v: %v\n%s", args, err, out)
 		}
 	}
-}
-
-// writeTestCA makes a CA and a certificate for 127.0.0.1 signed by it, and
-// returns the CA as a pool and the certificate's and key's PEM files.
-func writeTestCA(t *testing.T, dir string) (*x509.CertPool, string, string) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test agents CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "node-1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "agent.pem"), filepath.Join(dir, "agent-key.pem")
-	write := func(path, typ string, b []byte) {
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(certFile, "CERTIFICATE", der)
-	write(keyFile, "EC PRIVATE KEY", keyDER)
-	write(filepath.Join(dir, "ca.pem"), "CERTIFICATE", caDER)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return pool, certFile, keyFile
 }

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -47,6 +48,9 @@ type StackOptions struct {
 	WorkerArgs []string
 	// AgentArgs are extra flags for every agent.
 	AgentArgs []string
+	// AgentTLS, when set, is how the test reaches agents that serve HTTPS
+	// (AgentArgs then carry --tls-cert and --tls-key).
+	AgentTLS *tls.Config
 	// Env is added to the environment of the API, the workers and the agents.
 	Env []string
 	// PersistTemporal keeps the Temporal dev server's state in a SQLite
@@ -268,7 +272,7 @@ func (s *Stack) startAgents() {
 		}
 		s.Agents = append(s.Agents, StartAgent(s.t, AgentOptions{
 			NodeID: node, Pools: pools, Token: nodeauth.Credential(s.opts.NodeToken, node), AllowPrivateNetworks: true,
-			Env: s.opts.Env, Args: s.opts.AgentArgs,
+			Env: s.opts.Env, Args: s.opts.AgentArgs, ClientTLS: s.opts.AgentTLS,
 		}))
 	}
 }

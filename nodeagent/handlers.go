@@ -49,7 +49,7 @@ func (s *Server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := s.verifier.Check(nodeauth.Bearer(r.Header.Get("Authorization")), r.Method, r.URL.EscapedPath()); err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="cloudimages-nodeagent"`)
-			writeError(w, fault.New(fault.Unauthorized, "%v: send Authorization: Bearer with this node's credential (its --node-token, printed by 'cloudimages node-token --node-id %s' from the cluster secret the worker holds) or a token the worker scoped to this request", err, s.cfg.NodeID))
+			writeError(w, fault.New(fault.Unauthorized, "%v: send Authorization: Bearer with this node's credential (its --node-token, printed by 'cloudimages node-token --node-id ID' from the cluster secret the worker holds) or a token the worker scoped to this request", err))
 			return
 		}
 		next.ServeHTTP(w, r)

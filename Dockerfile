@@ -11,9 +11,9 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/cloudimages ./cmd/cloudimages
-# The pool mount points, owned by the runtime user: Docker gives a new
-# named volume the ownership of the directory it is mounted on.
-RUN mkdir -p /out/pools/local /out/pools/nfs-01
+# The pool mount points (and the agent's credential's), owned by the runtime
+# user: Docker gives a new named volume the ownership of the directory it is mounted on.
+RUN mkdir -p /out/pools/local /out/pools/nfs-01 /out/pools/token
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/cloudimages /usr/local/bin/cloudimages

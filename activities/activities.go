@@ -6,11 +6,13 @@ package activities
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
 	"time"
 
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/nodeauth"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -29,10 +31,13 @@ type Signaler interface {
 type Activities struct {
 	Store     *store.Store
 	Catalog   *catalog.Catalog
-	NodeToken string
+	NodeToken string       // the cluster secret; each node's credential is derived from it (package nodeauth)
 	HTTP      *http.Client // fetches vendors' checksum files
 	Temporal  Signaler     // tells the workflow about progress; nil sends nothing
 	Settings  Settings
+	// AgentTLS, when set, holds the CA the agents' certificates are
+	// checked against (--agent-ca-file).
+	AgentTLS *tls.Config
 }
 
 // Settings are the timings of a download. Zero fields take the defaults.
@@ -85,5 +90,12 @@ func (a *Activities) node(ctx context.Context, nodeID string) (*agentclient.Clie
 	if err != nil {
 		return nil, n, err
 	}
-	return agentclient.New(n.Address, a.NodeToken), n, nil
+	return a.agent(n), n, nil
+}
+
+// agent returns a client for a node's agent that sends the node's own
+// credential, derived here and nowhere else from the cluster secret: what
+// reaches a node's address opens that node only.
+func (a *Activities) agent(n store.Node) *agentclient.Client {
+	return agentclient.New(n.Address, nodeauth.Credential(a.NodeToken, n.ID), agentclient.WithTLS(a.AgentTLS))
 }

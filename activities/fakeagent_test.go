@@ -10,6 +10,7 @@ import (
 
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/nodeauth"
 )
 
 // fakeAgent is a real HTTP server that speaks the node agent's API with
@@ -17,6 +18,9 @@ import (
 // run the real agent.)
 type fakeAgent struct {
 	srv *httptest.Server
+	// credential is what the worker, whose cluster secret is "node-token",
+	// must send this node; nothing else is accepted.
+	credential string
 
 	mu     sync.Mutex
 	health agentclient.Health
@@ -31,7 +35,7 @@ type fakeAgent struct {
 }
 
 func newFakeAgent(t *testing.T, nodeID string, pools ...string) *fakeAgent {
-	f := &fakeAgent{health: agentclient.Health{NodeID: nodeID}, polled: make(chan struct{})}
+	f := &fakeAgent{credential: nodeauth.Credential("node-token", nodeID), health: agentclient.Health{NodeID: nodeID}, polled: make(chan struct{})}
 	for _, p := range pools {
 		f.health.Pools = append(f.health.Pools, agentclient.PoolHealth{ID: p, FreeBytes: 1 << 30, TotalBytes: 2 << 30})
 	}
@@ -49,7 +53,7 @@ func (f *fakeAgent) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad gateway", http.StatusBadGateway)
 		return
 	}
-	if r.Header.Get("Authorization") != "Bearer node-token" {
+	if r.Header.Get("Authorization") != "Bearer "+f.credential {
 		writeJSON(w, http.StatusUnauthorized, fault.Body{Error: fault.New(fault.Unauthorized, "wrong token")})
 		return
 	}

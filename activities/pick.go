@@ -118,7 +118,7 @@ func (a *Activities) checkNodes(ctx context.Context, nodes []store.Node, in Pick
 func (a *Activities) checkNode(ctx context.Context, n store.Node, poolID string) checked {
 	hctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()
-	h, err := agentclient.New(n.Address, a.NodeToken).Health(hctx)
+	h, err := a.agent(n).Health(hctx)
 	now := time.Now()
 	if err != nil {
 		a.recordHealth(ctx, n.ID, store.NodeHealth{Online: false, At: now})

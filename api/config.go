@@ -2,7 +2,10 @@
 // pools, the catalog, images and their live progress.
 package api
 
-import "time"
+import (
+	"crypto/tls"
+	"time"
+)
 
 // Config is the API's configuration, filled from flags and environment by
 // cmd/cloudimages.
@@ -13,7 +16,8 @@ type Config struct {
 	TemporalWebURL    string
 	DatabaseURL       string
 	APIToken          string
-	NodeToken         string
+	NodeToken         string      // the cluster secret; see package nodeauth
+	AgentTLS          *tls.Config // the agents' CA, when they serve HTTPS
 	CatalogPath       string
 	Version           string
 	// NodeHealthInterval is how often every node agent's health is

@@ -19,6 +19,7 @@ import (
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/nodeauth"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows"
 )
@@ -36,7 +37,7 @@ func startAgent(t *testing.T, nodeID string, dirs map[string]string) *agent {
 	for id, dir := range dirs {
 		pools = append(pools, nodeagent.PoolDir{ID: id, Dir: dir})
 	}
-	srv, err := nodeagent.New(nodeagent.Config{NodeID: nodeID, Token: "node-secret", Pools: pools})
+	srv, err := nodeagent.New(nodeagent.Config{NodeID: nodeID, Token: nodeauth.Credential("node-secret", nodeID), Pools: pools})
 	if err != nil {
 		t.Fatalf("node agent: %v", err)
 	}

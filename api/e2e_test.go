@@ -16,6 +16,7 @@ import (
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/nodeauth"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workers"
 )
@@ -39,7 +40,7 @@ func TestDownloadCancelAndDeleteWithTheRealWorker(t *testing.T) {
 			o.TemporalAddress = dev.Address
 		}))
 		dir := t.TempDir()
-		srv, err := nodeagent.New(nodeagent.Config{NodeID: "n1", Token: "node-secret", AllowPrivateNetworks: true,
+		srv, err := nodeagent.New(nodeagent.Config{NodeID: "n1", Token: nodeauth.Credential("node-secret", "n1"), AllowPrivateNetworks: true,
 			Pools: []nodeagent.PoolDir{{ID: "p1", Dir: dir}}})
 		if err != nil {
 			t.Fatal(err)
@@ -126,7 +127,7 @@ func TestFailoversShowOnTheImageWhileItDownloads(t *testing.T) {
 	}))
 	stop := map[string]func(){}
 	for _, id := range []string{"n1", "n2"} {
-		srv, err := nodeagent.New(nodeagent.Config{NodeID: id, Token: "node-secret", AllowPrivateNetworks: true,
+		srv, err := nodeagent.New(nodeagent.Config{NodeID: id, Token: nodeauth.Credential("node-secret", id), AllowPrivateNetworks: true,
 			Pools: []nodeagent.PoolDir{{ID: "p1", Dir: t.TempDir()}}})
 		if err != nil {
 			t.Fatal(err)

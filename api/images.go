@@ -11,7 +11,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/quantix/cloudimages/fault"
-	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -167,7 +166,7 @@ func (s *Server) removeFile(ctx context.Context, img store.Image) error {
 	var failures []string
 	for _, n := range candidates {
 		cctx, cancel := context.WithTimeout(ctx, s.opts.NodeTimeout)
-		err := agentclient.New(n.Address, s.opts.NodeToken).DeleteFile(cctx, img.PoolID, img.FileName)
+		err := s.agent(n).DeleteFile(cctx, img.PoolID, img.FileName)
 		cancel()
 		if err == nil {
 			s.log.Info("image file removed", "image_id", img.ID, "pool_id", img.PoolID, "node_id", n.ID, "file_name", img.FileName)

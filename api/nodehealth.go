@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/nodeauth"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -66,7 +67,7 @@ func (s *Server) checkNodeSoon(n store.Node) {
 // and counts as offline.
 func (s *Server) checkNode(ctx context.Context, n store.Node) {
 	cctx, cancel := context.WithTimeout(ctx, s.opts.NodeTimeout)
-	h, err := agentclient.New(n.Address, s.opts.NodeToken).Health(cctx)
+	h, err := s.agent(n).Health(cctx)
 	cancel()
 	if ctx.Err() != nil {
 		return
@@ -109,4 +110,10 @@ func (s *Server) closingContext() (context.Context, context.CancelFunc) {
 		}
 	}()
 	return ctx, cancel
+}
+
+// agent returns a client for a node's agent with the node's own
+// credential, derived from the cluster secret as the worker does.
+func (s *Server) agent(n store.Node) *agentclient.Client {
+	return agentclient.New(n.Address, nodeauth.Credential(s.opts.NodeToken, n.ID), agentclient.WithTLS(s.opts.AgentTLS))
 }

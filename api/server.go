@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -34,11 +35,14 @@ type Deps struct {
 // Options tune the API; zero fields take the defaults.
 type Options struct {
 	APIToken          string // bearer token for /v1/ routes; empty: no auth
-	NodeToken         string // bearer token for the node agents
+	NodeToken         string // the cluster secret, from which each node's credential is derived
 	TemporalAddress   string // for messages
 	TemporalNamespace string // for messages and the UI's links
 	TemporalWebURL    string // for the UI's links
 	Version           string
+
+	// AgentTLS, when set, holds the CA of the agents' certificates.
+	AgentTLS *tls.Config
 
 	// TemporalTimeout bounds every call to Temporal (default 5s).
 	TemporalTimeout time.Duration

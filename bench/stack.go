@@ -24,6 +24,7 @@ import (
 	"github.com/quantix/cloudimages/internal/launch"
 	"github.com/quantix/cloudimages/nodeagent"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/nodeauth"
 )
 
 const (
@@ -41,7 +42,9 @@ type agent struct {
 	local string // its own local pool id
 }
 
-func (a *agent) client() *agentclient.Client { return agentclient.New(a.addr, nodeToken) }
+func (a *agent) client() *agentclient.Client {
+	return agentclient.New(a.addr, nodeauth.Credential(nodeToken, a.id))
+}
 
 // stack is everything the bench runs: node agents always; the Temporal dev
 // server, the worker and the API when a part needs the whole path.
@@ -84,7 +87,7 @@ func (s *stack) startAgents(n, maxConcurrent int) error {
 // its id) and "shared", and the proxy in front of it.
 func (s *stack) startAgent(id, bin string, maxConcurrent int) (*agent, error) {
 	a := &agent{id: id, local: "local-" + strings.TrimPrefix(id, "node-")}
-	spec := &launch.Agent{Bin: bin, NodeID: id, Token: nodeToken, MaxConcurrent: maxConcurrent, AllowPrivateNetworks: true,
+	spec := &launch.Agent{Bin: bin, NodeID: id, Token: nodeauth.Credential(nodeToken, id), MaxConcurrent: maxConcurrent, AllowPrivateNetworks: true,
 		Pools: []nodeagent.PoolDir{
 			{ID: a.local, Dir: filepath.Join(s.dir, "pools", a.local)},
 			{ID: sharedPool, Dir: filepath.Join(s.dir, "pools", sharedPool)}}}

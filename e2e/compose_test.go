@@ -20,6 +20,7 @@ import (
 
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/nodeauth"
 	"github.com/quantix/cloudimages/workflows"
 )
 
@@ -130,8 +131,8 @@ func TestComposeCommandsAndVariablesExist(t *testing.T) {
 				t.Fatal("no command: the image's default is --help")
 			}
 			role := s.Command[0]
-			if !slices.Contains([]string{"api", "worker", "nodeagent"}, role) {
-				t.Fatalf("command %q is not a cloudimages server subcommand", role)
+			if !slices.Contains([]string{"api", "worker", "nodeagent", "node-token"}, role) {
+				t.Fatalf("command %q is not a cloudimages server subcommand (or node-token)", role)
 			}
 			out, err := exec.Command(bin, role, "--help").CombinedOutput()
 			if err != nil {
@@ -380,8 +381,30 @@ func TestComposeAgentEnvironmentStartsAnAgent(t *testing.T) {
 			v = strings.ReplaceAll(v, "=/", "="+root+"/")
 		case "CLOUDIMAGES_LISTEN":
 			v = addr
+		case "CLOUDIMAGES_NODE_TOKEN_FILE":
+			v = filepath.Join(root, v)
 		}
 		env = append(env, k+"="+v)
+	}
+	// The agent's credential comes from its one-shot node-1-token, run here
+	// as compose runs it, with its output moved under root.
+	if s.Environment["CLOUDIMAGES_NODE_TOKEN"] != "" || s.Environment["CLOUDIMAGES_NODE_TOKEN_FILE"] == "" {
+		t.Fatalf("node-1 must read its own credential from CLOUDIMAGES_NODE_TOKEN_FILE, never get the cluster secret: %v", s.Environment)
+	}
+	tokenFile := filepath.Join(root, s.Environment["CLOUDIMAGES_NODE_TOKEN_FILE"])
+	if err := os.MkdirAll(filepath.Dir(tokenFile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	minter := f.service(t, "node-1-token")
+	mint := exec.Command(testenv.Binary(t), minter.Command...)
+	for i, arg := range mint.Args {
+		if arg == s.Environment["CLOUDIMAGES_NODE_TOKEN_FILE"] {
+			mint.Args[i] = tokenFile
+		}
+	}
+	mint.Env = append(os.Environ(), "CLOUDIMAGES_NODE_TOKEN="+interpolate(minter.Environment["CLOUDIMAGES_NODE_TOKEN"]))
+	if out, err := mint.CombinedOutput(); err != nil {
+		t.Fatalf("node-1-token: %v\n%s", err, out)
 	}
 	for _, spec := range strings.Split(s.Environment["CLOUDIMAGES_POOLS"], ",") {
 		_, dir, _ := strings.Cut(spec, "=")
@@ -397,7 +420,7 @@ func TestComposeAgentEnvironmentStartsAnAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	c := agentclient.New(addr, "stand-in-value")
+	c := agentclient.New(addr, nodeauth.Credential("stand-in-value", "node-1"))
 	var h agentclient.Health
 	deadline := time.Now().Add(30 * time.Second)
 	for {

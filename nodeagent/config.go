@@ -25,6 +25,9 @@ type Config struct {
 	MaxConcurrent        int
 	AllowPrivateNetworks bool
 	Version              string
+	// TLSCert and TLSKey are PEM files: with both, the agent serves HTTPS.
+	TLSCert string
+	TLSKey  string
 
 	// RetryBackoff is the first wait between attempts at a mirror, doubled
 	// after each attempt up to 30s (default 1s).

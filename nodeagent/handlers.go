@@ -1,8 +1,6 @@
 package nodeagent
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -17,6 +15,7 @@ import (
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/source"
+	"github.com/quantix/cloudimages/nodeauth"
 )
 
 // maxRequestBody bounds a POST body: a download request is a few hundred bytes.
@@ -43,16 +42,14 @@ func (s *Server) routes() http.Handler {
 	return s.auth(mux)
 }
 
-// auth lets through only requests with the right bearer token. Both sides
-// are hashed first so the comparison takes the same time whatever the
-// length of what was sent.
+// auth lets through only requests that carry the node's own credential,
+// or a token scoped to this request's method and path minted from it (see
+// package nodeauth). The credential is compared in constant time.
 func (s *Server) auth(next http.Handler) http.Handler {
-	want := sha256.Sum256([]byte("Bearer " + s.cfg.Token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		if err := s.verifier.Check(nodeauth.Bearer(r.Header.Get("Authorization")), r.Method, r.URL.EscapedPath()); err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="cloudimages-nodeagent"`)
-			writeError(w, fault.New(fault.Unauthorized, "missing or wrong bearer token: send Authorization: Bearer TOKEN with the agent's --node-token"))
+			writeError(w, fault.New(fault.Unauthorized, "%v: send Authorization: Bearer with this node's credential (its --node-token, printed by 'cloudimages node-token --node-id ID' from the cluster secret the worker holds) or a token the worker scoped to this request", err))
 			return
 		}
 		next.ServeHTTP(w, r)

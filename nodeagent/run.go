@@ -2,6 +2,7 @@ package nodeagent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,10 @@ import (
 // requests and stops the downloads at a checkpoint: the next start resumes
 // them.
 func Run(ctx context.Context, cfg Config) error {
+	tlsCfg, err := serverTLS(cfg)
+	if err != nil {
+		return err
+	}
 	s, err := New(cfg)
 	if err != nil {
 		return err
@@ -27,14 +32,21 @@ func Run(ctx context.Context, cfg Config) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		TLSConfig:         tlsCfg,
 	}
 	pools := make([]string, 0, len(cfg.Pools))
 	for _, p := range cfg.Pools {
 		pools = append(pools, p.ID+"="+p.Dir)
 	}
-	s.log.Info("node agent listening", "addr", ln.Addr().String(), "pools", pools, "max_concurrent", s.cfg.MaxConcurrent, "allow_private_networks", cfg.AllowPrivateNetworks)
+	s.log.Info("node agent listening", "addr", ln.Addr().String(), "pools", pools, "max_concurrent", s.cfg.MaxConcurrent, "allow_private_networks", cfg.AllowPrivateNetworks, "tls", tlsCfg != nil)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if tlsCfg != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
@@ -49,4 +61,21 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	s.log.Info("node agent stopped")
 	return err
+}
+
+// serverTLS loads the agent's certificate when it is to serve HTTPS; nil
+// means plain HTTP. One of the two files without the other is a mistake,
+// not a reason to fall back to plain HTTP.
+func serverTLS(cfg Config) (*tls.Config, error) {
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("nodeagent: give both a TLS certificate and its key, or neither")
+	}
+	if cfg.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("load the TLS certificate %s and key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/nodeauth"
 )
 
 // retention is how long finished jobs are remembered (GET answers for
@@ -31,6 +32,7 @@ type Server struct {
 	upstream *http.Client
 	metrics  *metrics
 	handler  http.Handler
+	verifier *nodeauth.Verifier
 	slots    chan struct{} // one token per running download
 	minFree  reserve
 
@@ -102,6 +104,13 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.pools[p.id] = p
 		s.order = append(s.order, p)
+	}
+	if s.verifier, err = nodeauth.NewVerifier(cfg.Token); err != nil {
+		s.closePools()
+		return nil, err
+	}
+	if !nodeauth.LooksLikeCredential(cfg.Token) {
+		s.log.Warn("the node token is not a node credential: the worker sends each agent the credential 'cloudimages node-token --node-id ID' prints from the cluster secret, so it will be refused here", "node_id", cfg.NodeID)
 	}
 	s.metrics = newMetrics(s)
 	s.handler = s.routes()

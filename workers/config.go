@@ -3,7 +3,10 @@
 // queue, and the search attributes they use.
 package workers
 
-import "time"
+import (
+	"crypto/tls"
+	"time"
+)
 
 // Config is the worker's configuration, filled from flags and environment
 // by cmd/cloudimages.
@@ -11,7 +14,8 @@ type Config struct {
 	TemporalAddress   string
 	TemporalNamespace string
 	DatabaseURL       string
-	NodeToken         string
+	NodeToken         string      // the cluster secret; see package nodeauth
+	AgentTLS          *tls.Config // the agents' CA, when they serve HTTPS
 	CatalogPath       string
 	NoNodeTimeout     time.Duration // how long to wait for a usable node
 	NodeGrace         time.Duration // how long a node may be unreachable mid-download

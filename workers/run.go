@@ -43,7 +43,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if len(added) > 0 {
 		log.Info("registered search attributes", "names", added)
 	}
-	w := New(c, Deps{Store: st, Catalog: cat, NodeToken: cfg.NodeToken, Settings: activities.Settings{
+	w := New(c, Deps{Store: st, Catalog: cat, NodeToken: cfg.NodeToken, AgentTLS: cfg.AgentTLS, Settings: activities.Settings{
 		NoNodeTimeout: cfg.NoNodeTimeout, NodeGrace: cfg.NodeGrace, HeartbeatTimeout: cfg.HeartbeatTimeout}})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)

@@ -1,6 +1,7 @@
 package workers
 
 import (
+	"crypto/tls"
 	"net/http"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 type Deps struct {
 	Store     *store.Store
 	Catalog   *catalog.Catalog
-	NodeToken string
+	NodeToken string      // the cluster secret
+	AgentTLS  *tls.Config // the agents' CA, when they serve HTTPS
 	Settings  activities.Settings
 	HTTP      *http.Client // for vendors' checksum files; nil uses a default
 }
@@ -41,6 +43,7 @@ func New(c client.Client, deps Deps) worker.Worker {
 		Store:     deps.Store,
 		Catalog:   deps.Catalog,
 		NodeToken: deps.NodeToken,
+		AgentTLS:  deps.AgentTLS,
 		HTTP:      deps.HTTP,
 		Temporal:  c,
 		Settings:  deps.Settings,

@@ -18,6 +18,7 @@ import (
 	"github.com/quantix/cloudimages/nodeagent"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/source"
+	"github.com/quantix/cloudimages/nodeauth"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workers"
 	"github.com/quantix/cloudimages/workflows"
@@ -86,7 +87,7 @@ func newWorld(t *testing.T, srv *testenv.DevServer, o worldOptions) *world {
 		if o.shared {
 			dir = sharedDir
 		}
-		a := testenv.StartAgent(t, testenv.AgentOptions{NodeID: id, Token: nodeToken, AllowPrivateNetworks: true,
+		a := testenv.StartAgent(t, testenv.AgentOptions{NodeID: id, Token: nodeauth.Credential(nodeToken, id), AllowPrivateNetworks: true,
 			Pools: []nodeagent.PoolDir{{ID: poolID, Dir: dir}}})
 		w.agents[id] = a
 		if err := st.CreateNode(ctx, &store.Node{ID: id, Name: id, Address: a.Address()}); err != nil {

@@ -27,6 +27,7 @@ func runAPI(ctx context.Context, args []string) error {
 	}
 	cfg.TemporalAddress, cfg.TemporalNamespace = cp.temporalAddress, cp.temporalNamespace
 	cfg.DatabaseURL, cfg.NodeToken, cfg.CatalogPath = cp.databaseURL, cp.nodeToken, cp.catalogPath
+	cfg.AgentTLS = cp.agentTLS
 	cfg.Version = version
 	return api.Run(ctx, cfg)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/quantix/cloudimages/internal/launch"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeauth"
 )
 
 // devNodes are the dev setup's node agents, in order of --agent-listen.
@@ -174,7 +175,8 @@ func findTemporalCLI(given string) (string, error) {
 
 func (d *devRun) startAgent(ctx context.Context, i int) error {
 	node := devNodes[i]
-	a := &launch.Agent{Bin: d.self, NodeID: node, Listen: d.cfg.agentListen[i], Token: d.nodeToken,
+	// Each agent holds only its own credential, derived from the cluster secret.
+	a := &launch.Agent{Bin: d.self, NodeID: node, Listen: d.cfg.agentListen[i], Token: nodeauth.Credential(d.nodeToken, node),
 		AllowPrivateNetworks: d.cfg.allowPrivate}
 	for _, p := range devPools {
 		if slices.Contains(p.NodeIDs, node) {

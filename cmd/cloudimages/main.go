@@ -5,6 +5,7 @@
 //	cloudimages api        the REST API and web UI
 //	cloudimages worker     the Temporal worker
 //	cloudimages nodeagent  the agent on one hypervisor node
+//	cloudimages node-token a node's credential, from the cluster secret
 package main
 
 import (
@@ -31,6 +32,7 @@ var commands = []command{
 	{"api", "run the REST API and the web UI", runAPI},
 	{"worker", "run the Temporal worker (DownloadImageWorkflow and its activities)", runWorker},
 	{"nodeagent", "run the agent of one hypervisor node", runNodeAgent},
+	{"node-token", "print a node's credential (its agent's --node-token) from the cluster secret", runNodeToken},
 	{"version", "print the version", func(context.Context, []string) error { fmt.Println(version); return nil }},
 }
 

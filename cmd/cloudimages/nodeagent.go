@@ -16,7 +16,11 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	f.string(&cfg.NodeID, "node-id", "CLOUDIMAGES_NODE_ID", "", "this node's id, as registered in the API (required)")
 	f.list(&pools, "pool", "CLOUDIMAGES_POOLS", "a storage pool as ID=DIR; at least one")
 	f.string(&cfg.Listen, "listen", "CLOUDIMAGES_LISTEN", "127.0.0.1:9090", "host:port to serve the agent API on")
-	f.string(&cfg.Token, "node-token", "CLOUDIMAGES_NODE_TOKEN", "", "bearer token every request must carry (required)")
+	var tokenFile string
+	f.string(&cfg.Token, "node-token", "CLOUDIMAGES_NODE_TOKEN", "", "this node's credential, printed by 'cloudimages node-token --node-id ID' (required, or --node-token-file)")
+	f.string(&tokenFile, "node-token-file", "CLOUDIMAGES_NODE_TOKEN_FILE", "", "a file holding this node's credential, instead of --node-token")
+	f.string(&cfg.TLSCert, "tls-cert", "CLOUDIMAGES_TLS_CERT", "", "PEM certificate to serve HTTPS with (with --tls-key)")
+	f.string(&cfg.TLSKey, "tls-key", "CLOUDIMAGES_TLS_KEY", "", "PEM private key of --tls-cert")
 	f.int(&cfg.MaxConcurrent, "max-concurrent", "CLOUDIMAGES_MAX_CONCURRENT", 4, "downloads that run at once; the rest wait, queued")
 	f.int(&cfg.MaxQueued, "max-queued", "CLOUDIMAGES_MAX_QUEUED", 64, "downloads that may wait for a slot; past it a request is refused with a retryable node_unreachable (503)")
 	f.bool(&cfg.AllowPrivateNetworks, "allow-private-networks", "CLOUDIMAGES_ALLOW_PRIVATE_NETWORKS", false, "allow URLs on loopback and private addresses (mirrors on your LAN)")
@@ -32,8 +36,15 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	if cfg.NodeID == "" {
 		return usagef("--node-id is required: the node's id as registered with POST /v1/nodes")
 	}
+	var err error
+	if cfg.Token, err = tokenOrFile("--node-token", cfg.Token, tokenFile); err != nil {
+		return err
+	}
 	if cfg.Token == "" {
-		return usagef("--node-token is required: every request to the agent must carry it (the API and worker use the same --node-token)")
+		return usagef("--node-token is required: this node's credential, printed by 'cloudimages node-token --node-id %s' from the cluster secret the worker and API hold as their --node-token", cfg.NodeID)
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return usagef("--tls-cert and --tls-key go together: give both to serve HTTPS, or neither")
 	}
 	if cfg.MaxConcurrent < 1 {
 		return usagef("--max-concurrent must be at least 1, got %d", cfg.MaxConcurrent)

@@ -27,5 +27,6 @@ func runWorker(ctx context.Context, args []string) error {
 	}
 	cfg.TemporalAddress, cfg.TemporalNamespace = cp.temporalAddress, cp.temporalNamespace
 	cfg.DatabaseURL, cfg.NodeToken, cfg.CatalogPath = cp.databaseURL, cp.nodeToken, cp.catalogPath
+	cfg.AgentTLS = cp.agentTLS
 	return workers.Run(ctx, cfg)
 }

@@ -2,6 +2,7 @@ package launch
 
 import (
 	"context"
+	"crypto/tls"
 	"strconv"
 	"time"
 
@@ -9,7 +10,8 @@ import (
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
 
-// Agent is a node agent (`cloudimages nodeagent`).
+// Agent is a node agent (`cloudimages nodeagent`). Token is the agent's
+// own credential (nodeauth.Credential of the cluster secret and NodeID).
 type Agent struct {
 	Bin    string // the cloudimages binary
 	NodeID string
@@ -23,6 +25,9 @@ type Agent struct {
 	AllowPrivateNetworks bool
 	Args                 []string // extra flags
 	Env                  []string // extra environment
+	// ClientTLS, when set, is how Client reaches an agent that serves
+	// HTTPS (Args then carry --tls-cert and --tls-key).
+	ClientTLS *tls.Config
 }
 
 // Command returns the agent's arguments and environment. This is the one
@@ -44,7 +49,17 @@ func (a *Agent) Command() (args, env []string) {
 }
 
 // Client returns a client of the agent, with its token.
-func (a *Agent) Client() *agentclient.Client { return agentclient.New(a.Listen, a.Token) }
+func (a *Agent) Client() *agentclient.Client {
+	return agentclient.New(a.Listen, a.Token, agentclient.WithTLS(a.ClientTLS))
+}
+
+// URL returns the agent's base URL.
+func (a *Agent) URL() string {
+	if a.ClientTLS != nil {
+		return "https://" + a.Listen
+	}
+	return "http://" + a.Listen
+}
 
 // Process returns the agent's process, logging to logPath and ready when
 // GET /v1/health answers at a.Listen. After a change of a (a new port),

@@ -1,12 +1,14 @@
 package testenv
 
 import (
+	"crypto/tls"
 	"strconv"
 	"testing"
 
 	"github.com/quantix/cloudimages/internal/launch"
 	"github.com/quantix/cloudimages/nodeagent"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/nodeauth"
 )
 
 // AgentOptions configures a node agent process. Zero values get defaults.
@@ -14,7 +16,8 @@ type AgentOptions struct {
 	NodeID string // default "node-1"
 	// Pools the agent serves; default one pool "pool-1" in a fresh temp dir.
 	Pools []nodeagent.PoolDir
-	// Token is the bearer token; default a random one (see Agent.Token).
+	// Token is the agent's credential; default one derived from a random
+	// cluster secret (see Agent.Token).
 	Token         string
 	MaxConcurrent int // default the agent's own default (4)
 	// AllowPrivateNetworks lets the agent download from 127.0.0.1, where
@@ -24,6 +27,9 @@ type AgentOptions struct {
 	Env []string
 	// Args are extra command-line flags.
 	Args []string
+	// ClientTLS, when set, is how Client reaches an agent that serves
+	// HTTPS (Args then carry --tls-cert and --tls-key).
+	ClientTLS *tls.Config
 }
 
 // Agent is a `cloudimages nodeagent` process started for a test. Its log
@@ -58,11 +64,11 @@ func newAgent(t testing.TB, opts AgentOptions) *Agent {
 		opts.Pools = []nodeagent.PoolDir{{ID: "pool-1", Dir: t.TempDir()}}
 	}
 	if opts.Token == "" {
-		opts.Token = "test-token-" + randomHex(8)
+		opts.Token = nodeauth.Credential("test-secret-"+randomHex(8), opts.NodeID)
 	}
 	spec := &launch.Agent{Bin: Binary(t), NodeID: opts.NodeID, Token: opts.Token, Pools: opts.Pools,
 		MaxConcurrent: opts.MaxConcurrent, AllowPrivateNetworks: opts.AllowPrivateNetworks,
-		Args: opts.Args, Env: append([]string{"CLOUDIMAGES_LOG_LEVEL=debug"}, opts.Env...)}
+		Args: opts.Args, Env: append([]string{"CLOUDIMAGES_LOG_LEVEL=debug"}, opts.Env...), ClientTLS: opts.ClientTLS}
 	return &Agent{t: t, opts: opts, spec: spec, proc: newProcess(t, spec.Process("nodeagent-"+opts.NodeID, ""))}
 }
 
@@ -70,7 +76,7 @@ func newAgent(t testing.TB, opts AgentOptions) *Agent {
 func (a *Agent) Address() string { return a.spec.Listen }
 
 // URL returns the agent's base URL, e.g. for GET /metrics.
-func (a *Agent) URL() string { return "http://" + a.spec.Listen }
+func (a *Agent) URL() string { return a.spec.URL() }
 
 // Token returns the agent's bearer token.
 func (a *Agent) Token() string { return a.opts.Token }

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"github.com/quantix/cloudimages/api"
 	"github.com/quantix/cloudimages/internal/launch"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeauth"
 )
 
 // StackOptions configures StartStack. Zero values get the defaults below.
@@ -33,7 +35,8 @@ type StackOptions struct {
 	Pools []StackPool
 	// NoRegister leaves nodes and pools unregistered.
 	NoRegister bool
-	// NodeToken is the agents' bearer token; default a random one.
+	// NodeToken is the cluster secret of the API and workers; each agent
+	// gets its own credential derived from it. Default a random one.
 	NodeToken string
 	// APIToken, when set, is required by the API (and sent by Stack.API).
 	APIToken string
@@ -41,6 +44,9 @@ type StackOptions struct {
 	WorkerArgs []string
 	// AgentArgs are extra flags for every agent.
 	AgentArgs []string
+	// AgentTLS, when set, is how the test reaches agents that serve HTTPS
+	// (AgentArgs then carry --tls-cert and --tls-key).
+	AgentTLS *tls.Config
 	// Env is added to the environment of the API, the workers and the agents.
 	Env []string
 	// PersistTemporal keeps the Temporal dev server's state in a SQLite
@@ -143,7 +149,8 @@ func (s *Stack) TemporalWebURL() string { return s.temporal.WebURL() }
 // APIURL returns the base URL of the REST API, e.g. http://127.0.0.1:PORT.
 func (s *Stack) APIURL() string { return s.apiURL }
 
-// NodeToken returns the agents' bearer token.
+// NodeToken returns the cluster secret (each agent's Token is the
+// credential derived from it).
 func (s *Stack) NodeToken() string { return s.opts.NodeToken }
 
 // DatabaseURL returns the store's URL.
@@ -241,8 +248,8 @@ func (s *Stack) startAgents() {
 			pools = []nodeagent.PoolDir{{ID: "unused-" + node, Dir: s.t.TempDir()}}
 		}
 		s.Agents = append(s.Agents, StartAgent(s.t, AgentOptions{
-			NodeID: node, Pools: pools, Token: s.opts.NodeToken, AllowPrivateNetworks: true,
-			Env: s.opts.Env, Args: s.opts.AgentArgs,
+			NodeID: node, Pools: pools, Token: nodeauth.Credential(s.opts.NodeToken, node), AllowPrivateNetworks: true,
+			Env: s.opts.Env, Args: s.opts.AgentArgs, ClientTLS: s.opts.AgentTLS,
 		}))
 	}
 }

@@ -3,6 +3,8 @@ package agentclient
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,20 +24,51 @@ type Client struct {
 	base  string
 	token string
 	http  *http.Client
+	tls   bool // an address without a scheme is https
+}
+
+// Option changes how a Client reaches its agent.
+type Option func(*Client)
+
+// WithTLS makes the client trust the agents' certificates as cfg says
+// (its RootCAs: the CA of --agent-ca-file). An address with no scheme is
+// then reached over https. A nil cfg changes nothing.
+func WithTLS(cfg *tls.Config) Option {
+	return func(c *Client) {
+		if cfg == nil {
+			return
+		}
+		c.tls = true
+		c.http.Transport = &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			TLSClientConfig:     cfg.Clone(),
+			TLSHandshakeTimeout: 10 * time.Second,
+			IdleConnTimeout:     90 * time.Second,
+			ForceAttemptHTTP2:   true,
+		}
+	}
 }
 
 // New returns a client for the agent at address ("host:port" or a URL).
-func New(address, token string) *Client {
-	base := address
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	return &Client{
-		base:  strings.TrimRight(base, "/"),
+func New(address, token string, opts ...Option) *Client {
+	c := &Client{
 		token: token,
 		// Every call is small; a node that takes longer is as good as down.
 		http: &http.Client{Timeout: 10 * time.Second},
 	}
+	for _, o := range opts {
+		o(c)
+	}
+	base := address
+	if !strings.Contains(base, "://") {
+		scheme := "http://"
+		if c.tls {
+			scheme = "https://"
+		}
+		base = scheme + base
+	}
+	c.base = strings.TrimRight(base, "/")
+	return c
 }
 
 // Health asks the agent for its pools and load.
@@ -108,6 +141,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) (int,
 		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
 			return 0, ctxErr
 		}
+		if untrusted(err) {
+			return 0, fault.Retryable(fault.NodeUnreachable, "node agent at %s: its TLS certificate is not trusted (%v): give the worker --agent-ca-file with the CA that signed the agents' certificates (--tls-cert)", c.base, err)
+		}
 		return 0, fault.Retryable(fault.NodeUnreachable, "node agent at %s does not answer: %v", c.base, err)
 	}
 	defer resp.Body.Close()
@@ -130,4 +166,13 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) (int,
 		}
 	}
 	return resp.StatusCode, nil
+}
+
+// untrusted reports whether err is a TLS certificate the client could not
+// verify.
+func untrusted(err error) bool {
+	var verr *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	return errors.As(err, &verr) || errors.As(err, &unknown) || errors.As(err, &host)
 }

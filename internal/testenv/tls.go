@@ -1,0 +1,78 @@
+package testenv
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// AgentCA is a certificate authority made for one test and a server
+// certificate for 127.0.0.1 it signed, as PEM files: CertFile and KeyFile
+// for the agents' --tls-cert and --tls-key, CAFile for --agent-ca-file.
+type AgentCA struct {
+	CAFile, CertFile, KeyFile string
+	// ClientTLS trusts the CA (and nothing else).
+	ClientTLS *tls.Config
+}
+
+// NewAgentCA writes a fresh CA and a certificate for 127.0.0.1 into a
+// temporary directory.
+func NewAgentCA(t testing.TB) AgentCA {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test agents CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "agent"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := AgentCA{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "agent.pem"), KeyFile: filepath.Join(dir, "agent-key.pem")}
+	for path, b := range map[string]*pem.Block{
+		c.CAFile:   {Type: "CERTIFICATE", Bytes: caDER},
+		c.CertFile: {Type: "CERTIFICATE", Bytes: der},
+		c.KeyFile:  {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(path, pem.EncodeToMemory(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	c.ClientTLS = &tls.Config{RootCAs: pool}
+	return c
+}

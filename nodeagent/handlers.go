@@ -14,8 +14,8 @@ import (
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
-	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/nodeauth"
+	"github.com/quantix/cloudimages/source"
 )
 
 // maxRequestBody bounds a POST body: a download request is a few hundred bytes.

@@ -17,8 +17,8 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/fault"
-	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/workflows"
 )
 

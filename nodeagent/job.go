@@ -26,19 +26,22 @@ type record struct {
 	// NodeID is the agent that owns the job. On a shared pool the others
 	// leave it alone at their start; one takes it over only when asked to
 	// run the same download (a failover).
-	NodeID       string       `json:"node_id"`
-	State        string       `json:"state"`
-	BytesDone    int64        `json:"bytes_done"`
-	BytesTotal   int64        `json:"bytes_total"`
-	ETag         string       `json:"etag,omitempty"`
-	LastModified string       `json:"last_modified,omitempty"`
-	HashAlgo     string       `json:"hash_algo,omitempty"`
-	HashState    []byte       `json:"hash_state,omitempty"`
-	Checksum     string       `json:"checksum,omitempty"`
-	Error        *fault.Error `json:"error,omitempty"`
-	CreatedAt    time.Time    `json:"created_at"`
-	StartedAt    *time.Time   `json:"started_at,omitempty"`
-	FinishedAt   *time.Time   `json:"finished_at,omitempty"`
+	NodeID       string `json:"node_id"`
+	State        string `json:"state"`
+	BytesDone    int64  `json:"bytes_done"`
+	BytesTotal   int64  `json:"bytes_total"`
+	ETag         string `json:"etag,omitempty"`
+	LastModified string `json:"last_modified,omitempty"`
+	HashAlgo     string `json:"hash_algo,omitempty"`
+	HashState    []byte `json:"hash_state,omitempty"`
+	Checksum     string `json:"checksum,omitempty"`
+	// Format and VirtualSize are what inspecting the finished file found.
+	Format      string       `json:"format,omitempty"`
+	VirtualSize int64        `json:"virtual_size_bytes,omitempty"`
+	Error       *fault.Error `json:"error,omitempty"`
+	CreatedAt   time.Time    `json:"created_at"`
+	StartedAt   *time.Time   `json:"started_at,omitempty"`
+	FinishedAt  *time.Time   `json:"finished_at,omitempty"`
 
 	// TakenFrom names the node whose partial data and hash state this
 	// node took over (a failover on a shared pool) and has not yet made
@@ -156,17 +159,19 @@ func (j *job) snapshot() agentclient.Download {
 	defer j.mu.Unlock()
 	r := j.rec
 	d := agentclient.Download{
-		ID:         r.Request.ID,
-		PoolID:     r.Request.PoolID,
-		FileName:   r.Request.FileName,
-		Path:       j.pool.path(r.Request.FileName),
-		State:      r.State,
-		BytesDone:  j.live,
-		BytesTotal: r.BytesTotal,
-		Checksum:   r.Checksum,
-		Error:      r.Error,
-		StartedAt:  r.StartedAt,
-		FinishedAt: r.FinishedAt,
+		ID:               r.Request.ID,
+		PoolID:           r.Request.PoolID,
+		FileName:         r.Request.FileName,
+		Path:             j.pool.path(r.Request.FileName),
+		State:            r.State,
+		BytesDone:        j.live,
+		BytesTotal:       r.BytesTotal,
+		Checksum:         r.Checksum,
+		Format:           r.Format,
+		VirtualSizeBytes: r.VirtualSize,
+		Error:            r.Error,
+		StartedAt:        r.StartedAt,
+		FinishedAt:       r.FinishedAt,
 	}
 	if d.BytesTotal <= 0 {
 		d.BytesTotal = r.Request.SizeBytes

@@ -3,10 +3,13 @@ package nodeagent
 import (
 	"bytes"
 	"errors"
+	"io"
+	"path"
 	"strings"
 	"time"
 
 	"github.com/quantix/cloudimages/checksum"
+	"github.com/quantix/cloudimages/diskimage"
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 )
@@ -49,6 +52,10 @@ func (t *transfer) publish() error {
 	if want := t.req.Checksum; want != "" && !strings.EqualFold(got, want) {
 		return fault.New(fault.ChecksumMismatch, "the downloaded file's checksum is %s, the request expects %s: the mirror serves other bytes than the checksum describes (a changed image, a wrong checksum, or a corrupting proxy)", got, want)
 	}
+	info, err := inspect(t.f, t.done, t.req)
+	if err != nil {
+		return err
+	}
 	syncStart := time.Now()
 	if err := t.f.Sync(); err != nil {
 		return diskError(j.pool, err)
@@ -74,9 +81,52 @@ func (t *transfer) publish() error {
 	now := time.Now().UTC()
 	j.update(func(r *record) {
 		r.State, r.Checksum, r.FinishedAt, r.HashState, r.Error = agentclient.StateCompleted, got, &now, nil, nil
+		r.Format, r.VirtualSize = info.Format, info.VirtualSize
 	})
 	j.save()
 	return nil
+}
+
+// inspect reads the verified file's headers (never its data) and refuses
+// what must not reach a hypervisor: an image that would read another file
+// or outside itself (unsafe_image), one in another format than its source
+// declared (format_mismatch), or bytes that are no disk image at all. It
+// runs after the checksum matched, so what it judges are the vendor's bytes.
+func inspect(f io.ReaderAt, size int64, req agentclient.DownloadRequest) (diskimage.Info, error) {
+	declared := req.Format
+	if declared == "" {
+		declared = formatByName(req.FileName)
+	}
+	info, err := diskimage.InspectDeclared(f, size, declared)
+	if declared == "" && errors.Is(err, diskimage.ErrNotDiskImage) {
+		// Nothing declared and no magic: raw bytes, unless they are a kind
+		// people fetch by mistake (an archive, a page, a compressed file).
+		info, err = diskimage.InspectDeclared(f, size, diskimage.Raw)
+	}
+	switch {
+	case err == nil:
+		return info, nil
+	case errors.Is(err, diskimage.ErrUnsafe):
+		return info, fault.New(fault.UnsafeImage, "%s was refused: %v. Use the vendor's self-contained image", req.FileName, err)
+	case errors.Is(err, diskimage.ErrFormatMismatch):
+		return info, fault.New(fault.FormatMismatch, "%s: %v. Check the URL and the declared format", req.FileName, err)
+	case errors.Is(err, diskimage.ErrNotDiskImage):
+		return info, fault.New(fault.NotADiskImage, "%s: %v", req.FileName, err)
+	default:
+		return info, fault.New(fault.Internal, "inspect %s: %v", req.FileName, err)
+	}
+}
+
+// formatByName is the format a file name declares by its extension, or ""
+// (".img" and other names say nothing).
+func formatByName(name string) string {
+	ext := strings.TrimPrefix(strings.ToLower(path.Ext(name)), ".")
+	for _, f := range diskimage.Formats {
+		if ext == f {
+			return f
+		}
+	}
+	return ""
 }
 
 func expectsQCOW2(req agentclient.DownloadRequest) bool {

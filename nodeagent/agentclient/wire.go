@@ -47,18 +47,22 @@ type DownloadRequest struct {
 
 // Download is a node-side download job.
 type Download struct {
-	ID             string       `json:"id"`
-	PoolID         string       `json:"pool_id"`
-	FileName       string       `json:"file_name"`
-	Path           string       `json:"path"`
-	State          string       `json:"state"`
-	BytesDone      int64        `json:"bytes_done"`
-	BytesTotal     int64        `json:"bytes_total"`
-	BytesPerSecond float64      `json:"bytes_per_second"`
-	Checksum       string       `json:"checksum"`
-	Error          *fault.Error `json:"error"`
-	StartedAt      *time.Time   `json:"started_at"`
-	FinishedAt     *time.Time   `json:"finished_at"`
+	ID             string  `json:"id"`
+	PoolID         string  `json:"pool_id"`
+	FileName       string  `json:"file_name"`
+	Path           string  `json:"path"`
+	State          string  `json:"state"`
+	BytesDone      int64   `json:"bytes_done"`
+	BytesTotal     int64   `json:"bytes_total"`
+	BytesPerSecond float64 `json:"bytes_per_second"`
+	Checksum       string  `json:"checksum"`
+	// Format and VirtualSizeBytes are what the agent found by inspecting
+	// the published file ("qcow2", "raw", …); empty until it is published.
+	Format           string       `json:"format,omitempty"`
+	VirtualSizeBytes int64        `json:"virtual_size_bytes,omitempty"`
+	Error            *fault.Error `json:"error"`
+	StartedAt        *time.Time   `json:"started_at"`
+	FinishedAt       *time.Time   `json:"finished_at"`
 }
 
 // Finished reports whether the job has ended, well or not.

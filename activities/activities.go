@@ -94,5 +94,10 @@ func (a *Activities) node(ctx context.Context, nodeID string) (*agentclient.Clie
 	if err != nil {
 		return nil, n, err
 	}
-	return agentclient.New(n.Address, a.NodeToken), n, nil
+	return a.client(n), n, nil
+}
+
+// client is the one place a client for a node's agent is made.
+func (a *Activities) client(n store.Node) *agentclient.Client {
+	return agentclient.New(n.Address, a.NodeToken)
 }

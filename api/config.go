@@ -2,8 +2,6 @@
 // pools, the catalog, images and their live progress.
 package api
 
-import "time"
-
 // Config is the API's configuration, filled from flags and environment by
 // cmd/cloudimages.
 type Config struct {
@@ -13,10 +11,6 @@ type Config struct {
 	TemporalWebURL    string
 	DatabaseURL       string
 	APIToken          string
-	NodeToken         string
 	CatalogPath       string
 	Version           string
-	// NodeHealthInterval is how often every node agent's health is
-	// checked (default 5s; negative turns the checks off).
-	NodeHealthInterval time.Duration
 }

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -13,9 +12,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/quantix/cloudimages/fault"
-	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
-	"github.com/quantix/cloudimages/workflows"
+	"github.com/quantix/cloudimages/workflows/contract"
 )
 
 var statuses = []string{store.StatusPending, store.StatusDownloading, store.StatusVerifying,
@@ -60,7 +58,7 @@ func (s *Server) image(ctx context.Context, id string) (store.Image, error) {
 func (s *Server) viewLive(ctx context.Context, img store.Image) imageView {
 	v := viewImage(img)
 	if !img.Terminal() && img.Attempt > 1 {
-		v.Failovers = s.failover.get(img.ID, func() ([]workflows.Failover, bool) {
+		v.Failovers = s.failover.get(img.ID, func() ([]contract.Failover, bool) {
 			return s.queryFailovers(ctx, img.ID)
 		})
 	}
@@ -76,7 +74,7 @@ type failoverCache struct {
 
 type failoverEntry struct {
 	at        time.Time
-	failovers []workflows.Failover
+	failovers []contract.Failover
 }
 
 const failoverTTL = 5 * time.Second
@@ -85,7 +83,7 @@ func newFailoverCache() *failoverCache {
 	return &failoverCache{entries: map[string]failoverEntry{}}
 }
 
-func (f *failoverCache) get(id string, fetch func() ([]workflows.Failover, bool)) []workflows.Failover {
+func (f *failoverCache) get(id string, fetch func() ([]contract.Failover, bool)) []contract.Failover {
 	f.mu.Lock()
 	e, ok := f.entries[id]
 	f.mu.Unlock()
@@ -107,9 +105,9 @@ func (f *failoverCache) get(id string, fetch func() ([]workflows.Failover, bool)
 	return got
 }
 
-// deleteImage cancels a live download (202), or removes a terminal image:
-// a READY image's file first, through a node agent that serves the pool,
-// then the record (204).
+// deleteImage cancels a live download (202), or removes a terminal image
+// (204): a READY one through RemoveImageFileWorkflow, which removes the
+// file through a node agent that serves the pool and then the record.
 func (s *Server) deleteImage(c echo.Context) error {
 	ctx := c.Request().Context()
 	img, err := s.image(ctx, c.Param("id"))
@@ -120,15 +118,10 @@ func (s *Server) deleteImage(c echo.Context) error {
 		return s.cancelImage(c, img)
 	}
 	if img.Status == store.StatusReady {
-		if err := s.removeFile(ctx, img); err != nil {
-			if c.QueryParam("force") != "true" {
-				return err
-			}
-			s.log.Warn("image record deleted, its file left behind (force)", "image_id", img.ID, "pool_id", img.PoolID,
-				"node_id", img.NodeID, "path", img.Path, "error", err)
+		if err := s.removeFile(ctx, img, c.QueryParam("force") == "true"); err != nil {
+			return err
 		}
-	}
-	if err := s.store.DeleteImage(ctx, img.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+	} else if err := s.store.DeleteImage(ctx, img.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
 	s.failover.forget(img.ID)
@@ -175,51 +168,4 @@ func (s *Server) cancelImage(c echo.Context, img store.Image) error {
 	}
 	s.log.Info("download cancelled without a running workflow", "image_id", img.ID, "status", cur.Status)
 	return c.JSON(http.StatusAccepted, viewImage(cur))
-}
-
-// removeFile removes a READY image's file through a node agent. On a
-// shared pool any node of the pool can do it, the image's own first; on a
-// local pool only the image's node has the file.
-func (s *Server) removeFile(ctx context.Context, img store.Image) error {
-	pool, err := s.store.Pool(ctx, img.PoolID)
-	if err != nil {
-		return err
-	}
-	nodes, err := s.store.NodesForPool(ctx, img.PoolID)
-	if err != nil {
-		return err
-	}
-	var candidates []store.Node
-	for _, n := range nodes {
-		if n.ID == img.NodeID {
-			candidates = append([]store.Node{n}, candidates...)
-		} else if pool.Shared {
-			candidates = append(candidates, n)
-		}
-	}
-	if len(candidates) == 0 && img.NodeID != "" {
-		if n, err := s.store.Node(ctx, img.NodeID); err == nil {
-			candidates = append(candidates, n)
-		}
-	}
-	if len(candidates) == 0 {
-		return apiErr(fault.NodeUnreachable, "no node can remove %s of image %q: node %q is not registered any more. Register it again, or delete with ?force=true to drop the record and leave the file", img.FileName, img.ID, img.NodeID)
-	}
-	var failures []string
-	for _, n := range candidates {
-		cctx, cancel := context.WithTimeout(ctx, s.opts.NodeTimeout)
-		err := agentclient.New(n.Address, s.opts.NodeToken).DeleteFile(cctx, img.PoolID, img.FileName)
-		cancel()
-		if err == nil {
-			s.log.Info("image file removed", "image_id", img.ID, "pool_id", img.PoolID, "node_id", n.ID, "file_name", img.FileName)
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		failures = append(failures, fmt.Sprintf("%s: %v", n.ID, err))
-	}
-	return &fault.Error{Code: fault.NodeUnreachable, Retryable: true, Message: fmt.Sprintf(
-		"could not remove %s of image %q from pool %q, so the image is kept: %s. Start the node agent and try again, or delete with ?force=true to drop the record and leave the file",
-		img.FileName, img.ID, img.PoolID, strings.Join(failures, "; "))}
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/quantix/cloudimages/checksum"
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/store"
-	"github.com/quantix/cloudimages/workflows"
+	"github.com/quantix/cloudimages/workflows/contract"
 )
 
 // imageRequest is the body of POST /v1/images.
@@ -144,7 +144,7 @@ func (s *Server) checkImageRequest(req *imageRequest) (*store.Image, error) {
 	}
 	id := uuid.NewString()
 	img := &store.Image{ID: id, PoolID: req.PoolID, Checksum: req.Checksum, Status: store.StatusPending,
-		WorkflowID: workflows.WorkflowID(id)}
+		WorkflowID: contract.WorkflowID(id)}
 	switch {
 	case req.CatalogID != "" && req.URL != "":
 		return nil, apiErr(fault.InvalidRequest, "give catalog_id or url, not both")

@@ -48,6 +48,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
+	if err := StartNodeHealth(ctx, c, cfg.NodeHealthInterval); err != nil {
+		w.Stop()
+		return err
+	}
 	log.Info("worker running", "task_queue", workflows.TaskQueue, "temporal", cfg.TemporalAddress, "namespace", cfg.TemporalNamespace)
 	<-ctx.Done()
 	log.Info("worker stopping")

@@ -1,0 +1,133 @@
+package workers_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/quantix/cloudimages/internal/testenv"
+	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/store"
+	"github.com/quantix/cloudimages/workers"
+	"github.com/quantix/cloudimages/workflows"
+)
+
+// TestTwoWorkersCheckNodeHealthOnce runs two real workers (workers.Run)
+// against one Temporal and one database: the agent is asked for its
+// health at the pace of one checker, not two, one NodeHealthWorkflow
+// runs, and the checks go on when the worker that started it stops.
+func TestTwoWorkersCheckNodeHealthOnce(t *testing.T) {
+	srv := testenv.StartDevServer(t)
+	dbURL := testenv.SQLite(t)
+	ctx := context.Background()
+	st, err := store.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+
+	agent, err := nodeagent.New(nodeagent.Config{NodeID: "n1", Token: nodeToken, Pools: []nodeagent.PoolDir{{ID: poolID, Dir: t.TempDir()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(agent.Close)
+	var checks atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/health" {
+			checks.Add(1)
+		}
+		agent.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	if err := st.CreateNode(ctx, &store.Node{ID: "n1", Name: "n1", Address: strings.TrimPrefix(ts.URL, "http://")}); err != nil {
+		t.Fatal(err)
+	}
+
+	const interval = 200 * time.Millisecond
+	run := func() (stop func()) {
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- workers.Run(rctx, workers.Config{TemporalAddress: srv.Address, TemporalNamespace: "default",
+				DatabaseURL: dbURL, NodeToken: nodeToken, NodeHealthInterval: interval})
+		}()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("worker: %v", err)
+			}
+		}
+	}
+	stopFirst := run()
+	stopSecond := run()
+	t.Cleanup(stopSecond)
+
+	waitFor(t, "the node online", func() bool {
+		n, err := st.Node(ctx, "n1")
+		return err == nil && n.Status == store.NodeOnline
+	})
+	// Each worker signals the workflow when it starts it or finds it
+	// running: with two signals in its history, both have; then count the
+	// checks over a window.
+	waitFor(t, "both workers at the node health workflow", func() bool {
+		return signals(t, srv.Client()) >= 2
+	})
+	const window = 3 * time.Second
+	before := checks.Load()
+	time.Sleep(window) // the measurement itself: checks per window
+	got := checks.Load() - before
+	perChecker := int64(window / interval)
+	if got > perChecker+3 || got < 3 {
+		t.Errorf("%d health checks in %s with a %s interval: want at most %d (one checker), and some", got, window, interval, perChecker+3)
+	}
+	resp, err := srv.Client().ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: "default",
+		Query: "WorkflowType = '" + workflows.NodeHealthWorkflowType + "' AND ExecutionStatus = 'Running'"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(resp.GetExecutions()); n != 1 {
+		t.Errorf("%d node health workflows run, want 1", n)
+	}
+
+	// The first worker goes; the second carries the checks on.
+	stopFirst()
+	after := checks.Load()
+	waitFor(t, "checks after the first worker stopped", func() bool { return checks.Load() >= after+3 })
+}
+
+// signals counts the signals in the history of the node health
+// workflow's current run.
+func signals(t *testing.T, c client.Client) int {
+	t.Helper()
+	n := 0
+	it := c.GetWorkflowHistory(context.Background(), workflows.NodeHealthWorkflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return 0 // not started yet
+		}
+		if ev.GetEventType() == enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED {
+			n++
+		}
+	}
+	return n
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

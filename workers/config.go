@@ -20,6 +20,9 @@ type Config struct {
 	// NodeHealthInterval is how often every node's agent is checked, once
 	// per cluster (default 5s).
 	NodeHealthInterval time.Duration
+	// NodeHealthKeepInterval is how often the worker makes sure the node
+	// health workflow still runs, and starts it again if not (default 30s).
+	NodeHealthKeepInterval time.Duration
 	// DialTimeout bounds how long Run keeps trying to reach Temporal
 	// (default 1 minute).
 	DialTimeout time.Duration

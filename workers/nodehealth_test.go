@@ -2,8 +2,11 @@ package workers_test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -106,6 +109,8 @@ func TestTwoWorkersCheckNodeHealthOnce(t *testing.T) {
 	after := checks.Load()
 	waitFor(t, "checks after the first worker stopped", func() bool { return checks.Load() >= after+3 })
 
+	recordHistory(t, srv, workflows.NodeHealthWorkflowID, "node-health.json")
+
 	// Terminated by an operator, the workflow is started again by the
 	// worker that runs, and the checks go on.
 	if err := srv.Client().TerminateWorkflow(ctx, workflows.NodeHealthWorkflowID, "", "test"); err != nil {
@@ -158,4 +163,35 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestRemoveImageFileWithTheRealWorker downloads an image to READY, then
+// removes it with RemoveImageFileWorkflow as the API does: the file goes
+// from the pool, then the record.
+func TestRemoveImageFileWithTheRealWorker(t *testing.T) {
+	srv := testenv.StartDevServer(t)
+	w := newWorld(t, srv, worldOptions{dbURL: testenv.SQLite(t), nodes: []string{"node-1"}, size: 1 << 20})
+	id := "remove-demo"
+	img := w.checkReady(id, w.result(w.startDownload(id)))
+
+	ctx := context.Background()
+	run, err := w.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.RemoveFileWorkflowID(id), TaskQueue: workflows.TaskQueue},
+		workflows.RemoveFileWorkflowType, workflows.RemoveFileInput{ImageID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.RemoveFileResult
+	if err := run.Get(ctx, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.FileRemoved || res.NodeID != "node-1" {
+		t.Errorf("result = %+v", res)
+	}
+	if _, err := os.Stat(img.Path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the file at %s: %v, want it gone", img.Path, err)
+	}
+	if _, err := w.store.Image(ctx, id); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the image record: %v, want it gone", err)
+	}
+	recordHistory(t, srv, workflows.RemoveFileWorkflowID(id), "remove-file.json")
 }

@@ -333,6 +333,20 @@ func TestNodeRegisteredShowsItsStatusWithoutWaitingForTheNextRound(t *testing.T)
 	dev := testenv.StartDevServer(t)
 	e := newEnv(t, testenv.SQLite(t), withTemporal(dev.Client()))
 	e.startWorker(t, dev, "node-secret", time.Hour)
+	// The first round (of no nodes) is over before the node comes.
+	eventually(t, 20*time.Second, "the first round of checks", func() bool {
+		it := dev.Client().GetWorkflowHistory(context.Background(), contract.NodeHealthWorkflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				return false
+			}
+			if ev.GetEventType() == enums.EVENT_TYPE_TIMER_STARTED {
+				return true
+			}
+		}
+		return false
+	})
 	a := startAgent(t, "n1", map[string]string{"p1": t.TempDir()})
 	e.must(201, "POST", "/v1/nodes", map[string]any{"id": "n1", "address": a.address()}, nil)
 	eventually(t, 20*time.Second, "n1 online within the hour's round", func() bool {

@@ -90,12 +90,12 @@ func (a *Activities) node(ctx context.Context, nodeID string) (*agentclient.Clie
 	if err != nil {
 		return nil, n, err
 	}
-	return a.agent(n), n, nil
+	return a.client(n), n, nil
 }
 
-// agent returns a client for a node's agent that sends the node's own
-// credential, derived here and nowhere else from the cluster secret: what
-// reaches a node's address opens that node only.
-func (a *Activities) agent(n store.Node) *agentclient.Client {
+// client is the one place a client for a node's agent is made. It sends
+// the node's own credential, derived here and nowhere else from the
+// cluster secret: what reaches a node's address opens that node only.
+func (a *Activities) client(n store.Node) *agentclient.Client {
 	return agentclient.New(n.Address, nodeauth.Credential(a.NodeToken, n.ID), agentclient.WithTLS(a.AgentTLS))
 }

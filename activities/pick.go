@@ -7,11 +7,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"go.temporal.io/sdk/activity"
 
-	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -43,10 +41,6 @@ type Pick struct {
 	Assigned []string
 	Refused  []Refusal
 }
-
-// healthTimeout bounds one health check: a node slower than that is as
-// good as down for starting a download.
-const healthTimeout = 5 * time.Second
 
 // PickNode checks the health of the pool's nodes (those assigned to it and
 // any that report it) and picks one that serves the pool: the preferred
@@ -116,41 +110,12 @@ func (a *Activities) checkNodes(ctx context.Context, nodes []store.Node, in Pick
 }
 
 func (a *Activities) checkNode(ctx context.Context, n store.Node, poolID string) checked {
-	hctx, cancel := context.WithTimeout(ctx, healthTimeout)
-	defer cancel()
-	h, err := a.agent(n).Health(hctx)
-	now := time.Now()
-	if err != nil {
-		a.recordHealth(ctx, n.ID, store.NodeHealth{Online: false, At: now})
-		return checked{refusal: fmt.Sprintf("health check of %s failed: %v", n.Address, err)}
+	v := a.checkHealth(ctx, n)
+	if !v.Health.Online {
+		return checked{refusal: v.Reason}
 	}
-	if h.NodeID != "" && h.NodeID != n.ID {
-		// Its pools are another node's: record it offline, as the API's
-		// health checks do, rather than online with those pools.
-		a.recordHealth(ctx, n.ID, store.NodeHealth{Online: false, At: now})
-		return checked{refusal: fmt.Sprintf("the agent at %s says it is node %q: fix the node's address or the agent's --node-id", n.Address, h.NodeID)}
+	if !slices.Contains(v.Health.Pools, poolID) {
+		return checked{refusal: fmt.Sprintf("its agent does not serve pool %q (it serves: %s): start it with --pool %s=DIR", poolID, strings.Join(v.Health.Pools, ", "), poolID)}
 	}
-	pools := h.PoolIDs()
-	a.recordHealth(ctx, n.ID, store.NodeHealth{Online: true, Pools: pools, Space: poolSpace(h),
-		ActiveDownloads: h.ActiveDownloads, At: now})
-	p, ok := h.Pool(poolID)
-	if !ok {
-		return checked{refusal: fmt.Sprintf("its agent does not serve pool %q (it serves: %s): start it with --pool %s=DIR", poolID, strings.Join(pools, ", "), poolID)}
-	}
-	return checked{candidate: Candidate{NodeID: n.ID, ActiveDownloads: h.ActiveDownloads, FreeBytes: p.FreeBytes}}
-}
-
-func (a *Activities) recordHealth(ctx context.Context, nodeID string, h store.NodeHealth) {
-	if err := a.Store.RecordNodeHealth(ctx, nodeID, h); err != nil {
-		activity.GetLogger(ctx).Warn("record node health", "node_id", nodeID, "error", err)
-	}
-}
-
-// poolSpace is the free and total bytes of each pool the agent reports.
-func poolSpace(h agentclient.Health) store.PoolSpace {
-	space := make(store.PoolSpace, len(h.Pools))
-	for _, p := range h.Pools {
-		space[p.ID] = store.Space{FreeBytes: p.FreeBytes, TotalBytes: p.TotalBytes}
-	}
-	return space
+	return checked{candidate: Candidate{NodeID: n.ID, ActiveDownloads: v.Health.ActiveDownloads, FreeBytes: v.Health.Space[poolID].FreeBytes}}
 }

@@ -2,11 +2,6 @@
 // pools, the catalog, images and their live progress.
 package api
 
-import (
-	"crypto/tls"
-	"time"
-)
-
 // Config is the API's configuration, filled from flags and environment by
 // cmd/cloudimages.
 type Config struct {
@@ -16,11 +11,6 @@ type Config struct {
 	TemporalWebURL    string
 	DatabaseURL       string
 	APIToken          string
-	NodeToken         string      // the cluster secret; see package nodeauth
-	AgentTLS          *tls.Config // the agents' CA, when they serve HTTPS
 	CatalogPath       string
 	Version           string
-	// NodeHealthInterval is how often every node agent's health is
-	// checked (default 5s; negative turns the checks off).
-	NodeHealthInterval time.Duration
 }

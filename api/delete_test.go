@@ -22,6 +22,7 @@ import (
 	"github.com/quantix/cloudimages/nodeauth"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows"
+	"github.com/quantix/cloudimages/workflows/contract"
 )
 
 // agent is a real node agent, in-process, serving the given pools.
@@ -32,6 +33,11 @@ type agent struct {
 }
 
 func startAgent(t *testing.T, nodeID string, dirs map[string]string) *agent {
+	t.Helper()
+	return startAgentWithToken(t, nodeID, "node-secret", dirs)
+}
+
+func startAgentWithToken(t *testing.T, nodeID, token string, dirs map[string]string) *agent {
 	t.Helper()
 	var pools []nodeagent.PoolDir
 	for id, dir := range dirs {
@@ -91,9 +97,16 @@ func exists(p string) bool {
 	return !errors.Is(err, fs.ErrNotExist)
 }
 
+// TestDeleteReadyImageRemovesItsFileThroughAnAgent deletes READY images
+// with the real worker: the API starts RemoveImageFileWorkflow, whose
+// activity asks an agent to remove the file and then deletes the record,
+// and DELETE answers with the outcome. It has a dev server of its own, so
+// its worker does not pick up the other tests' workflows.
 func TestDeleteReadyImageRemovesItsFileThroughAnAgent(t *testing.T) {
+	dev := testenv.StartDevServer(t)
 	forEachDB(t, func(t *testing.T, dbURL string) {
-		e := newEnv(t, dbURL)
+		e := newEnv(t, dbURL, withTemporal(dev.Client()))
+		e.startWorker(t, dev, "node-secret", 0)
 		shared := t.TempDir()
 		// Two nodes of a shared pool see one directory; the image's own
 		// node is down, so the other one removes the file.
@@ -110,6 +123,11 @@ func TestDeleteReadyImageRemovesItsFileThroughAnAgent(t *testing.T) {
 			t.Errorf("the file of the deleted image is still there")
 		}
 		e.must(404, "GET", "/v1/images/a", nil, nil)
+		var res contract.RemoveFileResult
+		if err := dev.Client().GetWorkflow(context.Background(), contract.RemoveFileWorkflowID("a"), "").Get(context.Background(), &res); err != nil ||
+			!res.FileRemoved || res.NodeID != "up" {
+			t.Errorf("the removal workflow of image a: %+v, %v; want the file removed by node up", res, err)
+		}
 
 		// On a local pool only the image's own node has the file: with it
 		// down the image is kept, and nothing else is touched.
@@ -135,17 +153,52 @@ func TestDeleteReadyImageRemovesItsFileThroughAnAgent(t *testing.T) {
 			t.Errorf("the local file is still there")
 		}
 
-		// A wrong node token is the agent refusing: the image is kept.
-		e2 := newEnv(t, dbURL, withOptions(func(o *api.Options) { o.NodeToken = "wrong" }))
-		i := up.publish(t, "local", "d.qcow2")
-		e2.readyImage(t, "d", "local", "up", "d.qcow2", i)
-		if r := e2.do("DELETE", "/v1/images/d", nil); r.status != 503 || r.errCode(t) != "node_unreachable" {
+		// An agent that refuses the worker's node token: the image is kept.
+		other := startAgentWithToken(t, "other", "another-token", map[string]string{"other": t.TempDir()})
+		e.must(201, "POST", "/v1/nodes", map[string]any{"id": "other", "address": other.address()}, nil)
+		e.must(201, "POST", "/v1/pools", map[string]any{"id": "other", "type": "local", "node_ids": []string{"other"}}, nil)
+		i := other.publish(t, "other", "d.qcow2")
+		e.readyImage(t, "d", "other", "other", "d.qcow2", i)
+		if r := e.do("DELETE", "/v1/images/d", nil); r.status != 503 || r.errCode(t) != "node_unreachable" {
 			t.Errorf("DELETE with a wrong node token: %d %s", r.status, r.body)
 		}
 		if !exists(i) {
 			t.Errorf("file removed with a wrong token")
 		}
+		e.must(200, "GET", "/v1/images/d", nil, nil)
 	})
+}
+
+// TestDeleteReadyImageWithoutAWorkerAnswersInBoundedTime: with no worker
+// to run the removal, DELETE gives up after RemoveTimeout with a message
+// that says so, and the image is kept until a worker removes it.
+func TestDeleteReadyImageWithoutAWorkerAnswersInBoundedTime(t *testing.T) {
+	dev := testenv.StartDevServer(t)
+	e := newEnv(t, testenv.SQLite(t), withTemporal(dev.Client()), withOptions(func(o *api.Options) { o.RemoveTimeout = time.Second }))
+	a := startAgent(t, "n1", map[string]string{"p1": t.TempDir()})
+	e.must(201, "POST", "/v1/nodes", map[string]any{"id": "n1", "address": a.address()}, nil)
+	e.must(201, "POST", "/v1/pools", map[string]any{"id": "p1", "type": "local", "node_ids": []string{"n1"}}, nil)
+	f := a.publish(t, "p1", "a.qcow2")
+	e.readyImage(t, "a", "p1", "n1", "a.qcow2", f)
+	start := time.Now()
+	r := e.do("DELETE", "/v1/images/a", nil)
+	if r.status != 503 || r.errCode(t) != "node_unreachable" || !strings.Contains(string(r.body), "worker") {
+		t.Fatalf("DELETE without a worker: %d %s", r.status, r.body)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("DELETE took %s, want about the 1s RemoveTimeout", took)
+	}
+	if !exists(f) {
+		t.Fatal("the file went without a worker")
+	}
+	// A worker that comes later finishes the removal.
+	e.startWorker(t, dev, "node-secret", 0)
+	eventually(t, 30*time.Second, "the image gone once a worker runs", func() bool {
+		return e.do("GET", "/v1/images/a", nil).status == 404
+	})
+	if exists(f) {
+		t.Errorf("the file is still there after the removal")
+	}
 }
 
 func TestDeleteTerminalImagesRemovesTheRecord(t *testing.T) {
@@ -231,9 +284,13 @@ func cancelRequested(t *testing.T, imageID string) bool {
 	return false
 }
 
+// TestNodeHealthIsCheckedInTheBackground: the worker's NodeHealthWorkflow
+// checks the agents and the API shows what it recorded.
 func TestNodeHealthIsCheckedInTheBackground(t *testing.T) {
+	dev := testenv.StartDevServer(t)
 	forEachDB(t, func(t *testing.T, dbURL string) {
-		e := newEnv(t, dbURL, withOptions(func(o *api.Options) { o.HealthInterval = 100 * time.Millisecond }))
+		e := newEnv(t, dbURL, withTemporal(dev.Client()))
+		e.startWorker(t, dev, "node-secret", 100*time.Millisecond)
 		a := startAgent(t, "n1", map[string]string{"p1": t.TempDir()})
 		e.must(201, "POST", "/v1/nodes", map[string]any{"id": "n1", "address": a.address()}, nil)
 		e.must(201, "POST", "/v1/nodes", map[string]any{"id": "imposter", "address": a.address()}, nil)
@@ -256,19 +313,47 @@ func TestNodeHealthIsCheckedInTheBackground(t *testing.T) {
 		// An agent that answers as another node is not that node.
 		eventually(t, 10*time.Second, "imposter offline", func() bool { return node("imposter")["status"] == "offline" })
 
-		e.must(http.StatusAccepted, "POST", "/v1/images", map[string]any{"url": "https://a.example/x.img", "checksum": sha, "pool_id": "p1"}, nil)
 		a.http.Close()
 		eventually(t, 10*time.Second, "n1 offline once its agent stops", func() bool { return node("n1")["status"] == "offline" })
 		if n := node("n1"); n["last_seen_at"] == nil {
 			t.Errorf("an offline node forgot when it was last seen: %v", n)
 		}
 		// With every node of the pool offline, a new download is refused
-		// at once, naming the nodes; the existing one is still answered.
+		// at once, naming the nodes.
 		r := e.do("POST", "/v1/images", map[string]any{"catalog_id": "cirros-0.6.3", "pool_id": "p1"})
 		if r.status != 422 || r.errCode(t) != "no_node_available" || !strings.Contains(string(r.body), "n1 (offline)") {
 			t.Errorf("POST into a pool with its node offline: %d %s", r.status, r.body)
 		}
-		e.must(http.StatusOK, "POST", "/v1/images", map[string]any{"url": "https://a.example/x.img", "checksum": sha, "pool_id": "p1"}, nil)
+	})
+}
+
+// TestNodeRegisteredShowsItsStatusWithoutWaitingForTheNextRound: POST
+// /v1/nodes asks the health workflow for a round at once, so a node shows
+// online long before the next one is due.
+func TestNodeRegisteredShowsItsStatusWithoutWaitingForTheNextRound(t *testing.T) {
+	dev := testenv.StartDevServer(t)
+	e := newEnv(t, testenv.SQLite(t), withTemporal(dev.Client()))
+	e.startWorker(t, dev, "node-secret", time.Hour)
+	// The first round (of no nodes) is over before the node comes.
+	eventually(t, 20*time.Second, "the first round of checks", func() bool {
+		it := dev.Client().GetWorkflowHistory(context.Background(), contract.NodeHealthWorkflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				return false
+			}
+			if ev.GetEventType() == enums.EVENT_TYPE_TIMER_STARTED {
+				return true
+			}
+		}
+		return false
+	})
+	a := startAgent(t, "n1", map[string]string{"p1": t.TempDir()})
+	e.must(201, "POST", "/v1/nodes", map[string]any{"id": "n1", "address": a.address()}, nil)
+	eventually(t, 20*time.Second, "n1 online within the hour's round", func() bool {
+		var n map[string]any
+		e.must(200, "GET", "/v1/nodes/n1", nil, &n)
+		return n["status"] == "online"
 	})
 }
 

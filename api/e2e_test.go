@@ -36,7 +36,6 @@ func TestDownloadCancelAndDeleteWithTheRealWorker(t *testing.T) {
 
 	forEachDB(t, func(t *testing.T, dbURL string) {
 		e := newEnv(t, dbURL, withTemporal(dev.Client()), withOptions(func(o *api.Options) {
-			o.HealthInterval = 200 * time.Millisecond
 			o.TemporalAddress = dev.Address
 		}))
 		dir := t.TempDir()
@@ -47,14 +46,7 @@ func TestDownloadCancelAndDeleteWithTheRealWorker(t *testing.T) {
 		}
 		agentHTTP := startHTTP(t, srv.Handler())
 		t.Cleanup(srv.Close)
-		cat, _ := catalog.Load("")
-		w := workers.New(dev.Client(), workers.Deps{Store: e.store, Catalog: cat, NodeToken: "node-secret",
-			Settings: activities.Settings{NoNodeTimeout: 30 * time.Second, HeartbeatTimeout: 5 * time.Second,
-				PollInterval: 100 * time.Millisecond, ProgressInterval: 300 * time.Millisecond, SignalInterval: time.Second}})
-		if err := w.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(w.Stop)
+		e.startWorker(t, dev, "node-secret", 200*time.Millisecond)
 
 		e.must(201, "POST", "/v1/nodes", map[string]any{"id": "n1", "address": agentHTTP}, nil)
 		e.must(201, "POST", "/v1/pools", map[string]any{"id": "p1", "type": "local", "node_ids": []string{"n1"}}, nil)
@@ -122,9 +114,7 @@ func TestFailoversShowOnTheImageWhileItDownloads(t *testing.T) {
 	up := testenv.NewUpstream(t)
 	slow := up.AddFile("slow.qcow2", testenv.QCOW2Image(2<<20, 9))
 	up.SetFault("slow.qcow2", testenv.Fault{BytesPerSecond: 256 << 10})
-	e := newEnv(t, testenv.SQLite(t), withTemporal(dev.Client()), withOptions(func(o *api.Options) {
-		o.HealthInterval = 200 * time.Millisecond
-	}))
+	e := newEnv(t, testenv.SQLite(t), withTemporal(dev.Client()))
 	stop := map[string]func(){}
 	for _, id := range []string{"n1", "n2"} {
 		srv, err := nodeagent.New(nodeagent.Config{NodeID: id, Token: nodeauth.Credential("node-secret", id), AllowPrivateNetworks: true,
@@ -142,14 +132,7 @@ func TestFailoversShowOnTheImageWhileItDownloads(t *testing.T) {
 		e.must(201, "POST", "/v1/nodes", map[string]any{"id": id, "address": strings.TrimPrefix(ts.URL, "http://")}, nil)
 	}
 	e.must(201, "POST", "/v1/pools", map[string]any{"id": "p1", "type": "local", "node_ids": []string{"n1", "n2"}}, nil)
-	cat, _ := catalog.Load("")
-	w := workers.New(dev.Client(), workers.Deps{Store: e.store, Catalog: cat, NodeToken: "node-secret",
-		Settings: activities.Settings{NoNodeTimeout: 30 * time.Second, NodeGrace: time.Second, HeartbeatTimeout: 5 * time.Second,
-			PollInterval: 100 * time.Millisecond, ProgressInterval: 300 * time.Millisecond, SignalInterval: time.Second}})
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
+	e.startWorker(t, dev, "node-secret", 200*time.Millisecond)
 
 	var img image
 	e.must(http.StatusAccepted, "POST", "/v1/images", map[string]any{"url": slow, "checksum": up.SHA256("slow.qcow2"), "pool_id": "p1"}, &img)
@@ -181,5 +164,27 @@ func TestFailoversShowOnTheImageWhileItDownloads(t *testing.T) {
 	e.must(http.StatusOK, "GET", "/v1/images/"+img.ID, nil, &got)
 	if len(got.Failovers) != 1 || got.Failovers[0].NodeID != gone {
 		t.Errorf("READY image's failovers: %+v, want the one from %s", got.Failovers, gone)
+	}
+}
+
+// startWorker runs the real worker in-process against dev and the env's
+// store, with short timings; a positive healthInterval also starts the
+// node health workflow, as `cloudimages worker` does. Give a test that
+// starts a worker a dev server of its own, so that its worker does not
+// pick up the other tests' workflows.
+func (e *env) startWorker(t *testing.T, dev *testenv.DevServer, nodeToken string, healthInterval time.Duration) {
+	t.Helper()
+	cat, _ := catalog.Load("")
+	w := workers.New(dev.Client(), workers.Deps{Store: e.store, Catalog: cat, NodeToken: nodeToken,
+		Settings: activities.Settings{NoNodeTimeout: 30 * time.Second, NodeGrace: time.Second, HeartbeatTimeout: 5 * time.Second,
+			PollInterval: 100 * time.Millisecond, ProgressInterval: 300 * time.Millisecond, SignalInterval: time.Second}})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	if healthInterval > 0 {
+		if err := workers.StartNodeHealth(context.Background(), dev.Client(), healthInterval); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

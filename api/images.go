@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -70,9 +69,9 @@ func (s *Server) image(ctx context.Context, id string) (store.Image, error) {
 	return img, err
 }
 
-// deleteImage cancels a live download (202), or removes a terminal image:
-// a READY image's file first, through a node agent that serves the pool,
-// then the record (204).
+// deleteImage cancels a live download (202), or removes a terminal image
+// (204): a READY one through RemoveImageFileWorkflow, which removes the
+// file through a node agent that serves the pool and then the record.
 func (s *Server) deleteImage(c echo.Context) error {
 	ctx := c.Request().Context()
 	img, err := s.image(ctx, c.Param("id"))
@@ -83,15 +82,10 @@ func (s *Server) deleteImage(c echo.Context) error {
 		return s.cancelImage(c, img)
 	}
 	if img.Status == store.StatusReady {
-		if err := s.removeFile(ctx, img); err != nil {
-			if c.QueryParam("force") != "true" {
-				return err
-			}
-			s.log.Warn("image record deleted, its file left behind (force)", "image_id", img.ID, "pool_id", img.PoolID,
-				"node_id", img.NodeID, "path", img.Path, "error", err)
+		if err := s.removeFile(ctx, img, c.QueryParam("force") == "true"); err != nil {
+			return err
 		}
-	}
-	if err := s.store.DeleteImage(ctx, img.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+	} else if err := s.store.DeleteImage(ctx, img.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
 	s.log.Info("image deleted", "image_id", img.ID, "pool_id", img.PoolID, "status", img.Status)
@@ -133,51 +127,4 @@ func (s *Server) cancelImage(c echo.Context, img store.Image) error {
 	}
 	s.log.Info("download cancelled without a running workflow", "image_id", img.ID, "status", cur.Status)
 	return c.JSON(http.StatusAccepted, viewImage(cur))
-}
-
-// removeFile removes a READY image's file through a node agent. On a
-// shared pool any node of the pool can do it, the image's own first; on a
-// local pool only the image's node has the file.
-func (s *Server) removeFile(ctx context.Context, img store.Image) error {
-	pool, err := s.store.Pool(ctx, img.PoolID)
-	if err != nil {
-		return err
-	}
-	nodes, err := s.store.NodesForPool(ctx, img.PoolID)
-	if err != nil {
-		return err
-	}
-	var candidates []store.Node
-	for _, n := range nodes {
-		if n.ID == img.NodeID {
-			candidates = append([]store.Node{n}, candidates...)
-		} else if pool.Shared {
-			candidates = append(candidates, n)
-		}
-	}
-	if len(candidates) == 0 && img.NodeID != "" {
-		if n, err := s.store.Node(ctx, img.NodeID); err == nil {
-			candidates = append(candidates, n)
-		}
-	}
-	if len(candidates) == 0 {
-		return apiErr(fault.NodeUnreachable, "no node can remove %s of image %q: node %q is not registered any more. Register it again, or delete with ?force=true to drop the record and leave the file", img.FileName, img.ID, img.NodeID)
-	}
-	var failures []string
-	for _, n := range candidates {
-		cctx, cancel := context.WithTimeout(ctx, s.opts.NodeTimeout)
-		err := s.agent(n).DeleteFile(cctx, img.PoolID, img.FileName)
-		cancel()
-		if err == nil {
-			s.log.Info("image file removed", "image_id", img.ID, "pool_id", img.PoolID, "node_id", n.ID, "file_name", img.FileName)
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		failures = append(failures, fmt.Sprintf("%s: %v", n.ID, err))
-	}
-	return &fault.Error{Code: fault.NodeUnreachable, Retryable: true, Message: fmt.Sprintf(
-		"could not remove %s of image %q from pool %q, so the image is kept: %s. Start the node agent and try again, or delete with ?force=true to drop the record and leave the file",
-		img.FileName, img.ID, img.PoolID, strings.Join(failures, "; "))}
 }

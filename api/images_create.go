@@ -13,7 +13,7 @@ import (
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/store"
-	"github.com/quantix/cloudimages/workflows"
+	"github.com/quantix/cloudimages/workflows/contract"
 )
 
 // imageRequest is the body of POST /v1/images.
@@ -134,7 +134,7 @@ func (s *Server) checkImageRequest(req *imageRequest) (*store.Image, error) {
 	return &store.Image{ID: id, PoolID: req.PoolID, CatalogID: src.CatalogID, Name: src.Name, SizeBytes: src.SizeBytes,
 		Checksum: src.Checksum, Unverified: src.CatalogID == "" && src.Checksum == "",
 		FileName: src.FileName, SourceKey: src.SourceKey, SourceURL: src.URL,
-		Status: store.StatusPending, WorkflowID: workflows.WorkflowID(id)}, nil
+		Status: store.StatusPending, WorkflowID: contract.WorkflowID(id)}, nil
 }
 
 // checkNodes refuses a download that cannot run: a pool without nodes, a

@@ -85,8 +85,8 @@ func newEnv(t *testing.T, dbURL string, opts ...envOption) *env {
 	}
 	deps := api.Deps{Store: st, Catalog: cat, Temporal: temporalC,
 		Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Options: api.Options{TemporalAddress: temporalAddr, HealthInterval: -1, EventInterval: 100 * time.Millisecond,
-			TemporalTimeout: 10 * time.Second, NodeTimeout: 2 * time.Second, NodeToken: "node-secret", Version: "test"}}
+		Options: api.Options{TemporalAddress: temporalAddr, EventInterval: 100 * time.Millisecond,
+			TemporalTimeout: 10 * time.Second, Version: "test"}}
 	for _, o := range opts {
 		o(&deps)
 	}

@@ -18,7 +18,6 @@ type metrics struct {
 	requests      *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 	imageRequests *prometheus.CounterVec
-	nodeChecks    *prometheus.CounterVec
 	streams       prometheus.Gauge
 }
 
@@ -36,14 +35,11 @@ func newMetrics(s *Server) *metrics {
 			Name: "cloudimages_api_image_requests_total",
 			Help: "POST /v1/images by outcome: created (a download started), existing (the live or READY image answered), rejected, temporal_unavailable.",
 		}, []string{"outcome"}),
-		nodeChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cloudimages_api_node_health_checks_total", Help: "Health checks of node agents by result (online, offline).",
-		}, []string{"result"}),
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cloudimages_api_event_streams", Help: "Open image events streams.",
 		}),
 	}
-	m.registry.MustRegister(m.requests, m.duration, m.imageRequests, m.nodeChecks, m.streams,
+	m.registry.MustRegister(m.requests, m.duration, m.imageRequests, m.streams,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&storeCollector{s: s})
 	return m
@@ -59,14 +55,6 @@ func (m *metrics) observe(method, route string, status int, d time.Duration) {
 }
 
 func (m *metrics) imageRequest(outcome string) { m.imageRequests.WithLabelValues(outcome).Inc() }
-
-func (m *metrics) nodeCheck(online bool) {
-	if online {
-		m.nodeChecks.WithLabelValues("online").Inc()
-	} else {
-		m.nodeChecks.WithLabelValues("offline").Inc()
-	}
-}
 
 // storeCollector reports images and nodes by status, counted in the
 // database at scrape time.

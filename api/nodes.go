@@ -44,7 +44,7 @@ func (s *Server) createNode(c echo.Context) error {
 		return err
 	}
 	s.log.Info("node registered", "node_id", n.ID, "address", n.Address)
-	s.checkNodeSoon(*n)
+	s.checkNodesSoon()
 	return c.JSON(http.StatusCreated, viewNode(*n))
 }
 

@@ -42,9 +42,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer tc.Close()
 	srv, err := New(Deps{Store: st, Catalog: cat, Temporal: tc, Log: slog.Default(), Options: Options{
-		APIToken: cfg.APIToken, NodeToken: cfg.NodeToken, AgentTLS: cfg.AgentTLS, TemporalAddress: cfg.TemporalAddress,
+		APIToken: cfg.APIToken, TemporalAddress: cfg.TemporalAddress,
 		TemporalNamespace: cfg.TemporalNamespace, TemporalWebURL: cfg.TemporalWebURL, Version: cfg.Version,
-		HealthInterval: cfg.NodeHealthInterval,
 	}})
 	if err != nil {
 		return err

@@ -44,7 +44,7 @@ func TestRunServesAndShutsDownWhenTheContextEnds(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- api.Run(ctx, api.Config{Listen: listen, TemporalAddress: temporalAddr, TemporalNamespace: "default",
-			DatabaseURL: testenv.SQLite(t), Version: "test", NodeHealthInterval: time.Second, NodeToken: "node-secret"})
+			DatabaseURL: testenv.SQLite(t), Version: "test"})
 	}()
 	c := httpClient{t, "http://" + listen}
 	eventually(t, 30*time.Second, "the API answers /healthz", func() bool { return c.status("GET", "/healthz", "") == 200 })

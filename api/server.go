@@ -35,7 +35,6 @@ type Deps struct {
 // Options tune the API; zero fields take the defaults.
 type Options struct {
 	APIToken          string // bearer token for /v1/ routes; empty: no auth
-	NodeToken         string // the cluster secret, from which each node's credential is derived
 	TemporalAddress   string // for messages
 	TemporalNamespace string // for messages and the UI's links
 	TemporalWebURL    string // for the UI's links
@@ -46,11 +45,9 @@ type Options struct {
 
 	// TemporalTimeout bounds every call to Temporal (default 5s).
 	TemporalTimeout time.Duration
-	// NodeTimeout bounds every call to a node agent (default 5s).
-	NodeTimeout time.Duration
-	// HealthInterval is how often every node's agent is checked; negative
-	// turns the checks off (default 5s).
-	HealthInterval time.Duration
+	// RemoveTimeout bounds how long DELETE of a READY image waits for the
+	// workflow that removes its file (default 30s).
+	RemoveTimeout time.Duration
 	// EventInterval is how often an events stream looks at its image
 	// (default 1s).
 	EventInterval time.Duration
@@ -66,8 +63,7 @@ func (o Options) withDefaults() Options {
 		}
 	}
 	def(&o.TemporalTimeout, 5*time.Second)
-	def(&o.NodeTimeout, 5*time.Second)
-	def(&o.HealthInterval, 5*time.Second)
+	def(&o.RemoveTimeout, 30*time.Second)
 	def(&o.EventInterval, time.Second)
 	def(&o.HeartbeatInterval, 15*time.Second)
 	if o.TemporalNamespace == "" {
@@ -94,8 +90,8 @@ type Server struct {
 	wg        sync.WaitGroup
 }
 
-// New builds the API. It starts the background health checks of the
-// nodes unless Options.HealthInterval is negative.
+// New builds the API. It never talks to node agents: the worker checks
+// their health and removes files; the API reads what it recorded.
 func New(deps Deps) (*Server, error) {
 	switch {
 	case deps.Store == nil:
@@ -119,17 +115,13 @@ func New(deps Deps) (*Server, error) {
 	}
 	s.metrics = newMetrics(s)
 	s.echo = s.routes()
-	if s.opts.HealthInterval > 0 {
-		s.wg.Add(1)
-		go s.checkNodesLoop()
-	}
 	return s, nil
 }
 
 // Handler is the API and UI as an http.Handler.
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// Close stops the health checks and ends every open events stream.
+// Close ends every open events stream and waits for background work.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() { close(s.closing) })
 	s.wg.Wait()

@@ -13,7 +13,7 @@ import (
 
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/store"
-	"github.com/quantix/cloudimages/workflows"
+	"github.com/quantix/cloudimages/workflows/contract"
 )
 
 // startDownload starts the image's workflow, or finds the one that runs:
@@ -21,22 +21,22 @@ import (
 // policy makes a second start of a running one a no-op, so a retried
 // request, a racing one, and one that heals a crash between the insert and
 // the start all end with the same single workflow.
-func (s *Server) startDownload(ctx context.Context, img store.Image, in workflows.Input) error {
+func (s *Server) startDownload(ctx context.Context, img store.Image, in contract.Input) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.TemporalTimeout)
 	defer cancel()
-	attrs := []temporal.SearchAttributeUpdate{workflows.ImageIDKey.ValueSet(img.ID),
-		workflows.PoolIDKey.ValueSet(img.PoolID), workflows.ImageStatusKey.ValueSet(img.Status)}
+	attrs := []temporal.SearchAttributeUpdate{contract.ImageIDKey.ValueSet(img.ID),
+		contract.PoolIDKey.ValueSet(img.PoolID), contract.ImageStatusKey.ValueSet(img.Status)}
 	if img.CatalogID != "" {
-		attrs = append(attrs, workflows.CatalogIDKey.ValueSet(img.CatalogID))
+		attrs = append(attrs, contract.CatalogIDKey.ValueSet(img.CatalogID))
 	}
 	opts := client.StartWorkflowOptions{
-		ID:                       workflows.WorkflowID(img.ID),
-		TaskQueue:                workflows.TaskQueue,
+		ID:                       contract.WorkflowID(img.ID),
+		TaskQueue:                contract.TaskQueue,
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		TypedSearchAttributes:    temporal.NewSearchAttributes(attrs...),
 		StaticSummary:            fmt.Sprintf("%s into pool %s", img.Name, img.PoolID),
 	}
-	_, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.WorkflowType, in)
+	_, err := s.temporal.ExecuteWorkflow(ctx, opts, contract.WorkflowType, in)
 	if isUndefinedSearchAttribute(err) {
 		// The worker registers the search attributes when it starts; until
 		// one has run against this namespace, start without them rather
@@ -44,7 +44,7 @@ func (s *Server) startDownload(ctx context.Context, img store.Image, in workflow
 		s.log.Warn("search attributes are not registered in Temporal yet; starting without them (start a worker to register them)",
 			"image_id", img.ID, "error", err)
 		opts.TypedSearchAttributes = temporal.SearchAttributes{}
-		_, err = s.temporal.ExecuteWorkflow(ctx, opts, workflows.WorkflowType, in)
+		_, err = s.temporal.ExecuteWorkflow(ctx, opts, contract.WorkflowType, in)
 	}
 	if err != nil {
 		return s.temporalError("start the download workflow", err)
@@ -59,8 +59,8 @@ func isUndefinedSearchAttribute(err error) bool {
 
 // inputFor is the workflow input that downloads img. A URL download
 // without a checksum was accepted unverified when it was created.
-func inputFor(img store.Image, preferredNode string, allowUnverified bool) workflows.Input {
-	in := workflows.Input{ImageID: img.ID, CatalogID: img.CatalogID, Name: img.Name, Checksum: img.Checksum,
+func inputFor(img store.Image, preferredNode string, allowUnverified bool) contract.Input {
+	in := contract.Input{ImageID: img.ID, CatalogID: img.CatalogID, Name: img.Name, Checksum: img.Checksum,
 		PoolID: img.PoolID, PreferredNodeID: preferredNode, AllowUnverified: allowUnverified || img.Unverified}
 	if img.CatalogID == "" {
 		in.URL = img.SourceURL
@@ -81,7 +81,7 @@ const (
 func (s *Server) describeDownload(ctx context.Context, imageID string) (workflowState, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.TemporalTimeout)
 	defer cancel()
-	resp, err := s.temporal.DescribeWorkflowExecution(ctx, workflows.WorkflowID(imageID), "")
+	resp, err := s.temporal.DescribeWorkflowExecution(ctx, contract.WorkflowID(imageID), "")
 	var nf *serviceerror.NotFound
 	switch {
 	case errors.As(err, &nf):
@@ -101,7 +101,7 @@ func (s *Server) describeDownload(ctx context.Context, imageID string) (workflow
 func (s *Server) cancelDownload(ctx context.Context, imageID string) (sent bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.TemporalTimeout)
 	defer cancel()
-	err = s.temporal.CancelWorkflow(ctx, workflows.WorkflowID(imageID), "")
+	err = s.temporal.CancelWorkflow(ctx, contract.WorkflowID(imageID), "")
 	var nf *serviceerror.NotFound
 	switch {
 	case errors.As(err, &nf):

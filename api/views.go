@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/quantix/cloudimages/store"
-	"github.com/quantix/cloudimages/workflows"
+	"github.com/quantix/cloudimages/workflows/contract"
 )
 
 // list is the envelope of every list answer: {"items": [...]}.
@@ -74,25 +74,25 @@ func viewPool(p store.Pool, nodes []store.Node) Pool {
 // "failovers": of a finished image from the store, of one live image that
 // failed over from its workflow.
 type Image struct {
-	ID         string               `json:"id"`
-	Name       string               `json:"name"`
-	CatalogID  string               `json:"catalog_id"`
-	SourceURL  string               `json:"source_url"`
-	PoolID     string               `json:"pool_id"`
-	NodeID     string               `json:"node_id"`
-	FileName   string               `json:"file_name"`
-	Path       string               `json:"path"`
-	Status     string               `json:"status"`
-	SizeBytes  int64                `json:"size_bytes"`
-	Checksum   string               `json:"checksum"`
-	Unverified bool                 `json:"unverified"`
-	Progress   workflows.Progress   `json:"progress"`
-	Error      *ErrorDetail         `json:"error"`
-	WorkflowID string               `json:"workflow_id"`
-	CreatedAt  time.Time            `json:"created_at"`
-	UpdatedAt  time.Time            `json:"updated_at"`
-	ReadyAt    *time.Time           `json:"ready_at"`
-	Failovers  []workflows.Failover `json:"failovers,omitempty"`
+	ID         string              `json:"id"`
+	Name       string              `json:"name"`
+	CatalogID  string              `json:"catalog_id"`
+	SourceURL  string              `json:"source_url"`
+	PoolID     string              `json:"pool_id"`
+	NodeID     string              `json:"node_id"`
+	FileName   string              `json:"file_name"`
+	Path       string              `json:"path"`
+	Status     string              `json:"status"`
+	SizeBytes  int64               `json:"size_bytes"`
+	Checksum   string              `json:"checksum"`
+	Unverified bool                `json:"unverified"`
+	Progress   contract.Progress   `json:"progress"`
+	Error      *ErrorDetail        `json:"error"`
+	WorkflowID string              `json:"workflow_id"`
+	CreatedAt  time.Time           `json:"created_at"`
+	UpdatedAt  time.Time           `json:"updated_at"`
+	ReadyAt    *time.Time          `json:"ready_at"`
+	Failovers  []contract.Failover `json:"failovers,omitempty"`
 }
 
 // Terminal reports whether the image's status can no longer change.
@@ -107,7 +107,7 @@ func viewImage(img store.Image) Image {
 	if img.Terminal() {
 		rate = 0 // nothing moves any more: no rate, no ETA
 	}
-	v.Progress = workflows.NewProgress(img.BytesDone, img.BytesTotal, rate, img.Attempt, img.ProgressNodeID)
+	v.Progress = contract.NewProgress(img.BytesDone, img.BytesTotal, rate, img.Attempt, img.ProgressNodeID)
 	if img.ErrorCode != "" {
 		v.Error = &ErrorDetail{Code: img.ErrorCode, Message: img.ErrorMessage}
 	}

@@ -21,6 +21,12 @@ type Config struct {
 	NodeGrace         time.Duration // how long a node may be unreachable mid-download
 	// HeartbeatTimeout is how soon a dead worker is noticed (default 20s).
 	HeartbeatTimeout time.Duration
+	// NodeHealthInterval is how often every node's agent is checked, once
+	// per cluster (default 5s).
+	NodeHealthInterval time.Duration
+	// NodeHealthKeepInterval is how often the worker makes sure the node
+	// health workflow still runs, and starts it again if not (default 30s).
+	NodeHealthKeepInterval time.Duration
 	// DialTimeout bounds how long Run keeps trying to reach Temporal
 	// (default 1 minute).
 	DialTimeout time.Duration

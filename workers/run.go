@@ -48,8 +48,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
+	if err := StartNodeHealth(ctx, c, cfg.NodeHealthInterval); err != nil {
+		w.Stop()
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return err
+	}
+	keep := cfg.NodeHealthKeepInterval
+	if keep <= 0 {
+		keep = 30 * time.Second
+	}
 	log.Info("worker running", "task_queue", workflows.TaskQueue, "temporal", cfg.TemporalAddress, "namespace", cfg.TemporalNamespace)
-	<-ctx.Done()
+	keepNodeHealth(ctx, c, cfg.NodeHealthInterval, keep, log) // until ctx is done
 	log.Info("worker stopping")
 	w.Stop()
 	return nil

@@ -25,9 +25,10 @@ type Deps struct {
 	HTTP      *http.Client // for vendors' checksum files; nil uses a default
 }
 
-// New returns a worker, not yet started, that runs DownloadImageWorkflow
-// and its activities on the image-downloads task queue. c also carries the
-// watch's progress signals to the workflows.
+// New returns a worker, not yet started, that runs DownloadImageWorkflow,
+// RemoveImageFileWorkflow, NodeHealthWorkflow and their activities on the
+// image-downloads task queue. c also carries the watch's progress signals
+// to the workflows.
 func New(c client.Client, deps Deps) worker.Worker {
 	w := worker.New(c, workflows.TaskQueue, worker.Options{
 		// Heartbeats reach the server (and Temporal Web) every 2 s, not
@@ -39,6 +40,8 @@ func New(c client.Client, deps Deps) worker.Worker {
 		WorkerStopTimeout: 10 * time.Second,
 	})
 	w.RegisterWorkflowWithOptions(workflows.DownloadImageWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	w.RegisterWorkflowWithOptions(workflows.RemoveImageFileWorkflow, workflow.RegisterOptions{Name: workflows.RemoveFileWorkflowType})
+	w.RegisterWorkflowWithOptions(workflows.NodeHealthWorkflow, workflow.RegisterOptions{Name: workflows.NodeHealthWorkflowType})
 	w.RegisterActivity(&activities.Activities{
 		Store:     deps.Store,
 		Catalog:   deps.Catalog,

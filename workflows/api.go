@@ -1,106 +1,47 @@
 // Package workflows holds DownloadImageWorkflow: it picks a node for the
 // pool, starts the node-side download, watches it, fails over to another
-// node when one fails, and marks the image READY.
+// node when one fails, and marks the image READY. RemoveImageFileWorkflow
+// removes a READY image's file and record, and NodeHealthWorkflow checks
+// every node's agent, once per cluster.
 package workflows
 
-import (
-	"strings"
+import "github.com/quantix/cloudimages/workflows/contract"
 
-	"go.temporal.io/sdk/temporal"
+// The names and types of the contract package, under the names the
+// workflow code and its tests have always used. Callers that must not
+// pull in the activities (the API) import contract itself.
+const (
+	TaskQueue     = contract.TaskQueue
+	WorkflowType  = contract.WorkflowType
+	ProgressQuery = contract.ProgressQuery
 
-	"github.com/quantix/cloudimages/store"
+	RemoveFileWorkflowType = contract.RemoveFileWorkflowType
+	NodeHealthWorkflowType = contract.NodeHealthWorkflowType
+	NodeHealthWorkflowID   = contract.NodeHealthWorkflowID
+	NodeHealthSignal       = contract.NodeHealthSignal
 )
 
-// TaskQueue is where the worker polls for download workflows and activities.
-const TaskQueue = "image-downloads"
+type (
+	Input            = contract.Input
+	Result           = contract.Result
+	Progress         = contract.Progress
+	Failover         = contract.Failover
+	ProgressState    = contract.ProgressState
+	RemoveFileInput  = contract.RemoveFileInput
+	RemoveFileResult = contract.RemoveFileResult
+	NodeHealthInput  = contract.NodeHealthInput
+)
 
-// WorkflowType is the registered name of DownloadImageWorkflow.
-const WorkflowType = "DownloadImageWorkflow"
-
-// ProgressQuery is the name of the query that returns a ProgressState.
-const ProgressQuery = "progress"
-
-// WorkflowID is the workflow id of the download of an image.
-func WorkflowID(imageID string) string { return "image-" + imageID }
-
-// ImageIDFromWorkflowID is the inverse of WorkflowID; a workflow started
-// from the temporal CLI takes its image id from its workflow id this way.
-func ImageIDFromWorkflowID(workflowID string) string {
-	return strings.TrimPrefix(workflowID, "image-")
-}
-
-// Input starts a download: a catalog entry or a URL, into a pool.
-type Input struct {
-	ImageID         string `json:"image_id"`
-	CatalogID       string `json:"catalog_id"`
-	URL             string `json:"url"`
-	Name            string `json:"name"`
-	Checksum        string `json:"checksum"`
-	PoolID          string `json:"pool_id"`
-	PreferredNodeID string `json:"preferred_node_id"`
-	// AllowUnverified accepts an image for which no checksum can be had;
-	// the image then records that it was not verified.
-	AllowUnverified bool `json:"allow_unverified,omitempty"`
-}
-
-// Result is what a successful download returns.
-type Result struct {
-	ImageID   string `json:"image_id"`
-	NodeID    string `json:"node_id"`
-	Path      string `json:"path"`
-	SizeBytes int64  `json:"size_bytes"`
-	Checksum  string `json:"checksum"`
-}
-
-// Progress is the live progress of a download, the same in the API, the
-// progress query and Temporal Web.
-type Progress struct {
-	BytesDone      int64   `json:"bytes_done"`
-	BytesTotal     int64   `json:"bytes_total"`
-	Percent        float64 `json:"percent"`
-	BytesPerSecond float64 `json:"bytes_per_second"`
-	ETASeconds     *int64  `json:"eta_seconds"`
-	Attempt        int     `json:"attempt"`
-	NodeID         string  `json:"node_id"`
-}
-
-// NewProgress fills in percent and ETA from the raw figures.
-func NewProgress(done, total int64, rate float64, attempt int, nodeID string) Progress {
-	p := Progress{BytesDone: done, BytesTotal: total, BytesPerSecond: rate, Attempt: attempt, NodeID: nodeID}
-	if total > 0 {
-		p.Percent = float64(int64(float64(done)*10000/float64(total))) / 100
-		if rate > 0 && done <= total {
-			eta := int64(float64(total-done)/rate + 0.5)
-			p.ETASeconds = &eta
-		}
-	}
-	return p
-}
-
-// Failover records one move of a download from a node to another; the
-// image record keeps them once the download ends.
-type Failover = store.Failover
-
-// ProgressState is the answer to the progress query.
-type ProgressState struct {
-	Status    string     `json:"status"`
-	NodeID    string     `json:"node_id"`
-	Progress  Progress   `json:"progress"`
-	Failovers []Failover `json:"failovers"`
-}
-
-// Search attributes kept current on every download workflow, so that
-// `temporal workflow list --query 'PoolId="nfs-01"'` works.
 var (
-	ImageIDKey     = temporal.NewSearchAttributeKeyKeyword("ImageId")
-	PoolIDKey      = temporal.NewSearchAttributeKeyKeyword("PoolId")
-	NodeIDKey      = temporal.NewSearchAttributeKeyKeyword("NodeId")
-	CatalogIDKey   = temporal.NewSearchAttributeKeyKeyword("CatalogId")
-	ImageStatusKey = temporal.NewSearchAttributeKeyKeyword("ImageStatus")
-)
+	WorkflowID            = contract.WorkflowID
+	ImageIDFromWorkflowID = contract.ImageIDFromWorkflowID
+	RemoveFileWorkflowID  = contract.RemoveFileWorkflowID
+	NewProgress           = contract.NewProgress
 
-// SearchAttributeNames lists the Keyword search attributes the workflow
-// uses; the dev server is started with them and the worker registers any
-// that are missing.
-var SearchAttributeNames = []string{ImageIDKey.GetName(), PoolIDKey.GetName(), NodeIDKey.GetName(),
-	CatalogIDKey.GetName(), ImageStatusKey.GetName()}
+	ImageIDKey           = contract.ImageIDKey
+	PoolIDKey            = contract.PoolIDKey
+	NodeIDKey            = contract.NodeIDKey
+	CatalogIDKey         = contract.CatalogIDKey
+	ImageStatusKey       = contract.ImageStatusKey
+	SearchAttributeNames = contract.SearchAttributeNames
+)

@@ -12,7 +12,8 @@ import (
 
 // TestReplayRecordedHistories replays histories recorded from real runs
 // (a download started from the temporal CLI, a failover after a node was
-// killed, a cancellation, a wait for a node that never came) against the
+// killed, a cancellation, a wait for a node that never came, a READY
+// image's removal, rounds of node health checks) against the
 // current workflow code: a change that would break running workflows
 // fails here. Record them again with
 // CLOUDIMAGES_RECORD_HISTORY=1 go test ./workers/ — only for a change
@@ -30,6 +31,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(workflows.DownloadImageWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
+			r.RegisterWorkflowWithOptions(workflows.RemoveImageFileWorkflow, workflow.RegisterOptions{Name: workflows.RemoveFileWorkflowType})
+			r.RegisterWorkflowWithOptions(workflows.NodeHealthWorkflow, workflow.RegisterOptions{Name: workflows.NodeHealthWorkflowType})
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}

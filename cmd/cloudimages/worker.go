@@ -16,14 +16,15 @@ func runWorker(ctx context.Context, args []string) error {
 	f.duration(&cfg.NoNodeTimeout, "no-node-timeout", "CLOUDIMAGES_NO_NODE_TIMEOUT", 2*time.Minute, "how long a download waits for a usable node before it fails with no_node_available")
 	f.duration(&cfg.NodeGrace, "node-grace", "CLOUDIMAGES_NODE_GRACE", 30*time.Second, "how long a node may stay unreachable mid-download before the download fails over")
 	f.duration(&cfg.HeartbeatTimeout, "heartbeat-timeout", "CLOUDIMAGES_HEARTBEAT_TIMEOUT", 20*time.Second, "how soon a download notices its worker died and carries on on another worker")
+	f.duration(&cfg.NodeHealthInterval, "node-health-interval", "CLOUDIMAGES_NODE_HEALTH_INTERVAL", 5*time.Second, "how often the health of every node agent is checked (node status online/offline), once per cluster however many workers run")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	if err := cp.validate(); err != nil {
 		return err
 	}
-	if cfg.NoNodeTimeout <= 0 || cfg.NodeGrace <= 0 || cfg.HeartbeatTimeout <= 0 {
-		return usagef("--no-node-timeout, --node-grace and --heartbeat-timeout must be positive")
+	if cfg.NoNodeTimeout <= 0 || cfg.NodeGrace <= 0 || cfg.HeartbeatTimeout <= 0 || cfg.NodeHealthInterval <= 0 {
+		return usagef("--no-node-timeout, --node-grace, --heartbeat-timeout and --node-health-interval must be positive")
 	}
 	cfg.TemporalAddress, cfg.TemporalNamespace = cp.temporalAddress, cp.temporalNamespace
 	cfg.DatabaseURL, cfg.NodeToken, cfg.CatalogPath = cp.databaseURL, cp.nodeToken, cp.catalogPath

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/quantix/cloudimages/internal/testenv"
 )
@@ -14,9 +15,28 @@ func TestStackRegistersNodesAndPools(t *testing.T) {
 		Items []struct {
 			ID      string `json:"id"`
 			Address string `json:"address"`
+			Status  string `json:"status"`
 		} `json:"items"`
 	}
-	s.API.MustDo(t, http.MethodGet, "/v1/nodes", nil, &nodes, http.StatusOK)
+	// The workers' node health workflow checks the agents; the API shows
+	// what it recorded.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s.API.MustDo(t, http.MethodGet, "/v1/nodes", nil, &nodes, http.StatusOK)
+		online := 0
+		for _, n := range nodes.Items {
+			if n.Status == "online" {
+				online++
+			}
+		}
+		if online == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes after 30s: %+v, want both online", nodes.Items)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	var ids []string
 	for _, n := range nodes.Items {
 		ids = append(ids, n.ID)

@@ -1,0 +1,151 @@
+// Package contract is the Temporal side of the contract: the task queue,
+// workflow types and ids, inputs, results, queries, signals and search
+// attributes that whoever starts or asks a workflow needs — the API among
+// them. It holds no workflow code, so importing it does not pull in the
+// activities or the node agent's client (the API talks to no agent).
+package contract
+
+import (
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/quantix/cloudimages/store"
+)
+
+// TaskQueue is where the worker polls for download workflows and activities.
+const TaskQueue = "image-downloads"
+
+// WorkflowType is the registered name of DownloadImageWorkflow.
+const WorkflowType = "DownloadImageWorkflow"
+
+// ProgressQuery is the name of the query that returns a ProgressState.
+const ProgressQuery = "progress"
+
+// WorkflowID is the workflow id of the download of an image.
+func WorkflowID(imageID string) string { return "image-" + imageID }
+
+// ImageIDFromWorkflowID is the inverse of WorkflowID; a workflow started
+// from the temporal CLI takes its image id from its workflow id this way.
+func ImageIDFromWorkflowID(workflowID string) string {
+	return strings.TrimPrefix(workflowID, "image-")
+}
+
+// Input starts a download: a catalog entry or a URL, into a pool.
+type Input struct {
+	ImageID         string `json:"image_id"`
+	CatalogID       string `json:"catalog_id"`
+	URL             string `json:"url"`
+	Name            string `json:"name"`
+	Checksum        string `json:"checksum"`
+	PoolID          string `json:"pool_id"`
+	PreferredNodeID string `json:"preferred_node_id"`
+	// AllowUnverified accepts an image for which no checksum can be had;
+	// the image then records that it was not verified.
+	AllowUnverified bool `json:"allow_unverified,omitempty"`
+}
+
+// Result is what a successful download returns.
+type Result struct {
+	ImageID   string `json:"image_id"`
+	NodeID    string `json:"node_id"`
+	Path      string `json:"path"`
+	SizeBytes int64  `json:"size_bytes"`
+	Checksum  string `json:"checksum"`
+}
+
+// Progress is the live progress of a download, the same in the API, the
+// progress query and Temporal Web.
+type Progress struct {
+	BytesDone      int64   `json:"bytes_done"`
+	BytesTotal     int64   `json:"bytes_total"`
+	Percent        float64 `json:"percent"`
+	BytesPerSecond float64 `json:"bytes_per_second"`
+	ETASeconds     *int64  `json:"eta_seconds"`
+	Attempt        int     `json:"attempt"`
+	NodeID         string  `json:"node_id"`
+}
+
+// NewProgress fills in percent and ETA from the raw figures.
+func NewProgress(done, total int64, rate float64, attempt int, nodeID string) Progress {
+	p := Progress{BytesDone: done, BytesTotal: total, BytesPerSecond: rate, Attempt: attempt, NodeID: nodeID}
+	if total > 0 {
+		p.Percent = float64(int64(float64(done)*10000/float64(total))) / 100
+		if rate > 0 && done <= total {
+			eta := int64(float64(total-done)/rate + 0.5)
+			p.ETASeconds = &eta
+		}
+	}
+	return p
+}
+
+// Failover records one move of a download from a node to another; the
+// image record keeps them once the download ends.
+type Failover = store.Failover
+
+// ProgressState is the answer to the progress query.
+type ProgressState struct {
+	Status    string     `json:"status"`
+	NodeID    string     `json:"node_id"`
+	Progress  Progress   `json:"progress"`
+	Failovers []Failover `json:"failovers"`
+}
+
+// Search attributes kept current on every download workflow, so that
+// `temporal workflow list --query 'PoolId="nfs-01"'` works.
+var (
+	ImageIDKey     = temporal.NewSearchAttributeKeyKeyword("ImageId")
+	PoolIDKey      = temporal.NewSearchAttributeKeyKeyword("PoolId")
+	NodeIDKey      = temporal.NewSearchAttributeKeyKeyword("NodeId")
+	CatalogIDKey   = temporal.NewSearchAttributeKeyKeyword("CatalogId")
+	ImageStatusKey = temporal.NewSearchAttributeKeyKeyword("ImageStatus")
+)
+
+// SearchAttributeNames lists the Keyword search attributes the workflow
+// uses; the dev server is started with them and the worker registers any
+// that are missing.
+var SearchAttributeNames = []string{ImageIDKey.GetName(), PoolIDKey.GetName(), NodeIDKey.GetName(),
+	CatalogIDKey.GetName(), ImageStatusKey.GetName()}
+
+// RemoveFileWorkflowType is the registered name of RemoveImageFileWorkflow.
+const RemoveFileWorkflowType = "RemoveImageFileWorkflow"
+
+// RemoveFileWorkflowID is the workflow id of the removal of an image's
+// file: one per image, so two DELETEs of one image share one removal.
+func RemoveFileWorkflowID(imageID string) string { return "remove-file-" + imageID }
+
+// RemoveFileInput asks for a READY image to be removed. With Force, a
+// file that no node can remove is left behind and the record is deleted
+// all the same.
+type RemoveFileInput struct {
+	ImageID string `json:"image_id"`
+	Force   bool   `json:"force,omitempty"`
+}
+
+// RemoveFileResult says how the removal ended: FileRemoved is false when
+// Force left the file behind, and LeftBehind says why.
+type RemoveFileResult struct {
+	ImageID     string `json:"image_id"`
+	NodeID      string `json:"node_id,omitempty"` // the node that removed the file
+	FileRemoved bool   `json:"file_removed"`
+	LeftBehind  string `json:"left_behind,omitempty"`
+}
+
+// NodeHealthWorkflowType is the registered name of NodeHealthWorkflow.
+const NodeHealthWorkflowType = "NodeHealthWorkflow"
+
+// NodeHealthWorkflowID is the one id of NodeHealthWorkflow: every worker
+// starts it under this id, and Temporal runs at most one workflow per id,
+// so the nodes are checked once per cluster however many workers run.
+const NodeHealthWorkflowID = "node-health"
+
+// NodeHealthSignal asks NodeHealthWorkflow to check every node now, and
+// to use the interval it carries from then on (when it carries one).
+const NodeHealthSignal = "check-nodes"
+
+// NodeHealthInput starts NodeHealthWorkflow, and the signal carries the
+// same: the interval between two rounds of checks.
+type NodeHealthInput struct {
+	Interval time.Duration `json:"interval,omitempty"`
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
+	"github.com/quantix/cloudimages/nodeauth"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workers"
 	"github.com/quantix/cloudimages/workflows"
@@ -37,7 +38,7 @@ func TestTwoWorkersCheckNodeHealthOnce(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 
-	agent, err := nodeagent.New(nodeagent.Config{NodeID: "n1", Token: nodeToken, Pools: []nodeagent.PoolDir{{ID: poolID, Dir: t.TempDir()}}})
+	agent, err := nodeagent.New(nodeagent.Config{NodeID: "n1", Token: nodeauth.Credential(nodeToken, "n1"), Pools: []nodeagent.PoolDir{{ID: poolID, Dir: t.TempDir()}}})
 	if err != nil {
 		t.Fatal(err)
 	}

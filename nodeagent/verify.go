@@ -32,6 +32,9 @@ func (t *transfer) checkHead() error {
 		}
 	}
 	if t.qcow2 && !bytes.HasPrefix(t.head, []byte("QFI\xfb")) {
+		if other := otherDiskMagic(t.head); other != "" {
+			return fault.New(fault.FormatMismatch, "%s should be a qcow2 image but the mirror serves a %s image: check the URL and the declared format", t.req.FileName, other)
+		}
 		return fault.New(fault.NotADiskImage, "%s should be a qcow2 image but does not start with the qcow2 magic (first bytes %q): check the URL and the format", t.req.FileName, string(t.head[:min(len(t.head), 8)]))
 	}
 	return nil
@@ -85,6 +88,20 @@ func (t *transfer) publish() error {
 	})
 	j.save()
 	return nil
+}
+
+// otherDiskMagic names the disk format whose magic starts head, for the
+// formats that carry one at offset 0 ("" for none of them).
+func otherDiskMagic(head []byte) string {
+	for _, m := range []struct{ magic, format string }{
+		{"KDMV", diskimage.VMDK}, {"# Disk DescriptorFile", diskimage.VMDK},
+		{"vhdxfile", diskimage.VHDX}, {"conectix", diskimage.VHD}, {"<<< ", diskimage.VDI},
+	} {
+		if bytes.HasPrefix(head, []byte(m.magic)) {
+			return m.format
+		}
+	}
+	return ""
 }
 
 // inspect reads the verified file's headers (never its data) and refuses

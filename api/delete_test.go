@@ -43,7 +43,7 @@ func startAgentWithToken(t *testing.T, nodeID, token string, dirs map[string]str
 	for id, dir := range dirs {
 		pools = append(pools, nodeagent.PoolDir{ID: id, Dir: dir})
 	}
-	srv, err := nodeagent.New(nodeagent.Config{NodeID: nodeID, Token: nodeauth.Credential("node-secret", nodeID), Pools: pools})
+	srv, err := nodeagent.New(nodeagent.Config{NodeID: nodeID, Token: nodeauth.Credential(token, nodeID), Pools: pools})
 	if err != nil {
 		t.Fatalf("node agent: %v", err)
 	}

@@ -13,9 +13,12 @@ type Config struct {
 	TemporalWebURL    string
 	DatabaseURL       string
 	APIToken          string
-	NodeToken         string
-	CatalogPath       string
-	Version           string
+	// InsecureNoAuth says the API serves beyond loopback without a token
+	// on purpose (--insecure-no-auth): Run warns about it.
+	InsecureNoAuth bool
+	NodeToken      string
+	CatalogPath    string
+	Version        string
 	// NodeHealthInterval is how often every node agent's health is
 	// checked (default 5s; negative turns the checks off).
 	NodeHealthInterval time.Duration

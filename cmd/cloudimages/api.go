@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/quantix/cloudimages/api"
@@ -13,13 +15,17 @@ func runAPI(ctx context.Context, args []string) error {
 	f := newFlags("api", "Runs the REST API and the web UI. It starts download workflows in Temporal and reads the store.")
 	cp.register(f)
 	f.string(&cfg.Listen, "listen", "CLOUDIMAGES_LISTEN", "127.0.0.1:8080", "host:port to serve the API and UI on")
-	f.string(&cfg.APIToken, "api-token", "CLOUDIMAGES_API_TOKEN", "", "bearer token required on /v1/ routes (none: no auth)")
+	f.secret(&cfg.APIToken, "api-token", "CLOUDIMAGES_API_TOKEN", "bearer token required on /v1/ routes (none: no auth, allowed on loopback only)")
+	f.bool(&cfg.InsecureNoAuth, "insecure-no-auth", "CLOUDIMAGES_INSECURE_NO_AUTH", false, "serve beyond loopback without --api-token: anyone who reaches the API can drive it")
 	f.duration(&cfg.NodeHealthInterval, "node-health-interval", "CLOUDIMAGES_NODE_HEALTH_INTERVAL", 5*time.Second, "how often the health of every node agent is checked (node status online/offline)")
 	f.string(&cfg.TemporalWebURL, "temporal-web-url", "CLOUDIMAGES_TEMPORAL_WEB_URL", "http://127.0.0.1:8233", "Temporal Web, for links from the UI")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	if err := cp.validate(); err != nil {
+		return err
+	}
+	if err := checkListenAuth(cfg.Listen, cfg.APIToken != "", cfg.InsecureNoAuth); err != nil {
 		return err
 	}
 	if cfg.NodeHealthInterval <= 0 {
@@ -29,4 +35,23 @@ func runAPI(ctx context.Context, args []string) error {
 	cfg.DatabaseURL, cfg.NodeToken, cfg.CatalogPath = cp.databaseURL, cp.nodeToken, cp.catalogPath
 	cfg.Version = version
 	return api.Run(ctx, cfg)
+}
+
+// checkListenAuth refuses to serve the API beyond loopback without a token:
+// whoever reaches it could register a node and start downloads. A host
+// name other than localhost counts as beyond loopback, as does an empty
+// host (":8080" listens on every address).
+func checkListenAuth(listen string, token, insecure bool) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return usagef("--listen %q: want host:port, e.g. 127.0.0.1:8080", listen)
+	}
+	if token || insecure || host == "localhost" {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+		return nil
+	}
+	return usagef("--listen %s serves beyond loopback, so the API needs a token: give --api-token-file FILE (or --api-token, env CLOUDIMAGES_API_TOKEN), e.g. made with openssl rand -hex 24; "+
+		"or listen on 127.0.0.1; or, only on a network you trust, --insecure-no-auth", listen)
 }

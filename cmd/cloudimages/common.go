@@ -16,8 +16,8 @@ type controlPlane struct {
 func (c *controlPlane) register(f *flags) {
 	f.string(&c.temporalAddress, "temporal-address", "TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port")
 	f.string(&c.temporalNamespace, "temporal-namespace", "TEMPORAL_NAMESPACE", "default", "Temporal namespace")
-	f.string(&c.databaseURL, "database-url", "DATABASE_URL", store.DefaultURL, "postgres://USER@HOST:PORT/DB, or sqlite:PATH (or a plain path)")
-	f.string(&c.nodeToken, "node-token", "CLOUDIMAGES_NODE_TOKEN", "", "bearer token for the node agents")
+	f.stringShown(&c.databaseURL, "database-url", "DATABASE_URL", store.DefaultURL, "postgres://USER@HOST:PORT/DB, or sqlite:PATH (or a plain path)", store.Redact)
+	f.secret(&c.nodeToken, "node-token", "CLOUDIMAGES_NODE_TOKEN", "bearer token for the node agents")
 	f.string(&c.catalogPath, "catalog", "CLOUDIMAGES_CATALOG", "", "JSON file of catalog entries (default: the built-in catalog)")
 }
 

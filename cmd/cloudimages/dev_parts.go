@@ -89,8 +89,9 @@ func (d *devRun) prepare() error {
 
 // childEnv is the environment every child gets on top of ours: the token
 // goes through the environment, not the command line, where ps shows it.
+// The token files are emptied: the children get the tokens they name.
 func (d *devRun) childEnv() []string {
-	env := []string{"CLOUDIMAGES_NODE_TOKEN=" + d.nodeToken}
+	env := []string{"CLOUDIMAGES_NODE_TOKEN=" + d.nodeToken, "CLOUDIMAGES_NODE_TOKEN_FILE=", "CLOUDIMAGES_API_TOKEN_FILE="}
 	if d.cfg.apiToken != "" {
 		env = append(env, "CLOUDIMAGES_API_TOKEN="+d.cfg.apiToken)
 	}

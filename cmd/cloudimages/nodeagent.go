@@ -16,7 +16,7 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	f.string(&cfg.NodeID, "node-id", "CLOUDIMAGES_NODE_ID", "", "this node's id, as registered in the API (required)")
 	f.list(&pools, "pool", "CLOUDIMAGES_POOLS", "a storage pool as ID=DIR; at least one")
 	f.string(&cfg.Listen, "listen", "CLOUDIMAGES_LISTEN", "127.0.0.1:9090", "host:port to serve the agent API on")
-	f.string(&cfg.Token, "node-token", "CLOUDIMAGES_NODE_TOKEN", "", "bearer token every request must carry (required)")
+	f.secret(&cfg.Token, "node-token", "CLOUDIMAGES_NODE_TOKEN", "bearer token every request must carry (required)")
 	f.int(&cfg.MaxConcurrent, "max-concurrent", "CLOUDIMAGES_MAX_CONCURRENT", 4, "downloads that run at once; the rest wait, queued")
 	f.bool(&cfg.AllowPrivateNetworks, "allow-private-networks", "CLOUDIMAGES_ALLOW_PRIVATE_NETWORKS", false, "allow URLs on loopback and private addresses (mirrors on your LAN)")
 	f.duration(&cfg.RetryBackoff, "retry-backoff", "CLOUDIMAGES_RETRY_BACKOFF", time.Second, "first wait before retrying a failed transfer; doubles up to 30s")

@@ -134,7 +134,7 @@ func dialectorFor(rawURL string) (gorm.Dialector, string, error) {
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
 		u, err := url.Parse(rawURL)
 		if err != nil || u.Host == "" || strings.Trim(u.Path, "/") == "" {
-			return nil, "", redactf(rawURL, "bad database url %q: want postgres://USER:PASSWORD@HOST:PORT/DBNAME", rawURL)
+			return nil, "", redactf(rawURL, "bad database url %q: want postgres://USER@HOST:PORT/DBNAME", rawURL)
 		}
 		return postgres.Open(rawURL), "postgres", nil
 	case keyValueDSN.MatchString(rawURL):

@@ -25,6 +25,9 @@ func runAPI(ctx context.Context, args []string) error {
 	if err := cp.validate(); err != nil {
 		return err
 	}
+	if err := f.checkTokens(); err != nil {
+		return err
+	}
 	if err := checkListenAuth(cfg.Listen, cfg.APIToken != "", cfg.InsecureNoAuth); err != nil {
 		return err
 	}

@@ -44,6 +44,9 @@ func runDev(ctx context.Context, args []string) error {
 	if err := cfg.parse(agents); err != nil {
 		return err
 	}
+	if err := f.checkTokens(); err != nil {
+		return err
+	}
 	return newDevRun(cfg).run(ctx)
 }
 

@@ -75,9 +75,10 @@ type secretFlag struct {
 // secret registers a token flag and its -file twin. --help never prints
 // the value, only whether it is set; the file keeps the token out of the
 // process list and the environment. After parse the token is the value or
-// the file's contents (trimmed), and a token that is given is at least
-// minTokenLen characters long: parse refuses a value and a file together,
-// an unreadable file, and a short or whitespace-only token.
+// the file's contents (trimmed): parse refuses a value and a file
+// together, and an unreadable or empty file. checkTokens, called once the
+// subcommand's other settings are checked, refuses a short or
+// whitespace-only token.
 func (f *flags) secret(p *string, name, env, usage string) {
 	s := &secretFlag{p: p, name: name, env: env}
 	f.secrets = append(f.secrets, s)
@@ -107,6 +108,21 @@ func (s *secretFlag) resolve() error {
 			return usagef("--%s-file %s is empty: put a token of at least %d characters in it, e.g. openssl rand -hex 24 > %s", s.name, s.file, minTokenLen, s.file)
 		}
 	}
+	return nil
+}
+
+// checkTokens refuses a token that is given but short or only whitespace:
+// a placeholder such as "x" or "changeme" must not guard the API or an agent.
+func (f *flags) checkTokens() error {
+	for _, s := range f.secrets {
+		if err := s.check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *secretFlag) check() error {
 	if *s.p == "" {
 		return nil
 	}

@@ -41,6 +41,9 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	if cfg.Pools, err = parsePools(pools); err != nil {
 		return err
 	}
+	if err := f.checkTokens(); err != nil {
+		return err
+	}
 	cfg.Version = version
 	return nodeagent.Run(ctx, cfg)
 }

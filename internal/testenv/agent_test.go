@@ -39,7 +39,7 @@ func TestAgentStartReportsATakenPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	a := newAgent(t, AgentOptions{NodeID: "n", Token: "t", Pools: []nodeagent.PoolDir{{ID: "p", Dir: t.TempDir()}}})
+	a := newAgent(t, AgentOptions{NodeID: "n", Token: "token-0123456789abcdef", Pools: []nodeagent.PoolDir{{ID: "p", Dir: t.TempDir()}}})
 	a.listenOn(l.Addr().String())
 	if err := a.proc.start(); !errors.Is(err, errPortTaken) {
 		t.Fatalf("start on a taken port: %v; want errPortTaken", err)

@@ -21,7 +21,7 @@ func TestProcessTriesAnotherPortWhenItsPortIsTaken(t *testing.T) {
 		return pollReady(exited, 30*time.Second, func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
-			_, err := agentclient.New(addr, "token").Health(ctx)
+			_, err := agentclient.New(addr, "token-0123456789abcdef").Health(ctx)
 			return err
 		})
 	})
@@ -32,7 +32,7 @@ func TestProcessTriesAnotherPortWhenItsPortIsTaken(t *testing.T) {
 		if tries > 1 {
 			addr = "127.0.0.1:" + strconv.Itoa(FreePort(t))
 		}
-		p.args = []string{"nodeagent", "--node-id", "n1", "--listen", addr, "--node-token", "token", "--pool", "p=" + t.TempDir()}
+		p.args = []string{"nodeagent", "--node-id", "n1", "--listen", addr, "--node-token", "token-0123456789abcdef", "--pool", "p=" + t.TempDir()}
 	})
 	if tries != 2 {
 		t.Errorf("started after %d tries, want 2", tries)

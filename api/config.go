@@ -11,6 +11,9 @@ type Config struct {
 	TemporalWebURL    string
 	DatabaseURL       string
 	APIToken          string
-	CatalogPath       string
-	Version           string
+	// InsecureNoAuth says the API serves beyond loopback without a token
+	// on purpose (--insecure-no-auth): Run warns about it.
+	InsecureNoAuth bool
+	CatalogPath    string
+	Version        string
 }

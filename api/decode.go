@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -14,11 +16,20 @@ import (
 )
 
 // decode reads the request body as one JSON object into v. Unknown fields,
-// a second value, a body that is not JSON and a Content-Type that says it
-// is something else are refused with a message that says what to fix.
+// a second value, a body that is not JSON and a body whose Content-Type is
+// missing or says it is something else are refused with a message that
+// says what to fix.
+//
+// The Content-Type is required, not only checked when given: a web page
+// on another site can make a browser POST text/plain (or no type) without
+// asking the API first, but not application/json.
 func decode(c echo.Context, v any) error {
 	req := c.Request()
-	if ct := req.Header.Get(echo.HeaderContentType); ct != "" {
+	if hasBody(req) {
+		ct := req.Header.Get(echo.HeaderContentType)
+		if ct == "" {
+			return apiErr(fault.UnsupportedMediaType, "the request has a body but no Content-Type: send the body as JSON with Content-Type: application/json")
+		}
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			return apiErr(fault.UnsupportedMediaType, "Content-Type %q: send the body as JSON with Content-Type: application/json", ct)
@@ -37,6 +48,12 @@ func decode(c echo.Context, v any) error {
 		return apiErr(fault.InvalidRequest, "the body must hold exactly one JSON object")
 	}
 	return nil
+}
+
+// hasBody says whether the request carries a body: a Content-Length other
+// than 0, or a chunked one (whose length is unknown).
+func hasBody(req *http.Request) bool {
+	return req.ContentLength != 0 || slices.Contains(req.TransferEncoding, "chunked")
 }
 
 func decodeError(err error) error {

@@ -53,6 +53,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another process using it? pick another with --listen)", cfg.Listen, err)
 	}
+	if cfg.APIToken == "" && cfg.InsecureNoAuth {
+		log.Warn("INSECURE: the API has no token (--insecure-no-auth): anyone who reaches "+ln.Addr().String()+" can register nodes, start downloads and delete images; give --api-token-file",
+			"listen", ln.Addr().String())
+	}
 	return serve(ctx, srv, ln, log, cfg.APIToken != "")
 }
 

@@ -100,7 +100,7 @@ func TestAPIProcessStopsCleanlyOnSIGTERM(t *testing.T) {
 	bin := testenv.Binary(t)
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cmd := exec.Command(bin, "api", "--listen", listen, "--temporal-address", temporalAddr,
-		"--database-url", testenv.SQLite(t), "--api-token", "tok")
+		"--database-url", testenv.SQLite(t), "--api-token", "api-token-0123456789")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

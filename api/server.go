@@ -148,7 +148,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/healthz", s.healthz)
 	e.GET("/metrics", echo.WrapHandler(s.metrics.handler()))
 
-	v1 := e.Group("/v1", s.auth)
+	v1 := e.Group("/v1", s.sameOrigin, s.auth)
 	v1.GET("/openapi.json", s.openAPI)
 	v1.GET("/settings", s.settings)
 
@@ -180,7 +180,7 @@ func (s *Server) routes() *echo.Echo {
 			return echo.ErrMethodNotAllowed
 		}
 		return echo.ErrNotFound
-	}, s.auth)
+	}, s.sameOrigin, s.auth)
 	// Everything else is the web UI.
 	ui := echo.WrapHandler(jsonNotFound(web.Handler()))
 	e.GET("/*", ui)

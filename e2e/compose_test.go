@@ -80,6 +80,10 @@ func (f composeFile) service(t *testing.T, name string) composeService {
 	return s
 }
 
+// standIn is what interpolate gives a required variable: long enough to
+// pass as a token.
+const standIn = "stand-in-value-0123456789"
+
 // interpolate resolves compose's ${VAR:-default} and ${VAR:?message} (the
 // latter to a stand-in value) and $$.
 func interpolate(v string) string {
@@ -88,7 +92,7 @@ func interpolate(v string) string {
 		if _, def, ok := strings.Cut(m, ":-"); ok {
 			return strings.TrimSuffix(def, "}")
 		}
-		return "stand-in-value"
+		return standIn
 	})
 	return strings.ReplaceAll(v, "$$", "$")
 }
@@ -184,10 +188,6 @@ func documentedVariables(t *testing.T) map[string]string {
 
 func TestComposeAddressesAndPortsLineUp(t *testing.T) {
 	f := loadCompose(t)
-	temporal := f.service(t, "temporal")
-	if !slices.Contains(temporal.Ports, "7233:7233") {
-		t.Errorf("temporal publishes %v, want 7233:7233", temporal.Ports)
-	}
 	for _, name := range append(f.servicesRunning("api"), append(f.servicesRunning("worker"), "temporal-ui")...) {
 		env := f.service(t, name).Environment
 		if got := env["TEMPORAL_ADDRESS"]; got != "temporal:7233" {
@@ -217,8 +217,61 @@ func TestComposeAddressesAndPortsLineUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	ui := f.service(t, "temporal-ui")
-	if len(ui.Ports) != 1 || !strings.HasPrefix(ui.Ports[0], web.Port()+":") {
+	if len(ui.Ports) != 1 || !strings.HasPrefix(ui.Ports[0], "127.0.0.1:"+web.Port()+":") {
 		t.Errorf("the API links Temporal Web at %s, temporal-ui publishes %v", web, ui.Ports)
+	}
+}
+
+// TestComposePublishesOnlyTheAPI: Temporal has no authentication, so its
+// frontend (7233) must not be reachable from outside the host, and Temporal
+// Web (8233) only on the host's loopback. Only the API, which has a token,
+// is published on every address.
+func TestComposePublishesOnlyTheAPI(t *testing.T) {
+	f := loadCompose(t)
+	apis := f.servicesRunning("api")
+	for name, s := range f.Services {
+		for _, p := range s.Ports {
+			if slices.Contains(apis, name) {
+				continue
+			}
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("service %s publishes %q on every address of the host; bind it to 127.0.0.1 or do not publish it", name, p)
+			}
+			if strings.HasSuffix(p, ":7233") {
+				t.Errorf("service %s publishes Temporal's frontend (%s), which has no authentication", name, p)
+			}
+		}
+	}
+}
+
+// TestComposeRequiresItsSecrets: the database password and the tokens are
+// required (${VAR:?message}), never defaulted (${VAR:-…}), which would run
+// a production stack on a password anyone can read here. The API, which
+// listens beyond loopback, is given a token.
+func TestComposeRequiresItsSecrets(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{"POSTGRES_PASSWORD", "CLOUDIMAGES_NODE_TOKEN", "CLOUDIMAGES_API_TOKEN"}
+	for _, name := range secrets {
+		uses := regexp.MustCompile(`\$\{`+name+`(:[-?][^}]*)?\}`).FindAllString(string(b), -1)
+		if len(uses) == 0 {
+			t.Errorf("docker-compose.yml never uses ${%s}", name)
+		}
+		for _, u := range uses {
+			if !strings.HasPrefix(u, "${"+name+":?") {
+				t.Errorf("docker-compose.yml has %s: require it with ${%s:?message}", u, name)
+			}
+		}
+	}
+	f := loadCompose(t)
+	for _, name := range f.servicesRunning("api") {
+		env := f.service(t, name).Environment
+		host, _, _ := net.SplitHostPort(env["CLOUDIMAGES_LISTEN"])
+		if host != "127.0.0.1" && !strings.HasPrefix(env["CLOUDIMAGES_API_TOKEN"], "${CLOUDIMAGES_API_TOKEN:?") {
+			t.Errorf("%s listens on %s without a required CLOUDIMAGES_API_TOKEN: the API refuses to start so", name, env["CLOUDIMAGES_LISTEN"])
+		}
 	}
 }
 
@@ -420,7 +473,7 @@ func TestComposeAgentEnvironmentStartsAnAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	c := agentclient.New(addr, nodeauth.Credential("stand-in-value", "node-1"))
+	c := agentclient.New(addr, nodeauth.Credential(standIn, "node-1"))
 	var h agentclient.Health
 	deadline := time.Now().Add(30 * time.Second)
 	for {

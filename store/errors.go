@@ -37,3 +37,14 @@ func isForeignKey(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "FOREIGN KEY constraint failed") || strings.Contains(msg, "SQLSTATE 23503")
 }
+
+// isBusy reports SQLite's "database is locked" (SQLITE_BUSY, and
+// SQLITE_LOCKED), extended codes included.
+func isBusy(err error) bool {
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) {
+		code := coded.Code() & 0xff
+		return code == 5 || code == 6
+	}
+	return err != nil && strings.Contains(err.Error(), "(SQLITE_BUSY)")
+}

@@ -25,7 +25,7 @@ import (
 )
 
 const (
-	nodeToken = "node-token"
+	nodeToken = "node-token-0123456789"
 	poolID    = "pool-1"
 	imageFile = "tiny.qcow2"
 	entryID   = "tiny"

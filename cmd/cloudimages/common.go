@@ -22,8 +22,8 @@ type controlPlane struct {
 func (c *controlPlane) register(f *flags) {
 	f.string(&c.temporalAddress, "temporal-address", "TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port")
 	f.string(&c.temporalNamespace, "temporal-namespace", "TEMPORAL_NAMESPACE", "default", "Temporal namespace")
-	f.string(&c.databaseURL, "database-url", "DATABASE_URL", store.DefaultURL, "postgres://USER@HOST:PORT/DB, or sqlite:PATH (or a plain path)")
-	f.string(&c.nodeToken, "node-token", "CLOUDIMAGES_NODE_TOKEN", "", "the cluster secret: each node's credential is derived from it ('cloudimages node-token')")
+	f.stringShown(&c.databaseURL, "database-url", "DATABASE_URL", store.DefaultURL, "postgres://USER@HOST:PORT/DB, or sqlite:PATH (or a plain path)", store.Redact)
+	f.secret(&c.nodeToken, "node-token", "CLOUDIMAGES_NODE_TOKEN", "the cluster secret: each node's credential is derived from it ('cloudimages node-token')")
 	f.string(&c.agentCAFile, "agent-ca-file", "CLOUDIMAGES_AGENT_CA_FILE", "", "PEM CA that signed the agents' --tls-cert; agents are then reached over https")
 	f.string(&c.catalogPath, "catalog", "CLOUDIMAGES_CATALOG", "", "JSON file of catalog entries (default: the built-in catalog)")
 }

@@ -38,12 +38,15 @@ func runDev(ctx context.Context, args []string) error {
 	f.string(&cfg.temporalAddress, "temporal-address", "TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend: used if a server answers there, else a dev server is started on it")
 	f.int(&cfg.temporalUIPort, "temporal-ui-port", "CLOUDIMAGES_DEV_TEMPORAL_UI_PORT", 8233, "port of Temporal Web, when the dev server is started here")
 	f.string(&cfg.temporalCLI, "temporal-cli", "CLOUDIMAGES_TEMPORAL_CLI", "", "the temporal CLI that runs the dev server (default: next to this binary, then ./bin/temporal)")
-	f.string(&cfg.apiToken, "api-token", "CLOUDIMAGES_API_TOKEN", "", "bearer token the API requires on /v1/ routes (none: no auth)")
+	f.secret(&cfg.apiToken, "api-token", "CLOUDIMAGES_API_TOKEN", "bearer token the API requires on /v1/ routes (none: no auth)")
 	f.bool(&cfg.allowPrivate, "allow-private-networks", "CLOUDIMAGES_ALLOW_PRIVATE_NETWORKS", false, "let the agents download from loopback and private addresses (a mirror on your LAN)")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	if err := cfg.parse(agents); err != nil {
+		return err
+	}
+	if err := f.checkTokens(); err != nil {
 		return err
 	}
 	return newDevRun(cfg).run(ctx)

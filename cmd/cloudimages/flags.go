@@ -29,6 +29,7 @@ type flags struct {
 	summary string
 	envErrs []error
 	lines   []string
+	secrets []*secretFlag
 }
 
 func newFlags(name, summary string) *flags {
@@ -46,11 +47,93 @@ func (f *flags) doc(name, env, def, usage string) {
 }
 
 func (f *flags) string(p *string, name, env, def, usage string) {
+	f.stringShown(p, name, env, def, usage, func(v string) string { return v })
+}
+
+// stringShown is string for a value that may hold a secret, such as a
+// database URL with a password: --help prints its default through show.
+func (f *flags) stringShown(p *string, name, env, def, usage string, show func(string) string) {
 	if v, ok := os.LookupEnv(env); ok {
 		def = v
 	}
 	f.fs.StringVar(p, name, def, usage)
-	f.doc(name, env, def, usage)
+	f.doc(name, env, show(def), usage)
+}
+
+// minTokenLen is the shortest token a secret flag takes: shorter ones are
+// guessable, and a short one is more often a placeholder than a secret.
+const minTokenLen = 16
+
+// secretFlag is a token given either as a value (--NAME, env ENV) or as a
+// file that holds it (--NAME-file, env ENV_FILE).
+type secretFlag struct {
+	p         *string
+	name, env string
+	file      string
+}
+
+// secret registers a token flag and its -file twin. --help never prints
+// the value, only whether it is set; the file keeps the token out of the
+// process list and the environment. After parse the token is the value or
+// the file's contents (trimmed): parse refuses a value and a file
+// together, and an unreadable or empty file. checkTokens, called once the
+// subcommand's other settings are checked, refuses a short or
+// whitespace-only token.
+func (f *flags) secret(p *string, name, env, usage string) {
+	s := &secretFlag{p: p, name: name, env: env}
+	f.secrets = append(f.secrets, s)
+	*p = os.Getenv(env)
+	s.file = os.Getenv(env + "_FILE")
+	f.fs.StringVar(p, name, *p, usage)
+	f.fs.StringVar(&s.file, name+"-file", s.file, "file that holds the "+name+" (instead of --"+name+")")
+	shown := ""
+	if *p != "" {
+		shown = "set, not shown"
+	}
+	f.doc(name, env, shown, usage+" (secret: prefer --"+name+"-file)")
+	f.doc(name+"-file", env+"_FILE", s.file, "file that holds the "+name+"; surrounding whitespace is trimmed")
+}
+
+func (s *secretFlag) resolve() error {
+	if s.file != "" {
+		if *s.p != "" {
+			return usagef("both --%s and --%s-file are given (flags or %s and %s_FILE): give one of them", s.name, s.name, s.env, s.env)
+		}
+		b, err := os.ReadFile(s.file)
+		if err != nil {
+			return usagef("--%s-file: %v", s.name, err)
+		}
+		*s.p = strings.TrimSpace(string(b))
+		if *s.p == "" {
+			return usagef("--%s-file %s is empty: put a token of at least %d characters in it, e.g. openssl rand -hex 24 > %s", s.name, s.file, minTokenLen, s.file)
+		}
+	}
+	return nil
+}
+
+// checkTokens refuses a token that is given but short or only whitespace:
+// a placeholder such as "x" or "changeme" must not guard the API or an agent.
+func (f *flags) checkTokens() error {
+	for _, s := range f.secrets {
+		if err := s.check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *secretFlag) check() error {
+	if *s.p == "" {
+		return nil
+	}
+	if strings.TrimSpace(*s.p) == "" {
+		return usagef("--%s is only whitespace: give a token of at least %d characters, e.g. $(openssl rand -hex 24)", s.name, minTokenLen)
+	}
+	if n := len(strings.TrimSpace(*s.p)); n < minTokenLen {
+		return usagef("--%s is %d characters long, at least %d are needed: make one with openssl rand -hex 24", s.name, n, minTokenLen)
+	}
+	*s.p = strings.TrimSpace(*s.p)
+	return nil
 }
 
 func (f *flags) bool(p *bool, name, env string, def bool, usage string) {
@@ -121,7 +204,15 @@ func (f *flags) parse(args []string) error {
 	if f.fs.NArg() > 0 {
 		return usagef("unexpected argument %q", f.fs.Arg(0))
 	}
-	return errors.Join(f.envErrs...)
+	if err := errors.Join(f.envErrs...); err != nil {
+		return err
+	}
+	for _, s := range f.secrets {
+		if err := s.resolve(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (f *flags) usage(w io.Writer) {

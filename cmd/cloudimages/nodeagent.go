@@ -16,9 +16,7 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	f.string(&cfg.NodeID, "node-id", "CLOUDIMAGES_NODE_ID", "", "this node's id, as registered in the API (required)")
 	f.list(&pools, "pool", "CLOUDIMAGES_POOLS", "a storage pool as ID=DIR; at least one")
 	f.string(&cfg.Listen, "listen", "CLOUDIMAGES_LISTEN", "127.0.0.1:9090", "host:port to serve the agent API on")
-	var tokenFile string
-	f.string(&cfg.Token, "node-token", "CLOUDIMAGES_NODE_TOKEN", "", "this node's credential, printed by 'cloudimages node-token --node-id ID' (required, or --node-token-file)")
-	f.string(&tokenFile, "node-token-file", "CLOUDIMAGES_NODE_TOKEN_FILE", "", "a file holding this node's credential, instead of --node-token")
+	f.secret(&cfg.Token, "node-token", "CLOUDIMAGES_NODE_TOKEN", "this node's credential, printed by 'cloudimages node-token --node-id ID' (required)")
 	f.string(&cfg.TLSCert, "tls-cert", "CLOUDIMAGES_TLS_CERT", "", "PEM certificate to serve HTTPS with (with --tls-key)")
 	f.string(&cfg.TLSKey, "tls-key", "CLOUDIMAGES_TLS_KEY", "", "PEM private key of --tls-cert")
 	f.int(&cfg.MaxConcurrent, "max-concurrent", "CLOUDIMAGES_MAX_CONCURRENT", 4, "downloads that run at once; the rest wait, queued")
@@ -35,10 +33,6 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	}
 	if cfg.NodeID == "" {
 		return usagef("--node-id is required: the node's id as registered with POST /v1/nodes")
-	}
-	var err error
-	if cfg.Token, err = tokenOrFile("--node-token", cfg.Token, tokenFile); err != nil {
-		return err
 	}
 	if cfg.Token == "" {
 		return usagef("--node-token is required: this node's credential, printed by 'cloudimages node-token --node-id %s' from the cluster secret the worker and API hold as their --node-token", cfg.NodeID)
@@ -64,6 +58,9 @@ func runNodeAgent(ctx context.Context, args []string) error {
 		return usagef("--min-free: %v", err)
 	}
 	if cfg.Pools, err = parsePools(pools); err != nil {
+		return err
+	}
+	if err := f.checkTokens(); err != nil {
 		return err
 	}
 	cfg.Version = version

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/quantix/cloudimages/nodeauth"
 )
@@ -12,11 +11,10 @@ import (
 // runNodeToken prints one node's credential, derived from the cluster
 // secret, for the operator to give that node's agent as its --node-token.
 func runNodeToken(_ context.Context, args []string) error {
-	var secret, secretFile, nodeID, out string
+	var secret, nodeID, out string
 	f := newFlags("node-token", "Prints a node's credential: give it to that node's agent as --node-token (or --node-token-file). The worker derives the same credential from the cluster secret, so no other node's agent accepts it.")
 	f.string(&nodeID, "node-id", "CLOUDIMAGES_NODE_ID", "", "the node's id, as registered with POST /v1/nodes (required)")
-	f.string(&secret, "node-token", "CLOUDIMAGES_NODE_TOKEN", "", "the cluster secret: the --node-token of the worker and the API")
-	f.string(&secretFile, "node-token-file", "CLOUDIMAGES_NODE_TOKEN_FILE", "", "a file holding the cluster secret, instead of --node-token")
+	f.secret(&secret, "node-token", "CLOUDIMAGES_NODE_TOKEN", "the cluster secret: the --node-token of the worker and the API")
 	f.string(&out, "out", "CLOUDIMAGES_NODE_TOKEN_OUT", "", "write the credential to this file (mode 0600) instead of printing it, e.g. into a volume only that node's agent mounts")
 	if err := f.parse(args); err != nil {
 		return err
@@ -24,8 +22,7 @@ func runNodeToken(_ context.Context, args []string) error {
 	if nodeID == "" {
 		return usagef("--node-id is required: the id of the node whose credential to print")
 	}
-	secret, err := tokenOrFile("--node-token", secret, secretFile)
-	if err != nil {
+	if err := f.checkTokens(); err != nil {
 		return err
 	}
 	if secret == "" {
@@ -33,32 +30,11 @@ func runNodeToken(_ context.Context, args []string) error {
 	}
 	cred := nodeauth.Credential(secret, nodeID)
 	if out == "" {
-		_, err = fmt.Println(cred)
+		_, err := fmt.Println(cred)
 		return err
 	}
 	if err := os.WriteFile(out, []byte(cred+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write node %s's credential: %w", nodeID, err)
 	}
 	return os.Chmod(out, 0o600) // WriteFile keeps the mode of a file that exists
-
-}
-
-// tokenOrFile returns the token given directly, or else the one in file
-// (surrounding white space removed). Giving both is a mistake.
-func tokenOrFile(flag, token, file string) (string, error) {
-	if file == "" {
-		return token, nil
-	}
-	if token != "" {
-		return "", usagef("give %s or %s-file, not both", flag, flag)
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", usagef("%s-file: %v", flag, err)
-	}
-	t := strings.TrimSpace(string(b))
-	if t == "" {
-		return "", usagef("%s-file %s is empty", flag, file)
-	}
-	return t, nil
 }

@@ -26,6 +26,9 @@ func runWorker(ctx context.Context, args []string) error {
 	if cfg.NoNodeTimeout <= 0 || cfg.NodeGrace <= 0 || cfg.HeartbeatTimeout <= 0 || cfg.NodeHealthInterval <= 0 {
 		return usagef("--no-node-timeout, --node-grace, --heartbeat-timeout and --node-health-interval must be positive")
 	}
+	if err := f.checkTokens(); err != nil {
+		return err
+	}
 	cfg.TemporalAddress, cfg.TemporalNamespace = cp.temporalAddress, cp.temporalNamespace
 	cfg.DatabaseURL, cfg.NodeToken, cfg.CatalogPath = cp.databaseURL, cp.nodeToken, cp.catalogPath
 	cfg.AgentTLS = cp.agentTLS

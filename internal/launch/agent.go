@@ -44,7 +44,9 @@ func (a *Agent) Command() (args, env []string) {
 	if a.AllowPrivateNetworks {
 		args = append(args, "--allow-private-networks")
 	}
-	env = append([]string{"CLOUDIMAGES_NODE_TOKEN=" + a.Token}, a.Env...)
+	// The token files are emptied: a file named in our own environment
+	// would clash with the token given here.
+	env = append([]string{"CLOUDIMAGES_NODE_TOKEN=" + a.Token, "CLOUDIMAGES_NODE_TOKEN_FILE=", "CLOUDIMAGES_API_TOKEN_FILE="}, a.Env...)
 	return append(args, a.Args...), env
 }
 

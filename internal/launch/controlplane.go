@@ -26,7 +26,9 @@ func (c *ControlPlane) args() []string {
 
 // env passes the tokens through the environment, where ps does not show them.
 func (c *ControlPlane) env() []string {
-	env := []string{"CLOUDIMAGES_NODE_TOKEN=" + c.NodeToken}
+	// The token files are emptied: a file named in our own environment
+	// would clash with the tokens given here.
+	env := []string{"CLOUDIMAGES_NODE_TOKEN=" + c.NodeToken, "CLOUDIMAGES_NODE_TOKEN_FILE=", "CLOUDIMAGES_API_TOKEN_FILE="}
 	if c.APIToken != "" {
 		env = append(env, "CLOUDIMAGES_API_TOKEN="+c.APIToken)
 	}

@@ -40,7 +40,7 @@ func TestAgentStartReportsATakenPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	a := newAgent(t, AgentOptions{NodeID: "n", Token: "t", Pools: []nodeagent.PoolDir{{ID: "p", Dir: t.TempDir()}}})
+	a := newAgent(t, AgentOptions{NodeID: "n", Token: "token-0123456789abcdef", Pools: []nodeagent.PoolDir{{ID: "p", Dir: t.TempDir()}}})
 	a.spec.Listen = l.Addr().String()
 	a.spec.Apply(a.proc.p)
 	if err := a.proc.p.Start(t.Context()); !errors.Is(err, launch.ErrPortTaken) {

@@ -15,7 +15,7 @@ func TestProcessTriesAnotherPortWhenItsPortIsTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	spec := &launch.Agent{Bin: Binary(t), NodeID: "n1", Token: "token", Pools: []nodeagent.PoolDir{{ID: "p", Dir: t.TempDir()}}}
+	spec := &launch.Agent{Bin: Binary(t), NodeID: "n1", Token: "token-0123456789abcdef", Pools: []nodeagent.PoolDir{{ID: "p", Dir: t.TempDir()}}}
 	p := newProcess(t, spec.Process("agent", ""))
 	tries := 0
 	p.startOnFreePort(func() {

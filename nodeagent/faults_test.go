@@ -50,7 +50,7 @@ func TestUpstreamFaults(t *testing.T) {
 		{name: "HTML page as raw", file: "portal.img", fault: testenv.Fault{HTML: true}, code: fault.NotADiskImage, noSum: true},
 		{name: "raw bytes where qcow2 is expected", file: "raw.qcow2", data: make([]byte, 100_000), code: fault.NotADiskImage},
 		{name: "raw bytes with format qcow2", file: "vendor.img", data: make([]byte, 100_000), format: "qcow2", code: fault.NotADiskImage},
-		{name: "qcow2 bytes with format raw", file: "disk.img", format: "raw", maxServed: 1},
+		{name: "qcow2 bytes with format raw", file: "disk.img", format: "raw", code: fault.FormatMismatch},
 		{name: "truncated file with size_bytes", file: "short.qcow2", fault: testenv.Fault{ShortBy: 4096}, sizeBytes: true, code: fault.NotADiskImage, requests: 1},
 		{name: "truncated file with checksum", file: "short2.qcow2", fault: testenv.Fault{ShortBy: 4096}, code: fault.ChecksumMismatch},
 		{name: "mirror stalls mid-body, then resumes", file: "stall.qcow2", fault: testenv.Fault{StallAfterBytes: 800_000, Drops: 1}, maxServed: 1, stalls: true},

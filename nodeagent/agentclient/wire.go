@@ -58,11 +58,17 @@ type Download struct {
 	Checksum       string  `json:"checksum"`
 	// Format and VirtualSizeBytes are what the agent found by inspecting
 	// the published file ("qcow2", "raw", …); empty until it is published.
-	Format           string       `json:"format,omitempty"`
-	VirtualSizeBytes int64        `json:"virtual_size_bytes,omitempty"`
-	Error            *fault.Error `json:"error"`
-	StartedAt        *time.Time   `json:"started_at"`
-	FinishedAt       *time.Time   `json:"finished_at"`
+	Format           string `json:"format,omitempty"`
+	VirtualSizeBytes int64  `json:"virtual_size_bytes,omitempty"`
+	// Compression is how the downloaded bytes were compressed ("none",
+	// "xz", "gzip", "bzip2", "zstd"); Checksum is of those bytes as
+	// downloaded, FileChecksum ("sha256:HEX") of the published file,
+	// computed from the bytes as written. Both set once published.
+	Compression  string       `json:"compression,omitempty"`
+	FileChecksum string       `json:"file_checksum,omitempty"`
+	Error        *fault.Error `json:"error"`
+	StartedAt    *time.Time   `json:"started_at"`
+	FinishedAt   *time.Time   `json:"finished_at"`
 }
 
 // Finished reports whether the job has ended, well or not.

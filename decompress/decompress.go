@@ -165,11 +165,13 @@ func (r *Reader) Close() error {
 // (a dropped connection) is told apart from the decoder's verdict on the bytes.
 type source struct {
 	r   io.Reader
+	n   int64 // bytes read
 	err error // the reader's first error other than io.EOF
 }
 
 func (s *source) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
+	s.n += int64(n)
 	if err != nil && err != io.EOF && s.err == nil {
 		s.err = err
 	}

@@ -34,6 +34,10 @@ func (d *goDecoder) Read(p []byte) (int, error) {
 		d.r, d.stop = r, stop
 	}
 	n, err := d.r.Read(p)
+	if err == io.EOF && d.src.n == 0 {
+		// An empty file is no stream (zstd's decoder takes it for one).
+		err = io.ErrUnexpectedEOF
+	}
 	return n, goError(d.kind, d.src, err)
 }
 

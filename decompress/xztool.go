@@ -43,6 +43,7 @@ type xzProcess struct {
 	stderr  *tailBuffer
 	fed     chan struct{} // closed when the feeding goroutine returns
 	feedErr error         // the compressed reader's error, set before fed closes
+	fedN    int64         // bytes given to xz, set before fed closes
 	version string
 	done    bool
 	err     error // what Read returns once the process has ended
@@ -66,7 +67,8 @@ func startXZ(ctx context.Context, path string, compressed io.Reader) (*xzProcess
 	}
 	go func() {
 		defer close(p.fed)
-		_, err := io.Copy(stdin, markReader{compressed})
+		n, err := io.Copy(stdin, markReader{compressed})
+		p.fedN = n
 		// An error writing to xz is xz having stopped (it found the
 		// stream damaged, or was killed): xz's exit tells why. An error
 		// reading compressed is the caller's to hear.
@@ -115,10 +117,17 @@ func (p *xzProcess) finish(kill bool) {
 		p.err = fmt.Errorf("decompress xz: reading the compressed stream: %w", p.feedErr)
 	case waitErr == nil:
 		p.err = io.EOF
+	case p.fedN < xzHeaderSize:
+		// xz says "File format not recognized" of a file cut inside its
+		// header; for a caller that knows the file is xz, it was cut.
+		p.err = fmt.Errorf("decompress xz: %w (%d bytes, not even a header)", ErrTruncated, p.fedN)
 	default:
 		p.err = xzError(waitErr, p.stderr.String())
 	}
 }
+
+// xzHeaderSize is the size of an xz stream's header.
+const xzHeaderSize = 12
 
 // xzError maps xz's complaint to the package's errors: an early end to
 // ErrTruncated, damaged data to ErrCorrupt; anything else (killed, out of

@@ -313,3 +313,36 @@ func TestCloseBeforeTheEndStopsTheDecoder(t *testing.T) {
 		})
 	}
 }
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// The agent hashes the compressed bytes as they pass (the vendor's checksum
+// names them): at the end of the output every compressed byte must have
+// been read, or that hash would be of a prefix.
+func TestEndOfOutputHasReadAllTheInput(t *testing.T) {
+	data := payload(2 << 20)
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			compressed := compressWith(t, v.compressor, data)
+			twice := append(bytes.Clone(compressed), compressed...) // two streams, one after the other
+			src := &countingReader{r: bytes.NewReader(twice)}
+			_, n, err := readAllOf(t, openReader(t, v.kind, src, v.opts...))
+			if err != nil || n != 2*int64(len(data)) {
+				t.Fatalf("two concatenated streams: %d bytes, %v; want %d", n, err, 2*len(data))
+			}
+			if src.n != len(twice) {
+				t.Fatalf("at the end of the output %d of %d compressed bytes were read", src.n, len(twice))
+			}
+		})
+	}
+}

@@ -103,12 +103,23 @@ func (w *watch) run(ctx context.Context) (Finished, error) {
 
 // poll asks the node once. done means the job ended well.
 func (w *watch) poll(ctx context.Context) (Finished, bool, error) {
-	d, err := w.client.Download(ctx, w.job.DownloadID)
+	// A poll must end before the heartbeat deadline: an agent that accepts
+	// the connection but never answers (frozen, SIGSTOP, a half-dead
+	// network) would otherwise time the attempt out before it could count
+	// the node as unreachable, and every retry would hang the same way.
+	pctx, cancel := context.WithTimeout(ctx, w.pollTimeout())
+	d, err := w.client.Download(pctx, w.job.DownloadID)
+	timedOut := errors.Is(pctx.Err(), context.DeadlineExceeded)
+	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return Finished{}, false, ctx.Err()
 		}
-		return Finished{}, false, w.unreachable(ctx, fault.From(err))
+		fe := fault.From(err)
+		if timedOut {
+			fe = fault.Retryable(fault.NodeUnreachable, "node %s did not answer within %s", w.job.NodeID, w.pollTimeout())
+		}
+		return Finished{}, false, w.unreachable(ctx, fe)
 	}
 	w.details.UnreachableSince = nil
 	w.details.State, w.details.BytesDone, w.details.BytesPerSecond = d.State, d.BytesDone, d.BytesPerSecond
@@ -124,6 +135,12 @@ func (w *watch) poll(ctx context.Context) (Finished, bool, error) {
 		return Finished{}, false, failover(fault.Cancelled, "node %s: the download was cancelled on the node", w.job.NodeID)
 	}
 	return Finished{}, false, nil
+}
+
+// pollTimeout bounds one poll of the node: well inside the heartbeat
+// timeout, and never more than the client's own 10 s.
+func (w *watch) pollTimeout() time.Duration {
+	return min(w.s.HeartbeatTimeout/3, 10*time.Second)
 }
 
 // unreachable handles a failed poll: within the grace period the watch

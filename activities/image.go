@@ -72,6 +72,9 @@ func (a *Activities) createImage(ctx context.Context, in ImageRequest) (store.Im
 	img := &store.Image{ID: in.ImageID, Name: src.Name, CatalogID: src.CatalogID, SourceURL: src.URL,
 		SourceKey: src.SourceKey, PoolID: in.PoolID, FileName: src.FileName, Status: store.StatusPending,
 		SizeBytes: src.SizeBytes, Checksum: src.Checksum, WorkflowID: in.WorkflowID}
+	if src.CatalogID == "" {
+		img.DeclaredFormat = src.Format // a catalog entry declares its own
+	}
 	got, created, err := a.Store.CreateImage(ctx, img)
 	switch {
 	case errors.Is(err, store.ErrFileNameTaken):

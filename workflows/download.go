@@ -60,7 +60,7 @@ func (d *download) run(ctx workflow.Context) (Result, error) {
 
 func (d *download) resolveSource(ctx workflow.Context) error {
 	req := source.Request{CatalogID: d.in.CatalogID, URL: d.in.URL, Name: d.in.Name,
-		Checksum: d.in.Checksum, PoolID: d.in.PoolID, AllowUnverified: d.in.AllowUnverified}
+		Checksum: d.in.Checksum, PoolID: d.in.PoolID, Format: d.in.Format, AllowUnverified: d.in.AllowUnverified}
 	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.ResolveSource, req).Get(ctx, &d.src)
 }
 

@@ -44,6 +44,9 @@ type Input struct {
 	// AllowUnverified accepts an image for which no checksum can be had;
 	// the image then records that it was not verified.
 	AllowUnverified bool `json:"allow_unverified,omitempty"`
+	// Format is the disk format the request declared (one of
+	// diskimage.Formats); empty lets a catalog entry's, or the bytes, decide.
+	Format string `json:"format,omitempty"`
 }
 
 // Result is what a successful download returns. Checksum is of the

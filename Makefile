@@ -27,12 +27,12 @@ web-test-deps:
 	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  $$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y chromium; }
 
-## test-deps: Debian's qemu-img, xz and zstd, which the disk image tests (diskimage/) need, installed when missing
+## test-deps: Debian's qemu-img, xz, zstd and bzip2, which the disk image and decompression tests need, installed when missing
 test-deps:
-	@command -v qemu-img >/dev/null 2>&1 && command -v xz >/dev/null 2>&1 && command -v zstd >/dev/null 2>&1 || { \
-	  echo "installing qemu-utils, xz-utils and zstd (Debian) for the disk image tests"; \
+	@command -v qemu-img >/dev/null 2>&1 && command -v xz >/dev/null 2>&1 && command -v zstd >/dev/null 2>&1 && command -v bzip2 >/dev/null 2>&1 || { \
+	  echo "installing qemu-utils, xz-utils, zstd and bzip2 (Debian) for the disk image and decompression tests"; \
 	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-	  $$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y qemu-utils xz-utils zstd; }
+	  $$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y qemu-utils xz-utils zstd bzip2; }
 
 ## build: the static cloudimages binary in bin/
 build:

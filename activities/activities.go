@@ -20,6 +20,11 @@ import (
 // every few seconds and on every change of state, with a ProgressUpdate.
 const ProgressSignal = "download-progress"
 
+// NodeVerifying is the ProgressUpdate state of a node-side job that is
+// verifying what it downloaded, so the workflow can tell without knowing
+// the agent's wire.
+const NodeVerifying = agentclient.StateVerifying
+
 // Signaler sends a signal to a workflow; a Temporal client.Client is one.
 type Signaler interface {
 	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error

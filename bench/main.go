@@ -1,6 +1,7 @@
 // Command bench measures cloudimages against the tools it replaces and
 // under load, and prints one table: transfer throughput as ratios to curl,
-// orchestration overhead, failover, scale and memory. `make bench` runs
+// orchestration overhead, failover, scale, memory, and decompression as
+// ratios to the tools' shell pipes. `make bench` runs
 // it; BENCHMARKS.md records the latest table and how to reproduce it.
 //
 // Everything runs on this machine over loopback: a local mirror, node
@@ -37,7 +38,7 @@ type bench struct {
 }
 
 // parts are the benchmarks, in the order they run.
-var parts = []string{"transfer", "overhead", "failover", "scale", "memory"}
+var parts = []string{"transfer", "overhead", "failover", "scale", "memory", "decompress"}
 
 func main() {
 	var (
@@ -114,6 +115,8 @@ func run(size int64, rounds, n int, only, scaleList, dir, database, compareBin s
 			b.benchScale(ctx)
 		case "memory":
 			b.benchMemory(ctx)
+		case "decompress":
+			b.benchDecompress(ctx, size)
 		}
 	}
 	fmt.Printf("\ncloudimages bench — %s — %d CPUs, %s, load average %s at the start and %s at the end, took %s\n\n",
@@ -139,6 +142,9 @@ func (b *bench) setUp(ctx context.Context, size int64, database, compareBin stri
 		if b.big, err = makeSource(srcDir, fmt.Sprintf("big-%d.img", size), size); err != nil {
 			return err
 		}
+	}
+	if !needsStack(selected) {
+		return nil // the decompress part runs alone
 	}
 	if b.mirror, err = startMirror(srcDir); err != nil {
 		return err
@@ -181,6 +187,17 @@ func (b *bench) setUp(ctx context.Context, size int64, database, compareBin stri
 		fmt.Fprintf(os.Stderr, "bench: control plane did not start; parts that need it are skipped:\n%v\n", b.stack.controlErr)
 	}
 	return nil
+}
+
+// needsStack reports whether a selected part needs the mirror, the agents
+// or the control plane (all but decompress do).
+func needsStack(selected map[string]bool) bool {
+	for p := range selected {
+		if p != "decompress" {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *bench) tearDown() {

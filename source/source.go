@@ -12,6 +12,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/checksum"
@@ -60,10 +61,8 @@ func Resolve(cat *catalog.Catalog, req Request) (Source, error) {
 	if err != nil {
 		return Source{}, err
 	}
-	if req.Name != "" {
-		if err := catalog.ValidName(req.Name); err != nil {
-			return Source{}, fault.New(fault.InvalidRequest, "%v", err)
-		}
+	if err := checkName(req); err != nil {
+		return Source{}, err
 	}
 	if err := CheckFormat(req.Format); err != nil {
 		return Source{}, err
@@ -101,6 +100,28 @@ func Resolve(cat *catalog.Catalog, req Request) (Source, error) {
 	src.FileName = withFormatExt(src.FileName, src.Format)
 	return src, nil
 }
+
+// checkName judges a request's name. A URL download's name becomes its
+// file name, so it must be a safe one; a catalog entry's file name comes
+// from the entry, and its name is only shown ("Ubuntu 24.04 LTS"): any
+// printable text of reasonable length.
+func checkName(req Request) error {
+	switch {
+	case req.Name == "":
+		return nil
+	case req.CatalogID == "":
+		if err := catalog.ValidName(req.Name); err != nil {
+			return fault.New(fault.InvalidRequest, "%v", err)
+		}
+	case len(req.Name) > maxDisplayName || strings.TrimSpace(req.Name) == "" ||
+		strings.IndexFunc(req.Name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
+		return fault.New(fault.InvalidRequest, "name %q: give printable text of at most %d bytes", req.Name, maxDisplayName)
+	}
+	return nil
+}
+
+// maxDisplayName bounds the name shown for a catalog download.
+const maxDisplayName = 200
 
 func fromCatalog(cat *catalog.Catalog, id string) (Source, error) {
 	e, ok := cat.Get(id)

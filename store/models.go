@@ -5,16 +5,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/quantix/cloudimages/imagestate"
 )
 
-// Image statuses, as in the contract.
+// Image statuses, as in the contract (package imagestate's, under the
+// names the store's callers use).
 const (
-	StatusPending     = "PENDING"
-	StatusDownloading = "DOWNLOADING"
-	StatusVerifying   = "VERIFYING"
-	StatusReady       = "READY"
-	StatusFailed      = "FAILED"
-	StatusCancelled   = "CANCELLED"
+	StatusPending     = imagestate.Pending
+	StatusDownloading = imagestate.Downloading
+	StatusVerifying   = imagestate.Verifying
+	StatusReady       = imagestate.Ready
+	StatusFailed      = imagestate.Failed
+	StatusCancelled   = imagestate.Cancelled
 )
 
 // Node statuses, as in the contract.
@@ -118,9 +121,7 @@ type Image struct {
 func (i Image) Terminal() bool { return IsTerminal(i.Status) }
 
 // IsTerminal reports whether status is READY, FAILED or CANCELLED.
-func IsTerminal(status string) bool {
-	return status == StatusReady || status == StatusFailed || status == StatusCancelled
-}
+func IsTerminal(status string) bool { return imagestate.IsTerminal(status) }
 
 // StringList is a []string kept as a JSON array in one text column.
 type StringList []string
@@ -183,12 +184,7 @@ func (p PoolSpace) Value() (driver.Value, error) {
 func (p *PoolSpace) Scan(v any) error { return scanJSON(v, p) }
 
 // Failover records one move of a download from a node to another.
-type Failover struct {
-	NodeID string    `json:"node_id"`
-	Reason string    `json:"reason"`
-	Code   string    `json:"code,omitempty"` // the node's error code
-	At     time.Time `json:"at"`
-}
+type Failover = imagestate.Failover
 
 // Failovers is a download's failovers, kept as a JSON array in one text column.
 type Failovers []Failover

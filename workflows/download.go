@@ -8,8 +8,8 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/imagestate"
 	"github.com/quantix/cloudimages/source"
-	"github.com/quantix/cloudimages/store"
 )
 
 // a is the nil receiver through which the workflow names its activities.
@@ -112,7 +112,7 @@ func (d *download) downloadOn(ctx workflow.Context, nodeID string) (activities.F
 	if err != nil {
 		return activities.Finished{}, err
 	}
-	d.setStatus(ctx, store.StatusDownloading)
+	d.setStatus(ctx, imagestate.Downloading)
 	var fin activities.Finished
 	wctx := workflow.WithActivityOptions(ctx, nodeStepOptions(ctx, watchOptions(d.plan.HeartbeatTimeout)))
 	err = workflow.ExecuteActivity(wctx, a.WatchDownload, job).Get(ctx, &fin)
@@ -143,7 +143,7 @@ func (d *download) markReady(ctx workflow.Context, fin activities.Finished) (Res
 		return Result{}, err
 	}
 	d.setProgress(fin.SizeBytes, fin.SizeBytes, 0)
-	d.setStatus(ctx, store.StatusReady)
+	d.setStatus(ctx, imagestate.Ready)
 	return Result{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum,
 		FileChecksum: fin.FileChecksum, Format: fin.Format}, nil
 }
@@ -163,7 +163,7 @@ func (d *download) end(ctx workflow.Context, err error) error {
 		if err != nil {
 			workflow.GetLogger(ctx).Error("mark cancelled", "image_id", d.imageID, "error", err)
 		}
-		d.setStatus(dctx, store.StatusCancelled)
+		d.setStatus(dctx, imagestate.Cancelled)
 		return temporal.NewCanceledError("download cancelled")
 	}
 	code, msg := failure(err)
@@ -172,7 +172,7 @@ func (d *download) end(ctx workflow.Context, err error) error {
 	if err := d.record(ctx, a.MarkFailed, req); err != nil {
 		workflow.GetLogger(ctx).Error("mark failed", "image_id", d.imageID, "error", err)
 	}
-	d.setStatus(ctx, store.StatusFailed)
+	d.setStatus(ctx, imagestate.Failed)
 	return temporal.NewNonRetryableApplicationError(msg, code, nil)
 }
 

@@ -8,9 +8,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/quantix/cloudimages/activities"
-	"github.com/quantix/cloudimages/nodeagent/agentclient"
+	"github.com/quantix/cloudimages/imagestate"
 	"github.com/quantix/cloudimages/source"
-	"github.com/quantix/cloudimages/store"
 )
 
 // download is the state of one run of DownloadImageWorkflow. Everything
@@ -38,7 +37,7 @@ func newDownload(ctx workflow.Context, in Input) *download {
 		// Started from the temporal CLI: the image id is in the workflow id.
 		id = ImageIDFromWorkflowID(workflow.GetInfo(ctx).WorkflowExecution.ID)
 	}
-	return &download{in: in, imageID: id, status: store.StatusPending, failovers: []Failover{}, recording: workflow.NewMutex(ctx)}
+	return &download{in: in, imageID: id, status: imagestate.Pending, failovers: []Failover{}, recording: workflow.NewMutex(ctx)}
 }
 
 // listen answers the progress query, takes in the progress the watch
@@ -77,11 +76,11 @@ func (d *download) state() (ProgressState, error) {
 // watch writes them to the image record itself); the node starting to
 // verify is a change of status, which the workflow records.
 func (d *download) onProgress(ctx workflow.Context, u activities.ProgressUpdate) {
-	if u.NodeID != d.nodeID || store.IsTerminal(d.status) {
+	if u.NodeID != d.nodeID || imagestate.IsTerminal(d.status) {
 		return // late news from a node the download has left
 	}
 	d.setProgress(u.BytesDone, u.BytesTotal, u.BytesPerSecond)
-	if u.State == agentclient.StateVerifying && d.status == store.StatusDownloading {
+	if u.State == activities.NodeVerifying && d.status == imagestate.Downloading {
 		d.markVerifying(ctx, u.NodeID)
 		return
 	}
@@ -95,7 +94,7 @@ func (d *download) markVerifying(ctx workflow.Context, nodeID string) {
 		return // cancelled: the download ends anyway
 	}
 	defer d.recording.Unlock()
-	if nodeID != d.nodeID || d.status != store.StatusDownloading {
+	if nodeID != d.nodeID || d.status != imagestate.Downloading {
 		return
 	}
 	req := activities.VerifyingRequest{ImageID: d.imageID, NodeID: nodeID}
@@ -106,7 +105,7 @@ func (d *download) markVerifying(ctx workflow.Context, nodeID string) {
 		workflow.GetLogger(ctx).Warn("mark verifying", "image_id", d.imageID, "node_id", nodeID, "error", err)
 		return
 	}
-	d.setStatus(ctx, store.StatusVerifying)
+	d.setStatus(ctx, imagestate.Verifying)
 }
 
 // record runs one of the local activities that write the image's status

@@ -11,7 +11,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/quantix/cloudimages/store"
+	"github.com/quantix/cloudimages/imagestate"
 )
 
 // TaskQueue is where the worker polls for download workflows and activities.
@@ -89,7 +89,7 @@ func NewProgress(done, total int64, rate float64, attempt int, nodeID string) Pr
 
 // Failover records one move of a download from a node to another; the
 // image record keeps them once the download ends.
-type Failover = store.Failover
+type Failover = imagestate.Failover
 
 // ProgressState is the answer to the progress query.
 type ProgressState struct {

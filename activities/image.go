@@ -72,6 +72,9 @@ func (a *Activities) createImage(ctx context.Context, in ImageRequest) (store.Im
 	img := &store.Image{ID: in.ImageID, Name: src.Name, CatalogID: src.CatalogID, SourceURL: src.URL,
 		SourceKey: src.SourceKey, PoolID: in.PoolID, FileName: src.FileName, Status: store.StatusPending,
 		SizeBytes: src.SizeBytes, Checksum: src.Checksum, WorkflowID: in.WorkflowID}
+	if src.CatalogID == "" {
+		img.DeclaredFormat = src.Format // a catalog entry declares its own
+	}
 	got, created, err := a.Store.CreateImage(ctx, img)
 	switch {
 	case errors.Is(err, store.ErrFileNameTaken):
@@ -135,24 +138,31 @@ func (a *Activities) RecordFailovers(ctx context.Context, in FailoversRequest) e
 	return asStoreError(a.Store.RecordFailovers(ctx, in.ImageID, in.Failovers))
 }
 
-// ReadyRequest marks a downloaded image READY.
+// ReadyRequest marks a downloaded image READY, with what the node found
+// (Finished): Checksum of the source bytes, FileChecksum of the file.
 type ReadyRequest struct {
-	ImageID   string
-	NodeID    string
-	Path      string
-	SizeBytes int64
-	Checksum  string
-	Failovers []store.Failover
+	ImageID          string
+	NodeID           string
+	Path             string
+	SizeBytes        int64
+	Checksum         string
+	Format           string
+	VirtualSizeBytes int64
+	Compression      string
+	FileChecksum     string
+	Failovers        []store.Failover
 }
 
 // MarkReady records that the whole image is at Path and verified.
 func (a *Activities) MarkReady(ctx context.Context, in ReadyRequest) error {
 	err := a.Store.Transition(ctx, in.ImageID, store.ToReady{NodeID: in.NodeID, Path: in.Path, SizeBytes: in.SizeBytes,
-		Checksum: in.Checksum, Failovers: in.Failovers})
+		Checksum: in.Checksum, Format: in.Format, VirtualSizeBytes: in.VirtualSizeBytes, Compression: in.Compression,
+		FileChecksum: in.FileChecksum, Failovers: in.Failovers})
 	if err != nil {
 		return asStoreError(err)
 	}
-	activity.GetLogger(ctx).Info("image ready", "image_id", in.ImageID, "node_id", in.NodeID, "path", in.Path)
+	activity.GetLogger(ctx).Info("image ready", "image_id", in.ImageID, "node_id", in.NodeID, "path", in.Path,
+		"format", in.Format, "compression", in.Compression)
 	return nil
 }
 

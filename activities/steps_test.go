@@ -324,10 +324,15 @@ func TestMarkSteps(t *testing.T) {
 		t.Fatalf("status %s, want VERIFYING", img.Status)
 	}
 	step(b.acts.MarkReady, activities.ReadyRequest{ImageID: "img-1", NodeID: "node-1", Path: "/p/x.qcow2", SizeBytes: 42, Checksum: sum256,
+		Format: "qcow2", VirtualSizeBytes: 1 << 20, Compression: "gzip", FileChecksum: fileSum256,
 		Failovers: []store.Failover{{NodeID: "node-0", Reason: "gone", At: at}}})
 	img := image()
 	if img.Status != store.StatusReady || img.Path != "/p/x.qcow2" || img.SizeBytes != 42 || img.ReadyAt == nil || img.BytesDone != 42 || len(img.Failovers) != 1 {
 		t.Fatalf("image = %+v", img)
+	}
+	if img.Format != "qcow2" || img.VirtualSizeBytes != 1<<20 || img.Compression != "gzip" || img.SourceChecksum != sum256 || img.FileChecksum != fileSum256 {
+		t.Fatalf("READY image: format %q, virtual size %d, compression %q, source checksum %q, file checksum %q",
+			img.Format, img.VirtualSizeBytes, img.Compression, img.SourceChecksum, img.FileChecksum)
 	}
 	// A READY image is not failed, cancelled or moved back afterwards.
 	step(b.acts.MarkFailed, activities.FailRequest{ImageID: "img-1", Code: fault.Internal, Message: "x"})

@@ -35,12 +35,19 @@ type WatchDetails struct {
 	UnreachableSince *time.Time `json:"unreachable_since,omitempty"`
 }
 
-// Finished is a completed node-side download.
+// Finished is a completed node-side download. Checksum is of the bytes
+// downloaded, FileChecksum of the published file; Format, VirtualSizeBytes
+// and Compression are what the node found (empty from an agent that does
+// not report them).
 type Finished struct {
-	NodeID    string
-	Path      string
-	SizeBytes int64
-	Checksum  string
+	NodeID           string
+	Path             string
+	SizeBytes        int64
+	Checksum         string
+	Format           string
+	VirtualSizeBytes int64
+	Compression      string
+	FileChecksum     string
 }
 
 // WatchDownload follows the node-side job until it ends, heartbeating its
@@ -128,7 +135,8 @@ func (w *watch) poll(ctx context.Context) (Finished, bool, error) {
 	w.report(ctx)
 	switch d.State {
 	case agentclient.StateCompleted:
-		return Finished{NodeID: w.job.NodeID, Path: d.Path, SizeBytes: d.BytesDone, Checksum: d.Checksum}, true, nil
+		return Finished{NodeID: w.job.NodeID, Path: d.Path, SizeBytes: d.BytesDone, Checksum: d.Checksum, Format: d.Format,
+			VirtualSizeBytes: d.VirtualSizeBytes, Compression: d.Compression, FileChecksum: d.FileChecksum}, true, nil
 	case agentclient.StateFailed:
 		return Finished{}, false, w.failed(d.Error)
 	case agentclient.StateCancelled:

@@ -108,6 +108,9 @@ func errorType(t *testing.T, err error) (string, bool) {
 	return appErr.Type(), appErr.NonRetryable()
 }
 
+// fileSum256 is a published file's checksum, unlike its compressed source's.
+var fileSum256 = "sha256:" + strings.Repeat("f", 64)
+
 func running(done, total int64) agentclient.Download {
 	return agentclient.Download{ID: "img-1", State: agentclient.StateRunning, BytesDone: done, BytesTotal: total, BytesPerSecond: 100}
 }
@@ -116,7 +119,8 @@ func TestWatchFollowsTheJobToCompletionAndReportsProgress(t *testing.T) {
 	agent := newFakeAgent(t, "node-1", "pool-1")
 	agent.script = []agentclient.Download{running(300, 1000), running(600, 1000),
 		{ID: "img-1", State: agentclient.StateVerifying, BytesDone: 1000, BytesTotal: 1000},
-		{ID: "img-1", State: agentclient.StateCompleted, BytesDone: 1000, BytesTotal: 1000, Path: "/p/cloud-images/x.qcow2", Checksum: sum256}}
+		{ID: "img-1", State: agentclient.StateCompleted, BytesDone: 1000, BytesTotal: 1000, Path: "/p/cloud-images/x.qcow2", Checksum: sum256,
+			Format: "qcow2", VirtualSizeBytes: 1 << 30, Compression: "zstd", FileChecksum: fileSum256}}
 	b := newBench(t, false, agent)
 	if err := b.store.Transition(context.Background(), "img-1", store.ToDownloading{NodeID: "node-1", Attempt: 1}); err != nil {
 		t.Fatal(err)
@@ -126,7 +130,8 @@ func TestWatchFollowsTheJobToCompletionAndReportsProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fin != (activities.Finished{NodeID: "node-1", Path: "/p/cloud-images/x.qcow2", SizeBytes: 1000, Checksum: sum256}) {
+	if fin != (activities.Finished{NodeID: "node-1", Path: "/p/cloud-images/x.qcow2", SizeBytes: 1000, Checksum: sum256,
+		Format: "qcow2", VirtualSizeBytes: 1 << 30, Compression: "zstd", FileChecksum: fileSum256}) {
 		t.Fatalf("finished = %+v", fin)
 	}
 	img, err := b.store.Image(context.Background(), "img-1")

@@ -25,6 +25,9 @@ type imageRequest struct {
 	PoolID          string `json:"pool_id"`
 	NodeID          string `json:"node_id"`
 	AllowUnverified bool   `json:"allow_unverified"`
+	// Format declares the disk format of a url's image (one of
+	// diskimage.Formats); the node refuses bytes of another format.
+	Format string `json:"format"`
 }
 
 // createImage starts a download, or answers with the live or READY image
@@ -126,14 +129,14 @@ func (s *Server) checkImageRequest(req *imageRequest) (*store.Image, error) {
 		}
 	}
 	src, err := source.Resolve(s.catalog, source.Request{CatalogID: req.CatalogID, URL: req.URL, Name: req.Name,
-		Checksum: req.Checksum, PoolID: req.PoolID, AllowUnverified: req.AllowUnverified})
+		Checksum: req.Checksum, PoolID: req.PoolID, Format: req.Format, AllowUnverified: req.AllowUnverified})
 	if err != nil {
 		return nil, err
 	}
 	id := uuid.NewString()
 	return &store.Image{ID: id, PoolID: req.PoolID, CatalogID: src.CatalogID, Name: src.Name, SizeBytes: src.SizeBytes,
 		Checksum: src.Checksum, Unverified: src.CatalogID == "" && src.Checksum == "",
-		FileName: src.FileName, SourceKey: src.SourceKey, SourceURL: src.URL,
+		FileName: src.FileName, SourceKey: src.SourceKey, SourceURL: src.URL, DeclaredFormat: req.Format,
 		Status: store.StatusPending, WorkflowID: contract.WorkflowID(id)}, nil
 }
 

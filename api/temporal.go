@@ -61,7 +61,8 @@ func isUndefinedSearchAttribute(err error) bool {
 // without a checksum was accepted unverified when it was created.
 func inputFor(img store.Image, preferredNode string, allowUnverified bool) contract.Input {
 	in := contract.Input{ImageID: img.ID, CatalogID: img.CatalogID, Name: img.Name, Checksum: img.Checksum,
-		PoolID: img.PoolID, PreferredNodeID: preferredNode, AllowUnverified: allowUnverified || img.Unverified}
+		PoolID: img.PoolID, PreferredNodeID: preferredNode, AllowUnverified: allowUnverified || img.Unverified,
+		Format: img.DeclaredFormat}
 	if img.CatalogID == "" {
 		in.URL = img.SourceURL
 	}

@@ -74,18 +74,28 @@ func viewPool(p store.Pool, nodes []store.Node) Pool {
 // "failovers": of a finished image from the store, of one live image that
 // failed over from its workflow.
 type Image struct {
-	ID         string              `json:"id"`
-	Name       string              `json:"name"`
-	CatalogID  string              `json:"catalog_id"`
-	SourceURL  string              `json:"source_url"`
-	PoolID     string              `json:"pool_id"`
-	NodeID     string              `json:"node_id"`
-	FileName   string              `json:"file_name"`
-	Path       string              `json:"path"`
-	Status     string              `json:"status"`
-	SizeBytes  int64               `json:"size_bytes"`
-	Checksum   string              `json:"checksum"`
-	Unverified bool                `json:"unverified"`
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	CatalogID  string `json:"catalog_id"`
+	SourceURL  string `json:"source_url"`
+	PoolID     string `json:"pool_id"`
+	NodeID     string `json:"node_id"`
+	FileName   string `json:"file_name"`
+	Path       string `json:"path"`
+	Status     string `json:"status"`
+	SizeBytes  int64  `json:"size_bytes"`
+	Checksum   string `json:"checksum"`
+	Unverified bool   `json:"unverified"`
+
+	// What the node found once it published the file; empty (null) until
+	// the image is READY. Checksum and SourceChecksum are of the bytes
+	// downloaded, FileChecksum of the file as written.
+	Format           string `json:"format"`
+	VirtualSizeBytes *int64 `json:"virtual_size_bytes"`
+	Compression      string `json:"compression"`
+	SourceChecksum   string `json:"source_checksum"`
+	FileChecksum     string `json:"file_checksum"`
+
 	Progress   contract.Progress   `json:"progress"`
 	Error      *ErrorDetail        `json:"error"`
 	WorkflowID string              `json:"workflow_id"`
@@ -103,6 +113,16 @@ func viewImage(img store.Image) Image {
 		PoolID: img.PoolID, NodeID: img.NodeID, FileName: img.FileName, Path: img.Path, Status: img.Status,
 		SizeBytes: img.SizeBytes, Checksum: img.Checksum, Unverified: img.Unverified, WorkflowID: img.WorkflowID,
 		CreatedAt: img.CreatedAt, UpdatedAt: img.UpdatedAt, ReadyAt: img.ReadyAt}
+	if img.Status == store.StatusReady {
+		v.Format, v.Compression, v.FileChecksum = img.Format, img.Compression, img.FileChecksum
+		v.SourceChecksum = img.SourceChecksum
+		if v.SourceChecksum == "" {
+			v.SourceChecksum = img.Checksum // READY before source_checksum was recorded: the same bytes
+		}
+		if img.VirtualSizeBytes > 0 {
+			v.VirtualSizeBytes = &img.VirtualSizeBytes
+		}
+	}
 	rate := img.BytesPerSecond
 	if img.Terminal() {
 		rate = 0 // nothing moves any more: no rate, no ETA

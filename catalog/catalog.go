@@ -7,7 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
+	"strings"
+
+	"github.com/quantix/cloudimages/diskimage"
 )
 
 // Entry is one downloadable image.
@@ -17,7 +21,7 @@ type Entry struct {
 	OS          string `json:"os"`
 	Version     string `json:"version"`
 	Arch        string `json:"arch"`
-	Format      string `json:"format"` // qcow2 | raw | img
+	Format      string `json:"format"` // one of diskimage.Formats: qcow2 | raw | vmdk | vhd | vhdx | vdi | iso
 	URL         string `json:"url"`
 	ChecksumURL string `json:"checksum_url"`
 	Checksum    string `json:"checksum"` // "sha256:HEX" or "sha512:HEX" when pinned
@@ -100,6 +104,9 @@ func (e Entry) validate() error {
 		return fmt.Errorf("catalog: entry %q has no url", e.ID)
 	case e.Checksum == "" && e.ChecksumURL == "":
 		return fmt.Errorf("catalog: entry %q has neither checksum nor checksum_url", e.ID)
+	case e.Format != "" && !slices.Contains(diskimage.Formats, e.Format):
+		// Refused here, at startup, rather than by every node at each download.
+		return fmt.Errorf("catalog: entry %q has format %q: give one of %s", e.ID, e.Format, strings.Join(diskimage.Formats, ", "))
 	}
 	return nil
 }

@@ -1,6 +1,9 @@
 package catalog
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestFileName(t *testing.T) {
 	cases := []struct{ name, url, want string }{
@@ -36,5 +39,16 @@ func TestBuiltinLoads(t *testing.T) {
 	}
 	if _, ok := c.Get("cirros-0.6.3"); !ok || len(c.IDs()) < 5 {
 		t.Fatalf("built-in catalog has %v", c.IDs())
+	}
+}
+
+func TestEntryWithAnUnknownFormatIsRefused(t *testing.T) {
+	e := Entry{ID: "x", URL: "https://example.com/x.img", Checksum: "sha256:00", Format: "img"}
+	if _, err := New([]Entry{e}); err == nil || !strings.Contains(err.Error(), "qcow2, raw") {
+		t.Fatalf("New with format img: %v, want an error naming the formats", err)
+	}
+	e.Format = "raw"
+	if _, err := New([]Entry{e}); err != nil {
+		t.Fatalf("New with format raw: %v", err)
 	}
 }

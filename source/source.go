@@ -8,12 +8,15 @@ package source
 
 import (
 	"fmt"
+	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"unicode"
 
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/checksum"
+	"github.com/quantix/cloudimages/diskimage"
 	"github.com/quantix/cloudimages/fault"
 )
 
@@ -24,7 +27,7 @@ type Request struct {
 	Name      string // the image's name; by default the entry's, or the URL's file name
 	Checksum  string // pinned by the request, "sha256:HEX" or "sha512:HEX"
 	PoolID    string
-	Format    string // disk format, when the request names it
+	Format    string // disk format (one of diskimage.Formats), when the request declares it
 	SizeBytes int64  // expected size, when the request names it
 	// AllowUnverified accepts a URL download without a checksum.
 	AllowUnverified bool
@@ -94,6 +97,7 @@ func Resolve(cat *catalog.Catalog, req Request) (Source, error) {
 	if req.SizeBytes > 0 {
 		src.SizeBytes = req.SizeBytes
 	}
+	src.FileName = withFormatExt(src.FileName, src.Format)
 	return src, nil
 }
 
@@ -128,7 +132,7 @@ func fromCatalog(cat *catalog.Catalog, id string) (Source, error) {
 	if err != nil {
 		return Source{}, err
 	}
-	return Source{CatalogID: e.ID, URL: e.URL, Name: e.Name, FileName: catalog.FileName(e.ID, e.URL),
+	return Source{CatalogID: e.ID, URL: e.URL, Name: e.Name, FileName: fileName(e.ID, e.URL),
 		SourceKey: SourceKey(e.ID, ""), Checksum: sum, ChecksumURL: e.ChecksumURL, SizeBytes: e.SizeBytes, Format: e.Format}, nil
 }
 
@@ -147,7 +151,37 @@ func fromURL(req Request) (Source, error) {
 	if req.Checksum == "" && !req.AllowUnverified {
 		return Source{}, fault.New(fault.InvalidRequest, "a url download needs a checksum to verify the file: give \"checksum\": \"sha256:HEX\" (or sha512:HEX), or set \"allow_unverified\": true to accept the image unverified")
 	}
-	return Source{URL: req.URL, Name: name, FileName: catalog.FileName(name, req.URL), SourceKey: SourceKey("", req.URL)}, nil
+	return Source{URL: req.URL, Name: name, FileName: fileName(name, req.URL), SourceKey: SourceKey("", req.URL)}, nil
+}
+
+// fileName is the name an image is published under: name with the URL's
+// disk-format extension, as catalog.FileName gives it, but without a
+// compression extension (.xz, .gz, .bz2, .zst) on either, since the node
+// publishes the image decompressed: "x.qcow2.xz" is published as "x.qcow2".
+func fileName(name, rawURL string) string {
+	if u, err := url.Parse(rawURL); err == nil {
+		if stripped := diskimage.StripCompressionExt(u.Path); stripped != u.Path {
+			u.Path, u.RawPath = stripped, ""
+			rawURL = u.String()
+		}
+	}
+	return catalog.FileName(diskimage.StripCompressionExt(name), rawURL)
+}
+
+// diskExts are the extensions that already say a file is a disk image:
+// a name with one of them keeps it whatever format is declared (vendors
+// ship qcow2 as .img).
+var diskExts = []string{".qcow2", ".qcow", ".img", ".raw", ".vmdk", ".vhd", ".vhdx", ".vdi", ".iso"}
+
+// withFormatExt adds the declared format's extension (diskimage.Ext) to a
+// file name that has no disk image extension: "freebsd-14" of a qcow2 is
+// published as "freebsd-14.qcow2".
+func withFormatExt(name, format string) string {
+	ext := diskimage.Ext(format)
+	if ext == "" || slices.Contains(diskExts, strings.ToLower(path.Ext(name))) {
+		return name
+	}
+	return name + ext
 }
 
 // SourceKey identifies where an image comes from, for the store's rule of
@@ -173,22 +207,15 @@ func ParseChecksum(s string) (string, error) {
 	return sum.String(), nil
 }
 
-// CheckFormat checks a disk format's name ("qcow2", "raw", "img"); ""
-// leaves it to the file name.
+// CheckFormat checks a declared disk format: one of diskimage.Formats
+// ("qcow2", "raw", "vmdk", ...), as the contract spells them; "" declares
+// none, and the node accepts what the bytes are.
 func CheckFormat(f string) error {
-	if f == "" {
+	if f == "" || slices.Contains(diskimage.Formats, f) {
 		return nil
 	}
-	ok := len(f) <= 16
-	for _, c := range f {
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
-			ok = false
-		}
-	}
-	if !ok {
-		return fault.New(fault.InvalidRequest, "format %q: want a disk format such as qcow2, raw or img", f)
-	}
-	return nil
+	return fault.New(fault.InvalidRequest, "format %q is not a disk format: give one of %s, or leave \"format\" out to accept what the bytes are",
+		f, strings.Join(diskimage.Formats, ", "))
 }
 
 // CheckSize checks an expected size in bytes; 0 means unknown.

@@ -78,6 +78,15 @@ var migrations = []string{
 	`ALTER TABLE nodes ADD COLUMN pool_space TEXT NOT NULL DEFAULT '{}'`,
 	// 3: the failovers of a finished download, kept after its workflow ends.
 	`ALTER TABLE images ADD COLUMN failovers TEXT NOT NULL DEFAULT '[]'`,
+	// 4: what the published file is (found by inspecting it), how its source
+	// was compressed, the checksums of the source and of the file, and the
+	// format a request declared (checked by the node, kept for a restart).
+	`ALTER TABLE images ADD COLUMN format VARCHAR(16) NOT NULL DEFAULT '';
+	ALTER TABLE images ADD COLUMN virtual_size_bytes BIGINT NOT NULL DEFAULT 0;
+	ALTER TABLE images ADD COLUMN compression VARCHAR(16) NOT NULL DEFAULT '';
+	ALTER TABLE images ADD COLUMN source_checksum VARCHAR(200) NOT NULL DEFAULT '';
+	ALTER TABLE images ADD COLUMN file_checksum VARCHAR(200) NOT NULL DEFAULT '';
+	ALTER TABLE images ADD COLUMN declared_format VARCHAR(16) NOT NULL DEFAULT ''`,
 }
 
 // migrate brings the schema up to date. It is safe to run twice and from

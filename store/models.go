@@ -85,6 +85,19 @@ type Image struct {
 	SizeBytes  int64
 	Checksum   string `gorm:"size:200"`
 	Unverified bool   // the image was accepted without a checksum
+	// DeclaredFormat is the disk format the request declared, "" for none
+	// (a catalog entry declares its own).
+	DeclaredFormat string `gorm:"size:16"`
+
+	// What the node found once it published the file, set when READY:
+	// Format and VirtualSizeBytes by inspecting it, Compression of the
+	// downloaded bytes ("none", "xz", ...), SourceChecksum of those bytes
+	// (the same as Checksum) and FileChecksum ("sha256:HEX") of the file.
+	Format           string `gorm:"size:16"`
+	VirtualSizeBytes int64
+	Compression      string `gorm:"size:16"`
+	SourceChecksum   string `gorm:"size:200"`
+	FileChecksum     string `gorm:"size:200"`
 
 	// Live progress, written at most every few seconds by the activity
 	// that watches the node (never once per chunk).

@@ -338,3 +338,39 @@ func TestImagesPageThroughInAStableOrder(t *testing.T) {
 		})
 	}
 }
+
+func TestReadyRecordsFormatCompressionAndBothChecksums(t *testing.T) {
+	for _, db := range testenv.Databases(t) {
+		t.Run(db.Name, func(t *testing.T) {
+			s := open(t, db.URL)
+			seed(t, s)
+			ctx := context.Background()
+			if v, err := s.SchemaVersion(ctx); err != nil || v < 4 {
+				t.Fatalf("schema version %d (%v), want at least 4", v, err)
+			}
+			img := &store.Image{ID: "a", SourceKey: "k", PoolID: "p1", FileName: "f.qcow2", DeclaredFormat: "qcow2"}
+			if _, _, err := s.CreateImage(ctx, img); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := s.Image(ctx, "a"); err != nil || got.DeclaredFormat != "qcow2" || got.Format != "" || got.FileChecksum != "" {
+				t.Fatalf("PENDING image: declared %q, format %q, file checksum %q (%v); want qcow2 declared and nothing found yet",
+					got.DeclaredFormat, got.Format, got.FileChecksum, err)
+			}
+			src, file := "sha256:"+strings.Repeat("a", 64), "sha256:"+strings.Repeat("b", 64)
+			err := s.Transition(ctx, "a", store.ToReady{NodeID: "node-1", Path: "/p/f.qcow2", SizeBytes: 100, Checksum: src,
+				Format: "qcow2", VirtualSizeBytes: 1 << 30, Compression: "xz", FileChecksum: file})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Image(ctx, "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Format != "qcow2" || got.VirtualSizeBytes != 1<<30 || got.Compression != "xz" ||
+				got.Checksum != src || got.SourceChecksum != src || got.FileChecksum != file {
+				t.Fatalf("READY image: format %q, virtual size %d, compression %q, checksum %q, source %q, file %q",
+					got.Format, got.VirtualSizeBytes, got.Compression, got.Checksum, got.SourceChecksum, got.FileChecksum)
+			}
+		})
+	}
+}

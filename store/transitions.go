@@ -44,13 +44,21 @@ func (t ToVerifying) fields() map[string]any {
 	return map[string]any{"node_id": t.NodeID, "bytes_per_second": 0}
 }
 
-// ToReady: the whole image is at Path and verified.
+// ToReady: the whole image is at Path and verified. Checksum is of the
+// bytes downloaded (the source's, also recorded as source_checksum);
+// FileChecksum of the published file, which differs when the source was
+// compressed. Format, VirtualSizeBytes and Compression are what the node
+// found; a node from before they were reported leaves them empty.
 type ToReady struct {
-	NodeID    string
-	Path      string
-	SizeBytes int64
-	Checksum  string
-	Failovers []Failover
+	NodeID           string
+	Path             string
+	SizeBytes        int64
+	Checksum         string
+	Format           string
+	VirtualSizeBytes int64
+	Compression      string
+	FileChecksum     string
+	Failovers        []Failover
 }
 
 // Status implements Transition.
@@ -58,7 +66,8 @@ func (ToReady) Status() string { return StatusReady }
 
 func (t ToReady) fields() map[string]any {
 	return map[string]any{"node_id": t.NodeID, "path": t.Path, "size_bytes": t.SizeBytes, "checksum": t.Checksum,
-		"bytes_done": t.SizeBytes, "bytes_total": t.SizeBytes, "bytes_per_second": 0,
+		"source_checksum": t.Checksum, "file_checksum": t.FileChecksum, "format": t.Format,
+		"virtual_size_bytes": t.VirtualSizeBytes, "compression": t.Compression, "bytes_done": t.SizeBytes, "bytes_total": t.SizeBytes, "bytes_per_second": 0,
 		"progress_node_id": t.NodeID, "error_code": "", "error_message": "",
 		"failovers": Failovers(t.Failovers), "ready_at": time.Now().UTC()}
 }

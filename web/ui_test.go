@@ -107,6 +107,8 @@ func readyImage() map[string]any {
 	return map[string]any{"id": "img-3", "name": "debian-12-genericcloud-amd64-with-a-long-name.qcow2", "status": "READY", "pool_id": "pool-b", "node_id": "node-2",
 		"path":     "/srv/pools/pool-b/cloud-images/debian-12-genericcloud-amd64-with-a-long-name-and-more-to-wrap.qcow2",
 		"checksum": "sha512:" + strings.Repeat("0123456789abcdef", 8), "size_bytes": 420000000, "unverified": false,
+		"format": "qcow2", "virtual_size_bytes": 2147483648, "compression": "xz",
+		"source_checksum": "sha512:" + strings.Repeat("0123456789abcdef", 8), "file_checksum": "sha256:" + strings.Repeat("fe", 32),
 		"workflow_id": "image-img-3", "created_at": "2026-01-01T09:00:00Z", "updated_at": "2026-01-01T09:05:00Z",
 		"progress": map[string]any{"bytes_done": 420000000, "bytes_total": 420000000, "percent": 100}, "error": nil}
 }
@@ -207,6 +209,13 @@ func TestUIShowsPoolsFailoversAndErrorsInWords(t *testing.T) {
 	}
 	if got := b.text(`[data-image="img-3"]`); !strings.Contains(got, "420.0 MB · verified sha512:0123") || !strings.Contains(got, "At /srv/pools/pool-b/cloud-images/") {
 		t.Errorf("READY image reads %q, want its size, verified checksum and path", got)
+	}
+	wantFile := "qcow2 disk, 2.15 GB virtual · downloaded xz-compressed · source sha512:0123456789abcdef"
+	if got := b.text(`[data-image="img-3"] .file`); !strings.HasPrefix(got, wantFile) || !strings.HasSuffix(got, "file sha256:"+strings.Repeat("fe", 32)) {
+		t.Errorf("READY image's file line reads %q, want %q… and the file's checksum", got, wantFile)
+	}
+	if got := eval[bool](b, `document.querySelector('[data-image="img-2"] .file').hidden`); !got {
+		t.Errorf("a DOWNLOADING image shows a file line; want it hidden until READY")
 	}
 	b.screenshot("04-images")
 	visible := `[...document.querySelectorAll('#images-list > li:not([hidden])')].map(li => li.dataset.image).join(',')`

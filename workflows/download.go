@@ -60,7 +60,7 @@ func (d *download) run(ctx workflow.Context) (Result, error) {
 
 func (d *download) resolveSource(ctx workflow.Context) error {
 	req := source.Request{CatalogID: d.in.CatalogID, URL: d.in.URL, Name: d.in.Name,
-		Checksum: d.in.Checksum, PoolID: d.in.PoolID, AllowUnverified: d.in.AllowUnverified}
+		Checksum: d.in.Checksum, PoolID: d.in.PoolID, Format: d.in.Format, AllowUnverified: d.in.AllowUnverified}
 	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.ResolveSource, req).Get(ctx, &d.src)
 }
 
@@ -137,13 +137,15 @@ func (d *download) markReady(ctx workflow.Context, fin activities.Finished) (Res
 		sum = d.src.Checksum
 	}
 	req := activities.ReadyRequest{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum,
+		Format: fin.Format, VirtualSizeBytes: fin.VirtualSizeBytes, Compression: fin.Compression, FileChecksum: fin.FileChecksum,
 		Failovers: d.failovers}
 	if err := d.record(ctx, a.MarkReady, req); err != nil {
 		return Result{}, err
 	}
 	d.setProgress(fin.SizeBytes, fin.SizeBytes, 0)
 	d.setStatus(ctx, imagestate.Ready)
-	return Result{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum}, nil
+	return Result{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum,
+		FileChecksum: fin.FileChecksum, Format: fin.Format}, nil
 }
 
 // end finishes a download that did not succeed: cancelled, it cleans up

@@ -124,8 +124,13 @@ func pick(id string) activities.Pick {
 	return activities.Pick{Node: &activities.Candidate{NodeID: id}, Assigned: []string{"node-1", "node-2"}}
 }
 
+// fileSum is the published file's checksum: the source was xz-compressed,
+// so it is not the source's (sum).
+var fileSum = "sha256:" + strings.Repeat("f", 64)
+
 func finished(id string) activities.Finished {
-	return activities.Finished{NodeID: id, Path: "/pools/" + id + "/cloud-images/cirros.img", SizeBytes: 1000, Checksum: sum}
+	return activities.Finished{NodeID: id, Path: "/pools/" + id + "/cloud-images/cirros.img", SizeBytes: 1000, Checksum: sum,
+		Format: "qcow2", VirtualSizeBytes: 1 << 30, Compression: "xz", FileChecksum: fileSum}
 }
 
 func (f *fixture) run(in workflows.Input) {
@@ -181,11 +186,13 @@ func TestDownloadsOnThePickedNodeAndMarksReady(t *testing.T) {
 	})).Return(activities.Started{NodeID: "node-2"}, nil).Once()
 	f.env.OnActivity(a.WatchDownload, mock.Anything, onNode("node-2")).Return(finished("node-2"), nil).Once()
 	f.env.OnActivity(a.MarkReady, mock.Anything, activities.ReadyRequest{ImageID: imageID, NodeID: "node-2",
-		Path: finished("node-2").Path, SizeBytes: 1000, Checksum: sum, Failovers: []workflows.Failover{}}).Return(nil).Once()
+		Path: finished("node-2").Path, SizeBytes: 1000, Checksum: sum, Format: "qcow2", VirtualSizeBytes: 1 << 30,
+		Compression: "xz", FileChecksum: fileSum, Failovers: []workflows.Failover{}}).Return(nil).Once()
 
 	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID, PreferredNodeID: "node-2"})
 
-	want := workflows.Result{ImageID: imageID, NodeID: "node-2", Path: finished("node-2").Path, SizeBytes: 1000, Checksum: sum}
+	want := workflows.Result{ImageID: imageID, NodeID: "node-2", Path: finished("node-2").Path, SizeBytes: 1000, Checksum: sum,
+		FileChecksum: fileSum, Format: "qcow2"}
 	if got := f.result(); got != want {
 		t.Fatalf("result = %+v, want %+v", got, want)
 	}

@@ -118,6 +118,7 @@ function build(img) {
     status: h('span', { class: 'badge' }),
     meta: h('p', { class: 'meta' }),
     source: h('p', { class: 'meta sub' }),
+    file: h('p', { class: 'meta sub file' }),
     bar: h('progress', { max: '100' }),
     numbers: h('p', { class: 'numbers' }),
     failovers: h('ul', { class: 'failovers', 'aria-label': 'Failovers' }),
@@ -130,7 +131,7 @@ function build(img) {
   };
   const el = h('li', { class: 'image', 'data-image': img.id },
     h('div', { class: 'head' }, parts.name, parts.status),
-    parts.meta, parts.source, parts.bar, parts.numbers, parts.failovers, parts.note, parts.error,
+    parts.meta, parts.source, parts.file, parts.bar, parts.numbers, parts.failovers, parts.note, parts.error,
     h('div', { class: 'actions' }, parts.cancel, parts.del, parts.link),
     parts.actionStatus);
   const r = { img, el, parts };
@@ -154,6 +155,7 @@ function update(r) {
     ' · started ' + ago(img.created_at));
   parts.source.textContent = img.catalog_id ? 'From the catalog: ' + img.catalog_id : img.source_url ? 'From ' + img.source_url : '';
   updateProgress(parts, img, p, label);
+  updateFile(parts.file, img);
   updateFailovers(parts.failovers, img, p);
   updateNote(parts.note, img);
   // A cancelled image carries the code "cancelled": that is its status, not a problem.
@@ -199,6 +201,20 @@ function updateProgress(parts, img, p, label) {
     n.push('Waiting for a node…');
   }
   parts.numbers.textContent = n.join(' · ');
+}
+
+// What the node found in the published file, once READY: its format and
+// virtual size, how the download was compressed, and both checksums (they
+// differ when the node decompressed the download).
+function updateFile(line, img) {
+  const n = [];
+  if (img.format) n.push(img.format + (img.virtual_size_bytes > 0 ? ' disk, ' + bytes(img.virtual_size_bytes) + ' virtual' : ' disk'));
+  else if (img.virtual_size_bytes > 0) n.push(bytes(img.virtual_size_bytes) + ' virtual');
+  if (img.compression && img.compression !== 'none') n.push('downloaded ' + img.compression + '-compressed');
+  if (img.source_checksum) n.push('source ' + img.source_checksum);
+  if (img.file_checksum) n.push('file ' + img.file_checksum);
+  line.textContent = n.join(' · ');
+  line.hidden = n.length === 0;
 }
 
 // What happened to a node, in a word, from the workflow's reason.

@@ -44,15 +44,22 @@ type Input struct {
 	// AllowUnverified accepts an image for which no checksum can be had;
 	// the image then records that it was not verified.
 	AllowUnverified bool `json:"allow_unverified,omitempty"`
+	// Format is the disk format the request declared (one of
+	// diskimage.Formats); empty lets a catalog entry's, or the bytes, decide.
+	Format string `json:"format,omitempty"`
 }
 
-// Result is what a successful download returns.
+// Result is what a successful download returns. Checksum is of the
+// source bytes; FileChecksum and Format are of the published file, as the
+// node found them (empty from an agent that does not report them).
 type Result struct {
-	ImageID   string `json:"image_id"`
-	NodeID    string `json:"node_id"`
-	Path      string `json:"path"`
-	SizeBytes int64  `json:"size_bytes"`
-	Checksum  string `json:"checksum"`
+	ImageID      string `json:"image_id"`
+	NodeID       string `json:"node_id"`
+	Path         string `json:"path"`
+	SizeBytes    int64  `json:"size_bytes"`
+	Checksum     string `json:"checksum"`
+	FileChecksum string `json:"file_checksum,omitempty"`
+	Format       string `json:"format,omitempty"`
 }
 
 // Progress is the live progress of a download, the same in the API, the

@@ -38,6 +38,12 @@ type record struct {
 	// Format and VirtualSize are what inspecting the finished file found.
 	Format      string       `json:"format,omitempty"`
 	VirtualSize int64        `json:"virtual_size_bytes,omitempty"`
+	// Compression is what the downloaded bytes' magic said ("none", "xz"…);
+	// FileChecksum ("sha256:HEX") and FileSize are the published file's,
+	// which for a compressed download are not the downloaded bytes'.
+	Compression  string `json:"compression,omitempty"`
+	FileChecksum string `json:"file_checksum,omitempty"`
+	FileSize     int64  `json:"file_size,omitempty"`
 	Error       *fault.Error `json:"error,omitempty"`
 	CreatedAt   time.Time    `json:"created_at"`
 	StartedAt   *time.Time   `json:"started_at,omitempty"`
@@ -169,6 +175,8 @@ func (j *job) snapshot() agentclient.Download {
 		Checksum:         r.Checksum,
 		Format:           r.Format,
 		VirtualSizeBytes: r.VirtualSize,
+		Compression:      r.Compression,
+		FileChecksum:     r.FileChecksum,
 		Error:            r.Error,
 		StartedAt:        r.StartedAt,
 		FinishedAt:       r.FinishedAt,
@@ -199,7 +207,17 @@ func (j *job) finish(state string, fe *fault.Error) {
 func (j *job) fileIntact() bool {
 	r := j.record()
 	fi, err := j.pool.root.Lstat(r.Request.FileName)
-	return err == nil && fi.Mode().IsRegular() && fi.Size() == r.BytesTotal
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == r.publishedSize()
+}
+
+// publishedSize is the size of the file a completed job published: the
+// decompressed size of a compressed download, the downloaded one
+// otherwise (and in records from before FileSize was kept).
+func (r record) publishedSize() int64 {
+	if r.FileSize > 0 {
+		return r.FileSize
+	}
+	return r.BytesTotal
 }
 
 // restartable says whether a POST of the same request starts the job

@@ -38,14 +38,6 @@ type record struct {
 	// Format and VirtualSize are what inspecting the finished file found.
 	Format      string       `json:"format,omitempty"`
 	VirtualSize int64        `json:"virtual_size_bytes,omitempty"`
-
-	// Compression is what the downloaded bytes' magic said ("none", "xz"…);
-	// FileChecksum ("sha256:HEX") and FileSize are the published file's,
-	// which for a compressed download are not the downloaded bytes'.
-	Compression  string `json:"compression,omitempty"`
-	FileChecksum string `json:"file_checksum,omitempty"`
-	FileSize     int64  `json:"file_size,omitempty"`
-
 	Error       *fault.Error `json:"error,omitempty"`
 	CreatedAt   time.Time    `json:"created_at"`
 	StartedAt   *time.Time   `json:"started_at,omitempty"`
@@ -56,6 +48,13 @@ type record struct {
 	// its own: the prefix is copied to this node's partial file and hashed
 	// again from the disk before it is trusted.
 	TakenFrom string `json:"taken_from,omitempty"`
+
+	// Compression is what the downloaded bytes' magic said ("none", "xz"…);
+	// FileChecksum ("sha256:HEX") and FileSize are the published file's,
+	// which for a compressed download are not the downloaded bytes'.
+	Compression  string `json:"compression,omitempty"`
+	FileChecksum string `json:"file_checksum,omitempty"`
+	FileSize     int64  `json:"file_size,omitempty"`
 }
 
 // job is one download on this agent. Its goroutine owns the transfer; the

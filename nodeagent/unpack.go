@@ -133,7 +133,7 @@ func (t *transfer) copyOut(cancel context.CancelFunc, r *decompress.Reader, out 
 				}
 			}
 		}
-		if free != nil {
+		if free != nil && c.buf != nil {
 			free <- c.buf[:cap(c.buf)]
 		}
 	}

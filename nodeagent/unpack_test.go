@@ -207,3 +207,43 @@ func TestInterruptedCompressedDownloadResumes(t *testing.T) {
 			served, h.up.Requests("drop.qcow2.xz"), len(compressed))
 	}
 }
+
+// TestAgentKilledWhileDecompressingDecompressesAgain is the crash test of
+// decompression: the agent gets SIGKILL while it writes the decompressed
+// work file. Started again, it keeps the verified compressed partial data
+// (the mirror serves nothing more), removes the half-written work file,
+// decompresses again and publishes.
+func TestAgentKilledWhileDecompressingDecompressesAgain(t *testing.T) {
+	up := testenv.NewUpstream(t)
+	// 64 MiB in a few KiB of bzip2, which Go decodes slowly enough to
+	// catch it at work.
+	image := append(testenv.QCOW2Image(1<<20, 10), make([]byte, 63<<20)...)
+	compressed := compress(t, "bzip2", image)
+	url := up.AddFile("slow.qcow2.bz2", compressed)
+	agent := testenv.StartAgent(t, testenv.AgentOptions{AllowPrivateNetworks: true})
+	c := agent.Client()
+	req := agentclient.DownloadRequest{ID: "slow", URL: url, PoolID: "pool-1", FileName: "slow.qcow2", Checksum: testenv.SHA256(compressed)}
+	if _, err := c.StartDownload(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(agent.PoolDir("pool-1"), agentclient.ImagesDir, ".downloads", "slow~"+agent.NodeID()+".unpack")
+	wait(t, c, "slow", "decompressing", func(d agentclient.Download) bool {
+		fi, err := os.Stat(work)
+		return d.Finished() || (err == nil && fi.Size() > 0)
+	})
+	agent.Kill()
+	if d, err := c.Download(ctx(t), "slow"); err == nil {
+		t.Fatalf("killed agent still answers: %+v", d)
+	}
+	if _, err := os.Stat(work); err != nil {
+		t.Fatalf("the agent finished before it was killed (work file: %v): nothing was tested", err)
+	}
+	servedBefore := up.BytesServed("slow.qcow2.bz2")
+
+	agent.Restart()
+	d := waitFinished(t, c, "slow")
+	assertPublishedDecompressed(t, d, agent.PoolDir("pool-1"), image, compressed, "bzip2")
+	if served := up.BytesServed("slow.qcow2.bz2"); served != servedBefore || servedBefore != int64(len(compressed)) {
+		t.Errorf("mirror served %d bytes before the kill and %d in all for a %d-byte file: the restart must not download again", servedBefore, served, len(compressed))
+	}
+}

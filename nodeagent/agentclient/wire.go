@@ -33,7 +33,10 @@ const ImagesDir = "cloud-images"
 // the exact size: a mirror that serves another size fails the download.
 // Format is the disk format ("qcow2", "raw", ...); when it is "qcow2", or
 // empty and FileName ends in ".qcow2", the data must start with the qcow2
-// magic. On a shared pool, a download started again with the same ID on
+// magic. Data compressed with xz, gzip, bzip2 or zstd (by its magic
+// bytes) is published decompressed under FileName; Checksum and SizeBytes
+// then describe the compressed bytes, and the format is checked on the
+// decompressed ones. On a shared pool, a download started again with the same ID on
 // another node resumes the partial data the first node left.
 type DownloadRequest struct {
 	ID        string `json:"id"`

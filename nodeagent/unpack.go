@@ -45,9 +45,10 @@ type unpacked struct {
 // unpack stream-decompresses the verified partial file (kind as its magic
 // bytes say) into the job's work file, hashing the bytes as they are
 // written, and stops at --max-image-size or the pool's reserve: a small
-// file that expands past either is a bomb and never fills the pool. The
-// work file is synced to disk before it returns. On error the caller
-// removes the work file (end → removeJobFiles); t.out is closed by download.
+// file that expands past either is a bomb and never fills the pool.
+// publish syncs the work file to disk, as it does an uncompressed partial
+// file. On error the caller removes the work file (end → removeJobFiles);
+// t.out is closed by download.
 func (t *transfer) unpack(ctx context.Context, kind string) (unpacked, error) {
 	j := t.j
 	id, node := t.req.ID, j.node()
@@ -71,9 +72,6 @@ func (t *transfer) unpack(ctx context.Context, kind string) (unpacked, error) {
 	size, err := t.copyOut(cancel, r, out, h)
 	if err != nil {
 		return unpacked{}, t.unpackError(ctx, kind, err)
-	}
-	if err := fdatasync(out); err != nil {
-		return unpacked{}, diskError(j.pool, err)
 	}
 	j.log.Info("decompressed", "compression", kind, "decoder", r.Tool(), "bytes", size, "took", time.Since(began))
 	return unpacked{f: out, size: size, sum: checksum.Of("sha256", h)}, nil

@@ -78,8 +78,9 @@ func (t *transfer) unpack(ctx context.Context, kind string) (unpacked, error) {
 }
 
 // copyOut copies the decompressed stream to out in one pass: one goroutine
-// decompresses and hashes, this one checks the limits and writes, so the
-// decoder, the hash and the disk work at the same time. It closes r.
+// decompresses, this one hashes, checks the limits and writes, so the
+// decoder (most often the slowest part) never waits for the hash or the
+// disk. It closes r.
 func (t *transfer) copyOut(cancel context.CancelFunc, r *decompress.Reader, out *os.File, h hash.Hash) (int64, error) {
 	chunks := make(chan chunk, len(t.bufs))
 	free := make(chan []byte, len(t.bufs))
@@ -99,7 +100,6 @@ func (t *transfer) copyOut(cancel context.CancelFunc, r *decompress.Reader, out 
 				n += m
 			}
 			if n > 0 {
-				h.Write(buf[:n])
 				chunks <- chunk{buf: buf[:n]}
 			}
 			if err == io.EOF {
@@ -119,7 +119,8 @@ func (t *transfer) copyOut(cancel context.CancelFunc, r *decompress.Reader, out 
 		case c.err != nil:
 			err = c.err
 		default:
-			if err = t.writeOut(out, c.buf, size); err != nil {
+			h.Write(c.buf)
+			if err = t.writeOut(out, c.buf); err != nil {
 				cancel() // the decoder stops; its goroutine ends
 				close(free)
 				free = nil
@@ -138,9 +139,9 @@ func (t *transfer) copyOut(cancel context.CancelFunc, r *decompress.Reader, out 
 	return size, err
 }
 
-// writeOut writes one chunk of decompressed bytes at offset at, once the
-// pool's reserve allows it.
-func (t *transfer) writeOut(out *os.File, buf []byte, at int64) error {
+// writeOut writes one chunk of decompressed bytes, once the pool's
+// reserve allows it.
+func (t *transfer) writeOut(out *os.File, buf []byte) error {
 	p := t.j.pool
 	if room, err := p.room(t.s.minFree); err == nil && int64(len(buf)) > room {
 		return t.s.noRoom(p, room, int64(len(buf)))

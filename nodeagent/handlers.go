@@ -76,6 +76,7 @@ var features = []string{
 	agentclient.FeatureRehashTakeover,
 	agentclient.FeatureStrongValidatorResume,
 	agentclient.FeatureBoundedQueue,
+	agentclient.FeatureDecompress,
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

@@ -114,6 +114,11 @@ const (
 	// FeatureBoundedQueue: past --max-queued waiting downloads, a request
 	// is refused with a retryable node_unreachable (503).
 	FeatureBoundedQueue = "bounded_queue"
+	// FeatureDecompress: a download compressed with xz, gzip, bzip2 or
+	// zstd is verified as downloaded and published decompressed, with
+	// Compression and FileChecksum reported. An agent without it refuses
+	// such a file or publishes the compressed bytes: send it none.
+	FeatureDecompress = "decompress"
 )
 
 // Supports reports whether the agent named a feature in its health answer.

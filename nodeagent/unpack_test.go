@@ -22,7 +22,7 @@ var compressors = []struct{ kind, tool, ext string }{
 }
 
 // compress runs a real compressor (xz, gzip, bzip2, zstd) over data.
-func compress(t *testing.T, tool string, data []byte) []byte {
+func compress(t testing.TB, tool string, data []byte) []byte {
 	t.Helper()
 	if _, err := exec.LookPath(tool); err != nil {
 		t.Fatalf("%s is missing: run `make test-deps`", tool)

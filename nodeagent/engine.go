@@ -52,6 +52,7 @@ type transfer struct {
 	j    *job
 	req  agentclient.DownloadRequest
 	f    *os.File
+	out  *os.File // the decompressed work file of a compressed download
 	algo string
 	h    hash.Hash
 
@@ -78,6 +79,9 @@ func (s *Server) download(ctx context.Context, j *job) error {
 		if t.f != nil {
 			t.f.Close()
 		}
+		if t.out != nil {
+			t.out.Close()
+		}
 		for _, b := range t.bufs {
 			bufPool.Put(&b)
 		}
@@ -88,7 +92,7 @@ func (s *Server) download(ctx context.Context, j *job) error {
 		}
 		return err
 	}
-	return t.publish()
+	return t.publish(ctx)
 }
 
 // openTransfer opens the partial file: the one the record describes when
@@ -104,12 +108,23 @@ func (s *Server) openTransfer(j *job) (*transfer, error) {
 		t.algo = sum.Algo
 	}
 	t.h = checksum.NewHash(t.algo)
+	if t.algo == "sha512" {
+		t.h = newSHA512With256()
+	}
 	t.qcow2 = expectsQCOW2(rec.Request)
+	// A decompression that a restart cut short runs again, from the
+	// verified partial data, into a fresh work file.
+	if err := j.pool.removeUnpacked(rec.Request.ID, rec.NodeID); err != nil {
+		return nil, diskError(j.pool, err)
+	}
 	resumed := t.resume(rec)
 	if rec.TakenFrom != "" {
 		// Copied or not, the other node's partial data is no one's now.
 		if err := j.pool.root.Remove(partName(rec.Request.ID, rec.TakenFrom)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			j.log.Warn("remove the partial data another node left", "from_node", rec.TakenFrom, "err", err)
+		}
+		if err := j.pool.removeUnpacked(rec.Request.ID, rec.TakenFrom); err != nil {
+			j.log.Warn("remove the decompressed work file another node left", "from_node", rec.TakenFrom, "err", err)
 		}
 	}
 	if resumed {

@@ -2,9 +2,9 @@ package nodeagent
 
 import "os"
 
-// SetWriteFault makes every write to a partial file call f first and fail
-// with its error, if any: the seam for ENOSPC where no tiny file system
-// can be mounted.
+// SetWriteFault makes every write to a partial file (or to a decompressed
+// work file) call f first and fail with its error, if any: the seam for
+// ENOSPC where no tiny file system can be mounted.
 func SetWriteFault(s *Server, f func(n int) error) { s.writeFault = f }
 
 // SetLinkPublish makes the agent publish by link and unlink, as it does

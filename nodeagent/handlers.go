@@ -76,6 +76,7 @@ var features = []string{
 	agentclient.FeatureRehashTakeover,
 	agentclient.FeatureStrongValidatorResume,
 	agentclient.FeatureBoundedQueue,
+	agentclient.FeatureDecompress,
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
@@ -288,7 +289,7 @@ func (s *Server) adopt(p *pool, req agentclient.DownloadRequest) record {
 			s.log.Info("taking over a partial download left in the pool", "download_id", req.ID, "pool_id", p.id, "bytes_done", old.BytesDone)
 			return *old
 		case old.State == agentclient.StateCompleted:
-			if fi, err := p.root.Lstat(req.FileName); err == nil && fi.Mode().IsRegular() && fi.Size() == old.BytesTotal {
+			if fi, err := p.root.Lstat(req.FileName); err == nil && fi.Mode().IsRegular() && fi.Size() == old.publishedSize() {
 				old.NodeID = s.cfg.NodeID
 				return *old
 			}

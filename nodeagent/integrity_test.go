@@ -464,7 +464,8 @@ func TestHealthReportsVersionAndFeatures(t *testing.T) {
 		t.Errorf("version %q, want test", health.Version)
 	}
 	for _, f := range []string{agentclient.FeatureMaxImageSize, agentclient.FeatureMinFree, agentclient.FeatureNoReplacePublish,
-		agentclient.FeatureRehashTakeover, agentclient.FeatureStrongValidatorResume, agentclient.FeatureBoundedQueue} {
+		agentclient.FeatureRehashTakeover, agentclient.FeatureStrongValidatorResume, agentclient.FeatureBoundedQueue,
+		agentclient.FeatureDecompress} {
 		if !health.Supports(f) {
 			t.Errorf("health does not name feature %s: %v", f, health.Features)
 		}

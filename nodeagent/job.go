@@ -48,6 +48,13 @@ type record struct {
 	// its own: the prefix is copied to this node's partial file and hashed
 	// again from the disk before it is trusted.
 	TakenFrom string `json:"taken_from,omitempty"`
+
+	// Compression is what the downloaded bytes' magic said ("none", "xz"…);
+	// FileChecksum ("sha256:HEX") and FileSize are the published file's,
+	// which for a compressed download are not the downloaded bytes'.
+	Compression  string `json:"compression,omitempty"`
+	FileChecksum string `json:"file_checksum,omitempty"`
+	FileSize     int64  `json:"file_size,omitempty"`
 }
 
 // job is one download on this agent. Its goroutine owns the transfer; the
@@ -169,6 +176,8 @@ func (j *job) snapshot() agentclient.Download {
 		Checksum:         r.Checksum,
 		Format:           r.Format,
 		VirtualSizeBytes: r.VirtualSize,
+		Compression:      r.Compression,
+		FileChecksum:     r.FileChecksum,
 		Error:            r.Error,
 		StartedAt:        r.StartedAt,
 		FinishedAt:       r.FinishedAt,
@@ -199,7 +208,17 @@ func (j *job) finish(state string, fe *fault.Error) {
 func (j *job) fileIntact() bool {
 	r := j.record()
 	fi, err := j.pool.root.Lstat(r.Request.FileName)
-	return err == nil && fi.Mode().IsRegular() && fi.Size() == r.BytesTotal
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == r.publishedSize()
+}
+
+// publishedSize is the size of the file a completed job published: the
+// decompressed size of a compressed download, the downloaded one
+// otherwise (and in records from before FileSize was kept).
+func (r record) publishedSize() int64 {
+	if r.FileSize > 0 {
+		return r.FileSize
+	}
+	return r.BytesTotal
 }
 
 // restartable says whether a POST of the same request starts the job

@@ -176,13 +176,14 @@ func (p *pool) recordIDs() ([]string, error) {
 	return ids, nil
 }
 
-// removeJobFiles removes a job's partial data (node's) and record; missing
-// is fine.
+// removeJobFiles removes a job's partial data (node's), its decompression
+// work file and its record; missing is fine.
 func (p *pool) removeJobFiles(id, node string, keepRecord bool) error {
 	err := p.root.Remove(partName(id, node))
 	if errors.Is(err, fs.ErrNotExist) {
 		err = nil
 	}
+	err = errors.Join(err, p.removeUnpacked(id, node))
 	if !keepRecord {
 		if e := p.root.Remove(recordName(id)); e != nil && !errors.Is(e, fs.ErrNotExist) {
 			err = errors.Join(err, e)
@@ -195,13 +196,14 @@ func (p *pool) removeJobFiles(id, node string, keepRecord bool) error {
 // a link, or anything) under the name: it is never replaced.
 var errTaken = errors.New("the name is taken")
 
-// publish moves a download's verified partial file to its published name
+// publish moves a download's verified work file (from, a name in workDir:
+// the partial file, or the decompressed one) to its published name
 // in one step that never replaces what is there: renameat2 with
 // RENAME_NOREPLACE, or, where the file system refuses that flag (NFS
 // answers EINVAL) or linkOnly is set, link and then unlink. Both work on
 // directory descriptors opened through the pool's root and on single
 // names, so nothing outside the pool is touched.
-func (p *pool) publish(id, node, fileName string, linkOnly bool) error {
+func (p *pool) publish(from, fileName string, linkOnly bool) error {
 	work, err := p.root.Open(workDir)
 	if err != nil {
 		return err
@@ -212,7 +214,7 @@ func (p *pool) publish(id, node, fileName string, linkOnly bool) error {
 		return err
 	}
 	defer images.Close()
-	from, wfd, ifd := partBase(id, node), int(work.Fd()), int(images.Fd())
+	wfd, ifd := int(work.Fd()), int(images.Fd())
 	if !linkOnly {
 		err = unix.Renameat2(wfd, from, ifd, fileName, unix.RENAME_NOREPLACE)
 		switch {

@@ -44,9 +44,10 @@ type Server struct {
 	jobs map[string]*job
 
 	// writeFault, when set (by tests only, see export_test.go), is called
-	// before each write to a partial file; an error it returns is treated
-	// as the write's error. It exists for machines where a tiny file
-	// system cannot be mounted to produce a real ENOSPC.
+	// before each write to a partial file or a decompressed work file; an
+	// error it returns is treated as the write's error. It exists for
+	// machines where a tiny file system cannot be mounted to produce a
+	// real ENOSPC.
 	writeFault func(n int) error
 	// datasync flushes a partial file before a checkpoint is recorded
 	// (fdatasync; tests watch or fail it through export_test.go).

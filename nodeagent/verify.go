@@ -2,8 +2,12 @@ package nodeagent
 
 import (
 	"bytes"
+	"context"
+	"encoding"
 	"errors"
 	"io"
+	"io/fs"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -31,6 +35,9 @@ func (t *transfer) checkHead() error {
 			return fault.New(fault.NotADiskImage, "mirror sent a web page instead of a disk image (it starts with %q): check the URL in a browser", string(t.head[:min(len(t.head), 40)]))
 		}
 	}
+	if diskimage.DetectCompression(t.head) != diskimage.None {
+		return nil // what it holds is inspected once decompressed
+	}
 	if t.qcow2 && !bytes.HasPrefix(t.head, []byte("QFI\xfb")) {
 		if other := otherDiskMagic(t.head); other != "" {
 			return fault.New(fault.FormatMismatch, "%s should be a qcow2 image but the mirror serves a %s image: check the URL and the declared format", t.req.FileName, other)
@@ -41,8 +48,11 @@ func (t *transfer) checkHead() error {
 }
 
 // publish verifies the whole file and moves it, by one atomic rename that
-// never replaces an existing file, to where images live.
-func (t *transfer) publish() error {
+// never replaces an existing file, to where images live. A compressed
+// download (told by its magic bytes, not its name) is decompressed first
+// and the decompressed file is inspected and published; the compressed
+// partial file is removed only once that is done.
+func (t *transfer) publish(ctx context.Context) error {
 	j := t.j
 	j.update(func(r *record) { r.State, r.BytesDone, r.BytesTotal = agentclient.StateVerifying, t.done, t.total })
 	if err := t.checkHead(); err != nil {
@@ -55,24 +65,39 @@ func (t *transfer) publish() error {
 	if want := t.req.Checksum; want != "" && !strings.EqualFold(got, want) {
 		return fault.New(fault.ChecksumMismatch, "the downloaded file's checksum is %s, the request expects %s: the mirror serves other bytes than the checksum describes (a changed image, a wrong checksum, or a corrupting proxy)", got, want)
 	}
-	info, err := inspect(t.f, t.done, t.req)
+	kind := diskimage.DetectCompression(t.head)
+	// What is published: the partial file itself, or what it decompresses to.
+	out := unpacked{f: t.f, size: t.done, sum: t.fileSum(got)}
+	from := partBase(t.req.ID, j.node())
+	if kind != diskimage.None {
+		// The whole compressed file is on disk and verified: record that,
+		// so a restart during decompression decompresses it again rather
+		// than downloading it again.
+		if err := t.saveCheckpointNow(); err != nil {
+			return err
+		}
+		var err error
+		if out, err = t.unpack(ctx, kind); err != nil {
+			return err
+		}
+		from = unpackBase(t.req.ID, j.node())
+	}
+	info, err := inspect(out.f, out.size, t.req)
 	if err != nil {
 		return err
 	}
 	syncStart := time.Now()
-	if err := t.f.Sync(); err != nil {
+	if err := out.f.Sync(); err != nil {
 		return diskError(j.pool, err)
 	}
-	j.log.Debug("partial data synced to disk", "took", time.Since(syncStart))
-	if err := t.f.Close(); err != nil {
-		t.f = nil
-		return diskError(j.pool, err)
+	j.log.Debug("data synced to disk", "took", time.Since(syncStart))
+	if err := t.closeFiles(); err != nil {
+		return err
 	}
-	t.f = nil
 	if owner, err := j.pool.owner(t.req.ID); err == nil && owner != "" && owner != j.node() {
 		return fenced(j)
 	}
-	if err := j.pool.publish(t.req.ID, j.node(), t.req.FileName, t.s.linkPublish); err != nil {
+	if err := j.pool.publish(from, t.req.FileName, t.s.linkPublish); err != nil {
 		if errors.Is(err, errTaken) {
 			return t.s.taken(j.pool, t.req)
 		}
@@ -81,12 +106,42 @@ func (t *transfer) publish() error {
 	if err := j.pool.syncDir(); err != nil {
 		j.log.Warn("sync images folder", "err", err)
 	}
+	if kind != diskimage.None {
+		if err := j.pool.root.Remove(partName(t.req.ID, j.node())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			j.log.Warn("remove the compressed partial data", "err", err)
+		}
+	}
 	now := time.Now().UTC()
 	j.update(func(r *record) {
 		r.State, r.Checksum, r.FinishedAt, r.HashState, r.Error = agentclient.StateCompleted, got, &now, nil, nil
 		r.Format, r.VirtualSize = info.Format, info.VirtualSize
+		r.Compression, r.FileChecksum, r.FileSize = kind, out.sum, out.size
 	})
 	j.save()
+	return nil
+}
+
+// saveCheckpointNow records the exact state of the partial data.
+func (t *transfer) saveCheckpointNow() error {
+	state, err := t.h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return fault.New(fault.Internal, "save the hash state: %v", err)
+	}
+	return t.saveCheckpoint(state)
+}
+
+// closeFiles closes the partial file and the decompressed one, if any.
+func (t *transfer) closeFiles() error {
+	var err error
+	for _, f := range []**os.File{&t.f, &t.out} {
+		if *f != nil {
+			err = errors.Join(err, (*f).Close())
+			*f = nil
+		}
+	}
+	if err != nil {
+		return diskError(t.j.pool, err)
+	}
 	return nil
 }
 

@@ -33,7 +33,10 @@ const ImagesDir = "cloud-images"
 // the exact size: a mirror that serves another size fails the download.
 // Format is the disk format ("qcow2", "raw", ...); when it is "qcow2", or
 // empty and FileName ends in ".qcow2", the data must start with the qcow2
-// magic. On a shared pool, a download started again with the same ID on
+// magic. Data compressed with xz, gzip, bzip2 or zstd (by its magic
+// bytes) is published decompressed under FileName; Checksum and SizeBytes
+// then describe the compressed bytes, and the format is checked on the
+// decompressed ones. On a shared pool, a download started again with the same ID on
 // another node resumes the partial data the first node left.
 type DownloadRequest struct {
 	ID        string `json:"id"`
@@ -111,6 +114,11 @@ const (
 	// FeatureBoundedQueue: past --max-queued waiting downloads, a request
 	// is refused with a retryable node_unreachable (503).
 	FeatureBoundedQueue = "bounded_queue"
+	// FeatureDecompress: a download compressed with xz, gzip, bzip2 or
+	// zstd is verified as downloaded and published decompressed, with
+	// Compression and FileChecksum reported. An agent without it refuses
+	// such a file or publishes the compressed bytes: send it none.
+	FeatureDecompress = "decompress"
 )
 
 // Supports reports whether the agent named a feature in its health answer.

@@ -22,6 +22,12 @@ func BenchmarkDownload(b *testing.B) {
 	data := testenv.QCOW2Image(size, 1)
 	up := testenv.NewUpstream(b)
 	url := up.AddFile("bench.qcow2", data)
+	benchDownloads(b, url, testenv.SHA256(data), size)
+}
+
+// benchDownloads runs b.N downloads of url (its sha256 is sum) through an
+// agent served in-process, counting size bytes per download.
+func benchDownloads(b *testing.B, url, sum string, size int64) {
 	srv, err := nodeagent.New(nodeagent.Config{
 		NodeID: "bench", Token: testToken, AllowPrivateNetworks: true,
 		Pools:  []nodeagent.PoolDir{{ID: "pool-1", Dir: b.TempDir()}},
@@ -32,7 +38,6 @@ func BenchmarkDownload(b *testing.B) {
 	}
 	b.Cleanup(srv.Close)
 	c := agentclient.New(newServer(b, srv), testToken)
-	sum := testenv.SHA256(data)
 	b.SetBytes(size)
 	b.ResetTimer()
 	for i := range b.N {
@@ -72,38 +77,7 @@ func BenchmarkCompressedDownload(b *testing.B) {
 			compressed := compress(b, c.tool, image)
 			up := testenv.NewUpstream(b)
 			url := up.AddFile("bench.qcow2"+c.ext, compressed)
-			srv, err := nodeagent.New(nodeagent.Config{
-				NodeID: "bench", Token: testToken, AllowPrivateNetworks: true,
-				Pools:  []nodeagent.PoolDir{{ID: "pool-1", Dir: b.TempDir()}},
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(srv.Close)
-			client := agentclient.New(newServer(b, srv), testToken)
-			sum := testenv.SHA256(compressed)
-			b.SetBytes(size)
-			b.ResetTimer()
-			for i := range b.N {
-				id := fmt.Sprintf("bench-%d", i)
-				if _, err := client.StartDownload(context.Background(), agentclient.DownloadRequest{ID: id, URL: url, PoolID: "pool-1", FileName: id + ".qcow2", Checksum: sum}); err != nil {
-					b.Fatal(err)
-				}
-				for {
-					d, err := client.Download(context.Background(), id)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if d.Finished() {
-						if d.State != agentclient.StateCompleted {
-							b.Fatalf("download failed: %+v", d.Error)
-						}
-						break
-					}
-					time.Sleep(time.Millisecond)
-				}
-			}
+			benchDownloads(b, url, testenv.SHA256(compressed), size)
 		})
 	}
 }

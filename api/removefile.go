@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -41,7 +42,7 @@ func (s *Server) removeFile(ctx context.Context, img store.Image, force bool) er
 	case err == nil:
 	case errors.As(err, &ae) && fault.Known(ae.Type()):
 		return &fault.Error{Code: ae.Type(), Message: ae.Message(), Retryable: ae.Type() == fault.NodeUnreachable}
-	case wctx.Err() != nil && ctx.Err() == nil:
+	case ctx.Err() == nil && waitEnded(wctx, err):
 		return &fault.Error{Code: fault.NodeUnreachable, Retryable: true, Message: fmt.Sprintf(
 			"the file of image %q was not removed within %s: is a worker running (cloudimages worker)? Its removal goes on in workflow %s; DELETE again later to see the outcome",
 			img.ID, s.opts.RemoveTimeout, run.GetID())}
@@ -53,4 +54,13 @@ func (s *Server) removeFile(ctx context.Context, img store.Image, force bool) er
 			"node_id", img.NodeID, "path", img.Path, "reason", res.LeftBehind)
 	}
 	return nil
+}
+
+// waitEnded reports whether err ended a wait because its deadline passed.
+// The server may answer DEADLINE_EXCEEDED a moment before the client's own
+// context says so: either one means the wait ran out, not that Temporal is
+// down.
+func waitEnded(wctx context.Context, err error) bool {
+	var de *serviceerror.DeadlineExceeded
+	return wctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &de)
 }

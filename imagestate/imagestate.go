@@ -11,6 +11,7 @@ const (
 	Pending     = "PENDING"
 	Downloading = "DOWNLOADING"
 	Verifying   = "VERIFYING"
+	Converting  = "CONVERTING"
 	Ready       = "READY"
 	Failed      = "FAILED"
 	Cancelled   = "CANCELLED"

@@ -16,9 +16,12 @@ const (
 	StateQueued    = "queued"
 	StateRunning   = "running"
 	StateVerifying = "verifying"
-	StateCompleted = "completed"
-	StateFailed    = "failed"
-	StateCancelled = "cancelled"
+	// StateConverting: verified and inspected, now being converted to the
+	// pool's format (DownloadRequest.ConvertTo) with qemu-img.
+	StateConverting = "converting"
+	StateCompleted  = "completed"
+	StateFailed     = "failed"
+	StateCancelled  = "cancelled"
 )
 
 // ImagesDir is the folder inside a pool directory that holds published
@@ -46,6 +49,10 @@ type DownloadRequest struct {
 	Checksum  string `json:"checksum"`
 	SizeBytes int64  `json:"size_bytes,omitempty"`
 	Format    string `json:"format,omitempty"`
+	// ConvertTo, when set ("raw" or "qcow2") and not the image's own format,
+	// has the agent convert the verified, inspected image to it before
+	// publishing. Sent only to agents whose health names FeatureConvert.
+	ConvertTo string `json:"convert_to,omitempty"`
 }
 
 // Download is a node-side download job.
@@ -119,6 +126,10 @@ const (
 	// Compression and FileChecksum reported. An agent without it refuses
 	// such a file or publishes the compressed bytes: send it none.
 	FeatureDecompress = "decompress"
+	// FeatureConvert: the agent has qemu-img and converts to
+	// DownloadRequest.ConvertTo. An agent without qemu-img does not name it,
+	// and a worker sends ConvertTo only to agents that do.
+	FeatureConvert = "convert"
 )
 
 // Supports reports whether the agent named a feature in its health answer.

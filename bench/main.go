@@ -38,7 +38,7 @@ type bench struct {
 }
 
 // parts are the benchmarks, in the order they run.
-var parts = []string{"transfer", "overhead", "failover", "scale", "memory", "decompress"}
+var parts = []string{"transfer", "overhead", "failover", "scale", "memory", "decompress", "compressed"}
 
 func main() {
 	var (
@@ -117,6 +117,8 @@ func run(size int64, rounds, n int, only, scaleList, dir, database, compareBin s
 			b.benchMemory(ctx)
 		case "decompress":
 			b.benchDecompress(ctx, size)
+		case "compressed":
+			b.benchCompressed(ctx, size)
 		}
 	}
 	fmt.Printf("\ncloudimages bench — %s — %d CPUs, %s, load average %s at the start and %s at the end, took %s\n\n",

@@ -102,3 +102,31 @@ func TestEntryFieldsAreValidated(t *testing.T) {
 		t.Errorf("compression %q for a .qcow2 URL, want none", e.Compression)
 	}
 }
+
+// The new entries' checksum files, in the style each vendor writes them
+// (made up here: they cannot be fetched), give the entry's file its sum.
+func TestNewEntriesChecksumFilesParse(t *testing.T) {
+	cat, err := catalog.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hex := strings.Repeat("ab", 32)
+	lines := map[string]func(file string) string{
+		"freebsd-14.2": func(f string) string {
+			return "SHA256 (" + f + ") = " + hex + "\nSHA256 (other.raw.xz) = " + strings.Repeat("cd", 32) + "\n"
+		},
+		"openwrt-23.05.5": func(f string) string {
+			return hex + " *" + f + "\n" + strings.Repeat("cd", 32) + " *openwrt-x.img.gz\n"
+		},
+		"centos-stream-9":    func(f string) string { return "# CentOS\nSHA256 (" + f + ") = " + hex + "\n" },
+		"opensuse-leap-15.6": func(f string) string { return hex + "  " + f + "\n" },
+	}
+	for id, file := range lines {
+		e, _ := cat.Get(id)
+		base := e.URL[strings.LastIndex(e.URL, "/")+1:]
+		got, err := catalog.LookupChecksum([]byte(file(base)), e.URL, e.ChecksumURL)
+		if err != nil || got != "sha256:"+hex {
+			t.Errorf("%s: LookupChecksum = %q, %v; want sha256:%s", id, got, err, hex)
+		}
+	}
+}

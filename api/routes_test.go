@@ -77,12 +77,29 @@ func TestEveryRouteHappyPath(t *testing.T) {
 		if len(cat.Items) == 0 {
 			t.Fatal("empty catalog")
 		}
-		for _, k := range []string{"id", "name", "os", "version", "arch", "format", "url", "checksum_url", "checksum", "size_bytes"} {
+		for _, k := range []string{"id", "name", "os", "version", "arch", "format", "url", "checksum_url", "checksum", "size_bytes",
+			"default_user", "cloud_init", "min_disk_bytes", "firmware"} {
 			if _, ok := cat.Items[0][k]; !ok {
 				t.Errorf("catalog item has no %q", k)
 			}
 		}
 		e.must(http.StatusOK, "GET", "/v1/catalog/cirros-0.6.3", nil, nil)
+		var freebsd, centos map[string]any
+		for _, it := range cat.Items {
+			switch it["id"] {
+			case "freebsd-14.2":
+				freebsd = it
+			case "centos-stream-9":
+				centos = it
+			}
+		}
+		if freebsd["compression"] != "xz" || freebsd["default_user"] != "freebsd" || freebsd["cloud_init"] != true ||
+			freebsd["firmware"] != "both" || freebsd["min_disk_bytes"].(float64) < 1<<30 {
+			t.Errorf("GET /v1/catalog: freebsd-14.2 is %v, want compression xz and what a VM creator needs", freebsd)
+		}
+		if _, has := centos["compression"]; has || centos["default_user"] != "cloud-user" {
+			t.Errorf("GET /v1/catalog: centos-stream-9 is %v, want no compression, default_user cloud-user", centos)
+		}
 
 		// Images: a catalog download starts a workflow.
 		var img image

@@ -6,7 +6,9 @@ package catalog
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -26,7 +28,21 @@ type Entry struct {
 	ChecksumURL string `json:"checksum_url"`
 	Checksum    string `json:"checksum"` // "sha256:HEX" or "sha512:HEX" when pinned
 	SizeBytes   int64  `json:"size_bytes"`
+
+	// What a VM creator needs to boot the image.
+	DefaultUser  string `json:"default_user"`   // the account cloud-init (or the image) sets up
+	CloudInit    bool   `json:"cloud_init"`     // the image runs cloud-init at boot
+	MinDiskBytes int64  `json:"min_disk_bytes"` // smallest disk to give a VM: at least the image's virtual size
+	Firmware     string `json:"firmware"`       // "bios", "uefi" or "both"; "" when unknown
+
+	// Compression is what the URL's suffix announces ("xz", "gzip", "bzip2",
+	// "zstd"), derived by New: a label for people, since the node agent goes
+	// by the bytes' magic.
+	Compression string `json:"compression,omitempty"`
 }
+
+// Firmwares are the values of Entry.Firmware.
+var Firmwares = []string{"bios", "uefi", "both"}
 
 // Catalog is a set of entries by id.
 type Catalog struct {
@@ -39,6 +55,10 @@ func New(entries []Entry) (*Catalog, error) {
 	for _, e := range entries {
 		if err := e.validate(); err != nil {
 			return nil, err
+		}
+		e.Compression = ""
+		if u, err := url.Parse(e.URL); err == nil {
+			e.Compression = diskimage.CompressionOfName(path.Base(u.Path))
 		}
 		if _, dup := c.entries[e.ID]; dup {
 			return nil, fmt.Errorf("catalog: entry %q listed twice", e.ID)
@@ -107,6 +127,10 @@ func (e Entry) validate() error {
 	case e.Format != "" && !slices.Contains(diskimage.Formats, e.Format):
 		// Refused here, at startup, rather than by every node at each download.
 		return fmt.Errorf("catalog: entry %q has format %q: give one of %s", e.ID, e.Format, strings.Join(diskimage.Formats, ", "))
+	case e.Firmware != "" && !slices.Contains(Firmwares, e.Firmware):
+		return fmt.Errorf("catalog: entry %q has firmware %q: give one of %s (or leave it out when unknown)", e.ID, e.Firmware, strings.Join(Firmwares, ", "))
+	case e.MinDiskBytes < 0:
+		return fmt.Errorf("catalog: entry %q has min_disk_bytes %d: give the smallest disk in bytes (at least the image's virtual size), or 0 when unknown", e.ID, e.MinDiskBytes)
 	}
 	return nil
 }

@@ -31,8 +31,25 @@ func DetectCompression(head []byte) string {
 	return None
 }
 
-// compressionExts are the suffixes StripCompressionExt removes.
+// compressionExts are the suffixes StripCompressionExt removes, and the
+// compression each names.
 var compressionExts = []string{".xz", ".gz", ".bz2", ".zst"}
+
+var compressionOfExt = map[string]string{".xz": XZ, ".gz": Gzip, ".bz2": Bzip2, ".zst": Zstd}
+
+// CompressionOfName names the compression a file name's suffix announces
+// ("xz", "gzip", "bzip2", "zstd"), or "" when it ends in none of
+// compressionExts. It is a label for people; a download is judged by its
+// magic bytes (DetectCompression), never by its name.
+func CompressionOfName(name string) string {
+	lower := strings.ToLower(name)
+	for _, ext := range compressionExts {
+		if strings.HasSuffix(lower, ext) && len(name) > len(ext) {
+			return compressionOfExt[ext]
+		}
+	}
+	return ""
+}
 
 // StripCompressionExt removes one compression suffix (.xz, .gz, .bz2, .zst,
 // in any case) from a file name: "f.qcow2.xz" becomes "f.qcow2".

@@ -44,7 +44,16 @@ type composeService struct {
 	Volumes     []string          `yaml:"volumes"`
 }
 
-const cloudimagesImage = "cloudimages:latest"
+const (
+	cloudimagesImage = "cloudimages:latest"
+	// agentImage is the Dockerfile's agent target: Debian with qemu-img and xz.
+	agentImage = "cloudimages-agent:latest"
+)
+
+// runsCloudimages: the service runs one of the Dockerfile's images.
+func (s composeService) runsCloudimages() bool {
+	return s.Image == cloudimagesImage || s.Image == agentImage
+}
 
 func loadCompose(t *testing.T) composeFile {
 	t.Helper()
@@ -63,7 +72,7 @@ func loadCompose(t *testing.T) composeFile {
 func (f composeFile) servicesRunning(role string) []string {
 	var names []string
 	for name, s := range f.Services {
-		if s.Image == cloudimagesImage && len(s.Command) > 0 && s.Command[0] == role {
+		if s.runsCloudimages() && len(s.Command) > 0 && s.Command[0] == role {
 			names = append(names, name)
 		}
 	}
@@ -127,7 +136,7 @@ func TestComposeCommandsAndVariablesExist(t *testing.T) {
 	documented := documentedVariables(t)
 	bin := testenv.Binary(t)
 	for name, s := range f.Services {
-		if s.Image != cloudimagesImage {
+		if !s.runsCloudimages() {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
@@ -496,5 +505,84 @@ func TestComposeAgentEnvironmentStartsAnAgent(t *testing.T) {
 	slices.Sort(pools)
 	if h.NodeID != "node-1" || fmt.Sprint(pools) != "[local-1 nfs-01]" {
 		t.Errorf("health = node %s, pools %v; want node-1 with local-1 and nfs-01", h.NodeID, pools)
+	}
+}
+
+// dockerStages splits the Dockerfile into its stages, by name ("" for an
+// unnamed one), each with its FROM image and its lines, in order.
+type dockerStage struct{ name, from, body string }
+
+func dockerStages(t *testing.T) []dockerStage {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stages []dockerStage
+	from := regexp.MustCompile(`^FROM (\S+)(?: AS (\S+))?$`)
+	for _, line := range strings.Split(string(b), "\n") {
+		if m := from.FindStringSubmatch(line); m != nil {
+			stages = append(stages, dockerStage{name: m[2], from: m[1]})
+			continue
+		}
+		if len(stages) > 0 {
+			stages[len(stages)-1].body += line + "\n"
+		}
+	}
+	return stages
+}
+
+// TestDockerfileAgentTargetCarriesTheTools: the node agent runs qemu-img
+// and xz, so its image is the Dockerfile's Debian `agent` target, which
+// installs them and runs as a non-root user; the API and the workers keep
+// the distroless default (the last stage), and compose's agents build the
+// agent target.
+func TestDockerfileAgentTargetCarriesTheTools(t *testing.T) {
+	stages := dockerStages(t)
+	var agent *dockerStage
+	for i := range stages {
+		if stages[i].name == "agent" {
+			agent = &stages[i]
+		}
+	}
+	if agent == nil {
+		t.Fatal("the Dockerfile has no `agent` stage for the node agent")
+	}
+	if !strings.HasPrefix(agent.from, "debian:") {
+		t.Errorf("the agent stage is FROM %s, want a small Debian (debian:…-slim)", agent.from)
+	}
+	install := regexp.MustCompile(`apt-get install[^\n]*`).FindString(strings.ReplaceAll(agent.body, "\\\n", " "))
+	for _, pkg := range []string{"qemu-utils", "xz-utils", "--no-install-recommends"} {
+		if !regexp.MustCompile(`(^|\s)` + regexp.QuoteMeta(pkg) + `(\s|$)`).MatchString(install) {
+			t.Errorf("the agent stage's apt-get install (%q) lacks %s", install, pkg)
+		}
+	}
+	user := regexp.MustCompile(`(?m)^USER (\S+)$`).FindStringSubmatch(agent.body)
+	if user == nil || strings.HasPrefix(user[1], "root") || strings.HasPrefix(user[1], "0") {
+		t.Errorf("the agent stage runs as %v, want a non-root USER", user)
+	}
+	for _, want := range []string{"/usr/local/bin/cloudimages", "/var/lib/cloudimages"} {
+		if !strings.Contains(agent.body, want) {
+			t.Errorf("the agent stage lacks %s", want)
+		}
+	}
+	if last := stages[len(stages)-1]; !strings.HasPrefix(last.from, "gcr.io/distroless/") {
+		t.Errorf("the default (last) stage is FROM %s, want distroless for the API and the workers", last.from)
+	}
+
+	f := loadCompose(t)
+	for _, name := range f.servicesRunning("nodeagent") {
+		s := f.service(t, name)
+		build, _ := s.Build.(map[string]any)
+		if s.Image != agentImage || build == nil || build["target"] != "agent" {
+			t.Errorf("compose service %s runs image %s built %v, want %s built with target agent", name, s.Image, s.Build, agentImage)
+		}
+	}
+	for _, role := range []string{"api", "worker"} {
+		for _, name := range f.servicesRunning(role) {
+			if s := f.service(t, name); s.Image != cloudimagesImage {
+				t.Errorf("compose service %s runs %s, want the distroless %s", name, s.Image, cloudimagesImage)
+			}
+		}
 	}
 }

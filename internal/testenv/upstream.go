@@ -20,7 +20,9 @@ import (
 // Upstream is a local image mirror for tests: an HTTP server on 127.0.0.1
 // that serves files with ETag, Last-Modified, Range and If-Range, counts
 // what it serves, and misbehaves on request (see Fault). It is safe for
-// concurrent use; it stops when the test ends.
+// concurrent use; it stops when the test ends. The bad inputs it serves
+// (archives, truncated or corrupt streams, decompression bombs) are made
+// by badinput.go's helpers: ZipOf, TarOf, XzOf, ZeroBomb and the others.
 type Upstream struct {
 	srv     *httptest.Server
 	closing chan struct{}

@@ -127,7 +127,7 @@ func TestStatusTransitionsAreGuarded(t *testing.T) {
 		{[]string{store.StatusFailed, store.StatusConverting}, false},
 		{[]string{store.StatusCancelled, store.StatusConverting}, false},
 		{[]string{store.StatusDownloading, store.StatusConverting, store.StatusConverting}, true}, // a retried activity
-		{[]string{store.StatusVerifying, store.StatusConverting, store.StatusDownloading}, true}, // failover
+		{[]string{store.StatusVerifying, store.StatusConverting, store.StatusDownloading}, true},  // failover
 		{[]string{store.StatusVerifying, store.StatusConverting, store.StatusFailed}, true},
 	}
 	for _, db := range testenv.Databases(t) {

@@ -25,6 +25,10 @@ const ProgressSignal = "download-progress"
 // the agent's wire.
 const NodeVerifying = agentclient.StateVerifying
 
+// NodeConverting is the ProgressUpdate state of a node-side job that is
+// converting the verified image to its pool's image_format.
+const NodeConverting = agentclient.StateConverting
+
 // Signaler sends a signal to a workflow; a Temporal client.Client is one.
 type Signaler interface {
 	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error

@@ -3,6 +3,8 @@ package activities
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,10 +19,12 @@ import (
 const healthTimeout = 5 * time.Second
 
 // NodeVerdict is what one health check says about a node: the health to
-// record, and why it is offline (empty when it is online).
+// record, why it is offline (empty when it is online), and whether its
+// agent converts images (it has qemu-img: agentclient.FeatureConvert).
 type NodeVerdict struct {
-	Health store.NodeHealth
-	Reason string
+	Health   store.NodeHealth
+	Reason   string
+	Converts bool
 }
 
 // JudgeHealth is the one place that turns an agent's answer to a health
@@ -41,7 +45,25 @@ func JudgeHealth(n store.Node, h agentclient.Health, err error, at time.Time) No
 		space[p.ID] = store.Space{FreeBytes: p.FreeBytes, TotalBytes: p.TotalBytes}
 	}
 	return NodeVerdict{Health: store.NodeHealth{Online: true, Pools: h.PoolIDs(), Space: space,
-		ActiveDownloads: h.ActiveDownloads, At: at}}
+		ActiveDownloads: h.ActiveDownloads, At: at}, Converts: h.Supports(agentclient.FeatureConvert)}
+}
+
+// RefusalFor says why the judged node cannot download into pool, or ""
+// when it can: it is offline, its agent does not serve the pool, or the
+// pool wants its images in a format (image_format) and the agent cannot
+// convert them.
+func (v NodeVerdict) RefusalFor(n store.Node, pool store.Pool) string {
+	switch {
+	case !v.Health.Online:
+		return v.Reason
+	case !slices.Contains(v.Health.Pools, pool.ID):
+		return fmt.Sprintf("its agent does not serve pool %q (it serves: %s): start it with --pool %s=DIR",
+			pool.ID, strings.Join(v.Health.Pools, ", "), pool.ID)
+	case pool.ImageFormat != "" && !v.Converts:
+		return fmt.Sprintf("%s has no qemu-img, and pool %q wants its images as %s: install qemu-utils there (apt-get install qemu-utils) and restart its agent, or download into a pool without image_format",
+			n.ID, pool.ID, pool.ImageFormat)
+	}
+	return ""
 }
 
 // checkHealth asks a node's agent for its health, judges the answer and

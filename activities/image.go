@@ -24,11 +24,14 @@ type ImageRequest struct {
 // the timings it runs with (recorded in history, so that a replay sees the
 // values the run had).
 type Plan struct {
-	ImageID          string
-	PoolID           string
-	FileName         string
-	Shared           bool     // every node of the pool sees the same directory
-	AssignedNodes    []string // the nodes assigned to the pool
+	ImageID       string
+	PoolID        string
+	FileName      string
+	Shared        bool     // every node of the pool sees the same directory
+	AssignedNodes []string // the nodes assigned to the pool
+	// ImageFormat is the format the pool wants its images in ("raw",
+	// "qcow2"); "" keeps what the vendor ships.
+	ImageFormat      string
 	NoNodeTimeout    time.Duration
 	HeartbeatTimeout time.Duration
 }
@@ -64,7 +67,7 @@ func (a *Activities) EnsureImage(ctx context.Context, in ImageRequest) (Plan, er
 	}
 	s := a.settings()
 	return Plan{ImageID: img.ID, PoolID: pool.ID, FileName: img.FileName, Shared: pool.Shared,
-		AssignedNodes: pool.NodeIDs(), NoNodeTimeout: s.NoNodeTimeout, HeartbeatTimeout: s.HeartbeatTimeout}, nil
+		AssignedNodes: pool.NodeIDs(), ImageFormat: pool.ImageFormat, NoNodeTimeout: s.NoNodeTimeout, HeartbeatTimeout: s.HeartbeatTimeout}, nil
 }
 
 func (a *Activities) createImage(ctx context.Context, in ImageRequest) (store.Image, error) {
@@ -115,7 +118,8 @@ func (a *Activities) MarkDownloading(ctx context.Context, in DownloadingRequest)
 	return asStoreError(err)
 }
 
-// VerifyingRequest records that a node checks the downloaded image.
+// VerifyingRequest records that a node checks the downloaded image (or,
+// for MarkConverting, converts it).
 type VerifyingRequest struct {
 	ImageID string
 	NodeID  string
@@ -124,6 +128,12 @@ type VerifyingRequest struct {
 // MarkVerifying records that the node has every byte and verifies them.
 func (a *Activities) MarkVerifying(ctx context.Context, in VerifyingRequest) error {
 	return asStoreError(a.Store.Transition(ctx, in.ImageID, store.ToVerifying{NodeID: in.NodeID}))
+}
+
+// MarkConverting records that the node converts the verified image to the
+// pool's format.
+func (a *Activities) MarkConverting(ctx context.Context, in VerifyingRequest) error {
+	return asStoreError(a.Store.Transition(ctx, in.ImageID, store.ToConverting{NodeID: in.NodeID}))
 }
 
 // FailoversRequest records the failovers of a download so far.

@@ -24,6 +24,11 @@ type Job struct {
 	SizeBytes  int64  // expected size, for progress only: the agent takes a size as exact
 	Shared     bool   // the pool is shared: a full disk is every node's
 	Attempt    int    // 1 on the first node, +1 on every failover
+	// ImageFormat is the pool's image_format ("" keeps the vendor's), and
+	// NodeConverts whether the node's agent said it converts (the pick's
+	// Candidate.Converts): ConvertTo is sent only to an agent that does.
+	ImageFormat  string
+	NodeConverts bool
 }
 
 // Started is the node-side job as the node reported it when started.
@@ -48,8 +53,18 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 	} else if err != nil {
 		return Started{}, err
 	}
-	d, err := c.StartDownload(ctx, agentclient.DownloadRequest{ID: job.DownloadID, URL: job.URL, PoolID: job.PoolID,
-		FileName: job.FileName, Checksum: job.Checksum, Format: job.Format})
+	req := agentclient.DownloadRequest{ID: job.DownloadID, URL: job.URL, PoolID: job.PoolID,
+		FileName: job.FileName, Checksum: job.Checksum, Format: job.Format}
+	if job.ImageFormat != "" {
+		if !job.NodeConverts {
+			// An agent without qemu-img would publish the image as the
+			// vendor ships it in a pool that wants another format.
+			return Started{}, failover(fault.NoNodeAvailable, "%s has no qemu-img, and pool %q wants its images as %s: install qemu-utils there (apt-get install qemu-utils) and restart its agent",
+				node.ID, job.PoolID, job.ImageFormat)
+		}
+		req.ConvertTo = job.ImageFormat
+	}
+	d, err := c.StartDownload(ctx, req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return Started{}, ctx.Err()
@@ -57,7 +72,7 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 		return Started{}, fromNode(node.ID, fault.From(err), job.Shared)
 	}
 	activity.GetLogger(ctx).Info("download started on node", "image_id", job.ImageID, "node_id", job.NodeID, "pool_id", job.PoolID,
-		"attempt", job.Attempt, "bytes_done", d.BytesDone)
+		"attempt", job.Attempt, "bytes_done", d.BytesDone, "convert_to", req.ConvertTo)
 	return Started{NodeID: job.NodeID, Path: d.Path, State: d.State, BytesDone: d.BytesDone,
 		BytesTotal: orSize(d.BytesTotal, job.SizeBytes)}, nil
 }

@@ -2,10 +2,8 @@ package activities
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 
 	"go.temporal.io/sdk/activity"
@@ -25,6 +23,9 @@ type Candidate struct {
 	NodeID          string
 	ActiveDownloads int
 	FreeBytes       uint64
+	// Converts: the node's agent converts images (it has qemu-img), so a
+	// pool's image_format can be asked of it.
+	Converts bool
 }
 
 // Refusal is a node that cannot take the download, and why.
@@ -56,7 +57,7 @@ func (a *Activities) PickNode(ctx context.Context, in PickRequest) (Pick, error)
 		return Pick{}, err
 	}
 	pick := Pick{Assigned: pool.NodeIDs()}
-	results := a.checkNodes(ctx, nodes, in)
+	results := a.checkNodes(ctx, nodes, pool, in)
 	var ok []Candidate
 	for i, n := range nodes {
 		r := results[i]
@@ -91,7 +92,7 @@ type checked struct {
 
 // checkNodes health-checks the nodes at once, so one dead node costs the
 // pick its timeout only once, and records what it found.
-func (a *Activities) checkNodes(ctx context.Context, nodes []store.Node, in PickRequest) []checked {
+func (a *Activities) checkNodes(ctx context.Context, nodes []store.Node, pool store.Pool, in PickRequest) []checked {
 	out := make([]checked, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
@@ -102,20 +103,18 @@ func (a *Activities) checkNodes(ctx context.Context, nodes []store.Node, in Pick
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i] = a.checkNode(ctx, n, in.PoolID)
+			out[i] = a.checkNode(ctx, n, pool)
 		}()
 	}
 	wg.Wait()
 	return out
 }
 
-func (a *Activities) checkNode(ctx context.Context, n store.Node, poolID string) checked {
+func (a *Activities) checkNode(ctx context.Context, n store.Node, pool store.Pool) checked {
 	v := a.checkHealth(ctx, n)
-	if !v.Health.Online {
-		return checked{refusal: v.Reason}
+	if r := v.RefusalFor(n, pool); r != "" {
+		return checked{refusal: r}
 	}
-	if !slices.Contains(v.Health.Pools, poolID) {
-		return checked{refusal: fmt.Sprintf("its agent does not serve pool %q (it serves: %s): start it with --pool %s=DIR", poolID, strings.Join(v.Health.Pools, ", "), poolID)}
-	}
-	return checked{candidate: Candidate{NodeID: n.ID, ActiveDownloads: v.Health.ActiveDownloads, FreeBytes: v.Health.Space[poolID].FreeBytes}}
+	return checked{candidate: Candidate{NodeID: n.ID, ActiveDownloads: v.Health.ActiveDownloads,
+		FreeBytes: v.Health.Space[pool.ID].FreeBytes, Converts: v.Converts}}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/store"
 )
@@ -351,4 +352,76 @@ func closedURL(t *testing.T) string {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	srv.Close()
 	return srv.URL
+}
+
+func TestPickNodeGivesAPoolWithAnImageFormatOnlyToAgentsThatConvert(t *testing.T) {
+	conv := newFakeAgent(t, "node-conv", "pool-1", "raw-1")
+	conv.health.Features = []string{agentclient.FeatureConvert}
+	conv.health.ActiveDownloads = 5 // busier: picked only because the other cannot convert
+	plain := newFakeAgent(t, "node-plain", "pool-1", "raw-1")
+	b := newBench(t, false, conv, plain)
+	ctx := context.Background()
+	if err := b.store.CreatePool(ctx, &store.Pool{ID: "raw-1", Type: "local", ImageFormat: "raw"}, []string{"node-conv", "node-plain"}); err != nil {
+		t.Fatal(err)
+	}
+
+	p := b.pick(activities.PickRequest{PoolID: "raw-1"})
+	if p.Node == nil || p.Node.NodeID != "node-conv" || !p.Node.Converts {
+		t.Fatalf("picked %+v for a raw pool, want node-conv, which converts", p.Node)
+	}
+	r := reasons(p)["node-plain"]
+	if !strings.Contains(r, "node-plain has no qemu-img") || !strings.Contains(r, "install qemu-utils") || !strings.Contains(r, `"raw-1"`) {
+		t.Fatalf("node-plain refused for %q; want it to say it has no qemu-img and to install qemu-utils", r)
+	}
+	// With no agent that converts, nothing is picked, and the refusals
+	// (which the workflow's no_node_available names) say why.
+	p = b.pick(activities.PickRequest{PoolID: "raw-1", Exclude: []string{"node-conv"}})
+	if p.Node != nil || !strings.Contains(reasons(p)["node-plain"], "no qemu-img") {
+		t.Fatalf("pick without node-conv = %+v, want none, node-plain refused for no qemu-img", p)
+	}
+	// A pool that keeps the vendor's format takes either.
+	p = b.pick(activities.PickRequest{PoolID: "pool-1"})
+	if p.Node == nil || p.Node.NodeID != "node-plain" || len(p.Refused) != 0 {
+		t.Fatalf("pick for pool-1 = %+v, want node-plain (idle), none refused", p)
+	}
+}
+
+func TestStartOnNodeSendsConvertToOnlyToAnAgentThatConverts(t *testing.T) {
+	agent := newFakeAgent(t, "node-1", "pool-1")
+	b := newBench(t, false, agent)
+	if err := b.store.CreatePool(context.Background(), &store.Pool{ID: "raw-1", Type: "local", ImageFormat: "raw"}, []string{"node-1"}); err != nil {
+		t.Fatal(err)
+	}
+	// The plan carries the pool's format to the workflow.
+	v, err := b.env.ExecuteActivity(b.acts.EnsureImage, activities.ImageRequest{ImageID: "img-raw", WorkflowID: "image-img-raw", PoolID: "raw-1",
+		Source: source.Source{URL: "https://example.com/x.qcow2", FileName: "x.qcow2", SourceKey: "url:x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan activities.Plan
+	if err := v.Get(&plan); err != nil || plan.ImageFormat != "raw" {
+		t.Fatalf("plan of a raw pool's image: %+v, %v; want ImageFormat raw", plan, err)
+	}
+
+	// Each start is a new job id: the fake agent records every request.
+	start := func(id, format string, converts bool) error {
+		j := job("node-1", false)
+		j.DownloadID, j.ImageFormat, j.NodeConverts = id, format, converts
+		_, err := b.env.ExecuteActivity(b.acts.StartOnNode, j)
+		return err
+	}
+	if err := start("keep", "", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := start("conv", "raw", true); err != nil {
+		t.Fatal(err)
+	}
+	err = start("noconv", "raw", false)
+	if typ, nonRetryable := errorType(t, err); typ != activities.FailoverError || !nonRetryable || !strings.Contains(err.Error(), "qemu-img") {
+		t.Fatalf("start on an agent without qemu-img for a raw pool: %v; want a failover naming qemu-img", err)
+	}
+	got := agent.started()
+	if len(got) != 2 || got[0].ID != "keep" || got[0].ConvertTo != "" || got[1].ID != "conv" || got[1].ConvertTo != "raw" {
+		t.Fatalf("agent got %+v; want keep without convert_to and conv with raw, and nothing for noconv", got)
+	}
 }

@@ -249,3 +249,43 @@ func TestWatchFailsOverWhenTheNodeLostTheJob(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 }
+
+// Converting is a live state of the node's job: the watch follows it to
+// completion, signals it (the workflow records CONVERTING from that), and
+// keeps writing the progress of the CONVERTING image.
+func TestWatchFollowsAConvertingJob(t *testing.T) {
+	agent := newFakeAgent(t, "node-1", "pool-1")
+	agent.script = []agentclient.Download{
+		{ID: "img-1", State: agentclient.StateVerifying, BytesDone: 1000, BytesTotal: 1000},
+		{ID: "img-1", State: agentclient.StateConverting, BytesDone: 400, BytesTotal: 1000},
+		{ID: "img-1", State: agentclient.StateConverting, BytesDone: 700, BytesTotal: 1000},
+		{ID: "img-1", State: agentclient.StateCompleted, BytesDone: 1000, BytesTotal: 1000, Path: "/p/cloud-images/x.raw", Checksum: sum256,
+			Format: "raw", VirtualSizeBytes: 1 << 30, Compression: "none", FileChecksum: fileSum256}}
+	b := newBench(t, false, agent)
+	ctx := context.Background()
+	for _, tr := range []store.Transition{store.ToDownloading{NodeID: "node-1", Attempt: 1}, store.ToConverting{NodeID: "node-1"}} {
+		if err := b.store.Transition(ctx, "img-1", tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j := job("node-1", false)
+	j.ImageFormat, j.NodeConverts = "raw", true
+	fin, err := b.watch(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fin.Path != "/p/cloud-images/x.raw" || fin.Format != "raw" {
+		t.Fatalf("finished = %+v", fin)
+	}
+	var states []string
+	for _, u := range b.signals.got {
+		states = append(states, u.State)
+	}
+	if got := strings.Join(states, ","); !strings.Contains(got, "verifying,converting") || !strings.HasSuffix(got, "completed") {
+		t.Fatalf("signalled states %q, want verifying, then converting, then completed", got)
+	}
+	img, err := b.store.Image(ctx, "img-1")
+	if err != nil || img.Status != store.StatusConverting || img.BytesDone != 1000 {
+		t.Fatalf("image %s at %d bytes (%v), want CONVERTING with the watch's progress (1000)", img.Status, img.BytesDone, err)
+	}
+}

@@ -43,7 +43,7 @@ func (s *Server) imageEvents(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		moving := img.Status == store.StatusDownloading || img.Status == store.StatusVerifying
+		moving := img.Status == store.StatusDownloading || img.Status == store.StatusVerifying || img.Status == store.StatusConverting
 		switch {
 		case !bytes.Equal(data, last) || moving:
 			_, err = fmt.Fprintf(w, "event: image\nid: %d\ndata: %s\n\n", seq, data)

@@ -14,7 +14,7 @@ import (
 )
 
 var statuses = []string{store.StatusPending, store.StatusDownloading, store.StatusVerifying,
-	store.StatusReady, store.StatusFailed, store.StatusCancelled}
+	store.StatusConverting, store.StatusReady, store.StatusFailed, store.StatusCancelled}
 
 // listImages answers one page of images, newest first. The next page
 // starts after the last image of this one (next_page_token), so paging

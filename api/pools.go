@@ -16,6 +16,9 @@ type poolRequest struct {
 	Type    string   `json:"type"`
 	Shared  *bool    `json:"shared"`
 	NodeIDs []string `json:"node_ids"`
+	// ImageFormat is the format the pool's images are converted to ("raw"
+	// or "qcow2"); "" keeps what the vendor ships.
+	ImageFormat string `json:"image_format"`
 }
 
 func (s *Server) createPool(c echo.Context) error {
@@ -30,7 +33,7 @@ func (s *Server) createPool(c echo.Context) error {
 	if err := s.checkNodesExist(c, req.NodeIDs); err != nil {
 		return err
 	}
-	p := &store.Pool{ID: req.ID, Name: req.Name, Type: req.Type, Shared: *req.Shared}
+	p := &store.Pool{ID: req.ID, Name: req.Name, Type: req.Type, Shared: *req.Shared, ImageFormat: req.ImageFormat}
 	err := s.store.CreatePool(ctx, p, req.NodeIDs)
 	switch {
 	case errors.Is(err, store.ErrExists):
@@ -40,7 +43,7 @@ func (s *Server) createPool(c echo.Context) error {
 	case err != nil:
 		return err
 	}
-	s.log.Info("pool created", "pool_id", p.ID, "type", p.Type, "shared", p.Shared, "nodes", req.NodeIDs)
+	s.log.Info("pool created", "pool_id", p.ID, "type", p.Type, "shared", p.Shared, "image_format", p.ImageFormat, "nodes", req.NodeIDs)
 	return c.JSON(http.StatusCreated, viewPool(*p, nil))
 }
 
@@ -67,6 +70,11 @@ func checkPool(req *poolRequest) error {
 	}
 	if *req.Shared && req.Type == "local" {
 		return apiErr(fault.InvalidRequest, "a local pool cannot be shared: each node has its own directory (use type \"nfs\" for a shared one)")
+	}
+	switch req.ImageFormat {
+	case "", "raw", "qcow2":
+	default:
+		return apiErr(fault.InvalidRequest, "image_format %q: want \"raw\" or \"qcow2\" (images are converted to it), or leave it out to keep the format the vendor ships", req.ImageFormat)
 	}
 	seen := map[string]bool{}
 	for _, id := range req.NodeIDs {

@@ -48,6 +48,9 @@ type Pool struct {
 	Type    string   `json:"type"`
 	Shared  bool     `json:"shared"`
 	NodeIDs []string `json:"node_ids"`
+	// ImageFormat is the format the pool's images are converted to; ""
+	// keeps what the vendor ships.
+	ImageFormat string `json:"image_format"`
 	// Free and total bytes, from the online node with the most free space
 	// in the pool (on a shared pool they all see the same); absent until a
 	// node's agent has reported the pool.
@@ -59,7 +62,7 @@ type Pool struct {
 
 func viewPool(p store.Pool, nodes []store.Node) Pool {
 	v := Pool{ID: p.ID, Name: p.Name, Type: p.Type, Shared: p.Shared, NodeIDs: p.NodeIDs(),
-		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+		ImageFormat: p.ImageFormat, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
 	for _, n := range nodes {
 		sp, ok := n.PoolSpace[p.ID]
 		if !ok || n.Status != store.NodeOnline || (v.FreeBytes != nil && sp.FreeBytes <= *v.FreeBytes) {

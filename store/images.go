@@ -9,7 +9,7 @@ import (
 	"gorm.io/gorm"
 )
 
-var liveOrReady = []string{StatusPending, StatusDownloading, StatusVerifying, StatusReady}
+var liveOrReady = []string{StatusPending, StatusDownloading, StatusVerifying, StatusConverting, StatusReady}
 
 // CreateImage inserts img unless a live or READY image of the same source is
 // already in the pool; then it returns that one and created=false. The check

@@ -87,6 +87,16 @@ var migrations = []string{
 	ALTER TABLE images ADD COLUMN source_checksum VARCHAR(200) NOT NULL DEFAULT '';
 	ALTER TABLE images ADD COLUMN file_checksum VARCHAR(200) NOT NULL DEFAULT '';
 	ALTER TABLE images ADD COLUMN declared_format VARCHAR(16) NOT NULL DEFAULT ''`,
+	// 5: the format a pool wants its images in ('' keeps what the vendor
+	// ships), and CONVERTING, a live status: the indexes that keep one live
+	// image per source and per file name must count it too.
+	`ALTER TABLE pools ADD COLUMN image_format VARCHAR(16) NOT NULL DEFAULT '';
+	DROP INDEX images_one_live_source;
+	DROP INDEX images_one_live_file;
+	CREATE UNIQUE INDEX images_one_live_source ON images(pool_id, source_key)
+		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'CONVERTING', 'READY');
+	CREATE UNIQUE INDEX images_one_live_file ON images(pool_id, file_name)
+		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'CONVERTING', 'READY')`,
 }
 
 // migrate brings the schema up to date. It is safe to run twice and from

@@ -15,6 +15,7 @@ const (
 	StatusPending     = imagestate.Pending
 	StatusDownloading = imagestate.Downloading
 	StatusVerifying   = imagestate.Verifying
+	StatusConverting  = imagestate.Converting
 	StatusReady       = imagestate.Ready
 	StatusFailed      = imagestate.Failed
 	StatusCancelled   = imagestate.Cancelled
@@ -43,13 +44,16 @@ type Node struct {
 
 // Pool is a storage pool; PoolNodes lists the nodes assigned to it.
 type Pool struct {
-	ID        string     `gorm:"primaryKey;size:64"`
-	Name      string     `gorm:"size:200"`
-	Type      string     `gorm:"size:16;not null"` // nfs | local
-	Shared    bool       `gorm:"not null;default:false"`
-	PoolNodes []PoolNode `gorm:"foreignKey:PoolID;constraint:OnDelete:CASCADE"`
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	ID     string `gorm:"primaryKey;size:64"`
+	Name   string `gorm:"size:200"`
+	Type   string `gorm:"size:16;not null"` // nfs | local
+	Shared bool   `gorm:"not null;default:false"`
+	// ImageFormat is the format the pool wants its images in ("raw" or
+	// "qcow2"); "" keeps what the vendor ships.
+	ImageFormat string     `gorm:"size:16;not null;default:''"`
+	PoolNodes   []PoolNode `gorm:"foreignKey:PoolID;constraint:OnDelete:CASCADE"`
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // NodeIDs returns the ids of the nodes assigned to the pool, in order.

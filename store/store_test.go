@@ -120,6 +120,15 @@ func TestStatusTransitionsAreGuarded(t *testing.T) {
 		{[]string{store.StatusReady, store.StatusReady}, true}, // a retried activity
 		{[]string{store.StatusDownloading, store.StatusCancelled}, true},
 		{[]string{store.StatusVerifying, store.StatusDownloading}, true}, // failover
+		{[]string{store.StatusDownloading, store.StatusVerifying, store.StatusConverting, store.StatusReady}, true},
+		{[]string{store.StatusDownloading, store.StatusConverting}, true},
+		{[]string{store.StatusConverting}, false}, // nothing unverified is converted: not from PENDING
+		{[]string{store.StatusReady, store.StatusConverting}, false},
+		{[]string{store.StatusFailed, store.StatusConverting}, false},
+		{[]string{store.StatusCancelled, store.StatusConverting}, false},
+		{[]string{store.StatusDownloading, store.StatusConverting, store.StatusConverting}, true}, // a retried activity
+		{[]string{store.StatusVerifying, store.StatusConverting, store.StatusDownloading}, true},  // failover
+		{[]string{store.StatusVerifying, store.StatusConverting, store.StatusFailed}, true},
 	}
 	for _, db := range testenv.Databases(t) {
 		t.Run(db.Name, func(t *testing.T) {
@@ -238,6 +247,8 @@ func to(status string) store.Transition {
 		return store.ToDownloading{NodeID: "node-1", Attempt: 1}
 	case store.StatusVerifying:
 		return store.ToVerifying{NodeID: "node-1"}
+	case store.StatusConverting:
+		return store.ToConverting{NodeID: "node-1"}
 	case store.StatusReady:
 		return store.ToReady{NodeID: "node-1", Path: "/p/x", SizeBytes: 1}
 	case store.StatusFailed:
@@ -370,6 +381,57 @@ func TestReadyRecordsFormatCompressionAndBothChecksums(t *testing.T) {
 				got.Checksum != src || got.SourceChecksum != src || got.FileChecksum != file {
 				t.Fatalf("READY image: format %q, virtual size %d, compression %q, checksum %q, source %q, file %q",
 					got.Format, got.VirtualSizeBytes, got.Compression, got.Checksum, got.SourceChecksum, got.FileChecksum)
+			}
+		})
+	}
+}
+
+func TestPoolImageFormatAndConvertingIsLive(t *testing.T) {
+	for _, db := range testenv.Databases(t) {
+		t.Run(db.Name, func(t *testing.T) {
+			s := open(t, db.URL)
+			seed(t, s)
+			ctx := context.Background()
+			if v, err := s.SchemaVersion(ctx); err != nil || v < 5 {
+				t.Fatalf("schema version %d (%v), want at least 5", v, err)
+			}
+			if err := s.CreatePool(ctx, &store.Pool{ID: "raw", Type: "local", ImageFormat: "raw"}, []string{"node-1"}); err != nil {
+				t.Fatal(err)
+			}
+			if p, err := s.Pool(ctx, "raw"); err != nil || p.ImageFormat != "raw" {
+				t.Fatalf("pool raw: image format %q (%v), want raw", p.ImageFormat, err)
+			}
+			if p, err := s.Pool(ctx, "p1"); err != nil || p.ImageFormat != "" {
+				t.Fatalf("pool p1: image format %q (%v), want empty (keep what the vendor ships)", p.ImageFormat, err)
+			}
+
+			// A CONVERTING image is live: a second request for its source
+			// gets it, another source cannot take its file name, its
+			// progress is recorded, and its pool cannot be deleted.
+			if _, _, err := s.CreateImage(ctx, &store.Image{ID: "a", SourceKey: "k", PoolID: "raw", FileName: "f.raw"}); err != nil {
+				t.Fatal(err)
+			}
+			for _, tr := range []store.Transition{store.ToDownloading{NodeID: "node-1", Attempt: 1}, store.ToVerifying{NodeID: "node-1"}, store.ToConverting{NodeID: "node-1"}} {
+				if err := s.Transition(ctx, "a", tr); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, created, err := s.CreateImage(ctx, &store.Image{ID: "b", SourceKey: "k", PoolID: "raw", FileName: "f.raw"})
+			if err != nil || created || got.ID != "a" || got.Status != store.StatusConverting {
+				t.Fatalf("second request for a CONVERTING source: got %q (%s), created=%v, %v; want the CONVERTING image a",
+					got.ID, got.Status, created, err)
+			}
+			if _, _, err := s.CreateImage(ctx, &store.Image{ID: "c", SourceKey: "other", PoolID: "raw", FileName: "f.raw"}); !errors.Is(err, store.ErrFileNameTaken) {
+				t.Fatalf("another source with the CONVERTING image's file name: %v, want ErrFileNameTaken", err)
+			}
+			if err := s.RecordWorkflow(ctx, "a", "wf-a"); err != nil {
+				t.Fatal(err)
+			}
+			if img, err := s.Image(ctx, "a"); err != nil || img.WorkflowID != "wf-a" {
+				t.Fatalf("workflow id of a CONVERTING image %q (%v), want recorded", img.WorkflowID, err)
+			}
+			if err := s.DeletePool(ctx, "raw"); !errors.Is(err, store.ErrInUse) {
+				t.Fatalf("delete a pool with a CONVERTING image: %v, want ErrInUse", err)
 			}
 		})
 	}

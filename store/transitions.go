@@ -44,6 +44,20 @@ func (t ToVerifying) fields() map[string]any {
 	return map[string]any{"node_id": t.NodeID, "bytes_per_second": 0}
 }
 
+// ToConverting: the node has verified and inspected the image and converts
+// it to the pool's format. Nothing unverified is converted, so it comes from
+// VERIFYING (or DOWNLOADING, when the node's VERIFYING was not seen).
+type ToConverting struct {
+	NodeID string
+}
+
+// Status implements Transition.
+func (ToConverting) Status() string { return StatusConverting }
+
+func (t ToConverting) fields() map[string]any {
+	return map[string]any{"node_id": t.NodeID, "bytes_per_second": 0}
+}
+
 // ToReady: the whole image is at Path and verified. Checksum is of the
 // bytes downloaded (the source's, also recorded as source_checksum);
 // FileChecksum of the published file, which differs when the source was
@@ -110,12 +124,13 @@ func (t ToCancelled) fields() map[string]any {
 var allowedFrom = map[string][]string{
 	StatusDownloading: live,
 	StatusVerifying:   live,
+	StatusConverting:  {StatusDownloading, StatusVerifying},
 	StatusReady:       live,
 	StatusFailed:      live,
 	StatusCancelled:   live,
 }
 
-var live = []string{StatusPending, StatusDownloading, StatusVerifying}
+var live = []string{StatusPending, StatusDownloading, StatusVerifying, StatusConverting}
 
 // Transition moves an image as t says, if the move is allowed from its
 // current status. Moving to the status it already has is fine (activities

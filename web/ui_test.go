@@ -49,7 +49,7 @@ func (s *scriptedAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == "GET" && r.URL.Path == "/v1/pools":
 		writeJSON(w, 200, items(
 			map[string]any{"id": "pool-b", "name": "pool-b", "type": "local", "node_ids": []string{"node-2"}},
-			map[string]any{"id": "pool-a", "name": "NFS A", "type": "nfs", "shared": true, "node_ids": []string{"node-1", "node-2"}, "free_bytes": 5e9, "total_bytes": 2e10},
+			map[string]any{"id": "pool-a", "name": "NFS A", "type": "nfs", "shared": true, "image_format": "raw", "node_ids": []string{"node-1", "node-2"}, "free_bytes": 5e9, "total_bytes": 2e10},
 			map[string]any{"id": "pool-c", "name": "pool-c", "type": "local", "node_ids": []string{}},
 		))
 	case r.Method == "GET" && r.URL.Path == "/v1/nodes":
@@ -159,6 +159,9 @@ func TestUIShowsPoolsFailoversAndErrorsInWords(t *testing.T) {
 	if pool != "pool-a" {
 		t.Errorf("preselected pool = %q, want pool-a (pool-b's only node is offline)", pool)
 	}
+	if got := eval[string](b, `document.querySelector('#pool option[value="pool-a"]').textContent`); got != "NFS A (raw)" {
+		t.Errorf("pool-a's option = %q, want it labelled raw (its images are converted)", got)
+	}
 	disabled := eval[[]string](b, `[...document.querySelectorAll('#pool option:disabled')].map(o => o.textContent)`)
 	if len(disabled) != 2 || !strings.Contains(disabled[0], "node-2 offline") || !strings.Contains(disabled[1], "no node is assigned") {
 		t.Errorf("disabled pools = %q, want pool-b (node-2 offline) and pool-c (no node assigned)", disabled)
@@ -234,8 +237,8 @@ func TestUIShowsPoolsFailoversAndErrorsInWords(t *testing.T) {
 
 	b.run("open Nodes and pools", 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="#nodes"]`)))
 	b.waitFor("the pools table", `document.querySelectorAll('#pools-table tbody tr').length === 3`, 10*time.Second)
-	if got := b.text(`[data-pool="pool-a"]`); !strings.Contains(got, "5.00 GB of 20.0 GB") {
-		t.Errorf("pool-a row = %q, want its free space", got)
+	if got := b.text(`[data-pool="pool-a"]`); !strings.Contains(got, "5.00 GB of 20.0 GB") || !strings.Contains(got, "images as raw") {
+		t.Errorf("pool-a row = %q, want its free space and its image format", got)
 	}
 	b.screenshot("05-nodes")
 

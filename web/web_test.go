@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/imagestate"
 	"github.com/quantix/cloudimages/web"
 )
 
@@ -131,6 +132,27 @@ func TestEveryErrorCodeHasASentence(t *testing.T) {
 	for _, code := range contractCodes(t) {
 		if !strings.Contains(js, "\n  "+code+": '") {
 			t.Errorf("errors.js has no sentence for %q", code)
+		}
+	}
+}
+
+// TestEveryStatusHasAColourAndTheNodeSideOnesWords keeps the UI in step
+// with the image statuses: each has its badge colour, and the statuses a
+// node spends time in after the bytes are all there say what it does.
+func TestEveryStatusHasAColourAndTheNodeSideOnesWords(t *testing.T) {
+	srv := httptest.NewServer(web.Handler())
+	t.Cleanup(srv.Close)
+	_, css := get(t, srv, "/app.css")
+	_, js := get(t, srv, "/images.js")
+	for _, st := range []string{imagestate.Pending, imagestate.Downloading, imagestate.Verifying, imagestate.Converting,
+		imagestate.Ready, imagestate.Failed, imagestate.Cancelled} {
+		if !strings.Contains(css, ".status-"+strings.ToLower(st)) {
+			t.Errorf("app.css has no colour for %s (.status-%s)", st, strings.ToLower(st))
+		}
+	}
+	for _, st := range []string{imagestate.Verifying, imagestate.Converting} {
+		if !strings.Contains(js, "img.status === '"+st+"'") {
+			t.Errorf("images.js says nothing while an image is %s", st)
 		}
 	}
 }

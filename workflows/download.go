@@ -84,7 +84,7 @@ func (d *download) transfer(ctx workflow.Context) (activities.Finished, error) {
 			return activities.Finished{}, err
 		}
 		d.useNode(ctx, node.NodeID)
-		fin, err := d.downloadOn(ctx, node.NodeID)
+		fin, err := d.downloadOn(ctx, node)
 		if err == nil {
 			return fin, nil
 		}
@@ -98,8 +98,9 @@ func (d *download) transfer(ctx workflow.Context) (activities.Finished, error) {
 	}
 }
 
-func (d *download) downloadOn(ctx workflow.Context, nodeID string) (activities.Finished, error) {
-	job := d.job(nodeID)
+func (d *download) downloadOn(ctx workflow.Context, node activities.Candidate) (activities.Finished, error) {
+	nodeID := node.NodeID
+	job := d.job(node)
 	var started activities.Started
 	d.jobStarted = true // a start that fails may still have reached the node
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, nodeStepOptions(ctx, startOptions)), a.StartOnNode, job).Get(ctx, &started)
@@ -119,10 +120,10 @@ func (d *download) downloadOn(ctx workflow.Context, nodeID string) (activities.F
 	return fin, err
 }
 
-func (d *download) job(nodeID string) activities.Job {
-	return activities.Job{ImageID: d.imageID, DownloadID: d.imageID, NodeID: nodeID, PoolID: d.plan.PoolID,
+func (d *download) job(node activities.Candidate) activities.Job {
+	return activities.Job{ImageID: d.imageID, DownloadID: d.imageID, NodeID: node.NodeID, PoolID: d.plan.PoolID,
 		FileName: d.plan.FileName, URL: d.src.URL, Checksum: d.src.Checksum, Format: d.src.Format, SizeBytes: d.src.SizeBytes,
-		Shared: d.plan.Shared, Attempt: d.attempt}
+		Shared: d.plan.Shared, Attempt: d.attempt, ImageFormat: d.plan.ImageFormat, NodeConverts: node.Converts}
 }
 
 // markReady records the published file. It runs even when a cancel

@@ -39,9 +39,10 @@ type fixture struct {
 	env    *testsuite.TestWorkflowEnvironment
 	shared bool
 
-	mu        sync.Mutex
-	records   []string      // what the workflow recorded in the image record, in order
-	verifying chan struct{} // closed when VERIFYING is recorded
+	mu         sync.Mutex
+	records    []string      // what the workflow recorded in the image record, in order
+	verifying  chan struct{} // closed when VERIFYING is recorded
+	converting chan struct{} // closed when CONVERTING is recorded
 }
 
 // recorded notes one write of the image record, as "STATUS node".
@@ -66,7 +67,7 @@ func newFixture(t *testing.T, shared bool) *fixture {
 	env.RegisterActivity(a)
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.WorkflowID(imageID)})
 	env.SetTestTimeout(time.Minute)
-	return &fixture{t: t, env: env, shared: shared, verifying: make(chan struct{})}
+	return &fixture{t: t, env: env, shared: shared, verifying: make(chan struct{}), converting: make(chan struct{})}
 }
 
 // defaults mocks the steps a test did not mock itself. Mocks match in the
@@ -82,6 +83,11 @@ func (f *fixture) defaults() {
 	f.env.OnActivity(a.MarkVerifying, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.VerifyingRequest) error {
 		f.recorded("VERIFYING " + r.NodeID)
 		close(f.verifying)
+		return nil
+	}).Maybe()
+	f.env.OnActivity(a.MarkConverting, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.VerifyingRequest) error {
+		f.recorded("CONVERTING " + r.NodeID)
+		close(f.converting)
 		return nil
 	}).Maybe()
 	f.env.OnActivity(a.RecordFailovers, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.FailoversRequest) error {
@@ -230,6 +236,55 @@ func TestWorkflowRecordsEachStatusInOrder(t *testing.T) {
 	if got := f.recordsSoFar(); got != want {
 		t.Fatalf("recorded %q, want %q", got, want)
 	}
+}
+
+// A pool with an image_format: the plan's format and the picked node's
+// ability to convert reach the node's job, and when the watch signals that
+// the node converts, the workflow records CONVERTING between VERIFYING and
+// READY; a late VERIFYING signal does not move it back.
+func TestWorkflowRecordsConvertingBetweenVerifyingAndReady(t *testing.T) {
+	f := newFixture(t, false)
+	plan := f.plan()
+	plan.ImageFormat = "raw"
+	f.env.OnActivity(a.EnsureImage, mock.Anything, mock.Anything).Return(plan, nil).Once()
+	f.env.OnActivity(a.PickNode, mock.Anything, mock.Anything).Return(
+		activities.Pick{Node: &activities.Candidate{NodeID: "node-1", Converts: true}, Assigned: []string{"node-1"}}, nil).Once()
+	f.env.OnActivity(a.StartOnNode, mock.Anything, mock.MatchedBy(func(j activities.Job) bool {
+		return j.NodeID == "node-1" && j.ImageFormat == "raw" && j.NodeConverts
+	})).Return(activities.Started{NodeID: "node-1", Path: "/p/cirros.img", BytesDone: 0, BytesTotal: 1000}, nil).Once()
+	wait := func(ch chan struct{}, what string) error {
+		select {
+		case <-ch:
+			return nil
+		case <-time.After(10 * time.Second):
+			return errors.New(what + " was never recorded")
+		}
+	}
+	f.env.OnActivity(a.WatchDownload, mock.Anything, onNode("node-1")).Return(
+		func(ctx context.Context, j activities.Job) (activities.Finished, error) {
+			f.env.SignalWorkflow(activities.ProgressSignal, activities.ProgressUpdate{NodeID: "node-1", State: agentclient.StateVerifying,
+				BytesDone: 1000, BytesTotal: 1000})
+			if err := wait(f.verifying, "VERIFYING"); err != nil {
+				return activities.Finished{}, err
+			}
+			f.env.SignalWorkflow(activities.ProgressSignal, activities.ProgressUpdate{NodeID: "node-1", State: agentclient.StateConverting,
+				BytesDone: 400, BytesTotal: 1000})
+			if err := wait(f.converting, "CONVERTING"); err != nil {
+				return activities.Finished{}, err
+			}
+			// A late verifying signal does not move the image back.
+			f.env.SignalWorkflow(activities.ProgressSignal, activities.ProgressUpdate{NodeID: "node-1", State: agentclient.StateVerifying,
+				BytesDone: 500, BytesTotal: 1000})
+			return finished("node-1"), nil
+		}).Once()
+	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
+
+	f.result()
+	want := "DOWNLOADING node-1 attempt 1 at 0 of 1000; VERIFYING node-1; CONVERTING node-1; READY node-1"
+	if got := f.recordsSoFar(); got != want {
+		t.Fatalf("recorded %q, want %q", got, want)
+	}
+	f.env.AssertExpectations(t)
 }
 
 func TestFailsOverWhenConnectRetriesRunOut(t *testing.T) {

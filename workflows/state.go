@@ -74,38 +74,54 @@ func (d *download) state() (ProgressState, error) {
 
 // onProgress takes in the watch's news. The bytes are only shown (the
 // watch writes them to the image record itself); the node starting to
-// verify is a change of status, which the workflow records.
+// verify, or to convert, is a change of status, which the workflow records.
 func (d *download) onProgress(ctx workflow.Context, u activities.ProgressUpdate) {
 	if u.NodeID != d.nodeID || imagestate.IsTerminal(d.status) {
 		return // late news from a node the download has left
 	}
 	d.setProgress(u.BytesDone, u.BytesTotal, u.BytesPerSecond)
-	if u.State == activities.NodeVerifying && d.status == imagestate.Downloading {
-		d.markVerifying(ctx, u.NodeID)
-		return
+	switch {
+	case u.State == activities.NodeVerifying && statusBefore(d.status, imagestate.Verifying):
+		d.markNodeStatus(ctx, u.NodeID, imagestate.Verifying, a.MarkVerifying)
+	case u.State == activities.NodeConverting && statusBefore(d.status, imagestate.Converting):
+		d.markNodeStatus(ctx, u.NodeID, imagestate.Converting, a.MarkConverting)
+	default:
+		d.showDetails(ctx)
 	}
-	d.showDetails(ctx)
 }
 
-// markVerifying records VERIFYING, unless the download moved on (to
-// another node, or to its end) while it waited for its turn to record.
-func (d *download) markVerifying(ctx workflow.Context, nodeID string) {
+// markNodeStatus records VERIFYING or CONVERTING with mark, unless the
+// download moved on (to another node, to a later status, or to its end)
+// while it waited for its turn to record.
+func (d *download) markNodeStatus(ctx workflow.Context, nodeID, status string, mark any) {
 	if err := d.recording.Lock(ctx); err != nil {
 		return // cancelled: the download ends anyway
 	}
 	defer d.recording.Unlock()
-	if nodeID != d.nodeID || d.status != imagestate.Downloading {
+	if nodeID != d.nodeID || !statusBefore(d.status, status) {
 		return
 	}
 	req := activities.VerifyingRequest{ImageID: d.imageID, NodeID: nodeID}
-	err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.MarkVerifying, req).Get(ctx, nil)
+	err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), mark, req).Get(ctx, nil)
 	if err != nil {
 		// The figures still move; the next state, READY or FAILED, is
 		// recorded by the main line of the workflow.
-		workflow.GetLogger(ctx).Warn("mark verifying", "image_id", d.imageID, "node_id", nodeID, "error", err)
+		workflow.GetLogger(ctx).Warn("mark "+strings.ToLower(status), "image_id", d.imageID, "node_id", nodeID, "error", err)
 		return
 	}
-	d.setStatus(ctx, imagestate.Verifying)
+	d.setStatus(ctx, status)
+}
+
+// statusBefore reports whether a download in status cur may move on to
+// next, a node-side status: DOWNLOADING → VERIFYING → CONVERTING.
+func statusBefore(cur, next string) bool {
+	switch next {
+	case imagestate.Verifying:
+		return cur == imagestate.Downloading
+	case imagestate.Converting:
+		return cur == imagestate.Downloading || cur == imagestate.Verifying
+	}
+	return false
 }
 
 // record runs one of the local activities that write the image's status

@@ -26,7 +26,7 @@ export function renderPools(state) {
   const rows = state.pools.map((p) => ({ pool: p, ...usability(p, nodesById) }));
   const options = rows.map(({ pool, usable, why }) =>
     h('option', { value: pool.id, disabled: !usable },
-      (pool.name || pool.id) + (usable ? '' : ' — unavailable: ' + why)));
+      (pool.name || pool.id) + (pool.image_format ? ' (' + pool.image_format + ')' : '') + (usable ? '' : ' — unavailable: ' + why)));
   const firstUsable = rows.find((r) => r.sure) || rows.find((r) => r.usable);
   if (!firstUsable) options.unshift(h('option', { value: '', disabled: true }, 'No pool can take a download now'));
   fill(s, options);

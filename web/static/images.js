@@ -189,6 +189,8 @@ function updateProgress(parts, img, p, label) {
     n.push(bytes(img.size_bytes || p.bytes_total) + (img.unverified ? ' · not verified' + (sum ? ' (its ' + sum + ')' : '') : ' · verified ' + sum));
   } else if (img.status === 'VERIFYING') {
     n.push('Verifying the checksum…');
+  } else if (img.status === 'CONVERTING') {
+    n.push('Converting to the pool’s image format (qemu-img)…');
   } else if (p.bytes_total > 0 || p.bytes_done > 0) {
     const pct = p.bytes_total > 0 ? (p.percent ?? (100 * p.bytes_done) / p.bytes_total) : null;
     if (pct !== null) n.push(Number(pct).toFixed(1) + '%');

@@ -55,7 +55,7 @@ function poolRow(pool, nodesById) {
     h('span', { class: 'served' }, id, ' ', statusBadge((nodesById.get(id) || {}).status)));
   return h('tr', { 'data-pool': pool.id },
     cell('Pool', h('strong', {}, pool.name || pool.id), pool.name && pool.name !== pool.id ? h('span', { class: 'sub' }, pool.id) : null),
-    cell('Type', (pool.type || '?') + (pool.shared ? ', shared' : '')),
+    cell('Type', (pool.type || '?') + (pool.shared ? ', shared' : '') + (pool.image_format ? ', images as ' + pool.image_format : '')),
     cell('Served by', served.length ? served : h('span', { class: 'muted' }, 'no node')),
     cell('Free space', s ? bytes(s.free) + (s.total ? ' of ' + bytes(s.total) : '') : h('span', { class: 'muted', title: 'The API does not report free space' }, 'not reported')),
     cell('Usable', u.sure ? h('span', { class: 'ok' }, 'yes') : h('span', { class: 'warn' }, (u.usable ? 'maybe: ' : 'no: ') + u.why)));

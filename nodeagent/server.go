@@ -35,6 +35,7 @@ type Server struct {
 	verifier *nodeauth.Verifier
 	slots    chan struct{} // one token per running download
 	minFree  reserve
+	qemuImg  string // the qemu-img conversions run; "" when there is none
 
 	base context.Context
 	stop context.CancelCauseFunc
@@ -88,6 +89,10 @@ func New(cfg Config) (*Server, error) {
 		minFree:  minFree,
 		datasync: fdatasync,
 		jobs:     map[string]*job{},
+	}
+	if s.qemuImg, err = findQemuImg(cfg.QemuImg); err != nil {
+		s.qemuImg = ""
+		s.log.Warn(converterWarning(err))
 	}
 	for _, pd := range cfg.Pools {
 		if err := catalog.ValidName(pd.ID); err != nil {

@@ -219,3 +219,34 @@ func TestConversionPastMaxImageSizeIsRefusedFirst(t *testing.T) {
 	assertFailed(t, d, h.pool, fault.TooLarge, false)
 	assertNoWorkFiles(t, h.pool)
 }
+
+// TestConversionResultIsChecked runs qemu-img through wrappers that spoil
+// the result: a qcow2 that qemu-img check refuses, a raw file shorter
+// than the virtual size. Each fails conversion_failed, nothing left.
+func TestConversionResultIsChecked(t *testing.T) {
+	real := realQemuImg(t)
+	raw := rawDisk(t)
+	src := filepath.Join(t.TempDir(), "disk.qcow2")
+	runQemuImg(t, "convert", "-f", "raw", "-O", "qcow2", raw, src)
+	for _, c := range []struct {
+		name, from, to, wrapper, says string
+	}{
+		{"qcow2 that check refuses", raw, "qcow2",
+			`if [ "$1" = check ]; then echo "Leaked cluster 7 refcount=1 reference=0" >&2; exit 3; fi; exec ` + real + ` "$@"`, "Leaked cluster"},
+		{"raw shorter than its virtual size", src, "raw",
+			real + ` "$@" || exit 1; for a; do last=$a; done; truncate -s 1M "$last"`, "incomplete"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, func(cfg *nodeagent.Config) { cfg.QemuImg = script(t, c.wrapper) })
+			data := readFile(t, c.from)
+			url := h.up.AddFile("disk.img", data)
+			d := h.start(agentclient.DownloadRequest{ID: "img", URL: url, FileName: "disk." + c.to, Checksum: testenv.SHA256(data), ConvertTo: c.to})
+			d = waitFinished(t, h.client, d.ID)
+			assertFailed(t, d, h.pool, fault.ConversionFailed, false)
+			if !strings.Contains(d.Error.Message, c.says) {
+				t.Errorf("message %q does not say %q", d.Error.Message, c.says)
+			}
+			assertNoWorkFiles(t, h.pool)
+		})
+	}
+}

@@ -51,7 +51,10 @@ func (t *transfer) checkHead() error {
 // never replaces an existing file, to where images live. A compressed
 // download (told by its magic bytes, not its name) is decompressed first
 // and the decompressed file is inspected and published; the compressed
-// partial file is removed only once that is done.
+// partial file is removed only once that is done. When the request's
+// convert_to names another format than inspection found, the inspected
+// image is converted (see convert) and the converted file published
+// instead: nothing unverified or unsafe is ever converted.
 func (t *transfer) publish(ctx context.Context) error {
 	j := t.j
 	j.update(func(r *record) { r.State, r.BytesDone, r.BytesTotal = agentclient.StateVerifying, t.done, t.total })

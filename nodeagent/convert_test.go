@@ -96,6 +96,9 @@ func TestConvertQCOW2ToRaw(t *testing.T) {
 	url := h.up.AddFile("disk.qcow2", data)
 	d := h.start(agentclient.DownloadRequest{ID: "img", URL: url, FileName: "disk.raw", Checksum: testenv.SHA256(data), ConvertTo: "raw"})
 	wait(t, h.client, d.ID, "converting", func(d agentclient.Download) bool { return d.State == agentclient.StateConverting })
+	if hl, err := h.client.Health(ctx(t)); err != nil || hl.ActiveDownloads != 1 {
+		t.Errorf("health while converting: %d active downloads (err %v), want 1", hl.ActiveDownloads, err)
+	}
 	if err := os.WriteFile(mark, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -283,8 +283,8 @@ func (s *Server) queuedLocked() int {
 	return n
 }
 
-// counts returns how many jobs are queued and running (verifying counts
-// as running).
+// counts returns how many jobs are queued and running (verifying and
+// converting count as running).
 func (s *Server) counts() (queued, running int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -292,7 +292,7 @@ func (s *Server) counts() (queued, running int) {
 		switch j.state() {
 		case agentclient.StateQueued:
 			queued++
-		case agentclient.StateRunning, agentclient.StateVerifying:
+		case agentclient.StateRunning, agentclient.StateVerifying, agentclient.StateConverting:
 			running++
 		}
 	}

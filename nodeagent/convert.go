@@ -186,6 +186,7 @@ func (t *transfer) runConvert(ctx context.Context, out, in *os.File, info diskim
 func (t *transfer) qemuImg(ctx context.Context, files []*os.File, args ...string) error {
 	cmd := exec.CommandContext(ctx, t.s.qemuImg, args...)
 	cmd.ExtraFiles = files
+	cmd.WaitDelay = 5 * time.Second // a child it left holding stderr does not hold the job
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	err := cmd.Run()

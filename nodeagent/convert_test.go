@@ -253,3 +253,25 @@ func TestConversionResultIsChecked(t *testing.T) {
 		})
 	}
 }
+
+// TestCancelDuringConversion cancels a download while qemu-img runs (a
+// wrapper that never goes on): it is killed, the download ends cancelled
+// and no work file is left.
+func TestCancelDuringConversion(t *testing.T) {
+	h := newHarness(t, func(c *nodeagent.Config) { c.QemuImg = script(t, "while :; do sleep 0.02; done") })
+	data := qemuImg(t, "qcow2", "16M")
+	url := h.up.AddFile("disk.qcow2", data)
+	d := h.start(agentclient.DownloadRequest{ID: "img", URL: url, FileName: "disk.raw", Checksum: testenv.SHA256(data), ConvertTo: "raw"})
+	wait(t, h.client, d.ID, "converting", func(d agentclient.Download) bool { return d.State == agentclient.StateConverting })
+	if err := h.client.CancelDownload(ctx(t), d.ID); err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	d = waitFinished(t, h.client, d.ID)
+	if d.State != agentclient.StateCancelled {
+		t.Fatalf("state %s, error %+v; want cancelled", d.State, d.Error)
+	}
+	if _, err := os.Lstat(d.Path); err == nil {
+		t.Errorf("a cancelled conversion published %s", d.Path)
+	}
+	assertNoWorkFiles(t, h.pool)
+}

@@ -52,6 +52,10 @@ type Config struct {
 	// with an optional unit ("20GiB"); "0" keeps none (default "5%"). A
 	// download that would go below it fails with disk_full.
 	MinFree string
+	// QemuImg is the qemu-img the agent converts images with (a name on
+	// PATH or a path; default "qemu-img"). Without one the agent still
+	// downloads, but does not offer conversion (no "convert" in health).
+	QemuImg string
 	// Logger receives the agent's logs (default slog.Default()).
 	Logger *slog.Logger
 }

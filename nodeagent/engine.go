@@ -53,6 +53,7 @@ type transfer struct {
 	req  agentclient.DownloadRequest
 	f    *os.File
 	out  *os.File // the decompressed work file of a compressed download
+	conv *os.File // the converted work file, when the pool wants another format
 	algo string
 	h    hash.Hash
 
@@ -81,6 +82,9 @@ func (s *Server) download(ctx context.Context, j *job) error {
 		}
 		if t.out != nil {
 			t.out.Close()
+		}
+		if t.conv != nil {
+			t.conv.Close()
 		}
 		for _, b := range t.bufs {
 			bufPool.Put(&b)
@@ -114,7 +118,7 @@ func (s *Server) openTransfer(j *job) (*transfer, error) {
 	t.qcow2 = expectsQCOW2(rec.Request)
 	// A decompression that a restart cut short runs again, from the
 	// verified partial data, into a fresh work file.
-	if err := j.pool.removeUnpacked(rec.Request.ID, rec.NodeID); err != nil {
+	if err := errors.Join(j.pool.removeUnpacked(rec.Request.ID, rec.NodeID), j.pool.removeConverted(rec.Request.ID, rec.NodeID)); err != nil {
 		return nil, diskError(j.pool, err)
 	}
 	resumed := t.resume(rec)
@@ -123,8 +127,8 @@ func (s *Server) openTransfer(j *job) (*transfer, error) {
 		if err := j.pool.root.Remove(partName(rec.Request.ID, rec.TakenFrom)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			j.log.Warn("remove the partial data another node left", "from_node", rec.TakenFrom, "err", err)
 		}
-		if err := j.pool.removeUnpacked(rec.Request.ID, rec.TakenFrom); err != nil {
-			j.log.Warn("remove the decompressed work file another node left", "from_node", rec.TakenFrom, "err", err)
+		if err := errors.Join(j.pool.removeUnpacked(rec.Request.ID, rec.TakenFrom), j.pool.removeConverted(rec.Request.ID, rec.TakenFrom)); err != nil {
+			j.log.Warn("remove the work files another node left", "from_node", rec.TakenFrom, "err", err)
 		}
 	}
 	if resumed {

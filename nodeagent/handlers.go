@@ -81,6 +81,9 @@ var features = []string{
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	h := agentclient.Health{NodeID: s.cfg.NodeID, Version: s.cfg.Version, Features: features, Pools: []agentclient.PoolHealth{}}
+	if s.qemuImg != "" {
+		h.Features = append(append([]string(nil), features...), agentclient.FeatureConvert)
+	}
 	for _, p := range s.order {
 		ph := agentclient.PoolHealth{ID: p.id, Path: p.dir}
 		if free, total, err := p.space(); err == nil {
@@ -187,6 +190,9 @@ func ValidateRequest(req *agentclient.DownloadRequest, allowPrivate bool) error 
 	if err := source.CheckSize(req.SizeBytes); err != nil {
 		return err
 	}
+	if err := checkConvertTo(req.ConvertTo); err != nil {
+		return err
+	}
 	return source.CheckFormat(req.Format)
 }
 
@@ -200,6 +206,9 @@ func (s *Server) validate(req *agentclient.DownloadRequest) error {
 			ids = append(ids, p.id)
 		}
 		return fault.New(fault.PoolNotFound, "node %s serves no pool %q; it serves %s", s.cfg.NodeID, req.PoolID, strings.Join(ids, ", "))
+	}
+	if req.ConvertTo != "" && s.qemuImg == "" {
+		return s.noConverter(req.ConvertTo)
 	}
 	return nil
 }

@@ -177,13 +177,13 @@ func (p *pool) recordIDs() ([]string, error) {
 }
 
 // removeJobFiles removes a job's partial data (node's), its decompression
-// work file and its record; missing is fine.
+// and conversion work files and its record; missing is fine.
 func (p *pool) removeJobFiles(id, node string, keepRecord bool) error {
 	err := p.root.Remove(partName(id, node))
 	if errors.Is(err, fs.ErrNotExist) {
 		err = nil
 	}
-	err = errors.Join(err, p.removeUnpacked(id, node))
+	err = errors.Join(err, p.removeUnpacked(id, node), p.removeConverted(id, node))
 	if !keepRecord {
 		if e := p.root.Remove(recordName(id)); e != nil && !errors.Is(e, fs.ErrNotExist) {
 			err = errors.Join(err, e)

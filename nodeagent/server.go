@@ -35,6 +35,7 @@ type Server struct {
 	verifier *nodeauth.Verifier
 	slots    chan struct{} // one token per running download
 	minFree  reserve
+	qemuImg  string // the qemu-img conversions run; "" when there is none
 
 	base context.Context
 	stop context.CancelCauseFunc
@@ -88,6 +89,10 @@ func New(cfg Config) (*Server, error) {
 		minFree:  minFree,
 		datasync: fdatasync,
 		jobs:     map[string]*job{},
+	}
+	if s.qemuImg, err = findQemuImg(cfg.QemuImg); err != nil {
+		s.qemuImg = ""
+		s.log.Warn(converterWarning(err))
 	}
 	for _, pd := range cfg.Pools {
 		if err := catalog.ValidName(pd.ID); err != nil {
@@ -278,8 +283,8 @@ func (s *Server) queuedLocked() int {
 	return n
 }
 
-// counts returns how many jobs are queued and running (verifying counts
-// as running).
+// counts returns how many jobs are queued and running (verifying and
+// converting count as running).
 func (s *Server) counts() (queued, running int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -287,7 +292,7 @@ func (s *Server) counts() (queued, running int) {
 		switch j.state() {
 		case agentclient.StateQueued:
 			queued++
-		case agentclient.StateRunning, agentclient.StateVerifying:
+		case agentclient.StateRunning, agentclient.StateVerifying, agentclient.StateConverting:
 			running++
 		}
 	}

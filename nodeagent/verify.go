@@ -51,7 +51,10 @@ func (t *transfer) checkHead() error {
 // never replaces an existing file, to where images live. A compressed
 // download (told by its magic bytes, not its name) is decompressed first
 // and the decompressed file is inspected and published; the compressed
-// partial file is removed only once that is done.
+// partial file is removed only once that is done. When the request's
+// convert_to names another format than inspection found, the inspected
+// image is converted (see convert) and the converted file published
+// instead: nothing unverified or unsafe is ever converted.
 func (t *transfer) publish(ctx context.Context) error {
 	j := t.j
 	j.update(func(r *record) { r.State, r.BytesDone, r.BytesTotal = agentclient.StateVerifying, t.done, t.total })
@@ -86,6 +89,27 @@ func (t *transfer) publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var inputs []string // work files to remove once the result is published
+	if to := t.req.ConvertTo; to != "" && to != info.Format {
+		if kind == diskimage.None {
+			if err := t.saveCheckpointNow(); err != nil {
+				return err // a restart converts again rather than downloading again
+			}
+		}
+		conv, err := t.convert(ctx, out.f, out.size, info)
+		if err != nil {
+			return err
+		}
+		t.conv = conv.f
+		inputs = append(inputs, partName(t.req.ID, j.node()))
+		if kind != diskimage.None {
+			inputs = append(inputs, unpackName(t.req.ID, j.node()))
+		}
+		out, from = conv, convertBase(t.req.ID, j.node())
+		info.Format = to
+	} else if kind != diskimage.None {
+		inputs = append(inputs, partName(t.req.ID, j.node()))
+	}
 	syncStart := time.Now()
 	if err := out.f.Sync(); err != nil {
 		return diskError(j.pool, err)
@@ -106,9 +130,9 @@ func (t *transfer) publish(ctx context.Context) error {
 	if err := j.pool.syncDir(); err != nil {
 		j.log.Warn("sync images folder", "err", err)
 	}
-	if kind != diskimage.None {
-		if err := j.pool.root.Remove(partName(t.req.ID, j.node())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			j.log.Warn("remove the compressed partial data", "err", err)
+	for _, name := range inputs {
+		if err := j.pool.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			j.log.Warn("remove the work file of a published image", "file", name, "err", err)
 		}
 	}
 	now := time.Now().UTC()
@@ -130,10 +154,11 @@ func (t *transfer) saveCheckpointNow() error {
 	return t.saveCheckpoint(state)
 }
 
-// closeFiles closes the partial file and the decompressed one, if any.
+// closeFiles closes the partial file and the decompressed and converted
+// ones, if any.
 func (t *transfer) closeFiles() error {
 	var err error
-	for _, f := range []**os.File{&t.f, &t.out} {
+	for _, f := range []**os.File{&t.f, &t.out, &t.conv} {
 		if *f != nil {
 			err = errors.Join(err, (*f).Close())
 			*f = nil
@@ -166,7 +191,9 @@ func otherDiskMagic(head []byte) string {
 // runs after the checksum matched, so what it judges are the vendor's bytes.
 func inspect(f io.ReaderAt, size int64, req agentclient.DownloadRequest) (diskimage.Info, error) {
 	declared := req.Format
-	if declared == "" {
+	if declared == "" && req.ConvertTo == "" {
+		// A file converted for the pool is named for its new format: its
+		// name says nothing of what the mirror serves.
 		declared = formatByName(req.FileName)
 	}
 	info, err := diskimage.InspectDeclared(f, size, declared)
@@ -204,6 +231,9 @@ func formatByName(name string) string {
 func expectsQCOW2(req agentclient.DownloadRequest) bool {
 	if req.Format != "" {
 		return strings.EqualFold(req.Format, "qcow2")
+	}
+	if req.ConvertTo != "" {
+		return false // the name is the converted file's (see inspect)
 	}
 	return strings.HasSuffix(strings.ToLower(req.FileName), ".qcow2")
 }

@@ -50,7 +50,7 @@ func (a *Activities) EnsureImage(ctx context.Context, in ImageRequest) (Plan, er
 	img, err := a.Store.Image(ctx, in.ImageID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		img, err = a.createImage(ctx, in)
+		img, err = a.createImage(ctx, in, pool.ImageFormat)
 		if err != nil {
 			return Plan{}, err
 		}
@@ -70,10 +70,10 @@ func (a *Activities) EnsureImage(ctx context.Context, in ImageRequest) (Plan, er
 		AssignedNodes: pool.NodeIDs(), ImageFormat: pool.ImageFormat, NoNodeTimeout: s.NoNodeTimeout, HeartbeatTimeout: s.HeartbeatTimeout}, nil
 }
 
-func (a *Activities) createImage(ctx context.Context, in ImageRequest) (store.Image, error) {
+func (a *Activities) createImage(ctx context.Context, in ImageRequest, poolFormat string) (store.Image, error) {
 	src := in.Source
 	img := &store.Image{ID: in.ImageID, Name: src.Name, CatalogID: src.CatalogID, SourceURL: src.URL,
-		SourceKey: src.SourceKey, PoolID: in.PoolID, FileName: src.FileName, Status: store.StatusPending,
+		SourceKey: src.SourceKey, PoolID: in.PoolID, FileName: source.FileNameIn(src.FileName, poolFormat), Status: store.StatusPending,
 		SizeBytes: src.SizeBytes, Checksum: src.Checksum, WorkflowID: in.WorkflowID}
 	if src.CatalogID == "" {
 		img.DeclaredFormat = src.Format // a catalog entry declares its own

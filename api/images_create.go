@@ -48,6 +48,7 @@ func (s *Server) createImage(c echo.Context) error {
 		s.metrics.imageRequest("rejected")
 		return err
 	}
+	img.FileName = source.FileNameIn(img.FileName, pool.ImageFormat)
 	if existing, ok, err := s.store.LiveImage(ctx, pool.ID, img.SourceKey); err != nil {
 		return err
 	} else if ok {

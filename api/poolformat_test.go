@@ -37,6 +37,16 @@ func TestPoolImageFormatIsKeptShownAndChecked(t *testing.T) {
 		}
 		e.must(http.StatusNotFound, "GET", "/v1/pools/bad", nil, nil)
 
+		// An image for a raw pool is named as it will be published: raw.
+		var img struct {
+			FileName string `json:"file_name"`
+		}
+		e.must(http.StatusAccepted, "POST", "/v1/images", map[string]any{"url": "https://a.example/f/vendor.qcow2.xz",
+			"checksum": "sha256:" + strings.Repeat("ab", 32), "pool_id": "rawpool"}, &img)
+		if img.FileName != "vendor.raw" {
+			t.Errorf("file_name in a raw pool = %q, want vendor.raw", img.FileName)
+		}
+
 		// The status filter knows CONVERTING.
 		ctx := context.Background()
 		if _, _, err := e.store.CreateImage(ctx, &store.Image{ID: "conv", SourceKey: "k", PoolID: "rawpool", FileName: "f.raw"}); err != nil {

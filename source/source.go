@@ -233,3 +233,19 @@ func some(items []string, n int) string {
 	}
 	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
 }
+
+// FileNameIn is the name fileName takes in a pool that keeps its images
+// in poolFormat ("raw" or "qcow2"; "" keeps every image as it comes): the
+// image is converted there when it is not in that format already, so its
+// disk-format extension becomes the pool's.
+func FileNameIn(fileName, poolFormat string) string {
+	if poolFormat == "" {
+		return fileName
+	}
+	base := fileName
+	switch ext := path.Ext(fileName); strings.ToLower(ext) {
+	case ".qcow2", ".qcow", ".img", ".raw", ".vmdk", ".vhd", ".vhdx", ".vdi", ".iso":
+		base = strings.TrimSuffix(fileName, ext)
+	}
+	return base + diskimage.Ext(poolFormat)
+}

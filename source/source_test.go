@@ -116,3 +116,19 @@ func TestUnknownEntryListsSomeEntries(t *testing.T) {
 		t.Fatalf("error = %v, want it to list the catalog's entries", err)
 	}
 }
+
+func TestFileNameInAPoolThatConverts(t *testing.T) {
+	for _, c := range []struct{ name, format, want string }{
+		{"debian-12.qcow2", "", "debian-12.qcow2"},
+		{"debian-12.qcow2", "raw", "debian-12.raw"},
+		{"cirros.img", "qcow2", "cirros.qcow2"},
+		{"disk.raw", "raw", "disk.raw"},
+		{"appliance.vmdk", "qcow2", "appliance.qcow2"},
+		{"noext", "raw", "noext.raw"},
+		{"fedora-41-1.4.x86_64.QCOW2", "raw", "fedora-41-1.4.x86_64.raw"},
+	} {
+		if got := source.FileNameIn(c.name, c.format); got != c.want {
+			t.Errorf("FileNameIn(%q, %q) = %q, want %q", c.name, c.format, got, c.want)
+		}
+	}
+}

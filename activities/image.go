@@ -148,19 +148,13 @@ func (a *Activities) RecordFailovers(ctx context.Context, in FailoversRequest) e
 	return asStoreError(a.Store.RecordFailovers(ctx, in.ImageID, in.Failovers))
 }
 
-// ReadyRequest marks a downloaded image READY, with what the node found
-// (Finished): Checksum of the source bytes, FileChecksum of the file.
+// ReadyRequest marks a downloaded image READY with what the node reported
+// when it finished (Checksum of the source bytes, FileChecksum of the
+// file) and the download's failovers.
 type ReadyRequest struct {
-	ImageID          string
-	NodeID           string
-	Path             string
-	SizeBytes        int64
-	Checksum         string
-	Format           string
-	VirtualSizeBytes int64
-	Compression      string
-	FileChecksum     string
-	Failovers        []store.Failover
+	ImageID string
+	Finished
+	Failovers []store.Failover
 }
 
 // MarkReady records that the whole image is at Path and verified.

@@ -324,8 +324,8 @@ func TestMarkSteps(t *testing.T) {
 	if img := image(); img.Status != store.StatusVerifying {
 		t.Fatalf("status %s, want VERIFYING", img.Status)
 	}
-	step(b.acts.MarkReady, activities.ReadyRequest{ImageID: "img-1", NodeID: "node-1", Path: "/p/x.qcow2", SizeBytes: 42, Checksum: sum256,
-		Format: "qcow2", VirtualSizeBytes: 1 << 20, Compression: "gzip", FileChecksum: fileSum256,
+	step(b.acts.MarkReady, activities.ReadyRequest{ImageID: "img-1", Finished: activities.Finished{NodeID: "node-1", Path: "/p/x.qcow2",
+		SizeBytes: 42, Checksum: sum256, Format: "qcow2", VirtualSizeBytes: 1 << 20, Compression: "gzip", FileChecksum: fileSum256},
 		Failovers: []store.Failover{{NodeID: "node-0", Reason: "gone", At: at}}})
 	img := image()
 	if img.Status != store.StatusReady || img.Path != "/p/x.qcow2" || img.SizeBytes != 42 || img.ReadyAt == nil || img.BytesDone != 42 || len(img.Failovers) != 1 {

@@ -137,9 +137,8 @@ func (d *download) markReady(ctx workflow.Context, fin activities.Finished) (Res
 	if sum == "" {
 		sum = d.src.Checksum
 	}
-	req := activities.ReadyRequest{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum,
-		Format: fin.Format, VirtualSizeBytes: fin.VirtualSizeBytes, Compression: fin.Compression, FileChecksum: fin.FileChecksum,
-		Failovers: d.failovers}
+	fin.Checksum = sum
+	req := activities.ReadyRequest{ImageID: d.imageID, Finished: fin, Failovers: d.failovers}
 	if err := d.record(ctx, a.MarkReady, req); err != nil {
 		return Result{}, err
 	}

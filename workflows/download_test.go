@@ -191,9 +191,9 @@ func TestDownloadsOnThePickedNodeAndMarksReady(t *testing.T) {
 		return j.NodeID == "node-2" && j.DownloadID == imageID && j.Checksum == sum && j.FileName == "cirros.img" && j.Attempt == 1
 	})).Return(activities.Started{NodeID: "node-2"}, nil).Once()
 	f.env.OnActivity(a.WatchDownload, mock.Anything, onNode("node-2")).Return(finished("node-2"), nil).Once()
-	f.env.OnActivity(a.MarkReady, mock.Anything, activities.ReadyRequest{ImageID: imageID, NodeID: "node-2",
+	f.env.OnActivity(a.MarkReady, mock.Anything, activities.ReadyRequest{ImageID: imageID, Finished: activities.Finished{NodeID: "node-2",
 		Path: finished("node-2").Path, SizeBytes: 1000, Checksum: sum, Format: "qcow2", VirtualSizeBytes: 1 << 30,
-		Compression: "xz", FileChecksum: fileSum, Failovers: []workflows.Failover{}}).Return(nil).Once()
+		Compression: "xz", FileChecksum: fileSum}, Failovers: []workflows.Failover{}}).Return(nil).Once()
 
 	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID, PreferredNodeID: "node-2"})
 

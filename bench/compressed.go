@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -22,14 +21,8 @@ import (
 // pipe (`curl | TOOL -dc | tee y | sha256sum`), in the same rounds.
 func (b *bench) benchCompressed(ctx context.Context, size int64) {
 	const part = "compressed"
-	srcDir, out := filepath.Join(b.dir, "src"), filepath.Join(b.dir, "out")
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		b.rep.skip(part, err.Error())
-		return
-	}
-	img, sum, err := makeImage(srcDir, size)
-	if err != nil {
-		b.rep.skip(part, err.Error())
+	out, img, sum, ok := b.prepareImage(part, size)
+	if !ok {
 		return
 	}
 	b.rep.add(part, "image", fmt.Sprintf("%s, zeros and pseudo-random 1 MiB blocks; %d rounds; ratios to the streaming pipe", mib(size), b.rounds))
@@ -39,13 +32,8 @@ func (b *bench) benchCompressed(ctx context.Context, size int64) {
 		if ctx.Err() != nil {
 			return
 		}
-		if _, err := exec.LookPath(c.kind); err != nil {
-			b.rep.skip(part, c.kind+" is not installed (make test-deps)")
-			continue
-		}
-		file := img + c.ext
-		if err := compressOnce(ctx, c.compress, img, file); err != nil {
-			b.rep.skip(part, err.Error())
+		file, ok := b.compressedFile(ctx, part, c.kind, c.ext, c.compress, img)
+		if !ok {
 			continue
 		}
 		packed, err := fileSHA256(file)

@@ -37,14 +37,8 @@ var compressors = []struct {
 // it reports each kind's median rate and its paired ratio to the pipe.
 func (b *bench) benchDecompress(ctx context.Context, size int64) {
 	const part = "decompress"
-	srcDir, out := filepath.Join(b.dir, "src"), filepath.Join(b.dir, "out")
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		b.rep.skip(part, err.Error())
-		return
-	}
-	img, sum, err := makeImage(srcDir, size)
-	if err != nil {
-		b.rep.skip(part, err.Error())
+	out, img, sum, ok := b.prepareImage(part, size)
+	if !ok {
 		return
 	}
 	b.rep.add(part, "image", fmt.Sprintf("%s: 1 MiB blocks, zeros and pseudo-random in turn; %d rounds; output to a file and sha256, no fsync", mib(size), b.rounds))
@@ -53,13 +47,8 @@ func (b *bench) benchDecompress(ctx context.Context, size int64) {
 		if ctx.Err() != nil {
 			return
 		}
-		if _, err := exec.LookPath(c.kind); err != nil {
-			b.rep.skip(part, c.kind+" is not installed (make test-deps)")
-			continue
-		}
-		file := img + c.ext
-		if err := compressOnce(ctx, c.compress, img, file); err != nil {
-			b.rep.skip(part, err.Error())
+		file, ok := b.compressedFile(ctx, part, c.kind, c.ext, c.compress, img)
+		if !ok {
 			continue
 		}
 		fi, _ := os.Stat(file)
@@ -115,6 +104,37 @@ func (b *bench) benchDecompress(ctx context.Context, size int64) {
 			b.rep.note("%s; times %s", *tools[k], durations(k.times))
 		}
 	}
+}
+
+// prepareImage makes the output folder and the compressed parts' image
+// (or finds an earlier run's), reporting a skip of part when it cannot.
+func (b *bench) prepareImage(part string, size int64) (out, img, sum string, ok bool) {
+	out = filepath.Join(b.dir, "out")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		b.rep.skip(part, err.Error())
+		return "", "", "", false
+	}
+	img, sum, err := makeImage(filepath.Join(b.dir, "src"), size)
+	if err != nil {
+		b.rep.skip(part, err.Error())
+		return "", "", "", false
+	}
+	return out, img, sum, true
+}
+
+// compressedFile is img compressed with the tool kind (made once and kept
+// beside it), or a reported skip of part when the tool is missing or fails.
+func (b *bench) compressedFile(ctx context.Context, part, kind, ext, compress, img string) (string, bool) {
+	if _, err := exec.LookPath(kind); err != nil {
+		b.rep.skip(part, kind+" is not installed (make test-deps)")
+		return "", false
+	}
+	file := img + ext
+	if err := compressOnce(ctx, compress, img, file); err != nil {
+		b.rep.skip(part, err.Error())
+		return "", false
+	}
+	return file, true
 }
 
 // errSkipRound is a contestant's way of sitting a round out.

@@ -81,6 +81,7 @@ var features = []string{
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	h := agentclient.Health{NodeID: s.cfg.NodeID, Version: s.cfg.Version, Features: features, Pools: []agentclient.PoolHealth{}}
+	h.QemuImg = &agentclient.QemuImg{Path: s.qemuImg, Missing: s.noQemuImg}
 	if s.qemuImg != "" {
 		h.Features = append(append([]string(nil), features...), agentclient.FeatureConvert)
 	}

@@ -36,6 +36,8 @@ type Server struct {
 	slots    chan struct{} // one token per running download
 	minFree  reserve
 	qemuImg  string // the qemu-img conversions run; "" when there is none
+	// noQemuImg says why there is no qemu-img, and what to do (health).
+	noQemuImg string
 
 	base context.Context
 	stop context.CancelCauseFunc
@@ -56,6 +58,9 @@ type Server struct {
 	// linkPublish, when set (by tests only), publishes by link and unlink
 	// as on file systems that refuse RENAME_NOREPLACE.
 	linkPublish bool
+	// convertReport, when set (by tests only), is called with each of
+	// qemu-img's progress reports once the job shows it.
+	convertReport func(percent float64)
 }
 
 // New opens the pools, resumes the unfinished downloads recorded in them,
@@ -91,8 +96,10 @@ func New(cfg Config) (*Server, error) {
 		jobs:     map[string]*job{},
 	}
 	if s.qemuImg, err = findQemuImg(cfg.QemuImg); err != nil {
-		s.qemuImg = ""
-		s.log.Warn(converterWarning(err))
+		s.qemuImg, s.noQemuImg = "", converterWarning(err)
+		s.log.Warn(s.noQemuImg, "qemu_img", cfg.QemuImg)
+	} else {
+		s.log.Info("images are converted with qemu-img when a pool asks for a format", "qemu_img", s.qemuImg)
 	}
 	for _, pd := range cfg.Pools {
 		if err := catalog.ValidName(pd.ID); err != nil {

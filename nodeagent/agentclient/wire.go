@@ -100,6 +100,16 @@ type Health struct {
 	Features        []string     `json:"features"`
 	Pools           []PoolHealth `json:"pools"`
 	ActiveDownloads int          `json:"active_downloads"`
+	// QemuImg is the qemu-img the agent converts with, or why it has none
+	// (then Features lacks FeatureConvert). Nil from older agents.
+	QemuImg *QemuImg `json:"qemu_img,omitempty"`
+}
+
+// QemuImg is the agent's converter as health reports it: Path when the
+// agent has one, else Missing, which says why and what to do.
+type QemuImg struct {
+	Path    string `json:"path,omitempty"`
+	Missing string `json:"missing,omitempty"`
 }
 
 // What an agent may support, as named in Health.Features.

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/quantix/cloudimages/checksum"
@@ -230,9 +229,10 @@ func (t *transfer) qemuImg(ctx context.Context, stdout io.Writer, files []*os.Fi
 }
 
 // outOfSpace reports whether qemu-img failed for want of room: its words
-// for ENOSPC and EDQUOT (strerror in the C locale).
+// for ENOSPC and EDQUOT (the C library's strerror in the C locale, which
+// Go's syscall spells in lower case).
 func outOfSpace(msg string) bool {
-	return strings.Contains(msg, syscall.ENOSPC.Error()) || strings.Contains(msg, syscall.EDQUOT.Error())
+	return strings.Contains(msg, "No space left on device") || strings.Contains(msg, "Disk quota exceeded")
 }
 
 // convertProgress reads qemu-img convert -p's stdout, lines such as

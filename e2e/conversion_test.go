@@ -83,6 +83,7 @@ func TestConversionEndToEnd(t *testing.T) {
 		if img.Status != "READY" {
 			t.Fatalf("image ended %s (error %+v); statuses seen %v", img.Status, img.Error, statuses)
 		}
+		t.Logf("statuses seen %v; progress.percent while CONVERTING %v", statuses, slices.Compact(slices.Clone(percents)))
 		checkStatusOrder(t, statuses, "DOWNLOADING", "CONVERTING", "READY")
 		if !slices.IsSorted(percents) || !slices.ContainsFunc(percents, func(p float64) bool { return p > 0 && p < 100 }) ||
 			len(slices.Compact(slices.Clone(percents))) < 2 {

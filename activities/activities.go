@@ -66,6 +66,11 @@ type Settings struct {
 	// SignalInterval is how often progress is signalled to the workflow.
 	// Every signal is a few history events, so it is kept coarse.
 	SignalInterval time.Duration
+	// TransferWindows and TransferTimeZone are the cluster-wide transfer
+	// windows (--transfer-windows, --transfer-time-zone): those of every
+	// pool that sets none of its own. None: any time.
+	TransferWindows  []string
+	TransferTimeZone string
 }
 
 // WithDefaults fills zero fields with the defaults.

@@ -25,8 +25,8 @@ const (
 	// resumed when the agent restarts: only a start resumes it.
 	StatePaused    = "paused"
 	StateCompleted = "completed"
-	StateFailed     = "failed"
-	StateCancelled  = "cancelled"
+	StateFailed    = "failed"
+	StateCancelled = "cancelled"
 )
 
 // ImagesDir is the folder inside a pool directory that holds published

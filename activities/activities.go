@@ -29,6 +29,10 @@ const NodeVerifying = agentclient.StateVerifying
 // converting the verified image to its pool's image_format.
 const NodeConverting = agentclient.StateConverting
 
+// NodePaused is the state of a node-side job paused at the end of a
+// transfer window, its partial data kept (PauseOnNode's Paused.State).
+const NodePaused = agentclient.StatePaused
+
 // Signaler sends a signal to a workflow; a Temporal client.Client is one.
 type Signaler interface {
 	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error

@@ -11,7 +11,6 @@ import (
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/imagestate"
-	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/transferwindow"
 )
 
@@ -139,7 +138,7 @@ func (d *download) watchOn(ctx workflow.Context, node activities.Candidate, job 
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, pauseOptions), a.PauseOnNode, req).Get(ctx, &p); err != nil {
 		return fin, false, err
 	}
-	if p.State != agentclient.StatePaused {
+	if p.State != activities.NodePaused {
 		// Past its transfer when the pause came: watch it to its end.
 		err = workflow.ExecuteActivity(wctx, a.WatchDownload, job).Get(ctx, &fin)
 		return fin, false, err

@@ -175,7 +175,7 @@ func TestADownloadPastItsTransferWhenTheWindowClosesRunsToItsEnd(t *testing.T) {
 		f.withWindows("UTC", "21:00-23:00")
 		f.env.OnActivity(a.PickNode, mock.Anything, mock.Anything).Return(pausingNode("node-1"), nil).Once()
 		f.env.OnActivity(a.StartOnNode, mock.Anything, onNode("node-1")).Return(activities.Started{NodeID: "node-1"}, nil).Once()
-		f.env.OnActivity(a.WatchDownload, mock.Anything, onNode("node-1")).After(3*time.Hour).Return(
+		f.env.OnActivity(a.WatchDownload, mock.Anything, onNode("node-1")).After(3 * time.Hour).Return(
 			func(ctx context.Context, _ activities.Job) (activities.Finished, error) {
 				return finished("node-1"), ctx.Err()
 			}).Once()

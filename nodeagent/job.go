@@ -16,6 +16,7 @@ var (
 	errCancelled = errors.New("download cancelled")
 	errShutdown  = errors.New("node agent shutting down")
 	errStalled   = errors.New("mirror stalled")
+	errPaused    = errors.New("download paused")
 )
 
 // record is what the agent keeps of a job on disk, next to its partial
@@ -98,8 +99,8 @@ func (m *meter) sample(done int64, now time.Time) {
 func newJob(p *pool, rec record, log *slog.Logger) *job {
 	j := &job{pool: p, rec: rec, live: rec.BytesDone, done: make(chan struct{})}
 	j.log = log.With("download_id", rec.Request.ID, "pool_id", p.id, "file_name", rec.Request.FileName)
-	if agentclient.FinishedState(rec.State) {
-		close(j.done)
+	if agentclient.FinishedState(rec.State) || rec.State == agentclient.StatePaused {
+		close(j.done) // no goroutine runs it
 	}
 	return j
 }
@@ -252,10 +253,12 @@ func (r record) publishedSize() int64 {
 }
 
 // restartable says whether a POST of the same request starts the job
-// again: after a cancel, or a failure another attempt may get past.
+// again: after a cancel, a pause (it resumes), or a failure another
+// attempt may get past.
 func (j *job) restartable() bool {
 	r := j.record()
-	return r.State == agentclient.StateCancelled || (r.State == agentclient.StateFailed && r.Error != nil && r.Error.Retryable)
+	return r.State == agentclient.StateCancelled || r.State == agentclient.StatePaused ||
+		(r.State == agentclient.StateFailed && r.Error != nil && r.Error.Retryable)
 }
 
 func newRecord(req agentclient.DownloadRequest, nodeID string) record {

@@ -16,6 +16,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	// Transfer windows name IANA time zones: the binary carries the zone
+	// database, so a node or container without /usr/share/zoneinfo reads
+	// them the same.
+	_ "time/tzdata"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".

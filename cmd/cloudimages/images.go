@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 func imagesLs(cfg *clientConfig) *cobra.Command {
 	var pool, status string
+	var pageSize int
 	var o output
 	cmd := &cobra.Command{
 		Use:     "ls",
@@ -36,6 +38,11 @@ func imagesLs(cfg *clientConfig) *cobra.Command {
 			}
 			if status != "" {
 				q.Set("status", strings.ToUpper(status))
+			}
+			if pageSize < 0 {
+				return usagef("--page-size %d: want a positive number, or 0 for the API's default", pageSize)
+			} else if pageSize > 0 {
+				q.Set("limit", strconv.Itoa(pageSize))
 			}
 			items, err := c.list(cmd.Context(), "/v1/images", q)
 			if err != nil {
@@ -58,6 +65,7 @@ func imagesLs(cfg *clientConfig) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&pool, "pool", "", "only the images of this pool")
 	cmd.Flags().StringVar(&status, "status", "", "only images in this status: PENDING, DOWNLOADING, VERIFYING, CONVERTING, READY, FAILED, CANCELLED")
+	cmd.Flags().IntVar(&pageSize, "page-size", 0, "images asked for per request, up to 1000 (0: the API's default, 100); every page is listed either way")
 	cmd.RegisterFlagCompletionFunc("pool", completePools(cfg))
 	cmd.RegisterFlagCompletionFunc("status", cobra.FixedCompletions(
 		[]string{"PENDING", "DOWNLOADING", "VERIFYING", "CONVERTING", "READY", "FAILED", "CANCELLED"}, cobra.ShellCompDirectiveNoFileComp))

@@ -190,7 +190,7 @@ func describeImage(w io.Writer, i api.Image) error {
 		fields = append(fields, [2]string{"Verified", "no: downloaded without a checksum to check"})
 	}
 	if !i.Terminal() {
-		fields = append(fields, [2]string{"Progress", progressText(i)})
+		fields = append(fields, [2]string{"Progress", progressText(i, true)})
 	}
 	if i.Error != nil {
 		fields = append(fields, [2]string{"Error", i.Error.Code + ": " + i.Error.Message})

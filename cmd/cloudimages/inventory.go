@@ -56,7 +56,7 @@ func catalogLs(cfg *clientConfig) *cobra.Command {
 	return lister(cfg, "list the catalog's entries: what `images pull CATALOG_ID` takes", "/v1/catalog",
 		[]string{"ID", "NAME", "OS", "VERSION", "ARCH", "FORMAT", "SIZE", "CHECKSUM"},
 		func(e catalog.Entry) []string {
-			sum := "from " + orDash(e.ChecksumURL)
+			sum := "vendor file" // fetched from checksum_url at download time
 			if e.Checksum != "" {
 				sum = "pinned"
 			}

@@ -29,14 +29,18 @@ func newProgressView(w io.Writer) progressView {
 	return &lineView{w: w, every: 2 * time.Second}
 }
 
-// progressText is an image's progress for people: status, percentage,
-// bytes, speed, ETA and node, the figures the API reports.
-func progressText(i api.Image) string {
+// progressText is an image's progress for people: status, percentage
+// (unless a bar shows it), bytes, speed, ETA and node, the figures the API
+// reports.
+func progressText(i api.Image, percent bool) string {
 	p := i.Progress
 	parts := []string{i.Status}
+	if percent && p.BytesTotal > 0 {
+		parts = append(parts, fmt.Sprintf("%.1f%%", p.Percent))
+	}
 	switch {
 	case p.BytesTotal > 0:
-		parts = append(parts, fmt.Sprintf("%.1f%%", p.Percent), bytesText(p.BytesDone)+" of "+bytesText(p.BytesTotal))
+		parts = append(parts, bytesText(p.BytesDone)+" of "+bytesText(p.BytesTotal))
 	case p.BytesDone > 0:
 		parts = append(parts, bytesText(p.BytesDone))
 	}
@@ -69,7 +73,7 @@ func (v *lineView) show(i api.Image) {
 		return
 	}
 	v.lastStatus, v.lastLine = i.Status, time.Now()
-	fmt.Fprintf(v.w, "%s  %s\n", i.ID, progressText(i))
+	fmt.Fprintf(v.w, "%s  %s\n", i.ID, progressText(i, true))
 }
 
 func (v *lineView) end() {}
@@ -87,7 +91,12 @@ func (v *barView) show(i api.Image) {
 	if total <= 0 {
 		total = -1
 	}
-	if v.bar == nil {
+	// A bar keeps its count modulo an unknown size: once the size is
+	// known (or changes), a new bar replaces the spinner.
+	if v.bar == nil || total != v.max {
+		if v.bar != nil {
+			v.bar.Clear()
+		}
 		v.bar = progressbar.NewOptions64(total,
 			progressbar.OptionSetWriter(v.w),
 			progressbar.OptionSetWidth(30),
@@ -96,15 +105,14 @@ func (v *barView) show(i api.Image) {
 			progressbar.OptionSetElapsedTime(false),
 			progressbar.OptionThrottle(100*time.Millisecond),
 			progressbar.OptionSpinnerType(14),
+			// No spinner goroutine: it would outlive the bar it belongs
+			// to. The spinner turns with each snapshot instead.
+			progressbar.OptionSetSpinnerChangeInterval(0),
 		)
 		v.max = total
 	}
-	if total != v.max {
-		v.bar.ChangeMax64(total)
-		v.max = total
-	}
-	v.bar.Describe(progressText(i))
 	v.bar.Set64(i.Progress.BytesDone)
+	v.bar.Describe(progressText(i, false)) // renders: the bar shows the percentage
 }
 
 func (v *barView) end() {

@@ -121,3 +121,77 @@ func (v *barView) end() {
 		fmt.Fprintln(v.w)
 	}
 }
+
+// uploadView shows the bytes of a file sent: a bar on a terminal, a line
+// every few seconds elsewhere.
+type uploadView struct {
+	w     io.Writer
+	name  string
+	bar   *progressbar.ProgressBar
+	tty   bool
+	said  bool // the first line, which says whether the upload resumes
+	last  time.Time
+	every time.Duration
+}
+
+func newUploadView(w io.Writer, name string) *uploadView {
+	v := &uploadView{w: w, name: name, every: 2 * time.Second}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		v.tty = true
+	}
+	return v
+}
+
+// uploadText is the progress of an upload for people, with the
+// percentage unless a bar shows it.
+func uploadText(done, total int64, rate float64, percent bool) string {
+	var parts []string
+	if percent && total > 0 {
+		parts = append(parts, fmt.Sprintf("%.1f%%", float64(done)*100/float64(total)))
+	}
+	parts = append(parts, bytesText(done)+" of "+bytesText(total))
+	if rate > 0 {
+		parts = append(parts, bytesText(int64(rate))+"/s")
+		if total > done {
+			parts = append(parts, "eta "+(time.Duration(float64(total-done)/rate)*time.Second).Round(time.Second).String())
+		}
+	}
+	return strings.Join(parts, "  ")
+}
+
+func (v *uploadView) show(done, total int64, rate float64, resumed bool) {
+	if !v.said {
+		v.said = true
+		how := "uploading"
+		if resumed {
+			how = "resuming the upload at " + bytesText(done)
+		}
+		fmt.Fprintf(v.w, "%s %s (%s)\n", how, v.name, bytesText(total))
+	}
+	if !v.tty {
+		if time.Since(v.last) >= v.every || done == total {
+			v.last = time.Now()
+			fmt.Fprintf(v.w, "upload  %s\n", uploadText(done, total, rate, true))
+		}
+		return
+	}
+	if v.bar == nil {
+		v.bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(v.w),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionShowDescriptionAtLineEnd(),
+			progressbar.OptionSetPredictTime(false),
+			progressbar.OptionSetElapsedTime(false),
+			progressbar.OptionThrottle(100*time.Millisecond),
+		)
+	}
+	v.bar.Set64(done)
+	v.bar.Describe(uploadText(done, total, rate, false))
+}
+
+func (v *uploadView) end() {
+	if v.bar != nil {
+		v.bar.Exit()
+		fmt.Fprintln(v.w)
+	}
+}

@@ -18,6 +18,7 @@ type uploadRequest struct {
 	pool     string
 	name     string
 	checksum string
+	format   string
 }
 
 func imagesUpload(cfg *clientConfig) *cobra.Command {
@@ -75,15 +76,31 @@ func imagesUpload(cfg *clientConfig) *cobra.Command {
 	f.StringVar(&req.pool, "pool", "", "the pool to put the image in (required)")
 	f.StringVar(&req.name, "name", "", "the image's name (default: the file's name)")
 	f.StringVar(&req.checksum, "checksum", "", "sha256:HEX or sha512:HEX the file must have (default: computed and recorded)")
+	f.StringVar(&req.format, "format", "", "the disk format the file must be (qcow2, raw, vmdk, vhd, vhdx, vdi, iso): other bytes are refused")
 	f.BoolVar(&wait, "wait", false, "after the upload, show the image's progress until it is READY (exit 0), FAILED or CANCELLED (exit 1)")
 	cmd.RegisterFlagCompletionFunc("pool", completePools(cfg))
+	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(
+		[]string{"qcow2", "raw", "vmdk", "vhd", "vhdx", "vdi", "iso"}, cobra.ShellCompDirectiveNoFileComp))
 	o.register(cmd)
 	return cmd
 }
 
-// sendUpload uploads req.file with the tus client and returns the id of
-// the image it becomes, with progress on w.
+// sendUpload uploads req.file and returns the id of the image it
+// becomes, with the bytes sent shown on w.
 func sendUpload(ctx context.Context, c *conn, req uploadRequest, w io.Writer) (string, error) {
-	return "", errors.New("uploads are not available in this build: the tus client is not part of it yet; " +
-		"copy the file into the pool's directory on a node, or serve it over HTTP and use 'cloudimages images pull URL'")
+	view := newUploadView(w, req.name)
+	defer view.end()
+	return tusUpload(ctx, c, req, view.show)
+}
+
+// errUploadsUnavailable is what `images upload` says in a build without
+// the tus client.
+var errUploadsUnavailable = errors.New("uploads are not available in this build: the tus client is not part of it yet; " +
+	"serve the file over HTTP and use 'cloudimages images pull URL --checksum sha256:HEX' instead")
+
+// tusUpload is where the tus client of /v1/uploads plugs in: it creates
+// the upload or resumes the one made for the same file before, sends the
+// rest, reports progress and returns the upload's image id.
+func tusUpload(ctx context.Context, c *conn, req uploadRequest, progress func(done, total int64, rate float64, resumed bool)) (string, error) {
+	return "", errUploadsUnavailable
 }

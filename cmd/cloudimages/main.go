@@ -141,7 +141,8 @@ func exitCode(cmd *cobra.Command, err error) int {
 		}
 		fmt.Fprintf(os.Stderr, "%s: %v\nRun '%s --help' for %s.\n", name, err, name, what)
 		return 2
-	case errors.Is(err, errInterrupted):
+	case errors.Is(err, errInterrupted), errors.Is(err, context.Canceled):
+		// Ctrl-C: a command that left something running has said so.
 		return 130
 	}
 	var se silentExit

@@ -141,8 +141,10 @@ func exitCode(cmd *cobra.Command, err error) int {
 		}
 		fmt.Fprintf(os.Stderr, "%s: %v\nRun '%s --help' for %s.\n", name, err, name, what)
 		return 2
-	case errors.Is(err, errInterrupted), errors.Is(err, context.Canceled):
-		// Ctrl-C: a command that left something running has said so.
+	case errors.Is(err, errInterrupted):
+		return 130
+	case errors.Is(err, context.Canceled) && cmd != nil && cmd.GroupID != "servers":
+		// Ctrl-C during a client's request: nothing to add.
 		return 130
 	}
 	var se silentExit

@@ -26,16 +26,16 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// server is a subcommand that runs a process. Its flags are parsed by its
-// own run function (flags.go: every flag with an environment variable), so
-// cobra hands it the arguments untouched.
-type server struct {
+// command is a server subcommand (or node-token, version). Its flags are
+// parsed by its own run function (flags.go: every flag with an environment
+// variable), so cobra hands it the arguments untouched.
+type command struct {
 	name    string
 	summary string
 	run     func(ctx context.Context, args []string) error
 }
 
-var servers = []server{
+var commands = []command{
 	{"dev", "run everything on embedded defaults: Temporal dev server, worker, API, two node agents", runDev},
 	{"api", "run the REST API and the web UI", runAPI},
 	{"worker", "run the Temporal worker (DownloadImageWorkflow and its activities)", runWorker},
@@ -87,8 +87,8 @@ func newRoot() *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usagef("%v", err) })
 	root.AddGroup(&cobra.Group{ID: "servers", Title: "Server commands:"}, &cobra.Group{ID: "client", Title: "Client commands (talk to the API):"})
-	for _, s := range servers {
-		root.AddCommand(s.command())
+	for _, c := range commands {
+		root.AddCommand(c.cobraCommand())
 	}
 	for _, c := range clientCommands() {
 		c.GroupID = "client"
@@ -99,7 +99,7 @@ func newRoot() *cobra.Command {
 
 // command wraps a server subcommand: its arguments and --help go to its
 // own flag set, as before the client commands came.
-func (s server) command() *cobra.Command {
+func (s command) cobraCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:                s.name + " [flags]",
 		Short:              s.summary,

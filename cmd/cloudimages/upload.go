@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -65,8 +66,15 @@ func imagesUpload(cfg *clientConfig) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if wait {
+			switch {
+			case wait:
 				return waitImage(cmd, c, id, o)
+			case o.json():
+				var raw json.RawMessage
+				if err := c.get(cmd.Context(), imageURL(id), &raw); err != nil {
+					return err
+				}
+				return printJSON(cmd.OutOrStdout(), raw)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s  uploaded; follow it with: cloudimages images wait %s\n", id, id)
 			return nil

@@ -174,6 +174,18 @@ func TestCLIAgainstTheStack(t *testing.T) {
 		}
 	})
 
+	t.Run("images wait follows an image to its end: 0 for READY, 1 with the error otherwise", func(t *testing.T) {
+		if r := cli(t, env, "images", "wait", ready.ID); r.code != 0 || !strings.Contains(r.stdout, "image "+ready.ID+" READY at "+ready.Path) {
+			t.Errorf("wait on a READY image: %s", r)
+		}
+		if r := cli(t, env, "images", "wait", failed.ID); r.code != 1 || !strings.Contains(r.stderr, "image "+failed.ID+" FAILED: checksum_mismatch: ") {
+			t.Errorf("wait on a FAILED image: %s", r)
+		}
+		if r := cli(t, env, "images", "wait", "no-such-image"); r.code != 1 || !strings.HasPrefix(r.stderr, "not_found: ") {
+			t.Errorf("wait on an unknown image: %s", r)
+		}
+	})
+
 	t.Run("catalog ls, pools ls and nodes ls list what the API has", func(t *testing.T) {
 		var entries struct{ Items []catalog.Entry }
 		s.API.MustDo(t, http.MethodGet, "/v1/catalog", nil, &entries, http.StatusOK)

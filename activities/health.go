@@ -25,6 +25,8 @@ type NodeVerdict struct {
 	Health   store.NodeHealth
 	Reason   string
 	Converts bool
+	// Features are what the agent says it supports (agentclient.Feature*).
+	Features []string
 }
 
 // JudgeHealth is the one place that turns an agent's answer to a health
@@ -45,7 +47,7 @@ func JudgeHealth(n store.Node, h agentclient.Health, err error, at time.Time) No
 		space[p.ID] = store.Space{FreeBytes: p.FreeBytes, TotalBytes: p.TotalBytes}
 	}
 	return NodeVerdict{Health: store.NodeHealth{Online: true, Pools: h.PoolIDs(), Space: space,
-		ActiveDownloads: h.ActiveDownloads, At: at}, Converts: h.Supports(agentclient.FeatureConvert)}
+		ActiveDownloads: h.ActiveDownloads, At: at}, Converts: h.Supports(agentclient.FeatureConvert), Features: h.Features}
 }
 
 // RefusalFor says why the judged node cannot download into pool, or ""

@@ -340,10 +340,11 @@ func (t *transfer) saveCheckpoint(state []byte) error {
 		t.j.log.Warn("partial data not synced to disk; checkpoint skipped", "err", err)
 		return nil
 	}
+	served := t.j.servedNow()
 	t.j.update(func(r *record) {
 		r.BytesDone, r.BytesTotal, r.HashAlgo, r.HashState = t.done, t.total, t.algo, state
 		r.ETag, r.LastModified = t.etag, t.lastModified
-		r.MirrorBytes, r.Mirror = t.j.servedNow(), t.m.cur
+		r.MirrorBytes, r.Mirror = served, t.m.cur
 		r.TakenFrom = ""
 	})
 	if errors.Is(t.j.save(), errFenced) {

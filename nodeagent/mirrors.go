@@ -97,3 +97,12 @@ func fitServed(served []int64, n int) []int64 {
 	}
 	return make([]int64, n)
 }
+
+// url is the mirror the transfer asks now (the request's URL before the
+// transfer has its list).
+func (t *transfer) url() string {
+	if t.m == nil {
+		return t.req.URL
+	}
+	return t.m.url()
+}

@@ -97,6 +97,11 @@ var migrations = []string{
 		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'CONVERTING', 'READY');
 	CREATE UNIQUE INDEX images_one_live_file ON images(pool_id, file_name)
 		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'CONVERTING', 'READY')`,
+	// issue 17, mirror lists and source credentials: how many bytes each
+	// mirror of the download served (progress), and the name — never the
+	// secret — of the worker's source credential the download uses.
+	`ALTER TABLE images ADD COLUMN mirror_bytes TEXT NOT NULL DEFAULT '[]';
+	ALTER TABLE images ADD COLUMN credential VARCHAR(64) NOT NULL DEFAULT ''`,
 }
 
 // migrate brings the schema up to date. It is safe to run twice and from

@@ -80,6 +80,7 @@ func (d *download) onProgress(ctx workflow.Context, u activities.ProgressUpdate)
 		return // late news from a node the download has left
 	}
 	d.setProgress(u.BytesDone, u.BytesTotal, u.BytesPerSecond)
+	d.progress.Mirrors = u.Mirrors
 	switch {
 	case u.State == activities.NodeVerifying && statusBefore(d.status, imagestate.Verifying):
 		d.markNodeStatus(ctx, u.NodeID, imagestate.Verifying, a.MarkVerifying)
@@ -139,7 +140,9 @@ func (d *download) setProgress(done, total int64, rate float64) {
 	if total <= 0 {
 		total = d.src.SizeBytes
 	}
+	mirrors := d.progress.Mirrors // kept until the node reports anew
 	d.progress = NewProgress(done, total, rate, d.attempt, d.nodeID)
+	d.progress.Mirrors = mirrors
 }
 
 func (d *download) setStatus(ctx workflow.Context, status string) {

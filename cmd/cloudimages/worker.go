@@ -17,6 +17,7 @@ func runWorker(ctx context.Context, args []string) error {
 	f.duration(&cfg.NodeGrace, "node-grace", "CLOUDIMAGES_NODE_GRACE", 30*time.Second, "how long a node may stay unreachable mid-download before the download fails over")
 	f.duration(&cfg.HeartbeatTimeout, "heartbeat-timeout", "CLOUDIMAGES_HEARTBEAT_TIMEOUT", 20*time.Second, "how soon a download notices its worker died and carries on on another worker")
 	f.duration(&cfg.NodeHealthInterval, "node-health-interval", "CLOUDIMAGES_NODE_HEALTH_INTERVAL", 5*time.Second, "how often the health of every node agent is checked (node status online/offline), once per cluster however many workers run")
+	f.string(&cfg.CredentialsPath, "credentials", "CLOUDIMAGES_CREDENTIALS", "", "source credentials downloads may name (\"credential\": NAME): a YAML or JSON file, mode 0600, mapping each name to a host and headers or username+password")
 	if err := f.parse(args); err != nil {
 		return err
 	}

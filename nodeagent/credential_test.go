@@ -131,9 +131,13 @@ func TestSourceCredentialGoesToItsHostOnly(t *testing.T) {
 		seen func(hdr map[string][]string) bool
 	}{
 		{"basic auth", agentclient.Credential{Name: "v", Username: "user", Password: secret},
-			func(hdr map[string][]string) bool { return strings.Contains(strings.Join(hdr["Authorization"], ","), basic) }},
+			func(hdr map[string][]string) bool {
+				return strings.Contains(strings.Join(hdr["Authorization"], ","), basic)
+			}},
 		{"header", agentclient.Credential{Name: "v", Headers: map[string]string{"X-Api-Key": secret}},
-			func(hdr map[string][]string) bool { return strings.Contains(strings.Join(hdr["X-Api-Key"], ","), secret) }},
+			func(hdr map[string][]string) bool {
+				return strings.Contains(strings.Join(hdr["X-Api-Key"], ","), secret)
+			}},
 	} {
 		t.Run(tc.name+" redirect", func(t *testing.T) {
 			h := newHarness(t, nil)

@@ -98,6 +98,9 @@ func TestCredentialAndMirrorsThroughTheWorkflow(t *testing.T) {
 				img.MirrorBytes[1].Bytes != int64(size) {
 				t.Errorf("image mirror bytes %+v; want the gone URL 0 and %s all %d", img.MirrorBytes, mirrorURL, size)
 			}
+			if q := w.progress(workflows.WorkflowID(id)).Progress.Mirrors; len(q) != 2 || q[1].URL != mirrorURL || q[0].Bytes+q[1].Bytes != int64(size) {
+				t.Errorf("progress query mirrors %+v; want both, adding up to %d", q, size)
+			}
 			if img.Credential != "vendor" {
 				t.Errorf("image credential %q; want the name, vendor", img.Credential)
 			}

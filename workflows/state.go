@@ -191,6 +191,12 @@ func (d *download) showDetails(ctx workflow.Context) {
 			fmt.Fprintf(&b, ", about %d s left", *p.ETASeconds)
 		}
 	}
+	if len(p.Mirrors) > 1 {
+		b.WriteString("\n\nmirrors:")
+		for _, m := range p.Mirrors {
+			fmt.Fprintf(&b, " `%s` %s;", m.URL, size(m.Bytes))
+		}
+	}
 	for _, f := range d.failovers {
 		fmt.Fprintf(&b, "\n\nfailover from `%s` at %s: %s", f.NodeID, f.At.Format("15:04:05"), f.Reason)
 	}

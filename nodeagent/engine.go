@@ -281,6 +281,7 @@ func (t *transfer) fetch(ctx context.Context) error {
 		}
 		if mirrorFault(fe) {
 			if t.m.failed(fe) {
+				t.s.metrics.mirrorSwitches.Inc()
 				t.checkpoint()
 				t.j.log.Warn("mirror failed; trying the next one", "err", fe.Message, "bytes_done", t.done, "mirror", redact(t.m.url()))
 				continue

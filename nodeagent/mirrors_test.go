@@ -32,6 +32,9 @@ func TestMirrorListFirstNotFoundSecondServesAll(t *testing.T) {
 	if len(d.Mirrors) != 2 || d.Mirrors[0].URL != url1 || d.Mirrors[0].Bytes != 0 || d.Mirrors[1].URL != url2 || d.Mirrors[1].Bytes != int64(len(data)) {
 		t.Fatalf("mirrors %+v; want %s: 0, %s: %d", d.Mirrors, url1, url2, len(data))
 	}
+	if _, body := rawRequest(t, "GET", h.http.URL+"/metrics", testToken, ""); !strings.Contains(body, "cloudimages_nodeagent_mirror_switches_total 1") {
+		t.Errorf("metrics do not count the move to the second mirror")
+	}
 }
 
 // TestMirrorListResumesOnTheNextMirror: a mirror that drops the connection

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/credentials"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/nodeauth"
 	"github.com/quantix/cloudimages/store"
@@ -51,6 +52,9 @@ type Activities struct {
 	// AgentTLS, when set, holds the CA the agents' certificates are
 	// checked against (--agent-ca-file).
 	AgentTLS *tls.Config
+	// Credentials are the source credentials downloads may name
+	// (--credentials); nil holds none.
+	Credentials *credentials.Set
 }
 
 // Settings are the timings of a download. Zero fields take the defaults.

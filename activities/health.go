@@ -28,6 +28,8 @@ type NodeVerdict struct {
 	// Pauses: the agent pauses a download keeping its partial data
 	// (agentclient.FeaturePause), as transfer windows need.
 	Pauses bool
+	// Features are what the agent says it supports (agentclient.Feature*).
+	Features []string
 }
 
 // JudgeHealth is the one place that turns an agent's answer to a health
@@ -49,7 +51,7 @@ func JudgeHealth(n store.Node, h agentclient.Health, err error, at time.Time) No
 	}
 	return NodeVerdict{Health: store.NodeHealth{Online: true, Pools: h.PoolIDs(), Space: space,
 		ActiveDownloads: h.ActiveDownloads, At: at}, Converts: h.Supports(agentclient.FeatureConvert),
-		Pauses: h.Supports(agentclient.FeaturePause)}
+		Pauses: h.Supports(agentclient.FeaturePause), Features: h.Features}
 }
 
 // RefusalFor says why the judged node cannot download into pool, or ""

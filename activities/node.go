@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"go.temporal.io/sdk/activity"
 
@@ -29,6 +30,13 @@ type Job struct {
 	// Candidate.Converts): ConvertTo is sent only to an agent that does.
 	ImageFormat  string
 	NodeConverts bool
+	// Mirrors are more URLs of the file, tried in order after URL by an
+	// agent that supports them (NodeFeatures). Credential is the name of
+	// a source credential of the worker's --credentials: its secret is
+	// looked up when the request is sent, never carried here.
+	Mirrors      []string `json:",omitempty"`
+	Credential   string   `json:",omitempty"`
+	NodeFeatures []string `json:",omitempty"`
 }
 
 // Started is the node-side job as the node reported it when started.
@@ -53,16 +61,9 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 	} else if err != nil {
 		return Started{}, err
 	}
-	req := agentclient.DownloadRequest{ID: job.DownloadID, URL: job.URL, PoolID: job.PoolID,
-		FileName: job.FileName, Checksum: job.Checksum, Format: job.Format}
-	if job.ImageFormat != "" {
-		if !job.NodeConverts {
-			// An agent without qemu-img would publish the image as the
-			// vendor ships it in a pool that wants another format.
-			return Started{}, failover(fault.NoNodeAvailable, "%s has no qemu-img, and pool %q wants its images as %s: install qemu-utils there (apt-get install qemu-utils) and restart its agent",
-				node.ID, job.PoolID, job.ImageFormat)
-		}
-		req.ConvertTo = job.ImageFormat
+	req, err := a.downloadRequest(job, node)
+	if err != nil {
+		return Started{}, err
 	}
 	d, err := c.StartDownload(ctx, req)
 	if err != nil {
@@ -75,6 +76,37 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 		"attempt", job.Attempt, "bytes_done", d.BytesDone, "convert_to", req.ConvertTo)
 	return Started{NodeID: job.NodeID, Path: d.Path, State: d.State, BytesDone: d.BytesDone,
 		BytesTotal: orSize(d.BytesTotal, job.SizeBytes)}, nil
+}
+
+// downloadRequest is the node-side request of a job: what the node's agent
+// supports of it, and the secret of its credential, looked up now.
+func (a *Activities) downloadRequest(job Job, node store.Node) (agentclient.DownloadRequest, error) {
+	req := agentclient.DownloadRequest{ID: job.DownloadID, URL: job.URL, PoolID: job.PoolID,
+		FileName: job.FileName, Checksum: job.Checksum, Format: job.Format}
+	if job.ImageFormat != "" {
+		if !job.NodeConverts {
+			// An agent without qemu-img would publish the image as the
+			// vendor ships it in a pool that wants another format.
+			return req, failover(fault.NoNodeAvailable, "%s has no qemu-img, and pool %q wants its images as %s: install qemu-utils there (apt-get install qemu-utils) and restart its agent",
+				node.ID, job.PoolID, job.ImageFormat)
+		}
+		req.ConvertTo = job.ImageFormat
+	}
+	if len(job.Mirrors) > 0 && slices.Contains(job.NodeFeatures, agentclient.FeatureMirrors) {
+		req.Mirrors = job.Mirrors // an older agent gets the first URL only
+	}
+	if job.Credential != "" {
+		if !slices.Contains(job.NodeFeatures, agentclient.FeatureSourceCredentials) {
+			return req, failover(fault.NoNodeAvailable, "the agent of %s does not support source credentials, and this download needs credential %q: upgrade its cloudimages",
+				node.ID, job.Credential)
+		}
+		c, err := a.credential(job.Credential, req.URLs())
+		if err != nil {
+			return req, err
+		}
+		req.Credential = &c
+	}
+	return req, nil
 }
 
 // CancelRequest asks a node to stop a download and remove its partial data.

@@ -30,6 +30,9 @@ type Candidate struct {
 	// data; at the end of a transfer window only such a node is paused
 	// (another one runs on: stopping it would waste what it fetched).
 	Pauses bool `json:",omitempty"`
+	// Features are what the node's agent supports (agentclient.Feature*):
+	// a download's mirrors and credential are sent only to one that says so.
+	Features []string
 }
 
 // Refusal is a node that cannot take the download, and why.
@@ -120,5 +123,5 @@ func (a *Activities) checkNode(ctx context.Context, n store.Node, pool store.Poo
 		return checked{refusal: r}
 	}
 	return checked{candidate: Candidate{NodeID: n.ID, ActiveDownloads: v.Health.ActiveDownloads,
-		FreeBytes: v.Health.Space[pool.ID].FreeBytes, Converts: v.Converts, Pauses: v.Pauses}}
+		FreeBytes: v.Health.Space[pool.ID].FreeBytes, Converts: v.Converts, Pauses: v.Pauses, Features: v.Features}}
 }

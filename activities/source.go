@@ -5,11 +5,14 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"go.temporal.io/sdk/activity"
 
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/source"
 )
 
@@ -22,6 +25,13 @@ func (a *Activities) ResolveSource(ctx context.Context, in source.Request) (sour
 	if err != nil {
 		fe := fault.From(err)
 		return source.Source{}, fatal(fe.Code, "%s", fe.Message)
+	}
+	if src.Credential != "" {
+		// Known here, on the worker that holds the credentials, before
+		// anything is downloaded; the secret stays out of the history.
+		if _, err := a.credential(src.Credential, src.URLs()); err != nil {
+			return source.Source{}, err
+		}
 	}
 	return src, nil
 }
@@ -100,4 +110,26 @@ func (a *Activities) vendorChecksum(ctx context.Context, src source.Source) (str
 		return "", fatal(fault.ChecksumUnavailable, "%v; pin a checksum in the catalog entry instead", err)
 	}
 	return sum, nil
+}
+
+// credential returns the source credential of a name with its secret, for
+// a download from urls: an unknown name, or one for a host none of the
+// URLs is on, is a fatal invalid_request that says what to do. Its
+// messages name the credential, never its secret.
+func (a *Activities) credential(name string, urls []string) (agentclient.Credential, error) {
+	c, ok := a.Credentials.Get(name)
+	if !ok {
+		known := "none are defined: start the worker with --credentials FILE"
+		if names := a.Credentials.Names(); len(names) > 0 {
+			known = "it knows: " + strings.Join(names, ", ")
+		}
+		return c, fatal(fault.InvalidRequest, "no source credential %q on the worker (%s)", name, known)
+	}
+	for _, raw := range urls {
+		if u, err := url.Parse(raw); err == nil && c.For(u) {
+			return c, nil
+		}
+	}
+	return c, fatal(fault.InvalidRequest, "source credential %q is for host %s, and the image comes from %s: name a credential for its host, or fix the credential's host in the worker's --credentials file",
+		name, c.Host, strings.Join(urls, ", "))
 }

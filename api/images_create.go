@@ -28,6 +28,9 @@ type imageRequest struct {
 	// Format declares the disk format of a url's image (one of
 	// diskimage.Formats); the node refuses bytes of another format.
 	Format string `json:"format"`
+	// Credential names a source credential defined on the worker
+	// (--credentials) to send to the mirror's host.
+	Credential string `json:"credential"`
 }
 
 // createImage starts a download, or answers with the live or READY image
@@ -130,7 +133,8 @@ func (s *Server) checkImageRequest(req *imageRequest) (*store.Image, error) {
 		}
 	}
 	src, err := source.Resolve(s.catalog, source.Request{CatalogID: req.CatalogID, URL: req.URL, Name: req.Name,
-		Checksum: req.Checksum, PoolID: req.PoolID, Format: req.Format, AllowUnverified: req.AllowUnverified})
+		Checksum: req.Checksum, PoolID: req.PoolID, Format: req.Format, AllowUnverified: req.AllowUnverified,
+		Credential: req.Credential})
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +142,7 @@ func (s *Server) checkImageRequest(req *imageRequest) (*store.Image, error) {
 	return &store.Image{ID: id, PoolID: req.PoolID, CatalogID: src.CatalogID, Name: src.Name, SizeBytes: src.SizeBytes,
 		Checksum: src.Checksum, Unverified: src.CatalogID == "" && src.Checksum == "",
 		FileName: src.FileName, SourceKey: src.SourceKey, SourceURL: src.URL, DeclaredFormat: req.Format,
-		Status: store.StatusPending, WorkflowID: contract.WorkflowID(id)}, nil
+		Credential: src.Credential, Status: store.StatusPending, WorkflowID: contract.WorkflowID(id)}, nil
 }
 
 // checkNodes refuses a download that cannot run: a pool without nodes, a

@@ -62,7 +62,7 @@ func isUndefinedSearchAttribute(err error) bool {
 func inputFor(img store.Image, preferredNode string, allowUnverified bool) contract.Input {
 	in := contract.Input{ImageID: img.ID, CatalogID: img.CatalogID, Name: img.Name, Checksum: img.Checksum,
 		PoolID: img.PoolID, PreferredNodeID: preferredNode, AllowUnverified: allowUnverified || img.Unverified,
-		Format: img.DeclaredFormat}
+		Format: img.DeclaredFormat, Credential: img.Credential}
 	if img.CatalogID == "" {
 		in.URL = img.SourceURL
 	}

@@ -97,6 +97,8 @@ type Image struct {
 	SizeBytes  int64  `json:"size_bytes"`
 	Checksum   string `json:"checksum"`
 	Unverified bool   `json:"unverified"`
+	// Credential names the worker's source credential the download uses.
+	Credential string `json:"credential,omitempty"`
 
 	// What the node found once it published the file; empty (null) until
 	// the image is READY. Checksum and SourceChecksum are of the bytes
@@ -123,7 +125,7 @@ func viewImage(img store.Image) Image {
 	v := Image{ID: img.ID, Name: img.Name, CatalogID: img.CatalogID, SourceURL: img.SourceURL,
 		PoolID: img.PoolID, NodeID: img.NodeID, FileName: img.FileName, Path: img.Path, Status: img.Status,
 		SizeBytes: img.SizeBytes, Checksum: img.Checksum, Unverified: img.Unverified, WorkflowID: img.WorkflowID,
-		CreatedAt: img.CreatedAt, UpdatedAt: img.UpdatedAt, ReadyAt: img.ReadyAt}
+		CreatedAt: img.CreatedAt, UpdatedAt: img.UpdatedAt, ReadyAt: img.ReadyAt, Credential: img.Credential}
 	if img.Status == store.StatusReady {
 		v.Format, v.Compression, v.FileChecksum = img.Format, img.Compression, img.FileChecksum
 		v.SourceChecksum = img.SourceChecksum
@@ -141,6 +143,9 @@ func viewImage(img store.Image) Image {
 	v.Progress = contract.NewProgress(img.BytesDone, img.BytesTotal, rate, img.Attempt, img.ProgressNodeID)
 	if img.Status == store.StatusPending && img.WaitingUntil != nil {
 		v.Progress.WaitingUntil, v.Progress.Message = img.WaitingUntil, img.WaitingMessage
+	}
+	if len(img.MirrorBytes) > 0 {
+		v.Progress.Mirrors = img.MirrorBytes
 	}
 	if img.ErrorCode != "" {
 		v.Error = &ErrorDetail{Code: img.ErrorCode, Message: img.ErrorMessage}

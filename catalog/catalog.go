@@ -18,16 +18,19 @@ import (
 
 // Entry is one downloadable image.
 type Entry struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	OS          string `json:"os"`
-	Version     string `json:"version"`
-	Arch        string `json:"arch"`
-	Format      string `json:"format"` // one of diskimage.Formats: qcow2 | raw | vmdk | vhd | vhdx | vdi | iso
-	URL         string `json:"url"`
-	ChecksumURL string `json:"checksum_url"`
-	Checksum    string `json:"checksum"` // "sha256:HEX" or "sha512:HEX" when pinned
-	SizeBytes   int64  `json:"size_bytes"`
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	OS      string `json:"os"`
+	Version string `json:"version"`
+	Arch    string `json:"arch"`
+	Format  string `json:"format"` // one of diskimage.Formats: qcow2 | raw | vmdk | vhd | vhdx | vdi | iso
+	URL     string `json:"url"`
+	// Mirrors are more URLs of the same file, tried in order after URL
+	// (on 404, 5xx, an unreachable or stalled mirror) by the node.
+	Mirrors     []string `json:"mirrors,omitempty"`
+	ChecksumURL string   `json:"checksum_url"`
+	Checksum    string   `json:"checksum"` // "sha256:HEX" or "sha512:HEX" when pinned
+	SizeBytes   int64    `json:"size_bytes"`
 
 	// What a VM creator needs to boot the image.
 	DefaultUser  string `json:"default_user"`   // the account cloud-init (or the image) sets up
@@ -129,8 +132,36 @@ func (e Entry) validate() error {
 		return fmt.Errorf("catalog: entry %q has format %q: give one of %s", e.ID, e.Format, strings.Join(diskimage.Formats, ", "))
 	case e.Firmware != "" && !slices.Contains(Firmwares, e.Firmware):
 		return fmt.Errorf("catalog: entry %q has firmware %q: give one of %s (or leave it out when unknown)", e.ID, e.Firmware, strings.Join(Firmwares, ", "))
+	case checkMirrors(e) != nil:
+		return checkMirrors(e)
 	case e.MinDiskBytes < 0:
 		return fmt.Errorf("catalog: entry %q has min_disk_bytes %d: give the smallest disk in bytes (at least the image's virtual size), or 0 when unknown", e.ID, e.MinDiskBytes)
+	}
+	return nil
+}
+
+// checkMirrors judges an entry's mirrors: http or https URLs with a host
+// and without a user or password (they would be shown with the catalog),
+// none listed twice. The node judges their addresses when it dials.
+func checkMirrors(e Entry) error {
+	seen := map[string]bool{e.URL: true}
+	for i, m := range e.Mirrors {
+		u, err := url.Parse(m)
+		switch {
+		case m == "":
+			return fmt.Errorf("catalog: entry %q: mirrors[%d] is empty", e.ID, i)
+		case err != nil:
+			return fmt.Errorf("catalog: entry %q: mirrors[%d] is not a URL: %v", e.ID, i, err)
+		case u.Scheme != "http" && u.Scheme != "https":
+			return fmt.Errorf("catalog: entry %q: mirrors[%d] %q: give an http or https URL", e.ID, i, u.Redacted())
+		case u.User != nil:
+			return fmt.Errorf("catalog: entry %q: mirrors[%d] %q carries a user or password: use a source credential (the worker's --credentials) instead", e.ID, i, u.Redacted())
+		case u.Hostname() == "":
+			return fmt.Errorf("catalog: entry %q: mirrors[%d] %q has no host", e.ID, i, m)
+		case seen[m]:
+			return fmt.Errorf("catalog: entry %q: mirrors[%d] %q is listed twice", e.ID, i, m)
+		}
+		seen[m] = true
 	}
 	return nil
 }

@@ -3,9 +3,11 @@ package nodeagent
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -79,6 +81,8 @@ var features = []string{
 	agentclient.FeatureBoundedQueue,
 	agentclient.FeatureDecompress,
 	agentclient.FeaturePause,
+	agentclient.FeatureMirrors,
+	agentclient.FeatureSourceCredentials,
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
@@ -176,6 +180,9 @@ func ValidateRequest(req *agentclient.DownloadRequest, allowPrivate bool) error 
 	if _, err := source.CheckURL(req.URL, allowPrivate); err != nil {
 		return err
 	}
+	if err := checkMirrors(req, allowPrivate); err != nil {
+		return err
+	}
 	if req.PoolID == "" {
 		return fault.New(fault.InvalidRequest, "pool_id is required")
 	}
@@ -224,9 +231,10 @@ func (s *Server) start(req agentclient.DownloadRequest) (agentclient.Download, i
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if j, ok := s.jobs[req.ID]; ok {
-		if j.request() != req {
+		if !j.request().Same(req) {
 			return agentclient.Download{}, 0, fault.New(fault.Conflict, "download %s already exists with another request (%s into %s/%s): use a new id", req.ID, redact(j.request().URL), j.request().PoolID, j.request().FileName)
 		}
+		j.supply(req.Credential) // a job that waits for it after a restart goes on
 		switch {
 		case j.state() == agentclient.StateCompleted && !j.fileIntact():
 			j.log.Info("published file is gone; downloading it again")
@@ -254,6 +262,7 @@ func (s *Server) start(req agentclient.DownloadRequest) (agentclient.Download, i
 		}
 	}
 	j := newJob(p, s.adopt(p, req), s.log)
+	j.supply(req.Credential)
 	if agentclient.FinishedState(j.state()) {
 		s.jobs[req.ID] = j
 		return j.snapshot(), http.StatusAccepted, nil
@@ -291,18 +300,18 @@ func (s *Server) takenLocked(p *pool, req agentclient.DownloadRequest) error {
 // else under this id is stale and removed. Called with s.mu held.
 func (s *Server) adopt(p *pool, req agentclient.DownloadRequest) record {
 	old, err := p.loadRecord(req.ID)
-	if err == nil && old.Request == req {
+	if err == nil && old.Request.Same(req) {
 		switch {
 		case !agentclient.FinishedState(old.State):
 			if old.NodeID != s.cfg.NodeID {
 				old.TakenFrom = old.NodeID
 			}
-			old.State, old.NodeID = agentclient.StateQueued, s.cfg.NodeID
+			old.State, old.NodeID, old.Request = agentclient.StateQueued, s.cfg.NodeID, req.Redacted()
 			s.log.Info("taking over a partial download left in the pool", "download_id", req.ID, "pool_id", p.id, "bytes_done", old.BytesDone)
 			return *old
 		case old.State == agentclient.StateCompleted:
 			if fi, err := p.root.Lstat(req.FileName); err == nil && fi.Mode().IsRegular() && fi.Size() == old.publishedSize() {
-				old.NodeID = s.cfg.NodeID
+				old.NodeID, old.Request = s.cfg.NodeID, req.Redacted()
 				return *old
 			}
 		}
@@ -314,7 +323,7 @@ func (s *Server) adopt(p *pool, req agentclient.DownloadRequest) record {
 	if err := p.removeJobFiles(req.ID, stale, false); err != nil {
 		s.log.Warn("remove stale download files", "download_id", req.ID, "pool_id", p.id, "err", err)
 	}
-	return newRecord(req, s.cfg.NodeID)
+	return newRecord(req.Redacted(), s.cfg.NodeID)
 }
 
 func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
@@ -478,4 +487,37 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeError(w http.ResponseWriter, err error) {
 	fe := fault.From(err)
 	writeJSON(w, fault.HTTPStatus(fe.Code), fault.Body{Error: fe})
+}
+
+// maxMirrors bounds a request's mirror list.
+const maxMirrors = 16
+
+// checkMirrors judges a request's mirror list like its URL, and its
+// credential: one that can be sent, to the host of one of its URLs.
+func checkMirrors(req *agentclient.DownloadRequest, allowPrivate bool) error {
+	if len(req.Mirrors) > maxMirrors {
+		return fault.New(fault.InvalidRequest, "%d mirrors: give at most %d", len(req.Mirrors), maxMirrors)
+	}
+	for i, m := range req.Mirrors {
+		if m == "" {
+			return fault.New(fault.InvalidRequest, "mirrors[%d] is empty", i)
+		}
+		if _, err := source.CheckURL(m, allowPrivate); err != nil {
+			fe := fault.From(err)
+			return &fault.Error{Code: fe.Code, Message: fmt.Sprintf("mirrors[%d]: %s", i, fe.Message), Retryable: fe.Retryable}
+		}
+	}
+	c := req.Credential
+	if c == nil {
+		return nil
+	}
+	if err := c.Check(); err != nil {
+		return fault.New(fault.InvalidRequest, "%v", err)
+	}
+	for _, raw := range req.URLs() {
+		if u, err := url.Parse(raw); err == nil && c.For(u) {
+			return nil
+		}
+	}
+	return fault.New(fault.InvalidRequest, "credential %q is for host %s, which none of the download's URLs is on", c.Name, c.Host)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,6 +57,12 @@ type record struct {
 	Compression  string `json:"compression,omitempty"`
 	FileChecksum string `json:"file_checksum,omitempty"`
 	FileSize     int64  `json:"file_size,omitempty"`
+
+	// MirrorBytes counts the bytes of BytesDone each URL served (the
+	// request's URL, then its mirrors), and Mirror is the one in use: a
+	// resume goes on from it.
+	MirrorBytes []int64 `json:"mirror_bytes,omitempty"`
+	Mirror      int     `json:"mirror,omitempty"`
 }
 
 // job is one download on this agent. Its goroutine owns the transfer; the
@@ -76,6 +83,14 @@ type job struct {
 	// convTotal bytes (the image's virtual size) converted.
 	convDone, convTotal int64
 	convRate            meter
+
+	served []int64 // bytes on disk by mirror, live like live
+
+	// secret is the request's credential with its secret (the record holds
+	// it redacted); nil until the worker sends it, and after a restart.
+	// credReady is closed once it is there.
+	secret    *agentclient.Credential
+	credReady chan struct{}
 }
 
 // meter measures a rate from samples taken about a second apart.
@@ -97,7 +112,8 @@ func (m *meter) sample(done int64, now time.Time) {
 }
 
 func newJob(p *pool, rec record, log *slog.Logger) *job {
-	j := &job{pool: p, rec: rec, live: rec.BytesDone, done: make(chan struct{})}
+	j := &job{pool: p, rec: rec, live: rec.BytesDone, done: make(chan struct{}), credReady: make(chan struct{})}
+	j.served = fitServed(rec.MirrorBytes, len(rec.Request.URLs()))
 	j.log = log.With("download_id", rec.Request.ID, "pool_id", p.id, "file_name", rec.Request.FileName)
 	if agentclient.FinishedState(rec.State) || rec.State == agentclient.StatePaused {
 		close(j.done) // no goroutine runs it
@@ -204,6 +220,7 @@ func (j *job) snapshot() agentclient.Download {
 		VirtualSizeBytes: r.VirtualSize,
 		Compression:      r.Compression,
 		FileChecksum:     r.FileChecksum,
+		Mirrors:          servedBy(r.Request.URLs(), j.served),
 		Error:            r.Error,
 		StartedAt:        r.StartedAt,
 		FinishedAt:       r.FinishedAt,
@@ -263,4 +280,25 @@ func (j *job) restartable() bool {
 
 func newRecord(req agentclient.DownloadRequest, nodeID string) record {
 	return record{Request: req, NodeID: nodeID, State: agentclient.StateQueued, CreatedAt: time.Now().UTC()}
+}
+
+// addServed counts n more bytes on disk from mirror i.
+func (j *job) addServed(i int, n int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.served[i] += n
+}
+
+// setServed sets the bytes on disk by mirror (nil: none).
+func (j *job) setServed(served []int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.served = fitServed(served, len(j.rec.Request.URLs()))
+}
+
+// servedNow is a copy of the bytes on disk by mirror.
+func (j *job) servedNow() []int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.served)
 }

@@ -67,6 +67,7 @@ func newUpstreamClient(control func(network, address string, c syscall.RawConn) 
 			if _, err := source.CheckURL(req.URL.String(), true); err != nil {
 				return &forbiddenError{fmt.Sprintf("redirect to %q: %s", req.URL.Redacted(), fault.From(err).Message)}
 			}
+			applyCredential(req) // a source credential goes to its own host only
 			return nil
 		},
 	}

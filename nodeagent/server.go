@@ -197,6 +197,10 @@ func (s *Server) launch(j *job) {
 func (s *Server) run(ctx context.Context, j *job) {
 	defer s.wg.Done()
 	defer close(j.done)
+	if err := j.waitCredential(ctx); err != nil {
+		s.end(j, err)
+		return
+	}
 	select {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
@@ -304,7 +308,7 @@ func (s *Server) counts() (queued, running int) {
 	defer s.mu.Unlock()
 	for _, j := range s.jobs {
 		switch j.state() {
-		case agentclient.StateQueued:
+		case agentclient.StateQueued, agentclient.StateWaitingCredential:
 			queued++
 		case agentclient.StateRunning, agentclient.StateVerifying, agentclient.StateConverting:
 			running++

@@ -31,6 +31,9 @@ type Request struct {
 	SizeBytes int64  // expected size, when the request names it
 	// AllowUnverified accepts a URL download without a checksum.
 	AllowUnverified bool
+	// Credential names a source credential of the worker (--credentials)
+	// to send to the mirror's host; the name only, never the secret.
+	Credential string
 }
 
 // Source is where an image comes from, the file it becomes in its pool,
@@ -42,12 +45,17 @@ type Source struct {
 	Name        string
 	FileName    string
 	SourceKey   string
-	Checksum    string // empty until resolved; stays empty when Unverified
-	ChecksumURL string // the vendor's checksum file, when not pinned
-	SizeBytes   int64  // expected size for progress, 0 if unknown (a catalog's is a hint)
-	Format      string // disk format ("qcow2", "raw"); empty lets the node go by the file name
-	Unverified  bool   // accepted without a checksum
+	Checksum    string   // empty until resolved; stays empty when Unverified
+	ChecksumURL string   // the vendor's checksum file, when not pinned
+	SizeBytes   int64    // expected size for progress, 0 if unknown (a catalog's is a hint)
+	Format      string   // disk format ("qcow2", "raw"); empty lets the node go by the file name
+	Unverified  bool     // accepted without a checksum
+	Mirrors     []string // more URLs of the same file, tried in order after URL
+	Credential  string   // the name of the worker's source credential to send
 }
+
+// URLs are the source's URL, then its mirrors.
+func (s Source) URLs() []string { return append([]string{s.URL}, s.Mirrors...) }
 
 // Resolve checks a request and returns its source. It does not touch the
 // network, and does not judge the URL's address: the node agent does that
@@ -68,6 +76,9 @@ func Resolve(cat *catalog.Catalog, req Request) (Source, error) {
 		return Source{}, err
 	}
 	if err := CheckSize(req.SizeBytes); err != nil {
+		return Source{}, err
+	}
+	if err := CheckCredentialName(req.Credential); err != nil {
 		return Source{}, err
 	}
 	var src Source
@@ -98,6 +109,7 @@ func Resolve(cat *catalog.Catalog, req Request) (Source, error) {
 		src.SizeBytes = req.SizeBytes
 	}
 	src.FileName = withFormatExt(src.FileName, src.Format)
+	src.Credential = req.Credential
 	return src, nil
 }
 
@@ -133,7 +145,8 @@ func fromCatalog(cat *catalog.Catalog, id string) (Source, error) {
 		return Source{}, err
 	}
 	return Source{CatalogID: e.ID, URL: e.URL, Name: e.Name, FileName: fileName(e.ID, e.URL),
-		SourceKey: SourceKey(e.ID, ""), Checksum: sum, ChecksumURL: e.ChecksumURL, SizeBytes: e.SizeBytes, Format: e.Format}, nil
+		SourceKey: SourceKey(e.ID, ""), Checksum: sum, ChecksumURL: e.ChecksumURL, SizeBytes: e.SizeBytes, Format: e.Format,
+		Mirrors: slices.Clone(e.Mirrors)}, nil
 }
 
 func fromURL(req Request) (Source, error) {
@@ -222,6 +235,19 @@ func CheckFormat(f string) error {
 func CheckSize(n int64) error {
 	if n < 0 {
 		return fault.New(fault.InvalidRequest, "size_bytes is %d; give the size in bytes, or leave it out", n)
+	}
+	return nil
+}
+
+// CheckCredentialName judges the name of a source credential: a name
+// (catalog.ValidName); "" names none. Whether the worker holds it is known
+// only there: the workflow's first step checks that.
+func CheckCredentialName(name string) error {
+	if name == "" {
+		return nil
+	}
+	if err := catalog.ValidName(name); err != nil {
+		return fault.New(fault.InvalidRequest, "credential: %v: give the name of a source credential defined in the worker's --credentials file", err)
 	}
 	return nil
 }

@@ -97,13 +97,18 @@ var migrations = []string{
 		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'CONVERTING', 'READY');
 	CREATE UNIQUE INDEX images_one_live_file ON images(pool_id, file_name)
 		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'CONVERTING', 'READY')`,
-	// transfer windows (issue 17): a pool's daily windows (a JSON array of
+	// 6: transfer windows (issue 17): a pool's daily windows (a JSON array of
 	// "HH:MM-HH:MM") and their IANA time zone; a PENDING image's wait for
 	// the next window, until when and why.
 	`ALTER TABLE pools ADD COLUMN transfer_windows TEXT NOT NULL DEFAULT '[]';
 	ALTER TABLE pools ADD COLUMN time_zone VARCHAR(64) NOT NULL DEFAULT '';
 	ALTER TABLE images ADD COLUMN waiting_until {{time}};
 	ALTER TABLE images ADD COLUMN waiting_message TEXT NOT NULL DEFAULT ''`,
+	// 7: mirror lists and source credentials (issue 17): how many bytes each
+	// mirror of the download served (progress), and the name — never the
+	// secret — of the worker's source credential the download uses.
+	`ALTER TABLE images ADD COLUMN mirror_bytes TEXT NOT NULL DEFAULT '[]';
+	ALTER TABLE images ADD COLUMN credential VARCHAR(64) NOT NULL DEFAULT ''`,
 }
 
 // migrate brings the schema up to date. It is safe to run twice and from

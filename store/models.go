@@ -114,7 +114,12 @@ type Image struct {
 	BytesTotal     int64
 	BytesPerSecond float64
 	Attempt        int
-	ProgressNodeID string `gorm:"size:64"`
+	ProgressNodeID string      `gorm:"size:64"`
+	MirrorBytes    MirrorBytes `gorm:"type:text"` // bytes each mirror served, in the order tried
+
+	// Credential names the worker's source credential the download sends
+	// to its mirror's host; the secret is never stored.
+	Credential string `gorm:"size:64"`
 
 	// WaitingUntil is when a PENDING download waiting for its pool's next
 	// transfer window may start (or resume), and WaitingMessage says so;
@@ -215,3 +220,19 @@ func (f Failovers) Value() (driver.Value, error) {
 
 // Scan implements sql.Scanner.
 func (f *Failovers) Scan(v any) error { return scanJSON(v, f) }
+
+// MirrorBytes are the bytes each mirror of a download served, kept as a
+// JSON array in one text column.
+type MirrorBytes []imagestate.MirrorBytes
+
+// Value implements driver.Valuer.
+func (m MirrorBytes) Value() (driver.Value, error) {
+	if m == nil {
+		m = MirrorBytes{}
+	}
+	b, err := json.Marshal([]imagestate.MirrorBytes(m))
+	return string(b), err
+}
+
+// Scan implements sql.Scanner.
+func (m *MirrorBytes) Scan(v any) error { return scanJSON(v, m) }

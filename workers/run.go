@@ -11,6 +11,7 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/credentials"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows"
 )
@@ -29,6 +30,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	creds, err := credentials.Load(cfg.CredentialsPath)
+	if err != nil {
+		return err
+	}
+	if names := creds.Names(); len(names) > 0 {
+		log.Info("source credentials loaded", "names", names)
+	}
 	c, err := Dial(ctx, cfg, log)
 	if ctx.Err() != nil {
 		return nil // stopped before Temporal answered
@@ -43,7 +51,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if len(added) > 0 {
 		log.Info("registered search attributes", "names", added)
 	}
-	w := New(c, Deps{Store: st, Catalog: cat, NodeToken: cfg.NodeToken, AgentTLS: cfg.AgentTLS, Settings: activities.Settings{
+	w := New(c, Deps{Store: st, Catalog: cat, NodeToken: cfg.NodeToken, AgentTLS: cfg.AgentTLS, Credentials: creds, Settings: activities.Settings{
 		NoNodeTimeout: cfg.NoNodeTimeout, NodeGrace: cfg.NodeGrace, HeartbeatTimeout: cfg.HeartbeatTimeout,
 		TransferWindows: cfg.TransferWindows, TransferTimeZone: cfg.TransferTimeZone}})
 	if err := w.Start(); err != nil {

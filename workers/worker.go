@@ -11,6 +11,7 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/credentials"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows"
 )
@@ -23,6 +24,8 @@ type Deps struct {
 	AgentTLS  *tls.Config // the agents' CA, when they serve HTTPS
 	Settings  activities.Settings
 	HTTP      *http.Client // for vendors' checksum files; nil uses a default
+	// Credentials are the source credentials downloads may name; nil holds none.
+	Credentials *credentials.Set
 }
 
 // New returns a worker, not yet started, that runs DownloadImageWorkflow,
@@ -50,6 +53,8 @@ func New(c client.Client, deps Deps) worker.Worker {
 		HTTP:      deps.HTTP,
 		Temporal:  c,
 		Settings:  deps.Settings,
+
+		Credentials: deps.Credentials,
 	})
 	return w
 }

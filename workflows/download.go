@@ -60,7 +60,8 @@ func (d *download) run(ctx workflow.Context) (Result, error) {
 
 func (d *download) resolveSource(ctx workflow.Context) error {
 	req := source.Request{CatalogID: d.in.CatalogID, URL: d.in.URL, Name: d.in.Name,
-		Checksum: d.in.Checksum, PoolID: d.in.PoolID, Format: d.in.Format, AllowUnverified: d.in.AllowUnverified}
+		Checksum: d.in.Checksum, PoolID: d.in.PoolID, Format: d.in.Format, AllowUnverified: d.in.AllowUnverified,
+		Credential: d.in.Credential}
 	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.ResolveSource, req).Get(ctx, &d.src)
 }
 
@@ -141,7 +142,8 @@ func (d *download) startOn(ctx workflow.Context, job activities.Job) error {
 func (d *download) job(node activities.Candidate) activities.Job {
 	return activities.Job{ImageID: d.imageID, DownloadID: d.imageID, NodeID: node.NodeID, PoolID: d.plan.PoolID,
 		FileName: d.plan.FileName, URL: d.src.URL, Checksum: d.src.Checksum, Format: d.src.Format, SizeBytes: d.src.SizeBytes,
-		Shared: d.plan.Shared, Attempt: d.attempt, ImageFormat: d.plan.ImageFormat, NodeConverts: node.Converts}
+		Shared: d.plan.Shared, Attempt: d.attempt, ImageFormat: d.plan.ImageFormat, NodeConverts: node.Converts,
+		Mirrors: d.src.Mirrors, Credential: d.src.Credential, NodeFeatures: node.Features}
 }
 
 // markReady records the published file. It runs even when a cancel

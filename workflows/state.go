@@ -95,6 +95,7 @@ func (d *download) onProgress(ctx workflow.Context, u activities.ProgressUpdate)
 		return // late news from a node the download has left
 	}
 	d.setProgress(u.BytesDone, u.BytesTotal, u.BytesPerSecond)
+	d.progress.Mirrors = u.Mirrors
 	switch {
 	case u.State == activities.NodeVerifying && statusBefore(d.status, imagestate.Verifying):
 		d.markNodeStatus(ctx, u.NodeID, imagestate.Verifying, a.MarkVerifying)
@@ -154,7 +155,9 @@ func (d *download) setProgress(done, total int64, rate float64) {
 	if total <= 0 {
 		total = d.src.SizeBytes
 	}
+	mirrors := d.progress.Mirrors // kept until the node reports anew
 	d.progress = NewProgress(done, total, rate, d.attempt, d.nodeID)
+	d.progress.Mirrors = mirrors
 }
 
 func (d *download) setStatus(ctx workflow.Context, status string) {
@@ -205,6 +208,12 @@ func (d *download) showDetails(ctx workflow.Context) {
 	}
 	if p := d.shownProgress(); p.WaitingUntil != nil {
 		fmt.Fprintf(&b, "\n\n%s", p.Message)
+	}
+	if len(p.Mirrors) > 1 {
+		b.WriteString("\n\nmirrors:")
+		for _, m := range p.Mirrors {
+			fmt.Fprintf(&b, " `%s` %s;", m.URL, size(m.Bytes))
+		}
 	}
 	for _, f := range d.failovers {
 		fmt.Fprintf(&b, "\n\nfailover from `%s` at %s: %s", f.NodeID, f.At.Format("15:04:05"), f.Reason)

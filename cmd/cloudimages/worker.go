@@ -20,6 +20,7 @@ func runWorker(ctx context.Context, args []string) error {
 	f.duration(&cfg.NodeHealthInterval, "node-health-interval", "CLOUDIMAGES_NODE_HEALTH_INTERVAL", 5*time.Second, "how often the health of every node agent is checked (node status online/offline), once per cluster however many workers run")
 	f.list(&cfg.TransferWindows, "transfer-windows", "CLOUDIMAGES_TRANSFER_WINDOWS", "cluster-wide transfer windows, HH:MM-HH:MM (e.g. 22:00-06:00), for the pools that set none: downloads wait outside them and pause at their end")
 	f.string(&cfg.TransferTimeZone, "transfer-time-zone", "CLOUDIMAGES_TRANSFER_TIME_ZONE", "UTC", "IANA time zone of --transfer-windows, e.g. Europe/Berlin")
+	f.string(&cfg.CredentialsPath, "credentials", "CLOUDIMAGES_CREDENTIALS", "", "source credentials downloads may name (\"credential\": NAME): a YAML or JSON file, mode 0600, mapping each name to a host and headers or username+password")
 	if err := f.parse(args); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,8 +28,9 @@ type Upstream struct {
 	srv     *httptest.Server
 	closing chan struct{}
 
-	mu    sync.Mutex
-	files map[string]*upstreamFile
+	mu      sync.Mutex
+	files   map[string]*upstreamFile
+	headers []http.Header // of every request, in order
 }
 
 // Fault makes the mirror misbehave for one file. Faults combine: Status is
@@ -80,6 +82,15 @@ type Fault struct {
 	// zero bytes more after it, on a connection it then closes (a 200 of
 	// the whole file, whatever the request asked).
 	LongerBy int64
+	// ETag serves the file under this (strong) ETag and a Last-Modified a
+	// day later than the default: a mirror whose validators differ from
+	// another's serving the same bytes.
+	ETag string
+	// RequireHeader ("Name: value") answers 401 to a request without that
+	// header and value: a mirror behind basic auth or a token.
+	RequireHeader string
+	// RedirectTo answers 302 with this Location.
+	RedirectTo string
 }
 
 type upstreamFile struct {
@@ -164,6 +175,14 @@ func (u *Upstream) InFlight(name string) int {
 		return f.inFlight
 	}
 	return 0
+}
+
+// Headers returns the headers of every request the mirror received, in
+// order: tests look for a credential where it must not be.
+func (u *Upstream) Headers() []http.Header {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.headers)
 }
 
 // SHA256 returns "sha256:HEX" of a file's real bytes.
@@ -271,6 +290,7 @@ const HTMLPage = "<!DOCTYPE html>\n<html><head><title>Error</title></head><body>
 func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(r.URL.Path, "/")
 	u.mu.Lock()
+	u.headers = append(u.headers, r.Header.Clone())
 	f, ok := u.files[name]
 	if !ok {
 		u.mu.Unlock()
@@ -295,6 +315,9 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 		etag = "W/" + etag
 	}
 	modTime := f.modTime
+	if ft.ETag != "" {
+		etag, modTime = ft.ETag, modTime.Add(24*time.Hour)
+	}
 	data := f.data
 	drop := (ft.DropAfterBytes > 0 || ft.StallAfterBytes > 0) && (ft.Drops == 0 || f.dropped < ft.Drops)
 	if drop {
@@ -304,6 +327,15 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 
 	if n <= len(ft.Status) {
 		http.Error(w, http.StatusText(ft.Status[n-1]), ft.Status[n-1])
+		return
+	}
+	if name, value, ok := strings.Cut(ft.RequireHeader, ": "); ok && r.Header.Get(name) != value {
+		w.Header().Set("WWW-Authenticate", `Basic realm="test mirror"`)
+		http.Error(w, "credentials required", http.StatusUnauthorized)
+		return
+	}
+	if ft.RedirectTo != "" {
+		http.Redirect(w, r, ft.RedirectTo, http.StatusFound)
 		return
 	}
 	if ft.Hang {

@@ -5,6 +5,8 @@
 package agentclient
 
 import (
+	"bytes"
+	"encoding/json"
 	"slices"
 	"time"
 
@@ -23,10 +25,14 @@ const (
 	// its partial data and checkpoint kept; the same request started again
 	// resumes from them, a cancel removes them. Not a final state, and not
 	// resumed when the agent restarts: only a start resumes it.
-	StatePaused    = "paused"
-	StateCompleted = "completed"
-	StateFailed    = "failed"
-	StateCancelled = "cancelled"
+	StatePaused = "paused"
+	// StateWaitingCredential: the job needs a source credential the agent
+	// no longer holds (it keeps secrets in memory only, and restarted); it
+	// goes on once the same request is POSTed again with the credential.
+	StateWaitingCredential = "waiting_credential"
+	StateCompleted         = "completed"
+	StateFailed            = "failed"
+	StateCancelled         = "cancelled"
 )
 
 // ImagesDir is the folder inside a pool directory that holds published
@@ -58,6 +64,33 @@ type DownloadRequest struct {
 	// has the agent convert the verified, inspected image to it before
 	// publishing. Sent only to agents whose health names FeatureConvert.
 	ConvertTo string `json:"convert_to,omitempty"`
+	// Mirrors are more URLs of the same file, tried in order after URL when
+	// one answers 404 or 5xx, cannot be reached or stalls; the partial data
+	// is resumed when the next one's validators agree. Sent only to agents
+	// whose health names FeatureMirrors.
+	Mirrors []string `json:"mirrors,omitempty"`
+	// Credential is sent to the mirrors on its host only. Sent only to
+	// agents whose health names FeatureSourceCredentials.
+	Credential *Credential `json:"credential,omitempty"`
+}
+
+// URLs are the request's URL and then its mirrors, in the order tried.
+func (r DownloadRequest) URLs() []string { return append([]string{r.URL}, r.Mirrors...) }
+
+// Same reports whether two requests ask for the same download: equal in
+// every field, the credential compared by name and host only (its secret
+// is re-sent, and may have been rotated).
+func (r DownloadRequest) Same(o DownloadRequest) bool {
+	a, errA := json.Marshal(r.Redacted())
+	b, errB := json.Marshal(o.Redacted())
+	return errA == nil && errB == nil && bytes.Equal(a, b)
+}
+
+// Redacted is the request with its credential's secret left out: what the
+// agent writes into its job records.
+func (r DownloadRequest) Redacted() DownloadRequest {
+	r.Credential = r.Credential.Redacted()
+	return r
 }
 
 // Download is a node-side download job.
@@ -79,11 +112,21 @@ type Download struct {
 	// "xz", "gzip", "bzip2", "zstd"); Checksum is of those bytes as
 	// downloaded, FileChecksum ("sha256:HEX") of the published file,
 	// computed from the bytes as written. Both set once published.
-	Compression  string       `json:"compression,omitempty"`
-	FileChecksum string       `json:"file_checksum,omitempty"`
-	Error        *fault.Error `json:"error"`
-	StartedAt    *time.Time   `json:"started_at"`
-	FinishedAt   *time.Time   `json:"finished_at"`
+	Compression  string `json:"compression,omitempty"`
+	FileChecksum string `json:"file_checksum,omitempty"`
+	// Mirrors says how many of the bytes kept each URL served (the
+	// request's URL first), passwords hidden; absent from agents without
+	// FeatureMirrors.
+	Mirrors    []MirrorBytes `json:"mirrors,omitempty"`
+	Error      *fault.Error  `json:"error"`
+	StartedAt  *time.Time    `json:"started_at"`
+	FinishedAt *time.Time    `json:"finished_at"`
+}
+
+// MirrorBytes is how many bytes of a download one mirror served.
+type MirrorBytes struct {
+	URL   string `json:"url"`
+	Bytes int64  `json:"bytes"`
 }
 
 // Finished reports whether the job has ended, well or not.
@@ -149,6 +192,14 @@ const (
 	// keeps its partial data (state paused) for a later start to resume,
 	// as transfer windows need. An agent without it can only be cancelled.
 	FeaturePause = "pause"
+	// FeatureMirrors: DownloadRequest.Mirrors are tried in order, and
+	// Download.Mirrors says how much each served. An agent without it gets
+	// the first URL only.
+	FeatureMirrors = "mirrors"
+	// FeatureSourceCredentials: DownloadRequest.Credential is sent to its
+	// host, kept in memory only, and asked for again after a restart
+	// (StateWaitingCredential).
+	FeatureSourceCredentials = "source_credentials"
 )
 
 // Supports reports whether the agent named a feature in its health answer.

@@ -119,6 +119,7 @@ function build(img) {
     meta: h('p', { class: 'meta' }),
     source: h('p', { class: 'meta sub' }),
     file: h('p', { class: 'meta sub file' }),
+    mirrors: h('p', { class: 'meta sub mirrors' }),
     bar: h('progress', { max: '100' }),
     numbers: h('p', { class: 'numbers' }),
     failovers: h('ul', { class: 'failovers', 'aria-label': 'Failovers' }),
@@ -131,7 +132,7 @@ function build(img) {
   };
   const el = h('li', { class: 'image', 'data-image': img.id },
     h('div', { class: 'head' }, parts.name, parts.status),
-    parts.meta, parts.source, parts.file, parts.bar, parts.numbers, parts.failovers, parts.note, parts.error,
+    parts.meta, parts.source, parts.file, parts.mirrors, parts.bar, parts.numbers, parts.failovers, parts.note, parts.error,
     h('div', { class: 'actions' }, parts.cancel, parts.del, parts.link),
     parts.actionStatus);
   const r = { img, el, parts };
@@ -153,9 +154,11 @@ function update(r) {
     ' · node ', h('strong', {}, p.node_id || img.node_id || (terminal.has(img.status) ? 'none' : 'not chosen yet')),
     p.attempt > 1 ? ' · attempt ' + p.attempt : '',
     ' · started ' + ago(img.created_at));
-  parts.source.textContent = img.catalog_id ? 'From the catalog: ' + img.catalog_id : img.source_url ? 'From ' + img.source_url : '';
+  parts.source.textContent = (img.catalog_id ? 'From the catalog: ' + img.catalog_id : img.source_url ? 'From ' + img.source_url : '') +
+    (img.credential ? ' · with credential ' + img.credential : '');
   updateProgress(parts, img, p, label);
   updateFile(parts.file, img);
+  updateMirrors(parts.mirrors, p);
   updateFailovers(parts.failovers, img, p);
   updateNote(parts.note, img);
   // A cancelled image carries the code "cancelled": that is its status, not a problem.
@@ -232,6 +235,20 @@ function updateFile(line, img) {
   if (img.file_checksum) n.push('file ' + img.file_checksum);
   line.textContent = n.join(' · ');
   line.hidden = n.length === 0;
+}
+
+// Which mirror served how much, when the image has several: the node
+// moves on to the next on a 404, a server error or a stall.
+function updateMirrors(line, p) {
+  const ms = p.mirrors || [];
+  line.textContent = ms.length > 1
+    ? 'Mirrors: ' + ms.map((m) => hostOf(m.url) + ' ' + bytes(m.bytes)).join(' · ')
+    : '';
+  line.hidden = ms.length <= 1;
+}
+
+function hostOf(url) {
+  try { return new URL(url).host; } catch { return url; }
 }
 
 // What happened to a node, in a word, from the workflow's reason.

@@ -47,6 +47,10 @@ type Input struct {
 	// Format is the disk format the request declared (one of
 	// diskimage.Formats); empty lets a catalog entry's, or the bytes, decide.
 	Format string `json:"format,omitempty"`
+	// Credential names a source credential defined on the worker
+	// (--credentials), sent to the mirror's host with the node-side job.
+	// Only the name is here: the secret never enters the history.
+	Credential string `json:"credential,omitempty"`
 }
 
 // Result is what a successful download returns. Checksum is of the
@@ -78,6 +82,9 @@ type Progress struct {
 	// until …"). Absent otherwise.
 	WaitingUntil *time.Time `json:"waiting_until,omitempty"`
 	Message      string     `json:"message,omitempty"`
+	// Mirrors says how many bytes each URL of the download served (the
+	// catalog entry's url, then its mirrors), once the node reports it.
+	Mirrors []imagestate.MirrorBytes `json:"mirrors,omitempty"`
 }
 
 // NewProgress fills in percent and ETA from the raw figures.

@@ -76,15 +76,15 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nodeagent: %w", err)
 	}
-	control := dialControl
-	if cfg.AllowPrivateNetworks {
-		control = nil // every address may be dialled
+	upstream, err := upstreamFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("nodeagent: %w", err)
 	}
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger.With("node_id", cfg.NodeID),
 		pools:    map[string]*pool{},
-		upstream: newUpstreamClient(control, cfg.StallTimeout),
+		upstream: upstream,
 		slots:    make(chan struct{}, cfg.MaxConcurrent),
 		minFree:  minFree,
 		datasync: fdatasync,

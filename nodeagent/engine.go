@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 
 	"github.com/quantix/cloudimages/checksum"
 	"github.com/quantix/cloudimages/fault"
@@ -67,6 +68,7 @@ type transfer struct {
 	head         []byte
 	headChecked  bool
 	bufs         [][]byte
+	limit        *rate.Limiter // the request's own bandwidth cap (transport.go)
 }
 
 // download runs a job to its end: fetch (with resumes and retries),

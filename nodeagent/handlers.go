@@ -77,6 +77,7 @@ var features = []string{
 	agentclient.FeatureStrongValidatorResume,
 	agentclient.FeatureBoundedQueue,
 	agentclient.FeatureDecompress,
+	agentclient.FeatureBandwidthLimit,
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
@@ -191,6 +192,9 @@ func ValidateRequest(req *agentclient.DownloadRequest, allowPrivate bool) error 
 		return err
 	}
 	if err := checkConvertTo(req.ConvertTo); err != nil {
+		return err
+	}
+	if err := source.CheckMaxBytesPerSecond(req.MaxBytesPerSecond); err != nil {
 		return err
 	}
 	return source.CheckFormat(req.Format)

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
@@ -30,12 +32,15 @@ type Server struct {
 	pools    map[string]*pool
 	order    []*pool
 	upstream *http.Client
-	metrics  *metrics
-	handler  http.Handler
-	verifier *nodeauth.Verifier
-	slots    chan struct{} // one token per running download
-	minFree  reserve
-	qemuImg  string // the qemu-img conversions run; "" when there is none
+	// bandwidth is the token bucket all downloads share (--max-bandwidth);
+	// nil: no cap.
+	bandwidth *rate.Limiter
+	metrics   *metrics
+	handler   http.Handler
+	verifier  *nodeauth.Verifier
+	slots     chan struct{} // one token per running download
+	minFree   reserve
+	qemuImg   string // the qemu-img conversions run; "" when there is none
 
 	base context.Context
 	stop context.CancelCauseFunc
@@ -81,14 +86,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("nodeagent: %w", err)
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger.With("node_id", cfg.NodeID),
-		pools:    map[string]*pool{},
-		upstream: upstream,
-		slots:    make(chan struct{}, cfg.MaxConcurrent),
-		minFree:  minFree,
-		datasync: fdatasync,
-		jobs:     map[string]*job{},
+		cfg:       cfg,
+		log:       cfg.Logger.With("node_id", cfg.NodeID),
+		pools:     map[string]*pool{},
+		upstream:  upstream,
+		bandwidth: newLimiter(cfg.MaxBandwidth),
+		slots:     make(chan struct{}, cfg.MaxConcurrent),
+		minFree:   minFree,
+		datasync:  fdatasync,
+		jobs:      map[string]*job{},
 	}
 	if s.qemuImg, err = findQemuImg(cfg.QemuImg); err != nil {
 		s.qemuImg = ""

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -13,6 +14,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/internal/egress"
@@ -204,4 +207,58 @@ func upstreamFor(cfg Config) (*http.Client, error) {
 		o.control = nil // every address may be dialled
 	}
 	return newUpstreamClient(o), nil
+}
+
+// fillFor bounds how long fill waits for more of a slow body before it
+// hands on what it has, so progress still moves every fraction of a second.
+const fillFor = 200 * time.Millisecond
+
+// fill reads the body into buf until buf is full, the body ends, or fillFor
+// has passed: a TLS connection returns one record (16 KiB at most) per
+// read, and the work done per chunk (hash state, write, free-space check,
+// progress) must not run 32 times per buffer. Every read that brings bytes
+// resets the stall timer; each read is held to the node's bandwidth
+// (--max-bandwidth) and the download's own cap, if any.
+func (t *transfer) fill(ctx context.Context, body io.Reader, buf []byte, stall *time.Timer) (int, error) {
+	limits := t.limiters()
+	began := time.Now()
+	n := 0
+	for n < len(buf) {
+		want := buf[n:]
+		for _, l := range limits {
+			want = want[:min(len(want), l.Burst())]
+		}
+		m, err := body.Read(want)
+		if m > 0 {
+			stall.Reset(t.s.cfg.StallTimeout)
+			n += m
+			for _, l := range limits {
+				if werr := l.WaitN(ctx, m); werr != nil {
+					return n, context.Cause(ctx)
+				}
+			}
+			if len(limits) > 0 {
+				stall.Reset(t.s.cfg.StallTimeout) // waiting for the limiter is not the mirror stalling
+			}
+		}
+		if err != nil || time.Since(began) >= fillFor {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// limiters are the token buckets a download's reads wait for: the node's
+// and the download's own.
+func (t *transfer) limiters() []*rate.Limiter {
+	if t.limit == nil && t.req.MaxBytesPerSecond > 0 {
+		t.limit = newLimiter(t.req.MaxBytesPerSecond)
+	}
+	var out []*rate.Limiter
+	for _, l := range []*rate.Limiter{t.limit, t.s.bandwidth} {
+		if l != nil {
+			out = append(out, l)
+		}
+	}
+	return out
 }

@@ -17,6 +17,7 @@ func runWorker(ctx context.Context, args []string) error {
 	f.duration(&cfg.NodeGrace, "node-grace", "CLOUDIMAGES_NODE_GRACE", 30*time.Second, "how long a node may stay unreachable mid-download before the download fails over")
 	f.duration(&cfg.HeartbeatTimeout, "heartbeat-timeout", "CLOUDIMAGES_HEARTBEAT_TIMEOUT", 20*time.Second, "how soon a download notices its worker died and carries on on another worker")
 	f.duration(&cfg.NodeHealthInterval, "node-health-interval", "CLOUDIMAGES_NODE_HEALTH_INTERVAL", 5*time.Second, "how often the health of every node agent is checked (node status online/offline), once per cluster however many workers run")
+	registerEgress(f, &cfg.Proxy, &cfg.CAFile)
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -25,6 +26,9 @@ func runWorker(ctx context.Context, args []string) error {
 	}
 	if cfg.NoNodeTimeout <= 0 || cfg.NodeGrace <= 0 || cfg.HeartbeatTimeout <= 0 || cfg.NodeHealthInterval <= 0 {
 		return usagef("--no-node-timeout, --node-grace, --heartbeat-timeout and --node-health-interval must be positive")
+	}
+	if err := checkEgress(cfg.Proxy, cfg.CAFile); err != nil {
+		return err
 	}
 	if err := f.checkTokens(); err != nil {
 		return err

@@ -7,12 +7,15 @@
 package egress
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/net/http/httpproxy"
 )
@@ -145,4 +148,17 @@ func RootCAs(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("--ca-file %s holds no PEM certificate: give the CA certificate (BEGIN CERTIFICATE) that signed your mirrors' certificates", file)
 	}
 	return pool, nil
+}
+
+// Client is an HTTP client for small files (vendors' checksum files)
+// through proxy (nil: direct) trusting roots (nil: the system's). It
+// applies no address rule: the worker fetches only what the catalog names.
+func Client(proxy *Proxy, roots *x509.CertPool, timeout time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	if proxy != nil {
+		t.Proxy = func(req *http.Request) (*url.URL, error) { return proxy.For(req.URL) }
+	}
+	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: t, Timeout: timeout}
 }

@@ -53,6 +53,10 @@ type DownloadRequest struct {
 	// has the agent convert the verified, inspected image to it before
 	// publishing. Sent only to agents whose health names FeatureConvert.
 	ConvertTo string `json:"convert_to,omitempty"`
+	// MaxBytesPerSecond caps this download's rate (the node's own
+	// --max-bandwidth caps all of them together). Sent only to agents
+	// whose health names FeatureBandwidthLimit.
+	MaxBytesPerSecond int64 `json:"max_bytes_per_second,omitempty"`
 }
 
 // Download is a node-side download job.
@@ -130,6 +134,10 @@ const (
 	// DownloadRequest.ConvertTo. An agent without qemu-img does not name it,
 	// and a worker sends ConvertTo only to agents that do.
 	FeatureConvert = "convert"
+	// FeatureBandwidthLimit: the agent honours
+	// DownloadRequest.MaxBytesPerSecond. An agent without it refuses the
+	// field (unknown JSON): send it none.
+	FeatureBandwidthLimit = "bandwidth_limit"
 )
 
 // Supports reports whether the agent named a feature in its health answer.

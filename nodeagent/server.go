@@ -81,7 +81,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nodeagent: %w", err)
 	}
-	upstream, err := upstreamFor(cfg)
+	upstream, err := upstreamFor(cfg, cfg.Logger.With("node_id", cfg.NodeID))
 	if err != nil {
 		return nil, fmt.Errorf("nodeagent: %w", err)
 	}

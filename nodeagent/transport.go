@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -193,7 +194,7 @@ func certProblem(err error) error {
 }
 
 // upstreamFor builds the mirrors' client of an agent's configuration.
-func upstreamFor(cfg Config) (*http.Client, error) {
+func upstreamFor(cfg Config, log *slog.Logger) (*http.Client, error) {
 	proxy, err := egress.NewProxy(cfg.Proxy)
 	if err != nil {
 		return nil, err
@@ -201,6 +202,12 @@ func upstreamFor(cfg Config) (*http.Client, error) {
 	roots, err := egress.RootCAs(cfg.CAFile)
 	if err != nil {
 		return nil, err
+	}
+	if proxy != nil {
+		log.Info("mirrors are reached through a proxy; the agent still resolves and judges every target", "proxy", proxy.String())
+	}
+	if cfg.CAFile != "" {
+		log.Info("mirrors' certificates may also be signed by the CAs of --ca-file", "ca_file", cfg.CAFile)
 	}
 	o := upstreamOptions{control: dialControl, headerTimeout: cfg.StallTimeout, proxy: proxy, roots: roots}
 	if cfg.AllowPrivateNetworks {

@@ -74,12 +74,10 @@ func NewProxy(flag string) (*Proxy, error) {
 // is an http proxy. Only http and https proxies are taken: the policy
 // needs to see each target before the proxy does.
 func parseProxy(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		if u2, err2 := url.Parse("http://" + raw); err2 == nil && u2.Host != "" {
-			u, err = u2, nil
-		}
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
 	}
+	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("proxy %q is not a URL: want http://HOST:PORT, optionally with USER:PASSWORD@", Redact(raw))
 	}

@@ -31,6 +31,9 @@ type upstreamOptions struct {
 	headerTimeout time.Duration
 	proxy         *egress.Proxy  // nil: every request goes direct
 	roots         *x509.CertPool // nil: the system's roots
+	// resolve finds a proxied target's addresses (default resolveTarget;
+	// tests give names addresses of their choosing).
+	resolve func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // newUpstreamClient is the HTTP client for mirrors: the URL policy on
@@ -91,7 +94,11 @@ func proxyFor(req *http.Request, o upstreamOptions) (*url.URL, error) {
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[req.URL.Scheme]
 	}
-	addrs, err := resolveTarget(req.Context(), host)
+	resolve := o.resolve
+	if resolve == nil {
+		resolve = resolveTarget
+	}
+	addrs, err := resolve(req.Context(), host)
 	if err != nil {
 		return nil, err
 	}

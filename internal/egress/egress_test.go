@@ -18,7 +18,7 @@ func TestProxyFromFlagOrEnvironment(t *testing.T) {
 		{"", "https://mirror.lan/x.img", ""},             // NO_PROXY
 		{"http://u:p@flag-proxy:8080", "http://cloud-images.ubuntu.com/x.img", "http://u:p@flag-proxy:8080"},
 		{"http://u:p@flag-proxy:8080", "https://a.internal.example/x.img", ""}, // NO_PROXY holds for --proxy too
-		{"flag-proxy:8080", "https://127.0.0.1/x.img", ""},                    // loopback never
+		{"flag-proxy:8080", "https://127.0.0.1/x.img", ""},                     // loopback never
 	}
 	for _, tc := range cases {
 		p, err := NewProxy(tc.flag)

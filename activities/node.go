@@ -29,6 +29,9 @@ type Job struct {
 	// Candidate.Converts): ConvertTo is sent only to an agent that does.
 	ImageFormat  string
 	NodeConverts bool
+	// MaxBytesPerSecond caps the download's rate on the node (0: none),
+	// sent only to an agent that supports it.
+	MaxBytesPerSecond int64
 }
 
 // Started is the node-side job as the node reported it when started.
@@ -64,6 +67,7 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 		}
 		req.ConvertTo = job.ImageFormat
 	}
+	req.MaxBytesPerSecond = a.bandwidthCap(ctx, c, job)
 	d, err := c.StartDownload(ctx, req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -72,7 +76,7 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 		return Started{}, fromNode(node.ID, fault.From(err), job.Shared)
 	}
 	activity.GetLogger(ctx).Info("download started on node", "image_id", job.ImageID, "node_id", job.NodeID, "pool_id", job.PoolID,
-		"attempt", job.Attempt, "bytes_done", d.BytesDone, "convert_to", req.ConvertTo)
+		"attempt", job.Attempt, "bytes_done", d.BytesDone, "convert_to", req.ConvertTo, "max_bytes_per_second", req.MaxBytesPerSecond)
 	return Started{NodeID: job.NodeID, Path: d.Path, State: d.State, BytesDone: d.BytesDone,
 		BytesTotal: orSize(d.BytesTotal, job.SizeBytes)}, nil
 }
@@ -121,4 +125,22 @@ func (a *Activities) RemoveFile(ctx context.Context, in FileRequest) error {
 	}
 	activity.GetLogger(ctx).Info("published file removed", "node_id", in.NodeID, "pool_id", in.PoolID, "file_name", in.FileName)
 	return nil
+}
+
+// bandwidthCap is the job's own bandwidth cap, when the node's agent
+// supports one (agentclient.FeatureBandwidthLimit): an older agent would
+// refuse the field, so it downloads without the cap, and the log says so.
+func (a *Activities) bandwidthCap(ctx context.Context, c *agentclient.Client, job Job) int64 {
+	if job.MaxBytesPerSecond <= 0 {
+		return 0
+	}
+	hctx, cancel := context.WithTimeout(ctx, healthTimeout)
+	h, err := c.Health(hctx)
+	cancel()
+	if err == nil && h.Supports(agentclient.FeatureBandwidthLimit) {
+		return job.MaxBytesPerSecond
+	}
+	activity.GetLogger(ctx).Warn("the node's agent does not support a per-download bandwidth cap: downloading without it",
+		"image_id", job.ImageID, "node_id", job.NodeID, "max_bytes_per_second", job.MaxBytesPerSecond, "health_error", err)
+	return 0
 }

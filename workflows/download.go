@@ -123,7 +123,8 @@ func (d *download) downloadOn(ctx workflow.Context, node activities.Candidate) (
 func (d *download) job(node activities.Candidate) activities.Job {
 	return activities.Job{ImageID: d.imageID, DownloadID: d.imageID, NodeID: node.NodeID, PoolID: d.plan.PoolID,
 		FileName: d.plan.FileName, URL: d.src.URL, Checksum: d.src.Checksum, Format: d.src.Format, SizeBytes: d.src.SizeBytes,
-		Shared: d.plan.Shared, Attempt: d.attempt, ImageFormat: d.plan.ImageFormat, NodeConverts: node.Converts}
+		Shared: d.plan.Shared, Attempt: d.attempt, ImageFormat: d.plan.ImageFormat, NodeConverts: node.Converts,
+		MaxBytesPerSecond: d.in.MaxBytesPerSecond}
 }
 
 // markReady records the published file. It runs even when a cancel

@@ -47,6 +47,10 @@ type Input struct {
 	// Format is the disk format the request declared (one of
 	// diskimage.Formats); empty lets a catalog entry's, or the bytes, decide.
 	Format string `json:"format,omitempty"`
+	// MaxBytesPerSecond caps this download's rate on the node (0: none);
+	// agents that do not support it (agentclient.FeatureBandwidthLimit)
+	// download without the cap.
+	MaxBytesPerSecond int64 `json:"max_bytes_per_second,omitempty"`
 }
 
 // Result is what a successful download returns. Checksum is of the

@@ -43,25 +43,37 @@ func NewAgentCA(t testing.TB) AgentCA {
 // (IP addresses or names), into a temporary directory.
 func NewCA(t testing.TB, hosts ...string) CA {
 	t.Helper()
-	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := WriteCA(t.TempDir(), hosts...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return c
+}
+
+// WriteCA writes a fresh CA, and a server certificate it signed for hosts,
+// into dir (ca.pem, server.pem, server-key.pem), for the bench as for tests.
+func WriteCA(dir string, hosts ...string) (CA, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return CA{}, err
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return CA{}, err
 	}
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test agents CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		t.Fatal(err)
+		return CA{}, err
 	}
 	ca, err := x509.ParseCertificate(caDER)
 	if err != nil {
-		t.Fatal(err)
+		return CA{}, err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		return CA{}, err
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: hosts[0]},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
@@ -75,27 +87,25 @@ func NewCA(t testing.TB, hosts ...string) CA {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		t.Fatal(err)
+		return CA{}, err
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return CA{}, err
 	}
-	c := CA{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "agent.pem"), KeyFile: filepath.Join(dir, "agent-key.pem")}
+	c := CA{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server-key.pem")}
 	for path, b := range map[string]*pem.Block{
 		c.CAFile:   {Type: "CERTIFICATE", Bytes: caDER},
 		c.CertFile: {Type: "CERTIFICATE", Bytes: der},
 		c.KeyFile:  {Type: "EC PRIVATE KEY", Bytes: keyDER},
 	} {
 		if err := os.WriteFile(path, pem.EncodeToMemory(b), 0o600); err != nil {
-			t.Fatal(err)
+			return CA{}, err
 		}
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	c.ClientTLS = &tls.Config{RootCAs: pool}
-	if c.Cert, err = tls.LoadX509KeyPair(c.CertFile, c.KeyFile); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	c.Cert, err = tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	return c, err
 }

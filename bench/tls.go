@@ -56,8 +56,18 @@ func (b *bench) benchTLS(ctx context.Context) {
 	agent := &contestant{name: "node agent (https, sha256, fsync)", run: b.agentDownload(a, src, url)}
 	cs := []*contestant{curl, agent}
 	if b.alt != nil {
-		// The -compare-bin agent has no --ca-file: it is left out here.
-		b.rep.note("tls: the -compare-bin agent is not in this part (it has no --ca-file)")
+		// An older agent may have no --ca-file: it trusts the CA through
+		// SSL_CERT_FILE, which Go reads for the system's roots.
+		alt, err := b.stack.startAgentEnv("node-tls-alt", b.alt.p.Path, 4, nil, []string{"SSL_CERT_FILE=" + ca.CAFile})
+		if err != nil {
+			b.rep.note("tls: the -compare-bin agent did not start: %v", err)
+		} else {
+			defer func() {
+				_ = alt.p.Stop()
+				alt.proxy.close()
+			}()
+			cs = append(cs, &contestant{name: "node agent, -compare-bin (https)", run: b.agentDownload(alt, src, url)})
+		}
 	}
 	runRounds(ctx, cs, b.rounds)
 	b.rep.add(part, "file", fmt.Sprintf("%s over HTTPS (HTTP/1.1, TLS 1.3), %d rounds; median rate, median of per-round ratios to curl", mib(src.Size), b.rounds))

@@ -37,6 +37,9 @@ type Job struct {
 	Mirrors      []string `json:",omitempty"`
 	Credential   string   `json:",omitempty"`
 	NodeFeatures []string `json:",omitempty"`
+	// MaxBytesPerSecond caps the download's rate on the node (0: none),
+	// sent only to an agent that supports it.
+	MaxBytesPerSecond int64
 }
 
 // Started is the node-side job as the node reported it when started.
@@ -65,6 +68,7 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 	if err != nil {
 		return Started{}, err
 	}
+	req.MaxBytesPerSecond = a.bandwidthCap(ctx, c, job)
 	d, err := c.StartDownload(ctx, req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -73,7 +77,7 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 		return Started{}, fromNode(node.ID, fault.From(err), job.Shared)
 	}
 	activity.GetLogger(ctx).Info("download started on node", "image_id", job.ImageID, "node_id", job.NodeID, "pool_id", job.PoolID,
-		"attempt", job.Attempt, "bytes_done", d.BytesDone, "convert_to", req.ConvertTo)
+		"attempt", job.Attempt, "bytes_done", d.BytesDone, "convert_to", req.ConvertTo, "max_bytes_per_second", req.MaxBytesPerSecond)
 	return Started{NodeID: job.NodeID, Path: d.Path, State: d.State, BytesDone: d.BytesDone,
 		BytesTotal: orSize(d.BytesTotal, job.SizeBytes)}, nil
 }
@@ -189,4 +193,22 @@ func (a *Activities) RemoveFile(ctx context.Context, in FileRequest) error {
 	}
 	activity.GetLogger(ctx).Info("published file removed", "node_id", in.NodeID, "pool_id", in.PoolID, "file_name", in.FileName)
 	return nil
+}
+
+// bandwidthCap is the job's own bandwidth cap, when the node's agent
+// supports one (agentclient.FeatureBandwidthLimit): an older agent would
+// refuse the field, so it downloads without the cap, and the log says so.
+func (a *Activities) bandwidthCap(ctx context.Context, c *agentclient.Client, job Job) int64 {
+	if job.MaxBytesPerSecond <= 0 {
+		return 0
+	}
+	hctx, cancel := context.WithTimeout(ctx, healthTimeout)
+	h, err := c.Health(hctx)
+	cancel()
+	if err == nil && h.Supports(agentclient.FeatureBandwidthLimit) {
+		return job.MaxBytesPerSecond
+	}
+	activity.GetLogger(ctx).Warn("the node's agent does not support a per-download bandwidth cap: downloading without it",
+		"image_id", job.ImageID, "node_id", job.NodeID, "max_bytes_per_second", job.MaxBytesPerSecond, "health_error", err)
+	return 0
 }

@@ -58,6 +58,7 @@ func TestBadRequestsAreClearErrors(t *testing.T) {
 			{"url without host", "POST", "/v1/images", img(`"url": "https:///x.img", "checksum": "` + sha + `"`), "", 400, "invalid_request", "host"},
 			{"url with password", "POST", "/v1/images", img(`"url": "https://u:secret@a.example/x.img", "checksum": "` + sha + `"`), "", 400, "invalid_request", "password"},
 			{"url without checksum", "POST", "/v1/images", img(`"url": "https://a.example/x.img"`), "", 400, "invalid_request", "allow_unverified"},
+			{"bandwidth cap too small", "POST", "/v1/images", img(`"catalog_id": "cirros-0.6.3", "max_bytes_per_second": 100`), "", 400, "invalid_request", "max_bytes_per_second"},
 			{"url without file name", "POST", "/v1/images", img(`"url": "https://a.example/", "checksum": "` + sha + `"`), "", 400, "invalid_request", "name"},
 			{"md5 checksum", "POST", "/v1/images", img(`"url": "https://a.example/x.img", "checksum": "md5:d41d8cd98f00b204e9800998ecf8427e"`), "", 400, "invalid_request", "sha256"},
 			{"short sha256", "POST", "/v1/images", img(`"url": "https://a.example/x.img", "checksum": "sha256:abcd"`), "", 400, "invalid_request", "64"},

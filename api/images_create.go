@@ -31,6 +31,8 @@ type imageRequest struct {
 	// Credential names a source credential defined on the worker
 	// (--credentials) to send to the mirror's host.
 	Credential string `json:"credential"`
+	// MaxBytesPerSecond caps this download's rate on the node (0: none).
+	MaxBytesPerSecond int64 `json:"max_bytes_per_second"`
 }
 
 // createImage starts a download, or answers with the live or READY image
@@ -77,7 +79,9 @@ func (s *Server) createImage(c echo.Context) error {
 		return s.answerExisting(c, got)
 	}
 	log := s.log.With("image_id", got.ID, "pool_id", got.PoolID)
-	if err := s.startDownload(ctx, got, inputFor(got, req.NodeID, req.AllowUnverified)); err != nil {
+	in := inputFor(got, req.NodeID, req.AllowUnverified)
+	in.MaxBytesPerSecond = req.MaxBytesPerSecond
+	if err := s.startDownload(ctx, got, in); err != nil {
 		s.metrics.imageRequest("temporal_unavailable")
 		s.dropUnstarted(got)
 		return err
@@ -131,6 +135,9 @@ func (s *Server) checkImageRequest(req *imageRequest) (*store.Image, error) {
 		if err := checkID("node_id", req.NodeID); err != nil {
 			return nil, err
 		}
+	}
+	if err := source.CheckMaxBytesPerSecond(req.MaxBytesPerSecond); err != nil {
+		return nil, err
 	}
 	src, err := source.Resolve(s.catalog, source.Request{CatalogID: req.CatalogID, URL: req.URL, Name: req.Name,
 		Checksum: req.Checksum, PoolID: req.PoolID, Format: req.Format, AllowUnverified: req.AllowUnverified,

@@ -39,7 +39,7 @@ type bench struct {
 }
 
 // parts are the benchmarks, in the order they run.
-var parts = []string{"transfer", "overhead", "failover", "scale", "memory", "decompress", "compressed", "convert"}
+var parts = []string{"transfer", "tls", "bandwidth", "overhead", "failover", "scale", "memory", "decompress", "compressed", "convert"}
 
 func main() {
 	var (
@@ -108,6 +108,10 @@ func run(size int64, rounds, n int, only, scaleList, dir, database, compareBin s
 		switch p {
 		case "transfer":
 			b.benchTransfer(ctx)
+		case "tls":
+			b.benchTLS(ctx)
+		case "bandwidth":
+			b.benchBandwidth(ctx)
 		case "overhead":
 			b.benchOverhead(ctx)
 		case "failover":
@@ -142,7 +146,7 @@ func (b *bench) setUp(ctx context.Context, size int64, database, compareBin stri
 		return err
 	}
 	var err error
-	if selected["transfer"] {
+	if selected["transfer"] || selected["tls"] || selected["bandwidth"] {
 		fmt.Fprintf(os.Stderr, "bench: source file of %s in %s\n", mib(size), srcDir)
 		if b.big, err = makeSource(srcDir, fmt.Sprintf("big-%d.img", size), size); err != nil {
 			return err

@@ -84,13 +84,18 @@ func (s *stack) startAgents(n, maxConcurrent int) error {
 }
 
 // startAgent starts one agent from bin, with the pools local-{n} (n from
-// its id) and "shared", and the proxy in front of it.
-func (s *stack) startAgent(id, bin string, maxConcurrent int) (*agent, error) {
+// its id) and "shared", extra flags args, and the proxy in front of it.
+func (s *stack) startAgent(id, bin string, maxConcurrent int, args ...string) (*agent, error) {
+	return s.startAgentEnv(id, bin, maxConcurrent, args, nil)
+}
+
+// startAgentEnv is startAgent with env added to the agent's environment.
+func (s *stack) startAgentEnv(id, bin string, maxConcurrent int, args, env []string) (*agent, error) {
 	a := &agent{id: id, local: "local-" + strings.TrimPrefix(id, "node-")}
 	spec := &launch.Agent{Bin: bin, NodeID: id, Token: nodeauth.Credential(nodeToken, id), MaxConcurrent: maxConcurrent, AllowPrivateNetworks: true,
 		Pools: []nodeagent.PoolDir{
 			{ID: a.local, Dir: filepath.Join(s.dir, "pools", a.local)},
-			{ID: sharedPool, Dir: filepath.Join(s.dir, "pools", sharedPool)}}}
+			{ID: sharedPool, Dir: filepath.Join(s.dir, "pools", sharedPool)}}, Args: args, Env: env}
 	for _, p := range spec.Pools {
 		if err := os.MkdirAll(p.Dir, 0o755); err != nil {
 			return nil, err

@@ -56,6 +56,16 @@ type Config struct {
 	// PATH or a path; default "qemu-img"). Without one the agent still
 	// downloads, but does not offer conversion (no "convert" in health).
 	QemuImg string
+	// Proxy is the HTTP proxy for mirrors (--proxy, a URL that may carry
+	// USER:PASSWORD@); empty: the standard HTTPS_PROXY, HTTP_PROXY and
+	// NO_PROXY variables, if set. See package egress.
+	Proxy string
+	// CAFile is a PEM bundle trusted for mirrors besides the system's
+	// roots (--ca-file).
+	CAFile string
+	// MaxBandwidth caps the bytes per second of all the agent's downloads
+	// together (--max-bandwidth); 0: no cap.
+	MaxBandwidth int64
 	// Logger receives the agent's logs (default slog.Default()).
 	Logger *slog.Logger
 }

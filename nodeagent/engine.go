@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 
 	"github.com/quantix/cloudimages/checksum"
 	"github.com/quantix/cloudimages/fault"
@@ -67,7 +68,8 @@ type transfer struct {
 	head         []byte
 	headChecked  bool
 	bufs         [][]byte
-	m            *mirrors // the URLs of the file and the one in use
+	m            *mirrors      // the URLs of the file and the one in use
+	limit        *rate.Limiter // the request's own bandwidth cap (transport.go)
 }
 
 // download runs a job to its end: fetch (with resumes and retries),

@@ -83,6 +83,7 @@ var features = []string{
 	agentclient.FeaturePause,
 	agentclient.FeatureMirrors,
 	agentclient.FeatureSourceCredentials,
+	agentclient.FeatureBandwidthLimit,
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
@@ -201,6 +202,9 @@ func ValidateRequest(req *agentclient.DownloadRequest, allowPrivate bool) error 
 		return err
 	}
 	if err := checkConvertTo(req.ConvertTo); err != nil {
+		return err
+	}
+	if err := source.CheckMaxBytesPerSecond(req.MaxBytesPerSecond); err != nil {
 		return err
 	}
 	return source.CheckFormat(req.Format)

@@ -156,6 +156,9 @@ func requestError(ctx context.Context, err error, req *http.Request) error {
 	if fe, ok := asForbidden(err); ok {
 		return fault.New(fault.URLForbidden, "%s: %s", redact(req.URL.String()), fe.msg)
 	}
+	if fe, ok := fault.As(err); ok {
+		return fe // said by the transport (transport.go): a certificate, the proxy
+	}
 	if errors.Is(context.Cause(ctx), errStalled) {
 		return fault.Retryable(fault.UpstreamError, "mirror %s did not answer in time", req.URL.Host)
 	}

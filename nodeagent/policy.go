@@ -3,13 +3,9 @@ package nodeagent
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"net/netip"
 	"syscall"
-	"time"
 
-	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/source"
 )
 
@@ -36,41 +32,6 @@ func dialControl(network, address string, _ syscall.RawConn) error {
 		return &forbiddenError{fmt.Sprintf("%s is %s; %s", ap.Addr(), why, source.PublicOnly)}
 	}
 	return nil
-}
-
-// newUpstreamClient is the HTTP client for mirrors: the URL policy at
-// connect time, no proxy from the environment (it would be dialled instead
-// of the mirror, past the policy), no transparent gzip (ranges are about
-// the bytes on the wire), HTTP/1.1 (one TCP stream is fastest for one big
-// file), and a bounded number of redirects, each to http or https only.
-// control is dialControl, or nil to allow every address.
-func newUpstreamClient(control func(network, address string, c syscall.RawConn) error, headerTimeout time.Duration) *http.Client {
-	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: control}
-	transport := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           dialer.DialContext,
-		TLSHandshakeTimeout:   30 * time.Second,
-		ResponseHeaderTimeout: headerTimeout,
-		DisableCompression:    true,
-		MaxIdleConnsPerHost:   4,
-		IdleConnTimeout:       90 * time.Second,
-		ReadBufferSize:        256 << 10,
-	}
-	return &http.Client{
-		Transport: transport,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) > maxRedirects {
-				return &forbiddenError{fmt.Sprintf("more than %d redirects", maxRedirects)}
-			}
-			// The address is judged when it is dialled; the rest of the
-			// policy (scheme, host, no user or password) here.
-			if _, err := source.CheckURL(req.URL.String(), true); err != nil {
-				return &forbiddenError{fmt.Sprintf("redirect to %q: %s", req.URL.Redacted(), fault.From(err).Message)}
-			}
-			applyCredential(req) // a source credential goes to its own host only
-			return nil
-		},
-	}
 }
 
 // asForbidden finds a policy refusal inside an error from the HTTP client.

@@ -38,7 +38,7 @@ func TestRedirectsAreCheckedAtDialTime(t *testing.T) {
 		}
 		return dialControl(network, address, c)
 	}
-	client := newUpstreamClient(control, 5*time.Second)
+	client := newUpstreamClient(upstreamOptions{control: control, headerTimeout: 5 * time.Second})
 	for path, want := range map[string]string{
 		"/to-internal": "loopback",
 		"/to-file":     "only http and https",

@@ -38,7 +38,7 @@ func Run(ctx context.Context, cfg Config) error {
 	for _, p := range cfg.Pools {
 		pools = append(pools, p.ID+"="+p.Dir)
 	}
-	s.log.Info("node agent listening", "addr", ln.Addr().String(), "pools", pools, "max_concurrent", s.cfg.MaxConcurrent, "allow_private_networks", cfg.AllowPrivateNetworks, "tls", tlsCfg != nil)
+	s.log.Info("node agent listening", "addr", ln.Addr().String(), "pools", pools, "max_concurrent", s.cfg.MaxConcurrent, "allow_private_networks", cfg.AllowPrivateNetworks, "tls", tlsCfg != nil, "max_bandwidth_bytes_per_second", cfg.MaxBandwidth)
 	errc := make(chan error, 1)
 	go func() {
 		if tlsCfg != nil {

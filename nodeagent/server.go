@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
@@ -30,12 +32,15 @@ type Server struct {
 	pools    map[string]*pool
 	order    []*pool
 	upstream *http.Client
-	metrics  *metrics
-	handler  http.Handler
-	verifier *nodeauth.Verifier
-	slots    chan struct{} // one token per running download
-	minFree  reserve
-	qemuImg  string // the qemu-img conversions run; "" when there is none
+	// bandwidth is the token bucket all downloads share (--max-bandwidth);
+	// nil: no cap.
+	bandwidth *rate.Limiter
+	metrics   *metrics
+	handler   http.Handler
+	verifier  *nodeauth.Verifier
+	slots     chan struct{} // one token per running download
+	minFree   reserve
+	qemuImg   string // the qemu-img conversions run; "" when there is none
 	// noQemuImg says why there is no qemu-img, and what to do (health).
 	noQemuImg string
 
@@ -81,19 +86,20 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nodeagent: %w", err)
 	}
-	control := dialControl
-	if cfg.AllowPrivateNetworks {
-		control = nil // every address may be dialled
+	upstream, err := upstreamFor(cfg, cfg.Logger.With("node_id", cfg.NodeID))
+	if err != nil {
+		return nil, fmt.Errorf("nodeagent: %w", err)
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger.With("node_id", cfg.NodeID),
-		pools:    map[string]*pool{},
-		upstream: newUpstreamClient(control, cfg.StallTimeout),
-		slots:    make(chan struct{}, cfg.MaxConcurrent),
-		minFree:  minFree,
-		datasync: fdatasync,
-		jobs:     map[string]*job{},
+		cfg:       cfg,
+		log:       cfg.Logger.With("node_id", cfg.NodeID),
+		pools:     map[string]*pool{},
+		upstream:  upstream,
+		bandwidth: newLimiter(cfg.MaxBandwidth),
+		slots:     make(chan struct{}, cfg.MaxConcurrent),
+		minFree:   minFree,
+		datasync:  fdatasync,
+		jobs:      map[string]*job{},
 	}
 	if s.qemuImg, err = findQemuImg(cfg.QemuImg); err != nil {
 		s.qemuImg, s.noQemuImg = "", converterWarning(err)

@@ -73,7 +73,7 @@ func (t *transfer) read(ctx context.Context, body io.Reader, free chan []byte, c
 			chunks <- chunk{err: context.Cause(ctx)}
 			return
 		}
-		n, err := body.Read(buf)
+		n, err := t.fill(ctx, body, buf, stall)
 		if n > 0 {
 			stall.Reset(t.s.cfg.StallTimeout)
 			c := chunk{buf: buf[:n]}

@@ -20,8 +20,12 @@ type Config struct {
 	// CredentialsPath is the source credentials file (--credentials): YAML
 	// or JSON, mode 0600; "" holds none.
 	CredentialsPath string
-	NoNodeTimeout   time.Duration // how long to wait for a usable node
-	NodeGrace       time.Duration // how long a node may be unreachable mid-download
+	// Proxy and CAFile are how checksum files are fetched: see package
+	// egress (--proxy, --ca-file).
+	Proxy         string
+	CAFile        string
+	NoNodeTimeout time.Duration // how long to wait for a usable node
+	NodeGrace     time.Duration // how long a node may be unreachable mid-download
 	// HeartbeatTimeout is how soon a dead worker is noticed (default 20s).
 	HeartbeatTimeout time.Duration
 	// NodeHealthInterval is how often every node's agent is checked, once

@@ -12,6 +12,7 @@ import (
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/credentials"
+	"github.com/quantix/cloudimages/internal/egress"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows"
 )
@@ -37,6 +38,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if names := creds.Names(); len(names) > 0 {
 		log.Info("source credentials loaded", "names", names)
 	}
+	proxy, err := egress.NewProxy(cfg.Proxy)
+	if err != nil {
+		return err
+	}
+	roots, err := egress.RootCAs(cfg.CAFile)
+	if err != nil {
+		return err
+	}
+	if proxy != nil {
+		log.Info("checksum files are fetched through a proxy", "proxy", proxy.String())
+	}
 	c, err := Dial(ctx, cfg, log)
 	if ctx.Err() != nil {
 		return nil // stopped before Temporal answered
@@ -51,9 +63,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if len(added) > 0 {
 		log.Info("registered search attributes", "names", added)
 	}
-	w := New(c, Deps{Store: st, Catalog: cat, NodeToken: cfg.NodeToken, AgentTLS: cfg.AgentTLS, Credentials: creds, Settings: activities.Settings{
-		NoNodeTimeout: cfg.NoNodeTimeout, NodeGrace: cfg.NodeGrace, HeartbeatTimeout: cfg.HeartbeatTimeout,
-		TransferWindows: cfg.TransferWindows, TransferTimeZone: cfg.TransferTimeZone}})
+	w := New(c, Deps{Store: st, Catalog: cat, NodeToken: cfg.NodeToken, AgentTLS: cfg.AgentTLS, Credentials: creds,
+		HTTP: egress.Client(proxy, roots, 30*time.Second), Settings: activities.Settings{
+			NoNodeTimeout: cfg.NoNodeTimeout, NodeGrace: cfg.NodeGrace, HeartbeatTimeout: cfg.HeartbeatTimeout,
+			TransferWindows: cfg.TransferWindows, TransferTimeZone: cfg.TransferTimeZone}})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

@@ -143,7 +143,8 @@ func (d *download) job(node activities.Candidate) activities.Job {
 	return activities.Job{ImageID: d.imageID, DownloadID: d.imageID, NodeID: node.NodeID, PoolID: d.plan.PoolID,
 		FileName: d.plan.FileName, URL: d.src.URL, Checksum: d.src.Checksum, Format: d.src.Format, SizeBytes: d.src.SizeBytes,
 		Shared: d.plan.Shared, Attempt: d.attempt, ImageFormat: d.plan.ImageFormat, NodeConverts: node.Converts,
-		Mirrors: d.src.Mirrors, Credential: d.src.Credential, NodeFeatures: node.Features}
+		Mirrors: d.src.Mirrors, Credential: d.src.Credential, NodeFeatures: node.Features,
+		MaxBytesPerSecond: d.in.MaxBytesPerSecond}
 }
 
 // markReady records the published file. It runs even when a cancel

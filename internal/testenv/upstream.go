@@ -3,6 +3,7 @@ package testenv
 import (
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -78,6 +79,8 @@ type Fault struct {
 	// WeakETag sends the ETag as a weak one (W/"…"), which If-Range may
 	// not carry.
 	WeakETag bool
+	// RedirectTo answers 302 Found with this Location instead of the file.
+	RedirectTo string
 	// LongerBy announces the file's Content-Length but sends this many
 	// zero bytes more after it, on a connection it then closes (a 200 of
 	// the whole file, whatever the request asked).
@@ -89,8 +92,6 @@ type Fault struct {
 	// RequireHeader ("Name: value") answers 401 to a request without that
 	// header and value: a mirror behind basic auth or a token.
 	RequireHeader string
-	// RedirectTo answers 302 with this Location.
-	RedirectTo string
 }
 
 type upstreamFile struct {
@@ -116,6 +117,25 @@ func NewUpstream(t testing.TB) *Upstream {
 	})
 	return u
 }
+
+// NewTLSUpstream is NewUpstream over HTTPS, with ca's server certificate
+// (make it with NewCA for 127.0.0.1 and whatever names the test uses).
+func NewTLSUpstream(t testing.TB, ca CA) *Upstream {
+	t.Helper()
+	u := &Upstream{closing: make(chan struct{}), files: map[string]*upstreamFile{}}
+	u.srv = httptest.NewUnstartedServer(http.HandlerFunc(u.serve))
+	u.srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Cert}}
+	u.srv.StartTLS()
+	t.Cleanup(func() {
+		close(u.closing)
+		u.srv.CloseClientConnections()
+		u.srv.Close()
+	})
+	return u
+}
+
+// Addr returns the mirror's host:port.
+func (u *Upstream) Addr() string { return u.srv.Listener.Addr().String() }
 
 // URL returns the base URL of the mirror, e.g. http://127.0.0.1:PORT.
 func (u *Upstream) URL() string { return u.srv.URL }

@@ -72,6 +72,10 @@ type DownloadRequest struct {
 	// Credential is sent to the mirrors on its host only. Sent only to
 	// agents whose health names FeatureSourceCredentials.
 	Credential *Credential `json:"credential,omitempty"`
+	// MaxBytesPerSecond caps this download's rate (the node's own
+	// --max-bandwidth caps all of them together). Sent only to agents
+	// whose health names FeatureBandwidthLimit.
+	MaxBytesPerSecond int64 `json:"max_bytes_per_second,omitempty"`
 }
 
 // URLs are the request's URL and then its mirrors, in the order tried.
@@ -200,6 +204,10 @@ const (
 	// host, kept in memory only, and asked for again after a restart
 	// (StateWaitingCredential).
 	FeatureSourceCredentials = "source_credentials"
+	// FeatureBandwidthLimit: the agent honours
+	// DownloadRequest.MaxBytesPerSecond. An agent without it refuses the
+	// field (unknown JSON): send it none.
+	FeatureBandwidthLimit = "bandwidth_limit"
 )
 
 // Supports reports whether the agent named a feature in its health answer.

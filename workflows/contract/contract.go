@@ -51,6 +51,10 @@ type Input struct {
 	// (--credentials), sent to the mirror's host with the node-side job.
 	// Only the name is here: the secret never enters the history.
 	Credential string `json:"credential,omitempty"`
+	// MaxBytesPerSecond caps this download's rate on the node (0: none);
+	// agents that do not support it (agentclient.FeatureBandwidthLimit)
+	// download without the cap.
+	MaxBytesPerSecond int64 `json:"max_bytes_per_second,omitempty"`
 }
 
 // Result is what a successful download returns. Checksum is of the

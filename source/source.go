@@ -47,6 +47,14 @@ type Source struct {
 	SizeBytes   int64  // expected size for progress, 0 if unknown (a catalog's is a hint)
 	Format      string // disk format ("qcow2", "raw"); empty lets the node go by the file name
 	Unverified  bool   // accepted without a checksum
+
+	// How the checksum file is signed, from the catalog entry (see
+	// catalog.Entry), and what its signature said once checked:
+	// signature.Verified, Unsigned or NotChecked ("" until then).
+	SignatureURL string
+	Clearsigned  bool
+	SigningKeys  []string
+	Signature    string
 }
 
 // Resolve checks a request and returns its source. It does not touch the
@@ -133,7 +141,8 @@ func fromCatalog(cat *catalog.Catalog, id string) (Source, error) {
 		return Source{}, err
 	}
 	return Source{CatalogID: e.ID, URL: e.URL, Name: e.Name, FileName: fileName(e.ID, e.URL),
-		SourceKey: SourceKey(e.ID, ""), Checksum: sum, ChecksumURL: e.ChecksumURL, SizeBytes: e.SizeBytes, Format: e.Format}, nil
+		SourceKey: SourceKey(e.ID, ""), Checksum: sum, ChecksumURL: e.ChecksumURL, SizeBytes: e.SizeBytes, Format: e.Format,
+		SignatureURL: e.SignatureURL, Clearsigned: e.Clearsigned, SigningKeys: e.SigningKeys}, nil
 }
 
 func fromURL(req Request) (Source, error) {

@@ -1,6 +1,7 @@
 package source_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -103,7 +104,7 @@ func TestResolve(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != c.want {
+			if err != nil || !reflect.DeepEqual(got, c.want) {
 				t.Fatalf("Resolve = %+v, %v\nwant %+v", got, err, c.want)
 			}
 		})

@@ -97,6 +97,9 @@ var migrations = []string{
 		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'CONVERTING', 'READY');
 	CREATE UNIQUE INDEX images_one_live_file ON images(pool_id, file_name)
 		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'CONVERTING', 'READY')`,
+	// signed checksum files (issue 16): what the signature of the vendor's
+	// checksum file said ('' for images from before it was checked).
+	`ALTER TABLE images ADD COLUMN signature VARCHAR(16) NOT NULL DEFAULT ''`,
 }
 
 // migrate brings the schema up to date. It is safe to run twice and from

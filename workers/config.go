@@ -17,8 +17,12 @@ type Config struct {
 	NodeToken         string      // the cluster secret; see package nodeauth
 	AgentTLS          *tls.Config // the agents' CA, when they serve HTTPS
 	CatalogPath       string
-	NoNodeTimeout     time.Duration // how long to wait for a usable node
-	NodeGrace         time.Duration // how long a node may be unreachable mid-download
+	// KeyringDir is a directory of vendors' armored public keys, added to
+	// those built in, that checksum files' signatures are checked with
+	// (--keyring); "" uses the built-in keys only.
+	KeyringDir    string
+	NoNodeTimeout time.Duration // how long to wait for a usable node
+	NodeGrace     time.Duration // how long a node may be unreachable mid-download
 	// HeartbeatTimeout is how soon a dead worker is noticed (default 20s).
 	HeartbeatTimeout time.Duration
 	// NodeHealthInterval is how often every node's agent is checked, once

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/signature"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows"
 )
@@ -29,6 +31,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	keys, err := signature.Load(cfg.KeyringDir)
+	if err != nil {
+		return err
+	}
+	logSigningKeys(log, cat, keys)
 	c, err := Dial(ctx, cfg, log)
 	if ctx.Err() != nil {
 		return nil // stopped before Temporal answered
@@ -43,7 +50,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if len(added) > 0 {
 		log.Info("registered search attributes", "names", added)
 	}
-	w := New(c, Deps{Store: st, Catalog: cat, NodeToken: cfg.NodeToken, AgentTLS: cfg.AgentTLS, Settings: activities.Settings{
+	w := New(c, Deps{Store: st, Catalog: cat, NodeToken: cfg.NodeToken, AgentTLS: cfg.AgentTLS, Keyring: keys, Settings: activities.Settings{
 		NoNodeTimeout: cfg.NoNodeTimeout, NodeGrace: cfg.NodeGrace, HeartbeatTimeout: cfg.HeartbeatTimeout}})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
@@ -93,5 +100,22 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger) (client.Client, err
 		case <-ctx.Done():
 		case <-time.After(2 * time.Second):
 		}
+	}
+}
+
+// logSigningKeys says, once at startup, which catalog entries' signed
+// checksum files this worker can verify, and which it cannot for want of
+// a key (their images will say signature "not_checked").
+func logSigningKeys(log *slog.Logger, cat *catalog.Catalog, keys *signature.Keyring) {
+	var unchecked []string
+	for _, e := range cat.Entries() {
+		if e.Signed() && !keys.HoldsAny(e.SigningKeys) {
+			unchecked = append(unchecked, e.ID+" ("+strings.Join(e.SigningKeys, ", ")+")")
+		}
+	}
+	log.Info("signing keys loaded", "keys", len(keys.Fingerprints()))
+	if len(unchecked) > 0 {
+		log.Warn("no key for some catalog entries' signed checksum files: their images will say signature not_checked; put the vendors' public keys in --keyring (CLOUDIMAGES_KEYRING)",
+			"entries", unchecked)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/signature"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows"
 )
@@ -23,6 +24,9 @@ type Deps struct {
 	AgentTLS  *tls.Config // the agents' CA, when they serve HTTPS
 	Settings  activities.Settings
 	HTTP      *http.Client // for vendors' checksum files; nil uses a default
+	// Keyring holds the vendors' keys checksum files are checked with;
+	// nil holds the built-in ones.
+	Keyring *signature.Keyring
 }
 
 // New returns a worker, not yet started, that runs DownloadImageWorkflow,
@@ -50,6 +54,7 @@ func New(c client.Client, deps Deps) worker.Worker {
 		HTTP:      deps.HTTP,
 		Temporal:  c,
 		Settings:  deps.Settings,
+		Keyring:   deps.Keyring,
 	})
 	return w
 }

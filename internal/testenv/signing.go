@@ -111,3 +111,6 @@ func (u *Upstream) AddSignature(key *SigningKey, path, sigPath string, armored b
 func (u *Upstream) ClearSignFile(key *SigningKey, path string) string {
 	return u.AddFile(path, key.ClearSign(u.data(path)))
 }
+
+// Data returns the bytes the mirror serves at path.
+func (u *Upstream) Data(path string) []byte { return u.data(path) }

@@ -48,7 +48,7 @@ func TestSignedChecksumFilesEndToEnd(t *testing.T) {
 
 	tampered, tamperedSums := signedVendor(up, "tampered")
 	tamperedSig := up.AddSignature(vendor, "tampered/CHECKSUM", "tampered/CHECKSUM.sig", true)
-	evil := addImage(up, "tampered/image.qcow2", smallSize) // replaces the vendor's image …
+	evil := addImage(up, "tampered/image.qcow2", smallSize)                              // replaces the vendor's image …
 	up.AddChecksumFile("tampered/CHECKSUM", testenv.CHECKSUMBSD, "tampered/image.qcow2") // … and its line in CHECKSUM
 
 	entries := []catalog.Entry{entry("detached", detached.url, detachedSums), entry("clear", clearsigned.url, clearSums),

@@ -31,6 +31,10 @@ const NodeVerifying = agentclient.StateVerifying
 // converting the verified image to its pool's image_format.
 const NodeConverting = agentclient.StateConverting
 
+// NodePaused is the state of a node-side job paused at the end of a
+// transfer window, its partial data kept (PauseOnNode's Paused.State).
+const NodePaused = agentclient.StatePaused
+
 // Signaler sends a signal to a workflow; a Temporal client.Client is one.
 type Signaler interface {
 	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error
@@ -71,6 +75,11 @@ type Settings struct {
 	// SignalInterval is how often progress is signalled to the workflow.
 	// Every signal is a few history events, so it is kept coarse.
 	SignalInterval time.Duration
+	// TransferWindows and TransferTimeZone are the cluster-wide transfer
+	// windows (--transfer-windows, --transfer-time-zone): those of every
+	// pool that sets none of its own. None: any time.
+	TransferWindows  []string
+	TransferTimeZone string
 }
 
 // WithDefaults fills zero fields with the defaults.

@@ -99,6 +99,42 @@ func (a *Activities) CancelOnNode(ctx context.Context, in CancelRequest) error {
 	return nil
 }
 
+// Paused is the node-side job as a pause left it: State is
+// agentclient.StatePaused, or the state it was already past the transfer
+// in (completed, verifying…), when the pause came too late.
+type Paused struct {
+	State     string
+	BytesDone int64
+}
+
+// PauseOnNode stops the node-side transfer at the end of a transfer
+// window and keeps its partial data: the next StartOnNode of the same job
+// resumes it. A job the node finished meanwhile is no error: its state
+// says so and the workflow watches it to its end.
+func (a *Activities) PauseOnNode(ctx context.Context, in CancelRequest) (Paused, error) {
+	c, _, err := a.node(ctx, in.NodeID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Paused{}, failover(fault.NodeUnreachable, "node %s was deleted", in.NodeID)
+	} else if err != nil {
+		return Paused{}, err
+	}
+	d, err := c.PauseDownload(ctx, in.DownloadID)
+	if fe, ok := fault.As(err); ok && fe.Code == fault.Conflict {
+		// Ended before the pause reached it: the watch reads how.
+		if d, err := c.Download(ctx, in.DownloadID); err == nil {
+			return Paused{State: d.State, BytesDone: d.BytesDone}, nil
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return Paused{}, ctx.Err()
+		}
+		return Paused{}, retryable(fault.CodeOf(err), "pause download %s on node %s: %v", in.DownloadID, in.NodeID, err)
+	}
+	activity.GetLogger(ctx).Info("download paused on node", "image_id", in.DownloadID, "node_id", in.NodeID, "state", d.State, "bytes_done", d.BytesDone)
+	return Paused{State: d.State, BytesDone: d.BytesDone}, nil
+}
+
 // FileRequest names a published image in a node's pool.
 type FileRequest struct {
 	NodeID   string

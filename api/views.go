@@ -52,6 +52,10 @@ type Pool struct {
 	// ImageFormat is the format the pool's images are converted to; ""
 	// keeps what the vendor ships.
 	ImageFormat string `json:"image_format"`
+	// TransferWindows and TimeZone: when the pool's downloads may
+	// transfer; [] means any time (or the worker's default).
+	TransferWindows []string `json:"transfer_windows"`
+	TimeZone        string   `json:"time_zone"`
 	// Free and total bytes, from the online node with the most free space
 	// in the pool (on a shared pool they all see the same); absent until a
 	// node's agent has reported the pool.
@@ -63,7 +67,11 @@ type Pool struct {
 
 func viewPool(p store.Pool, nodes []store.Node) Pool {
 	v := Pool{ID: p.ID, Name: p.Name, Type: p.Type, Shared: p.Shared, NodeIDs: p.NodeIDs(),
-		ImageFormat: p.ImageFormat, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+		ImageFormat: p.ImageFormat, TransferWindows: []string(p.TransferWindows), TimeZone: p.TimeZone,
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+	if v.TransferWindows == nil {
+		v.TransferWindows = []string{}
+	}
 	for _, n := range nodes {
 		sp, ok := n.PoolSpace[p.ID]
 		if !ok || n.Status != store.NodeOnline || (v.FreeBytes != nil && sp.FreeBytes <= *v.FreeBytes) {
@@ -136,6 +144,9 @@ func viewImage(img store.Image) Image {
 		rate = 0 // nothing moves any more: no rate, no ETA
 	}
 	v.Progress = contract.NewProgress(img.BytesDone, img.BytesTotal, rate, img.Attempt, img.ProgressNodeID)
+	if img.Status == store.StatusPending && img.WaitingUntil != nil {
+		v.Progress.WaitingUntil, v.Progress.Message = img.WaitingUntil, img.WaitingMessage
+	}
 	if img.ErrorCode != "" {
 		v.Error = &ErrorDetail{Code: img.ErrorCode, Message: img.ErrorMessage}
 	}

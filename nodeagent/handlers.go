@@ -36,6 +36,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/downloads", s.handleStart)
 	mux.HandleFunc("GET /v1/downloads/{id}", s.handleGet)
 	mux.HandleFunc("DELETE /v1/downloads/{id}", s.handleCancel)
+	mux.HandleFunc("POST /v1/downloads/{id}/pause", s.handlePause)
 	mux.HandleFunc("DELETE /v1/pools/{pool_id}/files/{file_name}", s.handleDeleteFile)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.handleNoRoute(mux, w, r) })
@@ -77,10 +78,12 @@ var features = []string{
 	agentclient.FeatureStrongValidatorResume,
 	agentclient.FeatureBoundedQueue,
 	agentclient.FeatureDecompress,
+	agentclient.FeaturePause,
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	h := agentclient.Health{NodeID: s.cfg.NodeID, Version: s.cfg.Version, Features: features, Pools: []agentclient.PoolHealth{}}
+	h.QemuImg = &agentclient.QemuImg{Path: s.qemuImg, Missing: s.noQemuImg}
 	if s.qemuImg != "" {
 		h.Features = append(append([]string(nil), features...), agentclient.FeatureConvert)
 	}
@@ -325,7 +328,7 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fault.New(fault.NotFound, "no download %q on node %s", id, s.cfg.NodeID))
 		return
 	}
-	if agentclient.FinishedState(j.state()) {
+	if agentclient.FinishedState(j.state()) || s.cancelPaused(id) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -333,6 +336,54 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-j.done:
 		w.WriteHeader(http.StatusNoContent)
+	case <-time.After(cancelWait):
+		writeError(w, fault.Retryable(fault.Internal, "download %s did not stop within %s; try again", id, cancelWait))
+	}
+}
+
+// cancelPaused cancels a paused job: its transfer has already stopped, so
+// only its partial data is left to remove. It reports false when the job
+// is not paused (any more: a start may have resumed it meanwhile).
+func (s *Server) cancelPaused(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.jobs[id]
+	if !ok || j.state() != agentclient.StatePaused {
+		return false
+	}
+	<-j.done // the paused goroutine has recorded the pause; it ends at once
+	if err := j.pool.removeJobFiles(id, j.node(), true); err != nil {
+		j.log.Error("remove partial data", "err", err)
+	}
+	j.finish(agentclient.StateCancelled, fault.New(fault.Cancelled, "download cancelled"))
+	j.save()
+	j.log.Info("paused download cancelled; partial data removed")
+	return true
+}
+
+// handlePause stops a download and keeps its partial data and checkpoint
+// (state paused); the same request started again resumes from them. It
+// answers 200 with the job as the pause left it — completed, when it
+// published in the meantime — and conflict for a job that already ended.
+func (s *Server) handlePause(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	j, ok := s.job(id)
+	if !ok {
+		writeError(w, fault.New(fault.NotFound, "no download %q on node %s", id, s.cfg.NodeID))
+		return
+	}
+	switch st := j.state(); {
+	case st == agentclient.StatePaused:
+		writeJSON(w, http.StatusOK, j.snapshot())
+		return
+	case agentclient.FinishedState(st):
+		writeError(w, fault.New(fault.Conflict, "download %s is %s: there is nothing to pause", id, st))
+		return
+	}
+	j.cancel(errPaused)
+	select {
+	case <-j.done:
+		writeJSON(w, http.StatusOK, j.snapshot())
 	case <-time.After(cancelWait):
 		writeError(w, fault.Retryable(fault.Internal, "download %s did not stop within %s; try again", id, cancelWait))
 	}

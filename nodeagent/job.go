@@ -16,6 +16,7 @@ var (
 	errCancelled = errors.New("download cancelled")
 	errShutdown  = errors.New("node agent shutting down")
 	errStalled   = errors.New("mirror stalled")
+	errPaused    = errors.New("download paused")
 )
 
 // record is what the agent keeps of a job on disk, next to its partial
@@ -66,19 +67,40 @@ type job struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{} // closed when the job's goroutine has ended
 
-	mu          sync.Mutex
-	rec         record
-	live        int64 // bytes on disk now, ahead of rec.BytesDone between checkpoints
-	rate        float64
-	sampleAt    time.Time
-	sampleBytes int64
+	mu   sync.Mutex
+	rec  record
+	live int64 // bytes on disk now, ahead of rec.BytesDone between checkpoints
+	rate meter // of the download
+
+	// While converting, the progress shown is qemu-img's: convDone of
+	// convTotal bytes (the image's virtual size) converted.
+	convDone, convTotal int64
+	convRate            meter
+}
+
+// meter measures a rate from samples taken about a second apart.
+type meter struct {
+	bytesPerSecond float64
+	at             time.Time
+	bytes          int64
+}
+
+func (m *meter) sample(done int64, now time.Time) {
+	if m.at.IsZero() || done < m.bytes {
+		m.at, m.bytes = now, done
+		return
+	}
+	if dt := now.Sub(m.at); dt >= time.Second {
+		m.bytesPerSecond = float64(done-m.bytes) / dt.Seconds()
+		m.at, m.bytes = now, done
+	}
 }
 
 func newJob(p *pool, rec record, log *slog.Logger) *job {
 	j := &job{pool: p, rec: rec, live: rec.BytesDone, done: make(chan struct{})}
 	j.log = log.With("download_id", rec.Request.ID, "pool_id", p.id, "file_name", rec.Request.FileName)
-	if agentclient.FinishedState(rec.State) {
-		close(j.done)
+	if agentclient.FinishedState(rec.State) || rec.State == agentclient.StatePaused {
+		close(j.done) // no goroutine runs it
 	}
 	return j
 }
@@ -150,15 +172,19 @@ func (j *job) progress(done int64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.live = done
-	now := time.Now()
-	if j.sampleAt.IsZero() || done < j.sampleBytes {
-		j.sampleAt, j.sampleBytes = now, done
-		return
+	j.rate.sample(done, time.Now())
+}
+
+// converted records how far a conversion is: done of total bytes of the
+// image's virtual size, and about once a second the rate.
+func (j *job) converted(done, total int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if total != j.convTotal {
+		j.convRate = meter{}
 	}
-	if dt := now.Sub(j.sampleAt); dt >= time.Second {
-		j.rate = float64(done-j.sampleBytes) / dt.Seconds()
-		j.sampleAt, j.sampleBytes = now, done
-	}
+	j.convDone, j.convTotal = done, total
+	j.convRate.sample(done, time.Now())
 }
 
 func (j *job) snapshot() agentclient.Download {
@@ -188,8 +214,13 @@ func (j *job) snapshot() agentclient.Download {
 	if d.Checksum == "" {
 		d.Checksum = r.Request.Checksum
 	}
-	if r.State == agentclient.StateRunning {
-		d.BytesPerSecond = j.rate
+	switch {
+	case r.State == agentclient.StateRunning:
+		d.BytesPerSecond = j.rate.bytesPerSecond
+	case r.State == agentclient.StateConverting && j.convTotal > 0:
+		// The download is whole and verified; what moves now is the
+		// conversion, so that is what the bytes and the rate show.
+		d.BytesDone, d.BytesTotal, d.BytesPerSecond = j.convDone, j.convTotal, j.convRate.bytesPerSecond
 	}
 	return d
 }
@@ -222,10 +253,12 @@ func (r record) publishedSize() int64 {
 }
 
 // restartable says whether a POST of the same request starts the job
-// again: after a cancel, or a failure another attempt may get past.
+// again: after a cancel, a pause (it resumes), or a failure another
+// attempt may get past.
 func (j *job) restartable() bool {
 	r := j.record()
-	return r.State == agentclient.StateCancelled || (r.State == agentclient.StateFailed && r.Error != nil && r.Error.Retryable)
+	return r.State == agentclient.StateCancelled || r.State == agentclient.StatePaused ||
+		(r.State == agentclient.StateFailed && r.Error != nil && r.Error.Retryable)
 }
 
 func newRecord(req agentclient.DownloadRequest, nodeID string) record {

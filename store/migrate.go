@@ -97,6 +97,13 @@ var migrations = []string{
 		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'CONVERTING', 'READY');
 	CREATE UNIQUE INDEX images_one_live_file ON images(pool_id, file_name)
 		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'CONVERTING', 'READY')`,
+	// transfer windows (issue 17): a pool's daily windows (a JSON array of
+	// "HH:MM-HH:MM") and their IANA time zone; a PENDING image's wait for
+	// the next window, until when and why.
+	`ALTER TABLE pools ADD COLUMN transfer_windows TEXT NOT NULL DEFAULT '[]';
+	ALTER TABLE pools ADD COLUMN time_zone VARCHAR(64) NOT NULL DEFAULT '';
+	ALTER TABLE images ADD COLUMN waiting_until {{time}};
+	ALTER TABLE images ADD COLUMN waiting_message TEXT NOT NULL DEFAULT ''`,
 	// signed checksum files (issue 16): what the signature of the vendor's
 	// checksum file said ('' for images from before it was checked).
 	`ALTER TABLE images ADD COLUMN signature VARCHAR(16) NOT NULL DEFAULT ''`,

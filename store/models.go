@@ -50,10 +50,15 @@ type Pool struct {
 	Shared bool   `gorm:"not null;default:false"`
 	// ImageFormat is the format the pool wants its images in ("raw" or
 	// "qcow2"); "" keeps what the vendor ships.
-	ImageFormat string     `gorm:"size:16;not null;default:''"`
-	PoolNodes   []PoolNode `gorm:"foreignKey:PoolID;constraint:OnDelete:CASCADE"`
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	ImageFormat string `gorm:"size:16;not null;default:''"`
+	// TransferWindows are the daily windows ("22:00-06:00") in TimeZone
+	// (IANA; "" is UTC) when the pool's downloads may transfer; none means
+	// the worker's cluster-wide default (--transfer-windows), if any.
+	TransferWindows StringList `gorm:"type:text"`
+	TimeZone        string     `gorm:"size:64;not null;default:''"`
+	PoolNodes       []PoolNode `gorm:"foreignKey:PoolID;constraint:OnDelete:CASCADE"`
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
 }
 
 // NodeIDs returns the ids of the nodes assigned to the pool, in order.
@@ -114,6 +119,12 @@ type Image struct {
 	BytesPerSecond float64
 	Attempt        int
 	ProgressNodeID string `gorm:"size:64"`
+
+	// WaitingUntil is when a PENDING download waiting for its pool's next
+	// transfer window may start (or resume), and WaitingMessage says so;
+	// cleared when it transfers again or ends.
+	WaitingUntil   *time.Time
+	WaitingMessage string `gorm:"size:1000"`
 
 	ErrorCode    string    `gorm:"size:64"`
 	ErrorMessage string    `gorm:"size:4096"`

@@ -31,6 +31,11 @@ type Config struct {
 	// NodeHealthKeepInterval is how often the worker makes sure the node
 	// health workflow still runs, and starts it again if not (default 30s).
 	NodeHealthKeepInterval time.Duration
+	// TransferWindows ("22:00-06:00", …) in TransferTimeZone (IANA, ""
+	// is UTC) are the cluster-wide transfer windows: those of every pool
+	// that sets none. None: downloads transfer at any time.
+	TransferWindows  []string
+	TransferTimeZone string
 	// DialTimeout bounds how long Run keeps trying to reach Temporal
 	// (default 1 minute).
 	DialTimeout time.Duration

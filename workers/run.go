@@ -51,7 +51,8 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("registered search attributes", "names", added)
 	}
 	w := New(c, Deps{Store: st, Catalog: cat, NodeToken: cfg.NodeToken, AgentTLS: cfg.AgentTLS, Keyring: keys, Settings: activities.Settings{
-		NoNodeTimeout: cfg.NoNodeTimeout, NodeGrace: cfg.NodeGrace, HeartbeatTimeout: cfg.HeartbeatTimeout}})
+		NoNodeTimeout: cfg.NoNodeTimeout, NodeGrace: cfg.NodeGrace, HeartbeatTimeout: cfg.HeartbeatTimeout,
+		TransferWindows: cfg.TransferWindows, TransferTimeZone: cfg.TransferTimeZone}})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

@@ -53,6 +53,8 @@ type worldOptions struct {
 	nodes  []string
 	size   int
 	rate   int64 // upstream bytes per second; 0 is full speed
+	// windows are the pool's transfer windows, in UTC.
+	windows []string
 }
 
 func newWorld(t *testing.T, srv *testenv.DevServer, o worldOptions) *world {
@@ -98,7 +100,8 @@ func newWorld(t *testing.T, srv *testenv.DevServer, o worldOptions) *world {
 	if o.shared {
 		typ = "nfs"
 	}
-	if err := st.CreatePool(ctx, &store.Pool{ID: poolID, Name: poolID, Type: typ, Shared: o.shared}, o.nodes); err != nil {
+	pool := &store.Pool{ID: poolID, Name: poolID, Type: typ, Shared: o.shared, TransferWindows: o.windows, TimeZone: "UTC"}
+	if err := st.CreatePool(ctx, pool, o.nodes); err != nil {
 		t.Fatal(err)
 	}
 	w.startWorker()

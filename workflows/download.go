@@ -76,9 +76,13 @@ func (d *download) resolveChecksum(ctx workflow.Context) error {
 }
 
 // transfer runs steps 3 to 6: node after node until one finishes the
-// download or the error is not the node's.
+// download or the error is not the node's. With transfer windows, each
+// node waits for one to be open first.
 func (d *download) transfer(ctx workflow.Context) (activities.Finished, error) {
 	for {
+		if err := d.waitForWindow(ctx); err != nil {
+			return activities.Finished{}, err
+		}
 		node, err := d.pickNode(ctx)
 		if err != nil {
 			return activities.Finished{}, err
@@ -98,26 +102,40 @@ func (d *download) transfer(ctx workflow.Context) (activities.Finished, error) {
 	}
 }
 
+// downloadOn runs the download on a node to its end. Paused at the end
+// of a transfer window, it waits for the next one and starts the same job
+// again on the same node, which resumes from its partial data.
 func (d *download) downloadOn(ctx workflow.Context, node activities.Candidate) (activities.Finished, error) {
-	nodeID := node.NodeID
 	job := d.job(node)
+	for {
+		if err := d.startOn(ctx, job); err != nil {
+			return activities.Finished{}, err
+		}
+		fin, paused, err := d.watchOn(ctx, node, job)
+		if !paused {
+			return fin, err
+		}
+		if err := d.waitForWindow(ctx); err != nil {
+			return activities.Finished{}, err
+		}
+	}
+}
+
+func (d *download) startOn(ctx workflow.Context, job activities.Job) error {
 	var started activities.Started
 	d.jobStarted = true // a start that fails may still have reached the node
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, nodeStepOptions(ctx, startOptions)), a.StartOnNode, job).Get(ctx, &started)
 	if err != nil {
-		return activities.Finished{}, err
+		return err
 	}
 	d.setProgress(started.BytesDone, started.BytesTotal, 0)
-	err = d.record(ctx, a.MarkDownloading, activities.DownloadingRequest{ImageID: d.imageID, NodeID: nodeID,
+	err = d.record(ctx, a.MarkDownloading, activities.DownloadingRequest{ImageID: d.imageID, NodeID: job.NodeID,
 		Attempt: d.attempt, Path: started.Path, BytesDone: started.BytesDone, BytesTotal: d.progress.BytesTotal})
 	if err != nil {
-		return activities.Finished{}, err
+		return err
 	}
 	d.setStatus(ctx, imagestate.Downloading)
-	var fin activities.Finished
-	wctx := workflow.WithActivityOptions(ctx, nodeStepOptions(ctx, watchOptions(d.plan.HeartbeatTimeout)))
-	err = workflow.ExecuteActivity(wctx, a.WatchDownload, job).Get(ctx, &fin)
-	return fin, err
+	return nil
 }
 
 func (d *download) job(node activities.Candidate) activities.Job {

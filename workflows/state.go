@@ -3,6 +3,7 @@ package workflows
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -28,7 +29,11 @@ type download struct {
 	failed     []string // nodes that failed in this download
 	jobStarted bool     // a node-side job may exist on nodeID
 	published  bool     // the node published the file: it is the image's, or must go
-	recording  workflow.Mutex
+	// waitingUntil and waitingMessage: the download waits for its next
+	// transfer window (PENDING), until then.
+	waitingUntil   *time.Time
+	waitingMessage string
+	recording      workflow.Mutex
 }
 
 func newDownload(ctx workflow.Context, in Input) *download {
@@ -69,7 +74,17 @@ func (d *download) listen(ctx workflow.Context) error {
 }
 
 func (d *download) state() (ProgressState, error) {
-	return ProgressState{Status: d.status, NodeID: d.nodeID, Progress: d.progress, Failovers: d.failovers}, nil
+	return ProgressState{Status: d.status, NodeID: d.nodeID, Progress: d.shownProgress(), Failovers: d.failovers}, nil
+}
+
+// shownProgress is the progress with the wait for a transfer window, if
+// the download waits for one.
+func (d *download) shownProgress() Progress {
+	p := d.progress
+	if d.status == imagestate.Pending && d.waitingUntil != nil {
+		p.WaitingUntil, p.Message = d.waitingUntil, d.waitingMessage
+	}
+	return p
 }
 
 // onProgress takes in the watch's news. The bytes are only shown (the
@@ -187,6 +202,9 @@ func (d *download) showDetails(ctx workflow.Context) {
 		if p.ETASeconds != nil {
 			fmt.Fprintf(&b, ", about %d s left", *p.ETASeconds)
 		}
+	}
+	if p := d.shownProgress(); p.WaitingUntil != nil {
+		fmt.Fprintf(&b, "\n\n%s", p.Message)
 	}
 	for _, f := range d.failovers {
 		fmt.Fprintf(&b, "\n\nfailover from `%s` at %s: %s", f.NodeID, f.At.Format("15:04:05"), f.Reason)

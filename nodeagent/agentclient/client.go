@@ -107,6 +107,16 @@ func (c *Client) CancelDownload(ctx context.Context, id string) error {
 	return err
 }
 
+// PauseDownload stops a download and keeps its partial data: the same
+// request started again resumes from it. A download that already ended
+// (or is past its transfer) answers conflict with its state; the returned
+// Download is the job as the pause left it.
+func (c *Client) PauseDownload(ctx context.Context, id string) (Download, error) {
+	var d Download
+	_, err := c.do(ctx, http.MethodPost, "/v1/downloads/"+url.PathEscape(id)+"/pause", nil, &d)
+	return d, err
+}
+
 // DeleteFile removes a published image from a pool. A file that is already
 // gone is not an error.
 func (c *Client) DeleteFile(ctx context.Context, poolID, fileName string) error {

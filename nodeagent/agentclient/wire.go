@@ -19,9 +19,14 @@ const (
 	// StateConverting: verified and inspected, now being converted to the
 	// pool's format (DownloadRequest.ConvertTo) with qemu-img.
 	StateConverting = "converting"
-	StateCompleted  = "completed"
-	StateFailed     = "failed"
-	StateCancelled  = "cancelled"
+	// StatePaused: stopped by a pause (POST /v1/downloads/{id}/pause) with
+	// its partial data and checkpoint kept; the same request started again
+	// resumes from them, a cancel removes them. Not a final state, and not
+	// resumed when the agent restarts: only a start resumes it.
+	StatePaused    = "paused"
+	StateCompleted = "completed"
+	StateFailed    = "failed"
+	StateCancelled = "cancelled"
 )
 
 // ImagesDir is the folder inside a pool directory that holds published
@@ -100,6 +105,16 @@ type Health struct {
 	Features        []string     `json:"features"`
 	Pools           []PoolHealth `json:"pools"`
 	ActiveDownloads int          `json:"active_downloads"`
+	// QemuImg is the qemu-img the agent converts with, or why it has none
+	// (then Features lacks FeatureConvert). Nil from older agents.
+	QemuImg *QemuImg `json:"qemu_img,omitempty"`
+}
+
+// QemuImg is the agent's converter as health reports it: Path when the
+// agent has one, else Missing, which says why and what to do.
+type QemuImg struct {
+	Path    string `json:"path,omitempty"`
+	Missing string `json:"missing,omitempty"`
 }
 
 // What an agent may support, as named in Health.Features.
@@ -130,6 +145,10 @@ const (
 	// DownloadRequest.ConvertTo. An agent without qemu-img does not name it,
 	// and a worker sends ConvertTo only to agents that do.
 	FeatureConvert = "convert"
+	// FeaturePause: POST /v1/downloads/{id}/pause stops a download and
+	// keeps its partial data (state paused) for a later start to resume,
+	// as transfer windows need. An agent without it can only be cancelled.
+	FeaturePause = "pause"
 )
 
 // Supports reports whether the agent named a feature in its health answer.

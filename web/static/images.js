@@ -193,6 +193,9 @@ function updateProgress(parts, img, p, label) {
     n.push('Verifying the checksum…');
   } else if (img.status === 'CONVERTING') {
     n.push('Converting to the pool’s image format (qemu-img)…');
+  } else if (img.status === 'PENDING' && p.waiting_until) {
+    n.push(waitingFor(p.waiting_until));
+    if (p.bytes_done > 0) n.push('paused at ' + bytes(p.bytes_done) + (p.bytes_total > 0 ? ' of ' + bytes(p.bytes_total) : ''));
   } else if (p.bytes_total > 0 || p.bytes_done > 0) {
     const pct = p.bytes_total > 0 ? (p.percent ?? (100 * p.bytes_done) / p.bytes_total) : null;
     if (pct !== null) n.push(Number(pct).toFixed(1) + '%');
@@ -205,6 +208,18 @@ function updateProgress(parts, img, p, label) {
     n.push('Waiting for a node…');
   }
   parts.numbers.textContent = n.join(' · ');
+  parts.numbers.title = img.status === 'PENDING' && p.message ? p.message : '';
+}
+
+/**
+ * Says until when a download waits for its pool's transfer window, in the
+ * browser's time: "HH:MM" today, with the date otherwise.
+ */
+function waitingFor(until) {
+  const t = new Date(until);
+  const hm = t.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hour12: false });
+  const today = t.toDateString() === new Date().toDateString();
+  return 'Waiting for transfer window until ' + (today ? hm : t.toLocaleDateString() + ' ' + hm);
 }
 
 // What the node found in the published file, once READY: its format and

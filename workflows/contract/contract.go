@@ -75,6 +75,12 @@ type Progress struct {
 	ETASeconds     *int64  `json:"eta_seconds"`
 	Attempt        int     `json:"attempt"`
 	NodeID         string  `json:"node_id"`
+	// WaitingUntil is set while a PENDING download waits for its pool's
+	// next transfer window: when it starts (or resumes) then, and Message
+	// says so ("waiting for a transfer window (22:00-06:00 Europe/Berlin)
+	// until …"). Absent otherwise.
+	WaitingUntil *time.Time `json:"waiting_until,omitempty"`
+	Message      string     `json:"message,omitempty"`
 }
 
 // NewProgress fills in percent and ETA from the raw figures.

@@ -3,6 +3,7 @@ module github.com/quantix/cloudimages
 go 1.26.8
 
 require (
+	github.com/ProtonMail/go-crypto v1.5.2
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/dustin/go-humanize v1.0.1
@@ -24,6 +25,8 @@ require (
 	gorm.io/driver/postgres v1.6.3
 	gorm.io/gorm v1.31.2
 )
+
+require github.com/cloudflare/circl v1.6.3 // indirect
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -8,12 +8,14 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/credentials"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/nodeauth"
+	"github.com/quantix/cloudimages/signature"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -55,6 +57,9 @@ type Activities struct {
 	// Credentials are the source credentials downloads may name
 	// (--credentials); nil holds none.
 	Credentials *credentials.Set
+	// Keyring holds the vendors' public keys that checksum files'
+	// signatures are checked with (--keyring); nil holds the shipped ones.
+	Keyring *signature.Keyring
 }
 
 // Settings are the timings of a download. Zero fields take the defaults.
@@ -98,6 +103,20 @@ func (s Settings) WithDefaults() Settings {
 }
 
 func (a *Activities) settings() Settings { return a.Settings.WithDefaults() }
+
+// shippedKeys is the keyring of an Activities given none: the keys in the binary.
+var shippedKeys = sync.OnceValues(signature.Embedded)
+
+func (a *Activities) keyring() *signature.Keyring {
+	if a.Keyring != nil {
+		return a.Keyring
+	}
+	k, err := shippedKeys()
+	if err != nil {
+		panic(err) // the binary's own keys are checked by its tests: a broken build
+	}
+	return k
+}
 
 func (a *Activities) httpClient() *http.Client {
 	if a.HTTP != nil {

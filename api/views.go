@@ -3,6 +3,7 @@ package api
 import (
 	"time"
 
+	"github.com/quantix/cloudimages/signature"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows/contract"
 )
@@ -99,6 +100,10 @@ type Image struct {
 	Unverified bool   `json:"unverified"`
 	// Credential names the worker's source credential the download uses.
 	Credential string `json:"credential,omitempty"`
+	// Signature is what the signature of the vendor's checksum file said:
+	// "verified", "unsigned" or "not_checked" (also while the checksum is
+	// not resolved yet, and for images from before signatures were checked).
+	Signature string `json:"signature"`
 
 	// What the node found once it published the file; empty (null) until
 	// the image is READY. Checksum and SourceChecksum are of the bytes
@@ -124,7 +129,7 @@ func (i Image) Terminal() bool { return store.IsTerminal(i.Status) }
 func viewImage(img store.Image) Image {
 	v := Image{ID: img.ID, Name: img.Name, CatalogID: img.CatalogID, SourceURL: img.SourceURL,
 		PoolID: img.PoolID, NodeID: img.NodeID, FileName: img.FileName, Path: img.Path, Status: img.Status,
-		SizeBytes: img.SizeBytes, Checksum: img.Checksum, Unverified: img.Unverified, WorkflowID: img.WorkflowID,
+		SizeBytes: img.SizeBytes, Checksum: img.Checksum, Unverified: img.Unverified, Signature: signatureOf(img), WorkflowID: img.WorkflowID,
 		CreatedAt: img.CreatedAt, UpdatedAt: img.UpdatedAt, ReadyAt: img.ReadyAt, Credential: img.Credential}
 	if img.Status == store.StatusReady {
 		v.Format, v.Compression, v.FileChecksum = img.Format, img.Compression, img.FileChecksum
@@ -162,4 +167,13 @@ func viewImages(imgs []store.Image) []Image {
 		out = append(out, viewImage(img))
 	}
 	return out
+}
+
+// signatureOf is an image's signature status; one not recorded (yet) was
+// not checked, and is never shown as anything better.
+func signatureOf(img store.Image) string {
+	if img.Signature == "" {
+		return signature.NotChecked
+	}
+	return img.Signature
 }

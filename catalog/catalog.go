@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/quantix/cloudimages/diskimage"
+	"github.com/quantix/cloudimages/signature"
 )
 
 // Entry is one downloadable image.
@@ -31,6 +32,15 @@ type Entry struct {
 	ChecksumURL string   `json:"checksum_url"`
 	Checksum    string   `json:"checksum"` // "sha256:HEX" or "sha512:HEX" when pinned
 	SizeBytes   int64    `json:"size_bytes"`
+
+	// How the vendor signs its checksum file, when it does: a detached
+	// signature at SignatureURL (Rocky's CHECKSUM.sig, Ubuntu's
+	// SHA256SUMS.gpg), or the file itself clearsigned (Fedora). SigningKeys
+	// pins the fingerprints of the keys trusted to sign it; the checksum is
+	// only taken from the file once one of them did (package signature).
+	SignatureURL string   `json:"signature_url,omitempty"`
+	Clearsigned  bool     `json:"clearsigned,omitempty"`
+	SigningKeys  []string `json:"signing_keys,omitempty"`
 
 	// What a VM creator needs to boot the image.
 	DefaultUser  string `json:"default_user"`   // the account cloud-init (or the image) sets up
@@ -59,6 +69,11 @@ func New(entries []Entry) (*Catalog, error) {
 		if err := e.validate(); err != nil {
 			return nil, err
 		}
+		keys, err := e.signing()
+		if err != nil {
+			return nil, err
+		}
+		e.SigningKeys = keys
 		e.Compression = ""
 		if u, err := url.Parse(e.URL); err == nil {
 			e.Compression = diskimage.CompressionOfName(path.Base(u.Path))
@@ -164,4 +179,41 @@ func checkMirrors(e Entry) error {
 		seen[m] = true
 	}
 	return nil
+}
+
+// Signed reports whether the entry's checksum file is signed.
+func (e Entry) Signed() bool { return e.SignatureURL != "" || e.Clearsigned }
+
+// signing checks how the entry's checksum file is signed, and returns its
+// pinned fingerprints in their normal form. A signed file with no key to
+// check it, or keys with nothing signed, is a mistake in the catalog: said
+// at startup, not found out at a download.
+func (e Entry) signing() ([]string, error) {
+	switch {
+	case e.SignatureURL != "" && e.Clearsigned:
+		return nil, fmt.Errorf("catalog: entry %q has both signature_url and clearsigned: a vendor signs its checksum file one way; give the one it uses", e.ID)
+	case e.Signed() && e.ChecksumURL == "":
+		return nil, fmt.Errorf("catalog: entry %q has a signature but no checksum_url: a signature is of the vendor's checksum file", e.ID)
+	case e.Signed() && len(e.SigningKeys) == 0:
+		return nil, fmt.Errorf("catalog: entry %q is signed but pins no key: give signing_keys, the fingerprints of the vendor's keys (gpg --show-keys KEYFILE)", e.ID)
+	case !e.Signed() && len(e.SigningKeys) > 0:
+		return nil, fmt.Errorf("catalog: entry %q pins signing_keys but says nothing is signed: give signature_url (a detached signature) or \"clearsigned\": true", e.ID)
+	}
+	if e.SignatureURL != "" {
+		if u, err := url.Parse(e.SignatureURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("catalog: entry %q has signature_url %q: give an http(s) URL", e.ID, e.SignatureURL)
+		}
+	}
+	keys := make([]string, 0, len(e.SigningKeys))
+	for _, k := range e.SigningKeys {
+		fp, err := signature.NormalizeFingerprint(k)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: entry %q: signing_keys: %v", e.ID, err)
+		}
+		keys = append(keys, fp)
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	return keys, nil
 }

@@ -52,6 +52,14 @@ type Source struct {
 	Unverified  bool     // accepted without a checksum
 	Mirrors     []string // more URLs of the same file, tried in order after URL
 	Credential  string   // the name of the worker's source credential to send
+
+	// How the checksum file is signed, from the catalog entry (see
+	// catalog.Entry), and what its signature said once checked:
+	// signature.Verified, Unsigned or NotChecked ("" until then).
+	SignatureURL string
+	Clearsigned  bool
+	SigningKeys  []string
+	Signature    string
 }
 
 // URLs are the source's URL, then its mirrors.
@@ -146,7 +154,7 @@ func fromCatalog(cat *catalog.Catalog, id string) (Source, error) {
 	}
 	return Source{CatalogID: e.ID, URL: e.URL, Name: e.Name, FileName: fileName(e.ID, e.URL),
 		SourceKey: SourceKey(e.ID, ""), Checksum: sum, ChecksumURL: e.ChecksumURL, SizeBytes: e.SizeBytes, Format: e.Format,
-		Mirrors: slices.Clone(e.Mirrors)}, nil
+		Mirrors: slices.Clone(e.Mirrors), SignatureURL: e.SignatureURL, Clearsigned: e.Clearsigned, SigningKeys: e.SigningKeys}, nil
 }
 
 func fromURL(req Request) (Source, error) {

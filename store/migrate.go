@@ -109,6 +109,9 @@ var migrations = []string{
 	// secret — of the worker's source credential the download uses.
 	`ALTER TABLE images ADD COLUMN mirror_bytes TEXT NOT NULL DEFAULT '[]';
 	ALTER TABLE images ADD COLUMN credential VARCHAR(64) NOT NULL DEFAULT ''`,
+	// 8: signed checksum files (issue 16): what the signature of the vendor's
+	// checksum file said ('' for images from before it was checked).
+	`ALTER TABLE images ADD COLUMN signature VARCHAR(16) NOT NULL DEFAULT ''`,
 }
 
 // migrate brings the schema up to date. It is safe to run twice and from

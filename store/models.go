@@ -94,6 +94,10 @@ type Image struct {
 	SizeBytes  int64
 	Checksum   string `gorm:"size:200"`
 	Unverified bool   // the image was accepted without a checksum
+	// Signature is what the signature of the vendor's checksum file said:
+	// "verified", "unsigned" or "not_checked"; "" until the checksum is
+	// resolved (and for images from before signatures were checked).
+	Signature string `gorm:"size:16"`
 	// DeclaredFormat is the disk format the request declared, "" for none
 	// (a catalog entry declares its own).
 	DeclaredFormat string `gorm:"size:16"`

@@ -190,9 +190,10 @@ func (s *Store) RecordFailovers(ctx context.Context, id string, f []Failover) er
 }
 
 // RecordChecksum records the checksum a download verifies against, or
-// that it has none (unverified), while the image is live.
-func (s *Store) RecordChecksum(ctx context.Context, id, checksum string, unverified bool) error {
-	return s.updateLive(ctx, id, "record the checksum", map[string]any{"checksum": checksum, "unverified": unverified})
+// that it has none (unverified), and what the signature of the checksum
+// file said, while the image is live.
+func (s *Store) RecordChecksum(ctx context.Context, id, checksum string, unverified bool, signature string) error {
+	return s.updateLive(ctx, id, "record the checksum", map[string]any{"checksum": checksum, "unverified": unverified, "signature": signature})
 }
 
 // RecordWorkflow records the id of the workflow that downloads a live image.

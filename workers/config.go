@@ -22,8 +22,12 @@ type Config struct {
 	CredentialsPath string
 	// Proxy and CAFile are how checksum files are fetched: see package
 	// egress (--proxy, --ca-file).
-	Proxy         string
-	CAFile        string
+	Proxy  string
+	CAFile string
+	// KeyringDir is a directory of vendors' armored public keys, added to
+	// those built in, that checksum files' signatures are checked with
+	// (--keyring); "" uses the built-in keys only.
+	KeyringDir    string
 	NoNodeTimeout time.Duration // how long to wait for a usable node
 	NodeGrace     time.Duration // how long a node may be unreachable mid-download
 	// HeartbeatTimeout is how soon a dead worker is noticed (default 20s).

@@ -12,6 +12,7 @@ import (
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/catalog"
 	"github.com/quantix/cloudimages/credentials"
+	"github.com/quantix/cloudimages/signature"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows"
 )
@@ -26,6 +27,9 @@ type Deps struct {
 	HTTP      *http.Client // for vendors' checksum files; nil uses a default
 	// Credentials are the source credentials downloads may name; nil holds none.
 	Credentials *credentials.Set
+	// Keyring holds the vendors' keys checksum files are checked with;
+	// nil holds the built-in ones.
+	Keyring *signature.Keyring
 }
 
 // New returns a worker, not yet started, that runs DownloadImageWorkflow,
@@ -55,6 +59,7 @@ func New(c client.Client, deps Deps) worker.Worker {
 		Settings:  deps.Settings,
 
 		Credentials: deps.Credentials,
+		Keyring:     deps.Keyring,
 	})
 	return w
 }

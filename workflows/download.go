@@ -166,7 +166,7 @@ func (d *download) markReady(ctx workflow.Context, fin activities.Finished) (Res
 	d.setProgress(fin.SizeBytes, fin.SizeBytes, 0)
 	d.setStatus(ctx, imagestate.Ready)
 	return Result{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum,
-		FileChecksum: fin.FileChecksum, Format: fin.Format}, nil
+		FileChecksum: fin.FileChecksum, Format: fin.Format, Signature: d.src.Signature}, nil
 }
 
 // end finishes a download that did not succeed: cancelled, it cleans up

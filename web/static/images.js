@@ -116,6 +116,7 @@ function build(img) {
   const parts = {
     name: h('h3', {}),
     status: h('span', { class: 'badge' }),
+    signature: h('span', { class: 'badge signature' }),
     meta: h('p', { class: 'meta' }),
     source: h('p', { class: 'meta sub' }),
     file: h('p', { class: 'meta sub file' }),
@@ -131,7 +132,7 @@ function build(img) {
     del: h('button', { type: 'button', class: 'quiet', 'data-action': 'delete' }, 'Delete'),
   };
   const el = h('li', { class: 'image', 'data-image': img.id },
-    h('div', { class: 'head' }, parts.name, parts.status),
+    h('div', { class: 'head' }, parts.name, h('span', { class: 'badges' }, parts.signature, parts.status)),
     parts.meta, parts.source, parts.file, parts.mirrors, parts.bar, parts.numbers, parts.failovers, parts.note, parts.error,
     h('div', { class: 'actions' }, parts.cancel, parts.del, parts.link),
     parts.actionStatus);
@@ -159,6 +160,7 @@ function update(r) {
   updateProgress(parts, img, p, label);
   updateFile(parts.file, img);
   updateMirrors(parts.mirrors, p);
+  updateSignature(parts.signature, img);
   updateFailovers(parts.failovers, img, p);
   updateNote(parts.note, img);
   // A cancelled image carries the code "cancelled": that is its status, not a problem.
@@ -249,6 +251,22 @@ function updateMirrors(line, p) {
 
 function hostOf(url) {
   try { return new URL(url).host; } catch { return url; }
+}
+
+// What the signature of the vendor's checksum file said, always visible:
+// "not checked" is never dressed up as verified.
+const signatures = {
+  verified: ['signature verified', 'ok', 'The vendor’s checksum file was signed by a key its catalog entry pins, and the signature matched.'],
+  unsigned: ['unsigned', 'muted', 'Nothing signed to check: the vendor does not sign its checksum file, or the checksum was given.'],
+  not_checked: ['signature not checked', 'warn', 'The checksum file is signed, but the worker does not hold the vendor’s key (see the worker’s --keyring), or the checksum is not resolved yet.'],
+};
+
+function updateSignature(badge, img) {
+  const [text, cls, why] = signatures[img.signature] || signatures.not_checked;
+  badge.textContent = text;
+  badge.className = 'badge signature ' + cls;
+  badge.title = why;
+  badge.dataset.signature = img.signature || 'not_checked';
 }
 
 // What happened to a node, in a word, from the workflow's reason.

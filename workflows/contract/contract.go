@@ -68,6 +68,9 @@ type Result struct {
 	Checksum     string `json:"checksum"`
 	FileChecksum string `json:"file_checksum,omitempty"`
 	Format       string `json:"format,omitempty"`
+	// Signature is what the signature of the vendor's checksum file said:
+	// "verified", "unsigned" or "not_checked".
+	Signature string `json:"signature,omitempty"`
 }
 
 // Progress is the live progress of a download, the same in the API, the

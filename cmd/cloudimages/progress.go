@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
@@ -149,7 +150,7 @@ func uploadText(done, total int64, rate float64, percent bool) string {
 	if percent && total > 0 {
 		parts = append(parts, fmt.Sprintf("%.1f%%", float64(done)*100/float64(total)))
 	}
-	parts = append(parts, bytesText(done)+" of "+bytesText(total))
+	parts = append(parts, humanize.IBytes(uint64(done))+" of "+bytesText(total))
 	if rate > 0 {
 		parts = append(parts, bytesText(int64(rate))+"/s")
 		if total > done {

@@ -47,11 +47,12 @@ const unverifiedAfter = 3
 // source marked Unverified. The image record gets the outcome.
 func (a *Activities) ResolveChecksum(ctx context.Context, in ChecksumRequest) (source.Source, error) {
 	src := in.Source
+	listed := ""
 	if src.Checksum == "" {
-		sum, err := a.vendorChecksum(ctx, src)
+		f, err := a.fetchChecksumFile(ctx, src, Validators{})
 		switch {
 		case err == nil:
-			src.Checksum = sum
+			src.Checksum, listed = f.Checksum, f.Listed
 		case in.AllowUnverified && (isFatal(err) || activity.GetInfo(ctx).Attempt >= unverifiedAfter):
 			activity.GetLogger(ctx).Warn("no checksum; the image will not be verified", "image_id", in.ImageID, "error", err)
 			src.Unverified = true
@@ -62,6 +63,12 @@ func (a *Activities) ResolveChecksum(ctx context.Context, in ChecksumRequest) (s
 	if err := a.Store.RecordChecksum(ctx, in.ImageID, src.Checksum, src.Unverified); err != nil {
 		return source.Source{}, asStoreError(err)
 	}
+	if src.Version == "" && src.Checksum != "" {
+		src.Version = catalog.Version(listed, src.URL, src.Checksum)
+	}
+	if err := a.Store.RecordVersion(ctx, in.ImageID, src.Version); err != nil {
+		return source.Source{}, asStoreError(err)
+	}
 	return src, nil
 }
 
@@ -70,34 +77,67 @@ func isFatal(err error) bool {
 	return errors.As(err, &te) && te.NonRetryable()
 }
 
-func (a *Activities) vendorChecksum(ctx context.Context, src source.Source) (string, error) {
+// Validators make a fetch of a checksum file conditional: the ETag and
+// Last-Modified of the copy fetched before.
+type Validators struct {
+	ETag         string
+	LastModified string
+}
+
+// ChecksumFile is what a vendor's checksum file says about an image.
+type ChecksumFile struct {
+	Checksum string // "sha256:HEX" or "sha512:HEX"; "" when NotModified
+	Listed   string // the name the file lists the image under
+	Validators
+	// NotModified: the server answered 304 to a conditional fetch, so the
+	// file (and the build it names) is the one fetched before.
+	NotModified bool
+}
+
+// fetchChecksumFile fetches the vendor's checksum file of src (with
+// If-None-Match and If-Modified-Since when given validators) and finds
+// the image's checksum in it. Every fetch of a checksum file, a
+// download's and a subscription's check, goes through here.
+func (a *Activities) fetchChecksumFile(ctx context.Context, src source.Source, cond Validators) (ChecksumFile, error) {
 	if src.ChecksumURL == "" {
-		return "", fatal(fault.ChecksumUnavailable, "no checksum for %s: give one (\"checksum\": \"sha256:HEX\") or accept an unverified image", src.URL)
+		return ChecksumFile{}, fatal(fault.ChecksumUnavailable, "no checksum for %s: give one (\"checksum\": \"sha256:HEX\") or accept an unverified image", src.URL)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.ChecksumURL, nil)
 	if err != nil {
-		return "", fatal(fault.ChecksumUnavailable, "checksum file %q: %v", src.ChecksumURL, err)
+		return ChecksumFile{}, fatal(fault.ChecksumUnavailable, "checksum file %q: %v", src.ChecksumURL, err)
+	}
+	if cond.ETag != "" {
+		req.Header.Set("If-None-Match", cond.ETag)
+	}
+	if cond.LastModified != "" {
+		req.Header.Set("If-Modified-Since", cond.LastModified)
 	}
 	resp, err := a.httpClient().Do(req)
 	if err != nil {
-		return "", retryable(fault.ChecksumUnavailable,
+		return ChecksumFile{}, retryable(fault.ChecksumUnavailable,
 			"cannot reach the vendor's checksum file %s from the worker (%v): check the worker's internet access (proxy, firewall, DNS), or pin a checksum in the catalog entry",
 			src.ChecksumURL, err)
 	}
 	defer resp.Body.Close()
+	got := Validators{ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified")}
 	switch {
+	case resp.StatusCode == http.StatusNotModified && (cond.ETag != "" || cond.LastModified != ""):
+		if got == (Validators{}) {
+			got = cond
+		}
+		return ChecksumFile{Validators: got, NotModified: true}, nil
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
-		return "", retryable(fault.ChecksumUnavailable, "checksum file %s: the server answered %s", src.ChecksumURL, resp.Status)
+		return ChecksumFile{}, retryable(fault.ChecksumUnavailable, "checksum file %s: the server answered %s", src.ChecksumURL, resp.Status)
 	case resp.StatusCode != http.StatusOK:
-		return "", fatal(fault.ChecksumUnavailable, "checksum file %s: the server answered %s; fix the catalog entry's checksum_url or pin a checksum", src.ChecksumURL, resp.Status)
+		return ChecksumFile{}, fatal(fault.ChecksumUnavailable, "checksum file %s: the server answered %s; fix the catalog entry's checksum_url or pin a checksum", src.ChecksumURL, resp.Status)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxChecksumFile))
 	if err != nil {
-		return "", retryable(fault.ChecksumUnavailable, "read checksum file %s: %v", src.ChecksumURL, err)
+		return ChecksumFile{}, retryable(fault.ChecksumUnavailable, "read checksum file %s: %v", src.ChecksumURL, err)
 	}
-	sum, err := catalog.LookupChecksum(data, src.URL, src.ChecksumURL)
+	fs, err := catalog.LookupFile(data, src.URL, src.ChecksumURL)
 	if err != nil {
-		return "", fatal(fault.ChecksumUnavailable, "%v; pin a checksum in the catalog entry instead", err)
+		return ChecksumFile{}, fatal(fault.ChecksumUnavailable, "%v; pin a checksum in the catalog entry instead", err)
 	}
-	return sum, nil
+	return ChecksumFile{Checksum: fs.Sum, Listed: fs.Name, Validators: got}, nil
 }

@@ -19,6 +19,7 @@ const (
 	NodeHealthWorkflowType = contract.NodeHealthWorkflowType
 	NodeHealthWorkflowID   = contract.NodeHealthWorkflowID
 	NodeHealthSignal       = contract.NodeHealthSignal
+	RefreshWorkflowType    = contract.RefreshWorkflowType
 )
 
 type (
@@ -30,6 +31,8 @@ type (
 	RemoveFileInput  = contract.RemoveFileInput
 	RemoveFileResult = contract.RemoveFileResult
 	NodeHealthInput  = contract.NodeHealthInput
+	RefreshInput     = contract.RefreshInput
+	RefreshResult    = contract.RefreshResult
 )
 
 var (
@@ -43,5 +46,6 @@ var (
 	NodeIDKey            = contract.NodeIDKey
 	CatalogIDKey         = contract.CatalogIDKey
 	ImageStatusKey       = contract.ImageStatusKey
+	SubscriptionIDKey    = contract.SubscriptionIDKey
 	SearchAttributeNames = contract.SearchAttributeNames
 )

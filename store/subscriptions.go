@@ -35,7 +35,7 @@ type Subscription struct {
 	// same build.
 	SeenChecksum         string `gorm:"size:200"`
 	SeenVersion          string `gorm:"size:100"`
-	ChecksumETag         string `gorm:"size:300"`
+	ChecksumETag         string `gorm:"column:checksum_etag;size:300"`
 	ChecksumLastModified string `gorm:"size:100"`
 	LastError            string `gorm:"size:4096"`
 	CreatedAt            time.Time

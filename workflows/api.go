@@ -39,6 +39,8 @@ var (
 	WorkflowID            = contract.WorkflowID
 	ImageIDFromWorkflowID = contract.ImageIDFromWorkflowID
 	RemoveFileWorkflowID  = contract.RemoveFileWorkflowID
+	RefreshWorkflowID     = contract.RefreshWorkflowID
+	ScheduleID            = contract.ScheduleID
 	NewProgress           = contract.NewProgress
 
 	ImageIDKey           = contract.ImageIDKey

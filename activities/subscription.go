@@ -282,6 +282,10 @@ func (a *Activities) PlanRetention(ctx context.Context, in RetentionRequest) ([]
 // EventRequest records one thing a check did.
 type EventRequest = store.SubscriptionEvent
 
+// EventRemoved is the kind of the event that records a removal by
+// retention (the workflow names it without importing the store).
+const EventRemoved = store.EventRemoved
+
 // RecordEvent records one thing a check did.
 func (a *Activities) RecordEvent(ctx context.Context, e EventRequest) error {
 	return a.Store.AddSubscriptionEvent(ctx, e)

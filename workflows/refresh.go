@@ -11,7 +11,6 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/imagestate"
-	"github.com/quantix/cloudimages/store"
 )
 
 // waitOptions: waiting for a download of the build that an earlier check
@@ -196,7 +195,7 @@ func (r *refresh) applyRetention(ctx workflow.Context, poolID string) {
 			continue
 		}
 		r.res.Removed = append(r.res.Removed, rm.ImageID)
-		ev := activities.EventRequest{SubscriptionID: r.build.SubscriptionID, Kind: store.EventRemoved, PoolID: poolID, ImageID: rm.ImageID,
+		ev := activities.EventRequest{SubscriptionID: r.build.SubscriptionID, Kind: activities.EventRemoved, PoolID: poolID, ImageID: rm.ImageID,
 			Version: rm.Version, Message: fmt.Sprintf("removed %s: past keep %d", rm.FileName, r.build.Keep)}
 		if err := workflow.ExecuteLocalActivity(ctx, a.RecordEvent, ev).Get(ctx, nil); err != nil {
 			workflow.GetLogger(ctx).Warn("record removal", "image_id", rm.ImageID, "error", err)

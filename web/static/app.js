@@ -54,7 +54,13 @@ async function refreshImages() {
 
 async function refreshSubscriptions() {
   await load('subscriptions', async () => {
-    state.subscriptions = await loadSubscriptions();
+    try {
+      state.subscriptions = await loadSubscriptions();
+    } catch (err) {
+      // An API from before subscriptions has no such route: nothing to show.
+      if (err.code !== 'not_found') throw err;
+      state.subscriptions = [];
+    }
     renderSubscriptions(state.subscriptions, refreshSubscriptions);
   });
 }

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/quantix/cloudimages/activities"
+	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/imagestate"
 )
 
@@ -51,10 +52,9 @@ func RefreshImageWorkflow(ctx workflow.Context, in RefreshInput) (RefreshResult,
 	var b activities.Build
 	err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, checksumOptions), a.CheckBuild, in.SubscriptionID).Get(ctx, &b)
 	if err != nil {
-		code, msg := failure(err)
-		r.fail("check the vendor's checksum file: %s (%s)", msg, code)
+		r.fail(err, "check the vendor's checksum file")
 		r.record(ctx, b)
-		return r.res, temporal.NewNonRetryableApplicationError(msg, code, nil)
+		return r.res, temporal.NewNonRetryableApplicationError(r.res.Errors[0], r.code, nil)
 	}
 	if b.Skipped != "" {
 		r.res.Skipped = b.Skipped
@@ -65,7 +65,7 @@ func RefreshImageWorkflow(ctx workflow.Context, in RefreshInput) (RefreshResult,
 	r.run(ctx)
 	r.record(ctx, b)
 	if len(r.res.Errors) > 0 {
-		return r.res, temporal.NewNonRetryableApplicationError(strings.Join(r.res.Errors, "; "), "refresh_incomplete", nil)
+		return r.res, temporal.NewNonRetryableApplicationError(strings.Join(r.res.Errors, "; "), r.code, nil)
 	}
 	return r.res, nil
 }
@@ -74,18 +74,24 @@ func RefreshImageWorkflow(ctx workflow.Context, in RefreshInput) (RefreshResult,
 type refresh struct {
 	build    activities.Build
 	res      RefreshResult
-	complete bool // every pool has the build READY and -latest names it
+	complete bool   // every pool has the build READY and -latest names it
+	code     string // the contract code of the first failure
 }
 
-func (r *refresh) fail(format string, args ...any) {
-	r.res.Errors = append(r.res.Errors, fmt.Sprintf(format, args...))
+// fail records a step's failure (err, described by what) and goes on
+// with the other pools.
+func (r *refresh) fail(err error, format string, args ...any) {
+	code, msg := failure(err)
+	if r.code == "" {
+		r.code = code
+	}
+	r.res.Errors = append(r.res.Errors, fmt.Sprintf(format, args...)+": "+msg)
 }
 
 func (r *refresh) run(ctx workflow.Context) {
 	var images []activities.PoolImage
 	if err := workflow.ExecuteLocalActivity(ctx, a.EnsureBuildImages, r.build).Get(ctx, &images); err != nil {
-		_, msg := failure(err)
-		r.fail("create the images of build %s: %s", r.build.Version, msg)
+		r.fail(err, "create the images of build %s", r.build.Version)
 		return
 	}
 	ready := r.download(ctx, images)
@@ -112,7 +118,7 @@ func (r *refresh) download(ctx workflow.Context, images []activities.PoolImage) 
 	for _, img := range images {
 		switch {
 		case img.Error != "":
-			r.fail("pool %s: %s", img.PoolID, img.Error)
+			r.fail(temporal.NewNonRetryableApplicationError(img.Error, fault.PoolNotFound, nil), "pool %s", img.PoolID)
 		case img.Status == imagestate.Ready:
 			ready = append(ready, img)
 		case img.Created:
@@ -127,11 +133,10 @@ func (r *refresh) download(ctx workflow.Context, images []activities.PoolImage) 
 		var out any
 		err := w.f.Get(ctx, &out)
 		if s, ok := out.(string); err == nil && ok && s != imagestate.Ready {
-			err = fmt.Errorf("the download ended %s", s)
+			err = temporal.NewNonRetryableApplicationError("the download ended "+s, fault.Internal, nil)
 		}
 		if err != nil {
-			_, msg := failure(err)
-			r.fail("pool %s: build %s (image %s) did not become READY: %s", w.img.PoolID, r.build.Version, w.img.ImageID, msg)
+			r.fail(err, "pool %s: build %s (image %s) did not become READY", w.img.PoolID, r.build.Version, w.img.ImageID)
 			continue
 		}
 		ready = append(ready, w.img)
@@ -161,8 +166,7 @@ func (r *refresh) publishLatest(ctx workflow.Context, img activities.PoolImage) 
 	req := activities.LatestRequest{SubscriptionID: r.build.SubscriptionID, ImageID: img.ImageID}
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, linkOptions), a.PublishLatest, req).Get(ctx, nil)
 	if err != nil {
-		_, msg := failure(err)
-		r.fail("pool %s: publish -latest for build %s: %s", img.PoolID, r.build.Version, msg)
+		r.fail(err, "pool %s: publish -latest for build %s", img.PoolID, r.build.Version)
 		return false
 	}
 	r.res.Linked = append(r.res.Linked, img.ImageID)
@@ -176,8 +180,7 @@ func (r *refresh) applyRetention(ctx workflow.Context, poolID string) {
 	var removals []activities.Removal
 	req := activities.RetentionRequest{SubscriptionID: r.build.SubscriptionID, PoolID: poolID, CatalogID: r.build.CatalogID, Keep: r.build.Keep}
 	if err := workflow.ExecuteLocalActivity(ctx, a.PlanRetention, req).Get(ctx, &removals); err != nil {
-		_, msg := failure(err)
-		r.fail("pool %s: plan retention: %s", poolID, msg)
+		r.fail(err, "pool %s: plan retention", poolID)
 		return
 	}
 	for _, rm := range removals {
@@ -190,8 +193,7 @@ func (r *refresh) applyRetention(ctx workflow.Context, poolID string) {
 		})
 		err := workflow.ExecuteChildWorkflow(cctx, RemoveFileWorkflowType, RemoveFileInput{ImageID: rm.ImageID}).Get(ctx, nil)
 		if err != nil {
-			_, msg := failure(err)
-			r.fail("pool %s: remove build %s (image %s): %s", poolID, rm.Version, rm.ImageID, msg)
+			r.fail(err, "pool %s: remove build %s (image %s)", poolID, rm.Version, rm.ImageID)
 			continue
 		}
 		r.res.Removed = append(r.res.Removed, rm.ImageID)

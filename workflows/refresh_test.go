@@ -105,8 +105,9 @@ func TestRefreshOfAPoolWhoseDownloadFailsLeavesItsLatestAlone(t *testing.T) {
 	}).Return(nil).Once()
 
 	_, err := refreshResult(t, env)
-	if err == nil {
-		t.Fatal("the refresh succeeded with a failed download")
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != fault.ChecksumMismatch {
+		t.Fatalf("error = %v, want the failed download's checksum_mismatch", err)
 	}
 	if outcome.Version != "" || !strings.Contains(outcome.Error, "pool p1") || !strings.Contains(outcome.Error, "checksum of the bytes differs") {
 		t.Errorf("outcome = %+v, want no version and pool p1's error", outcome)

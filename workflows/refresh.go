@@ -107,7 +107,10 @@ func (r *refresh) run(ctx workflow.Context) {
 
 // download starts a child download for each new image, waits for those
 // and for the ones an earlier check started, and returns the pools'
-// images that are READY.
+// images that are READY. A live image from an earlier check gets its
+// child started again too: when its workflow still runs, the start is
+// refused and the check waits on the image instead; when the workflow
+// is gone (terminated), the new run heals the image.
 func (r *refresh) download(ctx workflow.Context, images []activities.PoolImage) []activities.PoolImage {
 	type pending struct {
 		img activities.PoolImage
@@ -121,19 +124,17 @@ func (r *refresh) download(ctx workflow.Context, images []activities.PoolImage) 
 			r.fail(temporal.NewNonRetryableApplicationError(img.Error, fault.PoolNotFound, nil), "pool %s", img.PoolID)
 		case img.Status == imagestate.Ready:
 			ready = append(ready, img)
-		case img.Created:
-			r.res.Downloaded = append(r.res.Downloaded, img.ImageID)
+		default:
+			if img.Created {
+				r.res.Downloaded = append(r.res.Downloaded, img.ImageID)
+			}
 			waits = append(waits, pending{img, r.startDownload(ctx, img)})
-		default: // live, started by an earlier check: wait for it
-			wctx := workflow.WithActivityOptions(ctx, waitOptions)
-			waits = append(waits, pending{img, workflow.ExecuteActivity(wctx, a.WaitForImage, img.ImageID)})
 		}
 	}
 	for _, w := range waits {
-		var out any
-		err := w.f.Get(ctx, &out)
-		if s, ok := out.(string); err == nil && ok && s != imagestate.Ready {
-			err = temporal.NewNonRetryableApplicationError("the download ended "+s, fault.Internal, nil)
+		err := w.f.Get(ctx, nil)
+		if err != nil && !w.img.Created && temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+			err = r.waitFor(ctx, w.img)
 		}
 		if err != nil {
 			r.fail(err, "pool %s: build %s (image %s) did not become READY", w.img.PoolID, r.build.Version, w.img.ImageID)
@@ -142,6 +143,19 @@ func (r *refresh) download(ctx workflow.Context, images []activities.PoolImage) 
 		ready = append(ready, w.img)
 	}
 	return ready
+}
+
+// waitFor waits for the image of a download an earlier check started and
+// whose workflow still runs.
+func (r *refresh) waitFor(ctx workflow.Context, img activities.PoolImage) error {
+	var status string
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, waitOptions), a.WaitForImage, img.ImageID).Get(ctx, &status); err != nil {
+		return err
+	}
+	if status != imagestate.Ready {
+		return temporal.NewNonRetryableApplicationError("the download ended "+status, fault.Internal, nil)
+	}
+	return nil
 }
 
 // startDownload starts the child DownloadImageWorkflow of a new image,

@@ -116,7 +116,8 @@ func TestRefreshOfAPoolWhoseDownloadFailsLeavesItsLatestAlone(t *testing.T) {
 }
 
 // TestRefreshWaitsForADownloadAnEarlierCheckStarted rather than starting
-// a second one; a READY image is only linked.
+// a second one (its workflow still runs: the child's start is refused);
+// a READY image is only linked.
 func TestRefreshWaitsForADownloadAnEarlierCheckStarted(t *testing.T) {
 	env := newRefreshEnv(t)
 	env.OnActivity(a.CheckBuild, mock.Anything, subID).Return(build2, nil)
@@ -124,6 +125,8 @@ func TestRefreshWaitsForADownloadAnEarlierCheckStarted(t *testing.T) {
 		{PoolID: "p1", ImageID: "i1", Status: imagestate.Downloading},
 		{PoolID: "p2", ImageID: "i2", Status: imagestate.Ready},
 	}, nil)
+	env.OnWorkflow(workflows.WorkflowType, mock.Anything, mock.MatchedBy(func(in workflows.Input) bool { return in.ImageID == "i1" })).
+		Return(workflows.Result{}, &temporal.ChildWorkflowExecutionAlreadyStartedError{}).Once()
 	env.OnActivity(a.WaitForImage, mock.Anything, "i1").Return(imagestate.Ready, nil).Once()
 	env.OnActivity(a.PublishLatest, mock.Anything, mock.Anything).Return("tiny-latest.qcow2", nil).Twice()
 	env.OnActivity(a.PlanRetention, mock.Anything, mock.Anything).Return([]activities.Removal(nil), nil).Twice()
@@ -137,6 +140,26 @@ func TestRefreshWaitsForADownloadAnEarlierCheckStarted(t *testing.T) {
 		t.Errorf("result = %+v, want no download started and both pools linked", res)
 	}
 	env.AssertExpectations(t)
+}
+
+// TestRefreshRestartsTheDownloadOfALiveImageWhoseWorkflowIsGone: the
+// image's workflow was terminated, so its child starts again and heals it.
+func TestRefreshRestartsTheDownloadOfALiveImageWhoseWorkflowIsGone(t *testing.T) {
+	env := newRefreshEnv(t)
+	one := build2
+	one.PoolIDs = []string{"p1"}
+	env.OnActivity(a.CheckBuild, mock.Anything, subID).Return(one, nil)
+	env.OnActivity(a.EnsureBuildImages, mock.Anything, one).Return([]activities.PoolImage{{PoolID: "p1", ImageID: "i1", Status: imagestate.Pending}}, nil)
+	env.OnWorkflow(workflows.WorkflowType, mock.Anything, workflows.Input{ImageID: "i1", CatalogID: "tiny", Checksum: "sha256:22", Version: "41-1.2", PoolID: "p1"}).
+		Return(workflows.Result{ImageID: "i1"}, nil).Once()
+	env.OnActivity(a.PublishLatest, mock.Anything, mock.Anything).Return("tiny-latest.qcow2", nil).Once()
+	env.OnActivity(a.PlanRetention, mock.Anything, mock.Anything).Return([]activities.Removal(nil), nil).Once()
+	env.OnActivity(a.RecordOutcome, mock.Anything, mock.Anything).Return(nil).Once()
+	if _, err := refreshResult(t, env); err != nil {
+		t.Fatal(err)
+	}
+	env.AssertExpectations(t)
+	env.AssertActivityNumberOfCalls(t, "WaitForImage", 0)
 }
 
 // TestRefreshOfAPausedOrDeletedSubscriptionDoesNothing.

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -270,7 +269,7 @@ func (s *Server) checkNow(c echo.Context) error {
 	h := s.temporal.ScheduleClient().GetHandle(tctx, contract.ScheduleID(sub.ID))
 	desc, err := h.Describe(tctx)
 	if err != nil {
-		return s.temporalError("look up the subscription's schedule", err)
+		return s.scheduleError(sub.ID, "look up the subscription's schedule", err)
 	}
 	if running := desc.Info.RunningWorkflows; len(running) > 0 {
 		return apiErr(fault.Conflict, "a check of subscription %q is running (workflow %s): wait for it to end", sub.ID, running[0].WorkflowID)
@@ -343,38 +342,52 @@ func (s *Server) createSchedule(ctx context.Context, id string, every time.Durat
 // catchupWindow is one interval, and at least Temporal's minimum of 10 s.
 func catchupWindow(every time.Duration) time.Duration { return max(every, 10*time.Second) }
 
-// changeSchedule pauses or unpauses the schedule, and changes its interval.
+// changeSchedule pauses or unpauses the schedule, and changes its
+// interval: in one update when both change, so Temporal never applies
+// them in the other order.
 func (s *Server) changeSchedule(ctx context.Context, id string, paused *bool, every time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.TemporalTimeout)
 	defer cancel()
 	h := s.temporal.ScheduleClient().GetHandle(ctx, contract.ScheduleID(id))
-	if every > 0 {
-		err := h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+	var err error
+	switch {
+	case every > 0:
+		err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
 			sch := in.Description.Schedule
 			sch.Spec = &client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: every}}}
 			if sch.Policy == nil {
 				sch.Policy = &client.SchedulePolicies{}
 			}
 			sch.Policy.CatchupWindow = catchupWindow(every)
+			if paused != nil {
+				if sch.State == nil {
+					sch.State = &client.ScheduleState{}
+				}
+				sch.State.Paused, sch.State.Note = *paused, "changed through the API"
+			}
 			return &client.ScheduleUpdate{Schedule: &sch}, nil
 		}})
-		if err != nil {
-			return s.temporalError("change the subscription's schedule", err)
-		}
-	}
-	if paused == nil {
-		return nil
-	}
-	var err error
-	if *paused {
+	case paused != nil && *paused:
 		err = h.Pause(ctx, client.SchedulePauseOptions{Note: "paused through the API"})
-	} else {
+	case paused != nil:
 		err = h.Unpause(ctx, client.ScheduleUnpauseOptions{Note: "resumed through the API"})
 	}
 	if err != nil {
-		return s.temporalError(fmt.Sprintf("pause (%v) the subscription's schedule", *paused), err)
+		return s.scheduleError(id, "change the subscription's schedule", err)
 	}
 	return nil
+}
+
+// scheduleError is temporalError, except for a schedule that Temporal no
+// longer has (deleted with the temporal CLI): that is a conflict the user
+// can resolve, not Temporal being down.
+func (s *Server) scheduleError(id, what string, err error) error {
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return apiErr(fault.Conflict, "the schedule %s of subscription %q is gone from Temporal (deleted outside the API?): DELETE the subscription and create it again",
+			contract.ScheduleID(id), id)
+	}
+	return s.temporalError(what, err)
 }
 
 // withSchedule is the subscription's view with what its schedule says

@@ -117,10 +117,11 @@ func TestSubscriptionScheduleSkipsOverlapsCatchesUpOncePausesAndGoes(t *testing.
 	if !paused.Paused || paused.Every != "2h" || paused.Keep != 5 || paused.NextCheckAt != nil {
 		t.Fatalf("paused: %+v", paused)
 	}
-	if desc, err = h.Describe(ctx); err != nil || !desc.Schedule.State.Paused || desc.Schedule.Spec.Intervals[0].Every != 2*time.Hour ||
-		desc.Schedule.Policy.CatchupWindow != 2*time.Hour {
-		t.Fatalf("schedule after PATCH: %+v %v", desc, err)
-	}
+	eventually(t, 10*time.Second, "the schedule paused, every 2h, catch-up 2h", func() bool {
+		desc, err = h.Describe(ctx)
+		return err == nil && desc.Schedule.State.Paused && desc.Schedule.Spec.Intervals[0].Every == 2*time.Hour &&
+			desc.Schedule.Policy.CatchupWindow == 2*time.Hour
+	})
 	if r := e.do("POST", "/v1/subscriptions/"+sub.ID+"/check", nil); r.status != 409 || !strings.Contains(string(r.body), "paused") {
 		t.Fatalf("check while paused: %d %s", r.status, r.body)
 	}
@@ -130,11 +131,21 @@ func TestSubscriptionScheduleSkipsOverlapsCatchesUpOncePausesAndGoes(t *testing.
 		}
 	}
 	e.must(200, "PATCH", "/v1/subscriptions/"+sub.ID, map[string]any{"paused": false}, nil)
-	if desc, err = h.Describe(ctx); err != nil || desc.Schedule.State.Paused {
-		t.Fatalf("schedule after resume: paused=%v %v", desc.Schedule.State.Paused, err)
+	eventually(t, 10*time.Second, "the schedule resumed", func() bool {
+		desc, err = h.Describe(ctx)
+		return err == nil && !desc.Schedule.State.Paused
+	})
+
+	// A schedule deleted outside the API is a conflict to resolve, not
+	// Temporal being down.
+	if err := h.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.do("POST", "/v1/subscriptions/"+sub.ID+"/check", nil); r.status != 409 || !strings.Contains(string(r.body), "gone from Temporal") {
+		t.Fatalf("check without a schedule: %d %s", r.status, r.body)
 	}
 
-	// DELETE removes the schedule and the subscription.
+	// DELETE removes the subscription (and the schedule, were it there).
 	e.must(204, "DELETE", "/v1/subscriptions/"+sub.ID, nil, nil)
 	var nf *serviceerror.NotFound
 	eventually(t, 10*time.Second, "the schedule gone", func() bool {

@@ -84,7 +84,8 @@ func (a *Activities) createImage(ctx context.Context, in ImageRequest, poolForma
 	src := in.Source
 	img := &store.Image{ID: in.ImageID, Name: src.Name, CatalogID: src.CatalogID, SourceURL: src.URL,
 		SourceKey: src.SourceKey, PoolID: in.PoolID, FileName: source.FileNameIn(src.FileName, poolFormat), Status: store.StatusPending,
-		SizeBytes: src.SizeBytes, Checksum: src.Checksum, WorkflowID: in.WorkflowID, Credential: src.Credential}
+		SizeBytes: src.SizeBytes, Checksum: src.Checksum, WorkflowID: in.WorkflowID, Credential: src.Credential,
+		Version: src.Version}
 	if src.CatalogID == "" {
 		img.DeclaredFormat = src.Format // a catalog entry declares its own
 	}

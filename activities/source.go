@@ -63,11 +63,12 @@ const unverifiedAfter = 3
 func (a *Activities) ResolveChecksum(ctx context.Context, in ChecksumRequest) (source.Source, error) {
 	src := in.Source
 	src.Signature = signature.Unsigned // a pinned checksum, or none: nothing signed to check
+	listed := ""
 	if src.Checksum == "" {
-		sum, sig, err := a.vendorChecksum(ctx, src)
+		f, err := a.fetchChecksumFile(ctx, src, Validators{})
 		switch {
 		case err == nil:
-			src.Checksum, src.Signature = sum, sig
+			src.Checksum, src.Signature, listed = f.Checksum, f.Signature, f.Listed
 		case isCode(err, fault.SignatureInvalid):
 			return source.Source{}, err
 		case in.AllowUnverified && (isFatal(err) || activity.GetInfo(ctx).Attempt >= unverifiedAfter):
@@ -78,6 +79,12 @@ func (a *Activities) ResolveChecksum(ctx context.Context, in ChecksumRequest) (s
 		}
 	}
 	if err := a.Store.RecordChecksum(ctx, in.ImageID, src.Checksum, src.Unverified, src.Signature); err != nil {
+		return source.Source{}, asStoreError(err)
+	}
+	if src.Version == "" && src.Checksum != "" {
+		src.Version = catalog.Version(listed, src.URL, src.Checksum)
+	}
+	if err := a.Store.RecordVersion(ctx, in.ImageID, src.Version); err != nil {
 		return source.Source{}, asStoreError(err)
 	}
 	return src, nil
@@ -93,22 +100,54 @@ func isCode(err error, code string) bool {
 	return errors.As(err, &appErr) && appErr.Type() == code
 }
 
-// vendorChecksum returns the checksum the vendor's checksum file lists for
-// the image, and what the file's signature says (signature.Verified,
-// Unsigned or NotChecked).
-func (a *Activities) vendorChecksum(ctx context.Context, src source.Source) (sum, sig string, err error) {
+// Validators make a fetch of a checksum file conditional: the ETag and
+// Last-Modified of the copy fetched before.
+type Validators struct {
+	ETag         string
+	LastModified string
+}
+
+// ChecksumFile is what a vendor's checksum file says about an image, once
+// its signature is checked.
+type ChecksumFile struct {
+	Checksum string // "sha256:HEX" or "sha512:HEX"; "" when NotModified
+	Listed   string // the name the file lists the image under
+	// Signature is what the file's signature said (signature.Verified,
+	// Unsigned or NotChecked); "" when NotModified.
+	Signature string
+	Validators
+	// NotModified: the server answered 304 to a conditional fetch, so the
+	// file (and the build it names) is the one fetched, and checked, before.
+	NotModified bool
+}
+
+// fetchChecksumFile fetches the vendor's checksum file of src (with
+// If-None-Match and If-Modified-Since when given validators), checks its
+// signature as the catalog entry says, and finds the image's checksum in
+// its signed text. Every fetch of a checksum file, a download's and a
+// subscription's check, goes through here, so none trusts a checksum
+// before its signature is checked.
+func (a *Activities) fetchChecksumFile(ctx context.Context, src source.Source, cond Validators) (ChecksumFile, error) {
 	if src.ChecksumURL == "" {
-		return "", "", fatal(fault.ChecksumUnavailable, "no checksum for %s: give one (\"checksum\": \"sha256:HEX\") or accept an unverified image", src.URL)
+		return ChecksumFile{}, fatal(fault.ChecksumUnavailable, "no checksum for %s: give one (\"checksum\": \"sha256:HEX\") or accept an unverified image", src.URL)
 	}
-	file, err := a.checksumFile(ctx, src)
+	data, got, err := a.fetchVendorFile(ctx, src.ChecksumURL, cond, "checksum file", fault.ChecksumUnavailable,
+		"fix the catalog entry's checksum_url or pin a checksum")
 	if err != nil {
-		return "", "", err
+		return ChecksumFile{}, err
 	}
-	sum, err = catalog.LookupChecksum(file.Text, src.URL, src.ChecksumURL)
+	if data == nil {
+		return ChecksumFile{Validators: got, NotModified: true}, nil
+	}
+	file, err := a.verifyChecksumFile(ctx, src, data)
 	if err != nil {
-		return "", "", fatal(fault.ChecksumUnavailable, "%v; pin a checksum in the catalog entry instead", err)
+		return ChecksumFile{}, err
 	}
-	return sum, file.Signature, nil
+	fs, err := catalog.LookupFile(file.Text, src.URL, src.ChecksumURL)
+	if err != nil {
+		return ChecksumFile{}, fatal(fault.ChecksumUnavailable, "%v; pin a checksum in the catalog entry instead", err)
+	}
+	return ChecksumFile{Checksum: fs.Sum, Listed: fs.Name, Signature: file.Signature, Validators: got}, nil
 }
 
 // VendorFile is a vendor's checksum file as far as it can be trusted:
@@ -119,20 +158,6 @@ type VendorFile struct {
 	Text      []byte
 	Signature string
 	Signer    string
-}
-
-// checksumFile fetches the vendor's checksum file of src and checks its
-// signature as the source's catalog entry says (SignatureURL, Clearsigned,
-// SigningKeys). Every reader of a checksum file goes through here (or
-// verifyChecksumFile, for one fetched its own way), so none trusts a
-// checksum before its signature is checked.
-func (a *Activities) checksumFile(ctx context.Context, src source.Source) (VendorFile, error) {
-	data, err := a.fetchVendorFile(ctx, src.ChecksumURL, "checksum file", fault.ChecksumUnavailable,
-		"fix the catalog entry's checksum_url or pin a checksum")
-	if err != nil {
-		return VendorFile{}, err
-	}
-	return a.verifyChecksumFile(ctx, src, data)
 }
 
 // verifyChecksumFile checks the signature of src's checksum file, whose
@@ -150,7 +175,7 @@ func (a *Activities) verifyChecksumFile(ctx context.Context, src source.Source, 
 		res = signature.Result{Status: signature.NotChecked, Text: data} // no key to check it with: not worth fetching
 	case src.SignatureURL != "":
 		var sig []byte
-		sig, err = a.fetchVendorFile(ctx, src.SignatureURL, "signature file", fault.SignatureInvalid,
+		sig, _, err = a.fetchVendorFile(ctx, src.SignatureURL, Validators{}, "signature file", fault.SignatureInvalid,
 			"the catalog entry says the vendor signs its checksum file there: fix its signature_url, or, if the vendor no longer signs, remove signature_url and signing_keys from the entry")
 		if err != nil {
 			return VendorFile{}, err
@@ -176,32 +201,48 @@ func (a *Activities) verifyChecksumFile(ctx context.Context, src source.Source, 
 }
 
 // fetchVendorFile GETs a small file of a vendor's (a checksum file or its
-// signature). Not reaching it, a 5xx or a 429 is a retryable
+// signature), conditionally when given validators: a 304 then returns nil
+// data and the validators. Not reaching it, a 5xx or a 429 is a retryable
 // checksum_unavailable; any other answer but 200 is fatal with code
 // missing, its message ending with fix.
-func (a *Activities) fetchVendorFile(ctx context.Context, rawURL, what, missing, fix string) ([]byte, error) {
+func (a *Activities) fetchVendorFile(ctx context.Context, rawURL string, cond Validators, what, missing, fix string) ([]byte, Validators, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
-		return nil, fatal(missing, "%s %q: %v", what, rawURL, err)
+		return nil, Validators{}, fatal(missing, "%s %q: %v", what, rawURL, err)
+	}
+	if cond.ETag != "" {
+		req.Header.Set("If-None-Match", cond.ETag)
+	}
+	if cond.LastModified != "" {
+		req.Header.Set("If-Modified-Since", cond.LastModified)
 	}
 	resp, err := a.httpClient().Do(req)
 	if err != nil {
-		return nil, retryable(fault.ChecksumUnavailable,
+		return nil, Validators{}, retryable(fault.ChecksumUnavailable,
 			"cannot reach the vendor's %s %s from the worker (%v): check the worker's internet access (proxy, firewall, DNS), or pin a checksum in the catalog entry",
 			what, rawURL, err)
 	}
 	defer resp.Body.Close()
+	got := Validators{ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified")}
 	switch {
+	case resp.StatusCode == http.StatusNotModified && cond != (Validators{}):
+		if got == (Validators{}) {
+			got = cond
+		}
+		return nil, got, nil
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
-		return nil, retryable(fault.ChecksumUnavailable, "%s %s: the server answered %s", what, rawURL, resp.Status)
+		return nil, Validators{}, retryable(fault.ChecksumUnavailable, "%s %s: the server answered %s", what, rawURL, resp.Status)
 	case resp.StatusCode != http.StatusOK:
-		return nil, fatal(missing, "%s %s: the server answered %s; %s", what, rawURL, resp.Status, fix)
+		return nil, Validators{}, fatal(missing, "%s %s: the server answered %s; %s", what, rawURL, resp.Status, fix)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxChecksumFile))
 	if err != nil {
-		return nil, retryable(fault.ChecksumUnavailable, "read %s %s: %v", what, rawURL, err)
+		return nil, Validators{}, retryable(fault.ChecksumUnavailable, "read %s %s: %v", what, rawURL, err)
 	}
-	return data, nil
+	if data == nil {
+		data = []byte{} // an empty 200 is a file, not a 304
+	}
+	return data, got, nil
 }
 
 // credential returns the source credential of a name with its secret, for

@@ -54,7 +54,7 @@ func (s *Server) createImage(c echo.Context) error {
 		return err
 	}
 	img.FileName = source.FileNameIn(img.FileName, pool.ImageFormat)
-	if existing, ok, err := s.store.LiveImage(ctx, pool.ID, img.SourceKey); err != nil {
+	if existing, ok, err := s.existingImage(ctx, pool.ID, img); err != nil {
 		return err
 	} else if ok {
 		return s.answerExisting(c, existing)
@@ -89,6 +89,17 @@ func (s *Server) createImage(c echo.Context) error {
 	log.Info("download started", "source", got.SourceKey, "file_name", got.FileName, "workflow_id", got.WorkflowID)
 	s.metrics.imageRequest("created")
 	return c.JSON(http.StatusAccepted, viewImage(got))
+}
+
+// existingImage is the image a request is answered with instead of a new
+// download: for a catalog entry its newest live or READY image in the
+// pool, whichever build (a subscription keeps several); for a URL the
+// live or READY image of that URL.
+func (s *Server) existingImage(ctx context.Context, poolID string, img *store.Image) (store.Image, bool, error) {
+	if img.CatalogID != "" {
+		return s.store.NewestCatalogImage(ctx, poolID, img.CatalogID)
+	}
+	return s.store.LiveImage(ctx, poolID, img.SourceKey)
 }
 
 // answerExisting answers 200 with the image already there. For a live one

@@ -66,6 +66,9 @@ func inputFor(img store.Image, preferredNode string, allowUnverified bool) contr
 	if img.CatalogID == "" {
 		in.URL = img.SourceURL
 	}
+	if strings.HasPrefix(img.SourceKey, "catalog:"+img.CatalogID+"@") {
+		in.Version = img.Version // one build, as a subscription started it
+	}
 	return in
 }
 

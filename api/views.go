@@ -121,6 +121,14 @@ type Image struct {
 	UpdatedAt  time.Time           `json:"updated_at"`
 	ReadyAt    *time.Time          `json:"ready_at"`
 	Failovers  []contract.Failover `json:"failovers,omitempty"`
+
+	// Version is the vendor build ("41-1.4"), or the first 12 hex digits
+	// of the checksum; "" until the checksum is known. Pinned images are
+	// never removed by a subscription's retention. Latest says a pool's
+	// "{catalog_id}-latest.{format}" names this image's file.
+	Version string `json:"version"`
+	Pinned  bool   `json:"pinned"`
+	Latest  bool   `json:"latest"`
 }
 
 // Terminal reports whether the image's status can no longer change.
@@ -130,7 +138,8 @@ func viewImage(img store.Image) Image {
 	v := Image{ID: img.ID, Name: img.Name, CatalogID: img.CatalogID, SourceURL: img.SourceURL,
 		PoolID: img.PoolID, NodeID: img.NodeID, FileName: img.FileName, Path: img.Path, Status: img.Status,
 		SizeBytes: img.SizeBytes, Checksum: img.Checksum, Unverified: img.Unverified, Signature: signatureOf(img), WorkflowID: img.WorkflowID,
-		CreatedAt: img.CreatedAt, UpdatedAt: img.UpdatedAt, ReadyAt: img.ReadyAt, Credential: img.Credential}
+		CreatedAt: img.CreatedAt, UpdatedAt: img.UpdatedAt, ReadyAt: img.ReadyAt, Credential: img.Credential,
+		Version: img.Version, Pinned: img.Pinned}
 	if img.Status == store.StatusReady {
 		v.Format, v.Compression, v.FileChecksum = img.Format, img.Compression, img.FileChecksum
 		v.SourceChecksum = img.SourceChecksum

@@ -29,6 +29,10 @@ type Request struct {
 	PoolID    string
 	Format    string // disk format (one of diskimage.Formats), when the request declares it
 	SizeBytes int64  // expected size, when the request names it
+	// Version names one build of a catalog entry (catalog.Version), with
+	// Checksum its checksum: the image is that build, with its own source
+	// key and file name, as a subscription downloads each build.
+	Version string
 	// AllowUnverified accepts a URL download without a checksum.
 	AllowUnverified bool
 	// Credential names a source credential of the worker (--credentials)
@@ -60,6 +64,7 @@ type Source struct {
 	Clearsigned  bool
 	SigningKeys  []string
 	Signature    string
+	Version      string // the build, when the request named one
 }
 
 // URLs are the source's URL, then its mirrors.
@@ -97,6 +102,13 @@ func Resolve(cat *catalog.Catalog, req Request) (Source, error) {
 		if src, err = fromCatalog(cat, req.CatalogID); err != nil {
 			return Source{}, err
 		}
+		if req.Version != "" {
+			if src, err = asBuild(src, req.Version, sum); err != nil {
+				return Source{}, err
+			}
+		}
+	case req.Version != "":
+		return Source{}, fault.New(fault.InvalidRequest, "version names a build of a catalog entry: give catalog_id with it")
 	case req.URL != "":
 		if src, err = fromURL(req); err != nil {
 			return Source{}, err
@@ -133,6 +145,9 @@ func checkName(req Request) error {
 		if err := catalog.ValidName(req.Name); err != nil {
 			return fault.New(fault.InvalidRequest, "%v", err)
 		}
+		if stem := strings.TrimSuffix(req.Name, path.Ext(req.Name)); strings.HasSuffix(stem, "-latest") {
+			return fault.New(fault.InvalidRequest, "name %q: names ending in -latest are kept for the stable names of subscriptions (\"{catalog_id}-latest.{format}\"); give the image another name", req.Name)
+		}
 	case len(req.Name) > maxDisplayName || strings.TrimSpace(req.Name) == "" ||
 		strings.IndexFunc(req.Name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
 		return fault.New(fault.InvalidRequest, "name %q: give printable text of at most %d bytes", req.Name, maxDisplayName)
@@ -155,6 +170,33 @@ func fromCatalog(cat *catalog.Catalog, id string) (Source, error) {
 	return Source{CatalogID: e.ID, URL: e.URL, Name: e.Name, FileName: fileName(e.ID, e.URL),
 		SourceKey: SourceKey(e.ID, ""), Checksum: sum, ChecksumURL: e.ChecksumURL, SizeBytes: e.SizeBytes, Format: e.Format,
 		Mirrors: slices.Clone(e.Mirrors), SignatureURL: e.SignatureURL, Clearsigned: e.Clearsigned, SigningKeys: e.SigningKeys}, nil
+}
+
+// asBuild makes a catalog source the one build version, whose checksum
+// is sum: its own source key ("catalog:ID@CHECKSUM", so each build is its
+// own image) and file name ("{catalog_id}-{version}.{ext}").
+func asBuild(src Source, version, sum string) (Source, error) {
+	if sum == "" {
+		return Source{}, fault.New(fault.InvalidRequest, "version %q needs the build's checksum: give \"checksum\" with it", version)
+	}
+	if err := catalog.ValidName(version); err != nil {
+		return Source{}, fault.New(fault.InvalidRequest, "version: %v", err)
+	}
+	src.SourceKey = BuildSourceKey(src.CatalogID, sum)
+	src.FileName = fileName(src.CatalogID+"-"+version, src.URL)
+	src.Version = version
+	return src, nil
+}
+
+// BuildSourceKey is the source key of one build of a catalog entry.
+func BuildSourceKey(catalogID, checksum string) string {
+	return "catalog:" + catalogID + "@" + checksum
+}
+
+// LatestFileName is the stable name under which a pool's newest READY
+// build of a catalog entry is published: "{catalog_id}-latest.{format}".
+func LatestFileName(catalogID, format string) string {
+	return catalogID + "-latest" + diskimage.Ext(format)
 }
 
 func fromURL(req Request) (Source, error) {

@@ -139,6 +139,12 @@ type Image struct {
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	ReadyAt    *time.Time
+
+	// Version is the vendor build the image is (see catalog.Version); ""
+	// until the checksum is known. Pinned images are never removed by a
+	// subscription's retention.
+	Version string `gorm:"size:100"`
+	Pinned  bool
 }
 
 // Terminal reports whether the image's status can no longer change.

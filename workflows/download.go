@@ -61,7 +61,8 @@ func (d *download) run(ctx workflow.Context) (Result, error) {
 func (d *download) resolveSource(ctx workflow.Context) error {
 	req := source.Request{CatalogID: d.in.CatalogID, URL: d.in.URL, Name: d.in.Name,
 		Checksum: d.in.Checksum, PoolID: d.in.PoolID, Format: d.in.Format, AllowUnverified: d.in.AllowUnverified,
-		Credential: d.in.Credential}
+		Credential: d.in.Credential,
+		Version:    d.in.Version}
 	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.ResolveSource, req).Get(ctx, &d.src)
 }
 

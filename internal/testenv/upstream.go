@@ -97,7 +97,9 @@ type Fault struct {
 type upstreamFile struct {
 	data        []byte
 	generation  int // bumped when the ETag changes
+	etagChanged bool
 	modTime     time.Time
+	notModified int // 304s answered to conditional requests
 	fault       Fault
 	requests    int
 	inFlight    int // responses being sent now
@@ -149,8 +151,25 @@ func (u *Upstream) FileURL(name string) string { return u.srv.URL + "/" + name }
 func (u *Upstream) AddFile(name string, data []byte) string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.files[name] = &upstreamFile{data: data, modTime: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	f := &upstreamFile{data: data, modTime: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	if old, ok := u.files[name]; ok {
+		// A file published again is a new version: new validators, so a
+		// conditional request sees the change.
+		f.generation, f.modTime = old.generation+1, old.modTime.Add(time.Hour)
+	}
+	u.files[name] = f
 	return u.FileURL(name)
+}
+
+// NotModified returns how many conditional requests for a file (with
+// If-None-Match or If-Modified-Since) the mirror answered 304 Not Modified.
+func (u *Upstream) NotModified(name string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if f, ok := u.files[name]; ok {
+		return f.notModified
+	}
+	return 0
 }
 
 // SetFault sets (or, with Fault{}, clears) the fault of a file and resets
@@ -326,7 +345,8 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 	}()
 	n := f.requests
 	ft := f.fault
-	if ft.ChangeETagAfter > 0 && n > ft.ChangeETagAfter && f.generation == 0 {
+	if ft.ChangeETagAfter > 0 && n > ft.ChangeETagAfter && !f.etagChanged {
+		f.etagChanged = true
 		f.generation++
 		f.modTime = f.modTime.Add(time.Hour)
 	}
@@ -339,6 +359,14 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 		etag, modTime = ft.ETag, modTime.Add(24*time.Hour)
 	}
 	data := f.data
+	if n > len(ft.Status) && notModified(r, etag, modTime) {
+		f.notModified++
+		u.mu.Unlock()
+		w.Header().Set("ETag", etag)
+		w.Header().Set("Last-Modified", modTime.Format(http.TimeFormat))
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
 	drop := (ft.DropAfterBytes > 0 || ft.StallAfterBytes > 0) && (ft.Drops == 0 || f.dropped < ft.Drops)
 	if drop {
 		f.dropped++
@@ -530,6 +558,26 @@ func ifRangeMatches(h, etag string, modTime time.Time) bool {
 	}
 	t, err := http.ParseTime(h)
 	return err == nil && !modTime.Truncate(time.Second).After(t)
+}
+
+// notModified reports whether a GET's validators (If-None-Match, or else
+// If-Modified-Since) say the client has the file as it is.
+func notModified(r *http.Request, etag string, modTime time.Time) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		for _, t := range strings.Split(inm, ",") {
+			if t = strings.TrimSpace(t); t == "*" || strings.TrimPrefix(t, "W/") == strings.TrimPrefix(etag, "W/") {
+				return true
+			}
+		}
+		return false
+	}
+	if ims, err := http.ParseTime(r.Header.Get("If-Modified-Since")); err == nil {
+		return !modTime.Truncate(time.Second).After(ims)
+	}
+	return false
 }
 
 // FreePort returns a free TCP port on 127.0.0.1.

@@ -127,6 +127,16 @@ func (c *Client) DeleteFile(ctx context.Context, poolID, fileName string) error 
 	return err
 }
 
+// Link makes name, in a pool's images folder, a hard link to the
+// published file target, replacing what name was in one atomic step: a
+// reader of the old file keeps reading it. Only agents whose health names
+// FeatureLink have the route.
+func (c *Client) Link(ctx context.Context, poolID, name, target string) (Link, error) {
+	var l Link
+	_, err := c.do(ctx, http.MethodPut, "/v1/pools/"+url.PathEscape(poolID)+"/links/"+url.PathEscape(name), LinkRequest{Target: target}, &l)
+	return l, err
+}
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) (int, error) {
 	var body io.Reader
 	if in != nil {

@@ -208,7 +208,25 @@ const (
 	// DownloadRequest.MaxBytesPerSecond. An agent without it refuses the
 	// field (unknown JSON): send it none.
 	FeatureBandwidthLimit = "bandwidth_limit"
+	// FeatureLink: PUT /v1/pools/{pool_id}/links/{name} publishes a second
+	// name for a published file (a hard link, replaced atomically), as a
+	// subscription's "{catalog_id}-latest.{format}".
+	FeatureLink = "link"
 )
+
+// LinkRequest is the body of PUT /v1/pools/{pool_id}/links/{name}: the
+// published file the name is to be a hard link to.
+type LinkRequest struct {
+	Target string `json:"target"`
+}
+
+// Link is the answer: the link's path, and the file it names.
+type Link struct {
+	PoolID string `json:"pool_id"`
+	Name   string `json:"name"`
+	Path   string `json:"path"`
+	Target string `json:"target"`
+}
 
 // Supports reports whether the agent named a feature in its health answer.
 func (h Health) Supports(feature string) bool { return slices.Contains(h.Features, feature) }

@@ -155,8 +155,12 @@ function update(r) {
     ' · node ', h('strong', {}, p.node_id || img.node_id || (terminal.has(img.status) ? 'none' : 'not chosen yet')),
     p.attempt > 1 ? ' · attempt ' + p.attempt : '',
     ' · started ' + ago(img.created_at));
-  parts.source.textContent = (img.catalog_id ? 'From the catalog: ' + img.catalog_id : img.source_url ? 'From ' + img.source_url : '') +
-    (img.credential ? ' · with credential ' + img.credential : '');
+  fill(parts.source,
+    img.catalog_id ? 'From the catalog: ' + img.catalog_id : img.source_url ? 'From ' + img.source_url : '',
+    img.credential ? ' · with credential ' + img.credential : '',
+    img.version ? h('span', { class: 'version' }, ' · version ', h('code', {}, img.version)) : null,
+    img.latest ? h('span', { class: 'badge latest', title: img.catalog_id + '-latest names this file' }, 'latest') : null,
+    img.pinned ? h('span', { class: 'badge pinned', title: 'never removed by a subscription' }, 'pinned') : null);
   updateProgress(parts, img, p, label);
   updateFile(parts.file, img);
   updateMirrors(parts.mirrors, p);

@@ -16,7 +16,7 @@ import (
 
 // TestTransferWindowClosingMidDownloadPausesAndResumesAtTheNext runs on
 // the real clock: the pool's window (UTC, minute granularity) closes at
-// the next minute boundary at least 20 s away, while the mirror trickles
+// the next minute boundary at least 30 s away, while the mirror trickles
 // the file; the next window opens a minute later. The node's job is
 // paused with its partial data, the image waits PENDING until the next
 // window, then the job resumes from the partial file: READY, and the
@@ -28,7 +28,7 @@ func TestTransferWindowClosingMidDownloadPausesAndResumesAtTheNext(t *testing.T)
 	srv := testenv.StartDevServer(t)
 	now := time.Now().UTC()
 	closes := now.Truncate(time.Minute).Add(time.Minute)
-	if closes.Sub(now) < 20*time.Second {
+	if closes.Sub(now) < 30*time.Second {
 		closes = closes.Add(time.Minute) // time to start the transfer first
 	}
 	opens := closes.Add(time.Minute)

@@ -26,15 +26,21 @@ func TestTransferWindowClosingMidDownloadPausesAndResumesAtTheNext(t *testing.T)
 		t.Skip("waits for real minute boundaries")
 	}
 	srv := testenv.StartDevServer(t)
-	now := time.Now().UTC()
-	closes := now.Truncate(time.Minute).Add(time.Minute)
-	if closes.Sub(now) < 30*time.Second {
-		closes = closes.Add(time.Minute) // time to start the transfer first
+	// The windows are computed once the agents run (they may take long
+	// to start on a loaded machine), just before the pool is created.
+	var closes, opens time.Time
+	windows := func() []string {
+		now := time.Now().UTC()
+		closes = now.Truncate(time.Minute).Add(time.Minute)
+		if closes.Sub(now) < 30*time.Second {
+			closes = closes.Add(time.Minute) // time to start the transfer first
+		}
+		opens = closes.Add(time.Minute)
+		hm := func(t time.Time) string { return t.Format("15:04") }
+		w := []string{hm(closes.Add(-10*time.Minute)) + "-" + hm(closes), hm(opens) + "-" + hm(opens.Add(30*time.Minute))}
+		t.Logf("now %s; windows %v (UTC)", now.Format("15:04:05"), w)
+		return w
 	}
-	opens := closes.Add(time.Minute)
-	hm := func(t time.Time) string { return t.Format("15:04") }
-	windows := []string{hm(closes.Add(-10*time.Minute)) + "-" + hm(closes), hm(opens) + "-" + hm(opens.Add(30*time.Minute))}
-	t.Logf("now %s; windows %v (UTC)", now.Format("15:04:05"), windows)
 
 	// 8 MiB at 64 KiB/s takes two minutes: well past the window's end.
 	size := 8 << 20

@@ -221,6 +221,9 @@ type image struct {
 		ETASeconds     *int64  `json:"eta_seconds"`
 		Attempt        int     `json:"attempt"`
 		NodeID         string  `json:"node_id"`
+		// Set while the download waits for a transfer window.
+		WaitingUntil *time.Time `json:"waiting_until"`
+		Message      string     `json:"message"`
 	} `json:"progress"`
 	Error *struct {
 		Code    string `json:"code"`

@@ -68,5 +68,17 @@ func TestPoolTransferWindowsAreKeptShownAndChecked(t *testing.T) {
 		if img.Status != "PENDING" || img.Progress.WaitingUntil == nil || !img.Progress.WaitingUntil.Equal(until) || img.Progress.Message != "waiting for a transfer window" {
 			t.Fatalf("waiting image: %+v", img)
 		}
+		// The events stream says so too, and stops saying it once the
+		// download transfers again.
+		s := e.follow(t, "waits")
+		s.next(t, "the wait", func(i image) bool {
+			return i.Status == "PENDING" && i.Progress.WaitingUntil != nil && i.Progress.WaitingUntil.Equal(until) && i.Progress.Message != ""
+		})
+		if err := e.store.Transition(ctx, "waits", store.ToDownloading{NodeID: node, Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+		s.next(t, "the transfer", func(i image) bool {
+			return i.Status == "DOWNLOADING" && i.Progress.WaitingUntil == nil && i.Progress.Message == ""
+		})
 	})
 }

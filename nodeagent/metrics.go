@@ -44,6 +44,10 @@ func newMetrics(s *Server) *metrics {
 		Name: "cloudimages_nodeagent_downloads_queued",
 		Help: "Downloads waiting for a slot (--max-concurrent).",
 	}, func() float64 { queued, _ := s.counts(); return float64(queued) })
+	paused := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cloudimages_nodeagent_downloads_paused",
+		Help: "Downloads paused (a transfer window ended), their partial data kept.",
+	}, func() float64 { return float64(s.pausedCount()) })
 	for _, p := range s.order {
 		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "cloudimages_nodeagent_pool_free_bytes",
@@ -51,7 +55,7 @@ func newMetrics(s *Server) *metrics {
 			ConstLabels: prometheus.Labels{"pool_id": p.id},
 		}, func() float64 { free, _, _ := p.space(); return float64(free) }))
 	}
-	m.registry.MustRegister(m.bytes, m.completed, m.failures, m.mirrorSwitches, active, queued,
+	m.registry.MustRegister(m.bytes, m.completed, m.failures, m.mirrorSwitches, active, queued, paused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +65,9 @@ func TestPausedDownloadKeepsItsPartialAndResumesFromIt(t *testing.T) {
 	if h, err := c.Health(ctx(t)); err != nil || h.ActiveDownloads != 0 {
 		t.Fatalf("health while paused: %+v %v; want no active downloads", h, err)
 	}
+	if _, m := rawRequest(t, "GET", agent.URL()+"/metrics", agent.Token(), ""); !strings.Contains(m, "cloudimages_nodeagent_downloads_paused 1") {
+		t.Errorf("metrics while paused lack cloudimages_nodeagent_downloads_paused 1")
+	}
 
 	// A restarted agent keeps it paused: only a start resumes it.
 	agent.Restart()
@@ -86,6 +90,9 @@ func TestPausedDownloadKeepsItsPartialAndResumesFromIt(t *testing.T) {
 	t.Logf("mirror served %d bytes for a %d-byte file paused at %d", served, len(data), d.BytesDone)
 	if served > int64(len(data))*11/10 {
 		t.Errorf("mirror served %d bytes for a %d-byte file: the resume fetched bytes again", served, len(data))
+	}
+	if _, m := rawRequest(t, "GET", agent.URL()+"/metrics", agent.Token(), ""); !strings.Contains(m, "cloudimages_nodeagent_downloads_paused 0") {
+		t.Errorf("metrics after the resume lack cloudimages_nodeagent_downloads_paused 0")
 	}
 	if up.Requests("pause.qcow2") != requests+1 {
 		t.Errorf("mirror saw %d requests after the resume, want one more than %d", up.Requests("pause.qcow2"), requests)

@@ -323,6 +323,19 @@ func (s *Server) counts() (queued, running int) {
 	return queued, running
 }
 
+// pausedCount counts the paused jobs.
+func (s *Server) pausedCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, j := range s.jobs {
+		if j.state() == agentclient.StatePaused {
+			n++
+		}
+	}
+	return n
+}
+
 // list returns every job, newest first.
 func (s *Server) list() []agentclient.Download {
 	s.mu.Lock()

@@ -16,7 +16,7 @@ import (
 
 // TestTransferWindowClosingMidDownloadPausesAndResumesAtTheNext runs on
 // the real clock: the pool's window (UTC, minute granularity) closes at
-// the next minute boundary at least 20 s away, while the mirror trickles
+// the next minute boundary at least 30 s away, while the mirror trickles
 // the file; the next window opens a minute later. The node's job is
 // paused with its partial data, the image waits PENDING until the next
 // window, then the job resumes from the partial file: READY, and the
@@ -26,15 +26,21 @@ func TestTransferWindowClosingMidDownloadPausesAndResumesAtTheNext(t *testing.T)
 		t.Skip("waits for real minute boundaries")
 	}
 	srv := testenv.StartDevServer(t)
-	now := time.Now().UTC()
-	closes := now.Truncate(time.Minute).Add(time.Minute)
-	if closes.Sub(now) < 20*time.Second {
-		closes = closes.Add(time.Minute) // time to start the transfer first
+	// The windows are computed once the agents run (they may take long
+	// to start on a loaded machine), just before the pool is created.
+	var closes, opens time.Time
+	windows := func() []string {
+		now := time.Now().UTC()
+		closes = now.Truncate(time.Minute).Add(time.Minute)
+		if closes.Sub(now) < 30*time.Second {
+			closes = closes.Add(time.Minute) // time to start the transfer first
+		}
+		opens = closes.Add(time.Minute)
+		hm := func(t time.Time) string { return t.Format("15:04") }
+		w := []string{hm(closes.Add(-10*time.Minute)) + "-" + hm(closes), hm(opens) + "-" + hm(opens.Add(30*time.Minute))}
+		t.Logf("now %s; windows %v (UTC)", now.Format("15:04:05"), w)
+		return w
 	}
-	opens := closes.Add(time.Minute)
-	hm := func(t time.Time) string { return t.Format("15:04") }
-	windows := []string{hm(closes.Add(-10*time.Minute)) + "-" + hm(closes), hm(opens) + "-" + hm(opens.Add(30*time.Minute))}
-	t.Logf("now %s; windows %v (UTC)", now.Format("15:04:05"), windows)
 
 	// 8 MiB at 64 KiB/s takes two minutes: well past the window's end.
 	size := 8 << 20

@@ -55,8 +55,9 @@ type worldOptions struct {
 	nodes  []string
 	size   int
 	rate   int64 // upstream bytes per second; 0 is full speed
-	// windows are the pool's transfer windows, in UTC.
-	windows []string
+	// windows, when set, gives the pool's transfer windows (UTC), asked
+	// once the agents run, just before the pool is created.
+	windows func() []string
 	// entry, when set, changes the catalog entry before it is written
 	// (mirrors); creds are the worker's source credentials.
 	entry func(*catalog.Entry)
@@ -110,7 +111,10 @@ func newWorld(t *testing.T, srv *testenv.DevServer, o worldOptions) *world {
 	if o.shared {
 		typ = "nfs"
 	}
-	pool := &store.Pool{ID: poolID, Name: poolID, Type: typ, Shared: o.shared, TransferWindows: o.windows, TimeZone: "UTC"}
+	pool := &store.Pool{ID: poolID, Name: poolID, Type: typ, Shared: o.shared, TimeZone: "UTC"}
+	if o.windows != nil {
+		pool.TransferWindows = o.windows()
+	}
 	if err := st.CreatePool(ctx, pool, o.nodes); err != nil {
 		t.Fatal(err)
 	}

@@ -232,10 +232,10 @@ const fillFor = 200 * time.Millisecond
 // writer gets work while the reader decrypts and hashes the next chunk.
 const fillTo = 128 << 10
 
-// fill reads the body into buf until buf is full, the body ends, or fillFor
-// has passed: a TLS connection returns one record (16 KiB at most) per
-// read, and the work done per chunk (hash state, write, free-space check,
-// progress) must not run 32 times per buffer. Every read that brings bytes
+// fill reads the body into buf until it holds fillTo bytes (or buf is
+// full), the body ends, or fillFor has passed: a TLS connection returns
+// one record (16 KiB at most) per read, and the work done per chunk (hash
+// state, write, free-space check, progress) must not run for every record. Every read that brings bytes
 // resets the stall timer; each read is held to the node's bandwidth
 // (--max-bandwidth) and the download's own cap, if any.
 func (t *transfer) fill(ctx context.Context, body io.Reader, buf []byte, stall *time.Timer) (int, error) {

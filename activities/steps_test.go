@@ -10,6 +10,8 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/internal/egress"
+	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/source"
 	"github.com/quantix/cloudimages/store"
@@ -444,5 +446,53 @@ func TestStartOnNodeSendsABandwidthCapOnlyToAnAgentThatSupportsIt(t *testing.T) 
 	got := agent.started()
 	if len(got) != 3 || got[0].MaxBytesPerSecond != 0 || got[1].MaxBytesPerSecond != 5_000_000 || got[2].MaxBytesPerSecond != 0 {
 		t.Fatalf("agent got %+v; want the cap only for the agent that supports it, and only when asked", got)
+	}
+}
+
+// TestResolveChecksumThroughProxyWithPrivateCA: the worker's client for
+// checksum files (as workers.Run builds it from --proxy and --ca-file)
+// fetches a vendor's file over https through a proxy that wants
+// credentials, from a mirror whose certificate a private CA signed.
+func TestResolveChecksumThroughProxyWithPrivateCA(t *testing.T) {
+	ca := testenv.NewCA(t, "127.0.0.1", testenv.PublicIP)
+	up := testenv.NewTLSUpstream(t, ca)
+	hexA := strings.Repeat("ab", 32)
+	up.AddFile("SHA256SUMS", []byte(hexA+" *x.qcow2\n"))
+	proxy := testenv.NewProxy(t, testenv.ProxyOptions{User: "worker", Password: "proxy-pass-123", Route: up.Addr()})
+	p, err := egress.NewProxy(proxy.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := source.Source{URL: "https://" + testenv.PublicIP + "/x.qcow2", ChecksumURL: "https://" + testenv.PublicIP + "/SHA256SUMS"}
+	for _, tc := range []struct {
+		name    string
+		caFile  string
+		wantErr string
+	}{
+		{"without the CA", "", "certificate"},
+		{"with the CA", ca.CAFile, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			roots, err := egress.RootCAs(tc.caFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := newBench(t, false)
+			b.acts.HTTP = egress.Client(p, roots, 10*time.Second)
+			v, err := b.env.ExecuteActivity(b.acts.ResolveChecksum, activities.ChecksumRequest{ImageID: "img-1", Source: src})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), "proxy-pass-123") {
+					t.Fatalf("error = %v; want one about the %s, without the proxy's password", err, tc.wantErr)
+				}
+				return
+			}
+			var got source.Source
+			if err != nil || v.Get(&got) != nil || got.Checksum != "sha256:"+hexA {
+				t.Fatalf("source = %+v, %v", got, err)
+			}
+		})
+	}
+	if asked := proxy.Requests(); len(asked) != 2 || asked[0] != "CONNECT "+testenv.PublicIP+":443" || proxy.Refused() != 0 {
+		t.Errorf("proxy was asked %q (%d refused); want two tunnels, with credentials", asked, proxy.Refused())
 	}
 }

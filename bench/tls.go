@@ -53,7 +53,7 @@ func (b *bench) benchTLS(ctx context.Context) {
 		o, _, err := timed(ctx, "curl", "-sS", "--fail", "--http1.1", "--cacert", ca.CAFile, "-o", dst, url)
 		return o, err
 	}}
-	agent := &contestant{name: "node agent (https, sha256, fsync)", run: b.agentDownload(a, src, url)}
+	agent := &contestant{name: "node agent (https, sha256, fsync)", run: (b.agentDownload(a, src, url))}
 	cs := []*contestant{curl, agent}
 	if b.alt != nil {
 		// An older agent may have no --ca-file: it trusts the CA through
@@ -66,8 +66,12 @@ func (b *bench) benchTLS(ctx context.Context) {
 				_ = alt.p.Stop()
 				alt.proxy.close()
 			}()
-			cs = append(cs, &contestant{name: "node agent, -compare-bin (https)", run: b.agentDownload(alt, src, url)})
+			cs = append(cs, &contestant{name: "node agent, -compare-bin (https)", run: (b.agentDownload(alt, src, url))})
 		}
+	}
+	cpuOf = map[string][]time.Duration{}
+	for _, c := range cs {
+		c.run = recordCPU(c.name, c.run)
 	}
 	runRounds(ctx, cs, b.rounds)
 	b.rep.add(part, "file", fmt.Sprintf("%s over HTTPS (HTTP/1.1, TLS 1.3), %d rounds; median rate, median of per-round ratios to curl", mib(src.Size), b.rounds))
@@ -84,7 +88,11 @@ func (b *bench) benchTLS(ctx context.Context) {
 		} else {
 			b.rep.add(part, c.name, value)
 		}
-		b.rep.note("%s: times %s", c.name, durations(c.times))
+		cpu := ""
+		if m := median(cpuOf[c.name]); m > 0 {
+			cpu = fmt.Sprintf("CPU %.2fs/GiB, ", m.Seconds()*float64(1<<30)/float64(src.Size))
+		}
+		b.rep.note("%s: %stimes %s", c.name, cpu, durations(c.times))
 	}
 }
 
@@ -101,4 +109,19 @@ func startTLSMirror(dir string, cert tls.Certificate) (*mirror, error) {
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
 	go m.srv.ServeTLS(ln, "", "")
 	return m, nil
+}
+
+// cpuOf is the agent's CPU time of each round, by contestant: on a busy
+// machine CPU per byte tells more than the wall time.
+var cpuOf map[string][]time.Duration
+
+// recordCPU notes the CPU time of each run of a contestant in cpuOf.
+func recordCPU(name string, run func(context.Context, int) (outcome, error)) func(context.Context, int) (outcome, error) {
+	return func(ctx context.Context, r int) (outcome, error) {
+		o, err := run(ctx, r)
+		if err == nil && o.cpu > 0 {
+			cpuOf[name] = append(cpuOf[name], o.cpu)
+		}
+		return o, err
+	}
 }

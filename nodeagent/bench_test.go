@@ -25,14 +25,30 @@ func BenchmarkDownload(b *testing.B) {
 	benchDownloads(b, url, testenv.SHA256(data), size)
 }
 
+// BenchmarkDownloadTLS is BenchmarkDownload from an HTTPS mirror (a CA
+// made for the run, given as CAFile): each TLS read brings one record,
+// 16 KiB at most. go test -bench DownloadTLS ./nodeagent/
+func BenchmarkDownloadTLS(b *testing.B) {
+	const size = 64 << 20
+	data := testenv.QCOW2Image(size, 1)
+	ca := testenv.NewCA(b, "127.0.0.1")
+	up := testenv.NewTLSUpstream(b, ca)
+	url := up.AddFile("bench.qcow2", data)
+	benchDownloads(b, url, testenv.SHA256(data), size, func(c *nodeagent.Config) { c.CAFile = ca.CAFile })
+}
+
 // benchDownloads runs b.N downloads of url (its sha256 is sum) through an
 // agent served in-process, counting size bytes per download.
-func benchDownloads(b *testing.B, url, sum string, size int64) {
-	srv, err := nodeagent.New(nodeagent.Config{
+func benchDownloads(b *testing.B, url, sum string, size int64, change ...func(*nodeagent.Config)) {
+	cfg := nodeagent.Config{
 		NodeID: "bench", Token: testToken, AllowPrivateNetworks: true,
 		Pools:  []nodeagent.PoolDir{{ID: "pool-1", Dir: b.TempDir()}},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	for _, f := range change {
+		f(&cfg)
+	}
+	srv, err := nodeagent.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

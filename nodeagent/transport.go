@@ -228,17 +228,22 @@ func upstreamFor(cfg Config, log *slog.Logger) (*http.Client, error) {
 // hands on what it has, so progress still moves every fraction of a second.
 const fillFor = 200 * time.Millisecond
 
-// fill reads the body into buf until buf is full, the body ends, or fillFor
-// has passed: a TLS connection returns one record (16 KiB at most) per
-// read, and the work done per chunk (hash state, write, free-space check,
-// progress) must not run 32 times per buffer. Every read that brings bytes
+// fillTo is how much fill gathers before handing a chunk on: 8 TLS
+// records, enough to make the per-chunk work rare, small enough that the
+// writer gets work while the reader decrypts and hashes the next chunk.
+const fillTo = 128 << 10
+
+// fill reads the body into buf until it holds fillTo bytes (or buf is
+// full), the body ends, or fillFor has passed: a TLS connection returns
+// one record (16 KiB at most) per read, and the work done per chunk (hash
+// state, write, free-space check, progress) must not run for every record. Every read that brings bytes
 // resets the stall timer; each read is held to the node's bandwidth
 // (--max-bandwidth) and the download's own cap, if any.
 func (t *transfer) fill(ctx context.Context, body io.Reader, buf []byte, stall *time.Timer) (int, error) {
 	limits := t.limiters()
 	began := time.Now()
 	n := 0
-	for n < len(buf) {
+	for n < min(len(buf), fillTo) {
 		want := buf[n:]
 		for _, l := range limits {
 			want = want[:min(len(want), l.Burst())]

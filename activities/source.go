@@ -184,7 +184,7 @@ func (a *Activities) fetchVendorFile(ctx context.Context, rawURL, what, missing,
 	if err != nil {
 		return nil, fatal(missing, "%s %q: %v", what, rawURL, err)
 	}
-	resp, err := a.httpClient().Do(req)
+	resp, err := a.checksumClient(src, req).Do(req)
 	if err != nil {
 		return nil, retryable(fault.ChecksumUnavailable,
 			"cannot reach the vendor's %s %s from the worker (%v): check the worker's internet access (proxy, firewall, DNS), or pin a checksum in the catalog entry",
@@ -224,4 +224,30 @@ func (a *Activities) credential(name string, urls []string) (agentclient.Credent
 	}
 	return c, fatal(fault.InvalidRequest, "source credential %q is for host %s, and the image comes from %s: name a credential for its host, or fix the credential's host in the worker's --credentials file",
 		name, c.Host, strings.Join(urls, ", "))
+}
+
+// checksumClient is the client that fetches a checksum file: with the
+// download's source credential set on the request when the file is on the
+// credential's host, and kept to that host across redirects (Go's client
+// would carry other headers anywhere).
+func (a *Activities) checksumClient(src source.Source, req *http.Request) *http.Client {
+	c, ok := a.Credentials.Get(src.Credential)
+	if src.Credential == "" || !ok {
+		return a.httpClient()
+	}
+	cred := &c
+	cred.Apply(req)
+	client := *a.httpClient()
+	next := client.CheckRedirect
+	client.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+		cred.Apply(r)
+		if next != nil {
+			return next(r, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &client
 }

@@ -131,7 +131,7 @@ func (a *Activities) fetchChecksumFile(ctx context.Context, src source.Source, c
 	if src.ChecksumURL == "" {
 		return ChecksumFile{}, fatal(fault.ChecksumUnavailable, "no checksum for %s: give one (\"checksum\": \"sha256:HEX\") or accept an unverified image", src.URL)
 	}
-	data, got, err := a.fetchVendorFile(ctx, src.ChecksumURL, cond, "checksum file", fault.ChecksumUnavailable,
+	data, got, err := a.fetchVendorFile(ctx, src, src.ChecksumURL, cond, "checksum file", fault.ChecksumUnavailable,
 		"fix the catalog entry's checksum_url or pin a checksum")
 	if err != nil {
 		return ChecksumFile{}, err
@@ -175,7 +175,7 @@ func (a *Activities) verifyChecksumFile(ctx context.Context, src source.Source, 
 		res = signature.Result{Status: signature.NotChecked, Text: data} // no key to check it with: not worth fetching
 	case src.SignatureURL != "":
 		var sig []byte
-		sig, _, err = a.fetchVendorFile(ctx, src.SignatureURL, Validators{}, "signature file", fault.SignatureInvalid,
+		sig, _, err = a.fetchVendorFile(ctx, src, src.SignatureURL, Validators{}, "signature file", fault.SignatureInvalid,
 			"the catalog entry says the vendor signs its checksum file there: fix its signature_url, or, if the vendor no longer signs, remove signature_url and signing_keys from the entry")
 		if err != nil {
 			return VendorFile{}, err
@@ -201,11 +201,11 @@ func (a *Activities) verifyChecksumFile(ctx context.Context, src source.Source, 
 }
 
 // fetchVendorFile GETs a small file of a vendor's (a checksum file or its
-// signature), conditionally when given validators: a 304 then returns nil
+// signature, with src's credential when it is for that host), conditionally when given validators: a 304 then returns nil
 // data and the validators. Not reaching it, a 5xx or a 429 is a retryable
 // checksum_unavailable; any other answer but 200 is fatal with code
 // missing, its message ending with fix.
-func (a *Activities) fetchVendorFile(ctx context.Context, rawURL string, cond Validators, what, missing, fix string) ([]byte, Validators, error) {
+func (a *Activities) fetchVendorFile(ctx context.Context, src source.Source, rawURL string, cond Validators, what, missing, fix string) ([]byte, Validators, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		return nil, Validators{}, fatal(missing, "%s %q: %v", what, rawURL, err)
@@ -216,7 +216,7 @@ func (a *Activities) fetchVendorFile(ctx context.Context, rawURL string, cond Va
 	if cond.LastModified != "" {
 		req.Header.Set("If-Modified-Since", cond.LastModified)
 	}
-	resp, err := a.httpClient().Do(req)
+	resp, err := a.checksumClient(src, req).Do(req)
 	if err != nil {
 		return nil, Validators{}, retryable(fault.ChecksumUnavailable,
 			"cannot reach the vendor's %s %s from the worker (%v): check the worker's internet access (proxy, firewall, DNS), or pin a checksum in the catalog entry",
@@ -265,4 +265,30 @@ func (a *Activities) credential(name string, urls []string) (agentclient.Credent
 	}
 	return c, fatal(fault.InvalidRequest, "source credential %q is for host %s, and the image comes from %s: name a credential for its host, or fix the credential's host in the worker's --credentials file",
 		name, c.Host, strings.Join(urls, ", "))
+}
+
+// checksumClient is the client that fetches a checksum file: with the
+// download's source credential set on the request when the file is on the
+// credential's host, and kept to that host across redirects (Go's client
+// would carry other headers anywhere).
+func (a *Activities) checksumClient(src source.Source, req *http.Request) *http.Client {
+	c, ok := a.Credentials.Get(src.Credential)
+	if src.Credential == "" || !ok {
+		return a.httpClient()
+	}
+	cred := &c
+	cred.Apply(req)
+	client := *a.httpClient()
+	next := client.CheckRedirect
+	client.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+		cred.Apply(r)
+		if next != nil {
+			return next(r, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &client
 }

@@ -1,6 +1,7 @@
 package activities_test
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/credentials"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/source"
 )
@@ -90,6 +92,47 @@ func TestResolveSourceChecksTheCredential(t *testing.T) {
 		}
 		if err != nil && strings.Contains(err.Error(), "k3y") {
 			t.Errorf("the error shows the secret: %v", err)
+		}
+	}
+}
+
+// TestChecksumFileFetchedWithTheCredential: a checksum file on the
+// credential's host is fetched with it; a redirect to another host does
+// not carry it.
+func TestChecksumFileFetchedWithTheCredential(t *testing.T) {
+	other := testenv.NewUpstream(t)
+	other.AddChecksumFile("elsewhere/SHA256SUMS", testenv.SHA256SUMS)
+	up := testenv.NewUpstream(t)
+	data := []byte("image bytes")
+	up.AddFile("x.qcow2", data)
+	sums := up.AddChecksumFile("SHA256SUMS", testenv.SHA256SUMS, "x.qcow2")
+	up.SetFault("SHA256SUMS", testenv.Fault{RequireHeader: "X-Api-Key: k3y"})
+	u, _ := url.Parse(up.URL())
+	b := newBench(t, false)
+	src := source.Source{URL: up.FileURL("x.qcow2"), ChecksumURL: sums}
+	req := activities.ChecksumRequest{ImageID: "img-1", Source: src}
+	if _, err := b.env.ExecuteActivity(b.acts.ResolveChecksum, req); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("without the credential: %v; want the 401", err)
+	}
+	b.acts.Credentials = testCredentials(t, u.Host)
+	req.Source.Credential = "vendor"
+	v, err := b.env.ExecuteActivity(b.acts.ResolveChecksum, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got source.Source
+	if err := v.Get(&got); err != nil || got.Checksum != testenv.SHA256(data) {
+		t.Fatalf("checksum %q, %v; want %s", got.Checksum, err, testenv.SHA256(data))
+	}
+
+	up.SetFault("SHA256SUMS", testenv.Fault{RedirectTo: other.FileURL("elsewhere/SHA256SUMS")})
+	_, _ = b.env.ExecuteActivity(b.acts.ResolveChecksum, req)
+	if len(other.Headers()) == 0 {
+		t.Fatal("the redirect was not followed")
+	}
+	for _, h := range other.Headers() {
+		if h.Get("X-Api-Key") != "" {
+			t.Errorf("the redirect's host got the credential")
 		}
 	}
 }

@@ -100,12 +100,19 @@ func TestWorkerRefusesAReadableCredentialsFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("vendor:\n  host: example.com\n  username: u\n  password: "+e2eSecret+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(testenv.Binary(t), "worker", "--credentials", path, "--database-url", testenv.SQLite(t), "--node-token", strings.Repeat("k", 32))
-	out, err := cmd.CombinedOutput()
-	if err == nil {
-		t.Fatalf("worker started with a credentials file of mode 0644:\n%s", out)
-	}
-	if !strings.Contains(string(out), "chmod 600") || strings.Contains(string(out), e2eSecret) {
-		t.Errorf("worker output %q: want it to say chmod 600, without the secret", out)
+	for _, viaEnv := range []bool{false, true} {
+		args := []string{"worker", "--database-url", testenv.SQLite(t), "--node-token", strings.Repeat("k", 32)}
+		cmd := exec.Command(testenv.Binary(t), append(args, "--credentials", path)...)
+		if viaEnv {
+			cmd = exec.Command(testenv.Binary(t), args...)
+			cmd.Env = append(os.Environ(), "CLOUDIMAGES_CREDENTIALS="+path)
+		}
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("worker started with a credentials file of mode 0644 (env %v):\n%s", viaEnv, out)
+		}
+		if !strings.Contains(string(out), "chmod 600") || strings.Contains(string(out), e2eSecret) {
+			t.Errorf("worker output %q (env %v): want it to say chmod 600, without the secret", out, viaEnv)
+		}
 	}
 }

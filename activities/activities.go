@@ -8,11 +8,14 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/credentials"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/nodeauth"
+	"github.com/quantix/cloudimages/signature"
 	"github.com/quantix/cloudimages/store"
 )
 
@@ -28,6 +31,10 @@ const NodeVerifying = agentclient.StateVerifying
 // NodeConverting is the ProgressUpdate state of a node-side job that is
 // converting the verified image to its pool's image_format.
 const NodeConverting = agentclient.StateConverting
+
+// NodePaused is the state of a node-side job paused at the end of a
+// transfer window, its partial data kept (PauseOnNode's Paused.State).
+const NodePaused = agentclient.StatePaused
 
 // Signaler sends a signal to a workflow; a Temporal client.Client is one.
 type Signaler interface {
@@ -47,6 +54,12 @@ type Activities struct {
 	// AgentTLS, when set, holds the CA the agents' certificates are
 	// checked against (--agent-ca-file).
 	AgentTLS *tls.Config
+	// Credentials are the source credentials downloads may name
+	// (--credentials); nil holds none.
+	Credentials *credentials.Set
+	// Keyring holds the vendors' public keys that checksum files'
+	// signatures are checked with (--keyring); nil holds the shipped ones.
+	Keyring *signature.Keyring
 }
 
 // Settings are the timings of a download. Zero fields take the defaults.
@@ -66,6 +79,11 @@ type Settings struct {
 	// SignalInterval is how often progress is signalled to the workflow.
 	// Every signal is a few history events, so it is kept coarse.
 	SignalInterval time.Duration
+	// TransferWindows and TransferTimeZone are the cluster-wide transfer
+	// windows (--transfer-windows, --transfer-time-zone): those of every
+	// pool that sets none of its own. None: any time.
+	TransferWindows  []string
+	TransferTimeZone string
 }
 
 // WithDefaults fills zero fields with the defaults.
@@ -85,6 +103,20 @@ func (s Settings) WithDefaults() Settings {
 }
 
 func (a *Activities) settings() Settings { return a.Settings.WithDefaults() }
+
+// shippedKeys is the keyring of an Activities given none: the keys in the binary.
+var shippedKeys = sync.OnceValues(signature.Embedded)
+
+func (a *Activities) keyring() *signature.Keyring {
+	if a.Keyring != nil {
+		return a.Keyring
+	}
+	k, err := shippedKeys()
+	if err != nil {
+		panic(err) // the binary's own keys are checked by its tests: a broken build
+	}
+	return k
+}
 
 func (a *Activities) httpClient() *http.Client {
 	if a.HTTP != nil {

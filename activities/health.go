@@ -25,6 +25,11 @@ type NodeVerdict struct {
 	Health   store.NodeHealth
 	Reason   string
 	Converts bool
+	// Pauses: the agent pauses a download keeping its partial data
+	// (agentclient.FeaturePause), as transfer windows need.
+	Pauses bool
+	// Features are what the agent says it supports (agentclient.Feature*).
+	Features []string
 }
 
 // JudgeHealth is the one place that turns an agent's answer to a health
@@ -45,7 +50,8 @@ func JudgeHealth(n store.Node, h agentclient.Health, err error, at time.Time) No
 		space[p.ID] = store.Space{FreeBytes: p.FreeBytes, TotalBytes: p.TotalBytes}
 	}
 	return NodeVerdict{Health: store.NodeHealth{Online: true, Pools: h.PoolIDs(), Space: space,
-		ActiveDownloads: h.ActiveDownloads, At: at}, Converts: h.Supports(agentclient.FeatureConvert)}
+		ActiveDownloads: h.ActiveDownloads, At: at}, Converts: h.Supports(agentclient.FeatureConvert),
+		Pauses: h.Supports(agentclient.FeaturePause), Features: h.Features}
 }
 
 // RefusalFor says why the judged node cannot download into pool, or ""

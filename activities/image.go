@@ -34,6 +34,11 @@ type Plan struct {
 	ImageFormat      string
 	NoNodeTimeout    time.Duration
 	HeartbeatTimeout time.Duration
+	// TransferWindows ("22:00-06:00", …) in TimeZone (IANA) are when the
+	// download may transfer: the pool's own, or else the cluster's
+	// default. None: any time.
+	TransferWindows []string `json:",omitempty"`
+	TimeZone        string   `json:",omitempty"`
 }
 
 // EnsureImage makes sure the image record exists: the API creates it
@@ -66,15 +71,21 @@ func (a *Activities) EnsureImage(ctx context.Context, in ImageRequest) (Plan, er
 		}
 	}
 	s := a.settings()
+	windows, zone := []string(pool.TransferWindows), pool.TimeZone
+	if len(windows) == 0 {
+		windows, zone = s.TransferWindows, s.TransferTimeZone
+	}
 	return Plan{ImageID: img.ID, PoolID: pool.ID, FileName: img.FileName, Shared: pool.Shared,
-		AssignedNodes: pool.NodeIDs(), ImageFormat: pool.ImageFormat, NoNodeTimeout: s.NoNodeTimeout, HeartbeatTimeout: s.HeartbeatTimeout}, nil
+		AssignedNodes: pool.NodeIDs(), ImageFormat: pool.ImageFormat, NoNodeTimeout: s.NoNodeTimeout, HeartbeatTimeout: s.HeartbeatTimeout,
+		TransferWindows: windows, TimeZone: zone}, nil
 }
 
 func (a *Activities) createImage(ctx context.Context, in ImageRequest, poolFormat string) (store.Image, error) {
 	src := in.Source
 	img := &store.Image{ID: in.ImageID, Name: src.Name, CatalogID: src.CatalogID, SourceURL: src.URL,
 		SourceKey: src.SourceKey, PoolID: in.PoolID, FileName: source.FileNameIn(src.FileName, poolFormat), Status: store.StatusPending,
-		SizeBytes: src.SizeBytes, Checksum: src.Checksum, WorkflowID: in.WorkflowID}
+		SizeBytes: src.SizeBytes, Checksum: src.Checksum, WorkflowID: in.WorkflowID, Credential: src.Credential,
+		Version: src.Version}
 	if src.CatalogID == "" {
 		img.DeclaredFormat = src.Format // a catalog entry declares its own
 	}
@@ -116,6 +127,25 @@ func (a *Activities) MarkDownloading(ctx context.Context, in DownloadingRequest)
 	err := a.Store.Transition(ctx, in.ImageID, store.ToDownloading{NodeID: in.NodeID, Attempt: in.Attempt, Path: in.Path,
 		BytesDone: in.BytesDone, BytesTotal: in.BytesTotal})
 	return asStoreError(err)
+}
+
+// WaitingRequest records that the download waits for its pool's next
+// transfer window, until Until.
+type WaitingRequest struct {
+	ImageID string
+	Until   time.Time
+	Message string
+}
+
+// MarkWaiting records that the image is PENDING until its pool's next
+// transfer window: before it starts, or paused at the end of a window.
+func (a *Activities) MarkWaiting(ctx context.Context, in WaitingRequest) error {
+	err := a.Store.Transition(ctx, in.ImageID, store.ToWaiting{Until: in.Until, Message: in.Message})
+	if err != nil {
+		return asStoreError(err)
+	}
+	activity.GetLogger(ctx).Info("waiting for a transfer window", "image_id", in.ImageID, "until", in.Until)
+	return nil
 }
 
 // VerifyingRequest records that a node checks the downloaded image (or,

@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"go.temporal.io/sdk/activity"
 
@@ -29,6 +30,13 @@ type Job struct {
 	// Candidate.Converts): ConvertTo is sent only to an agent that does.
 	ImageFormat  string
 	NodeConverts bool
+	// Mirrors are more URLs of the file, tried in order after URL by an
+	// agent that supports them (NodeFeatures). Credential is the name of
+	// a source credential of the worker's --credentials: its secret is
+	// looked up when the request is sent, never carried here.
+	Mirrors      []string `json:",omitempty"`
+	Credential   string   `json:",omitempty"`
+	NodeFeatures []string `json:",omitempty"`
 	// MaxBytesPerSecond caps the download's rate on the node (0: none),
 	// sent only to an agent that supports it.
 	MaxBytesPerSecond int64
@@ -56,16 +64,9 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 	} else if err != nil {
 		return Started{}, err
 	}
-	req := agentclient.DownloadRequest{ID: job.DownloadID, URL: job.URL, PoolID: job.PoolID,
-		FileName: job.FileName, Checksum: job.Checksum, Format: job.Format}
-	if job.ImageFormat != "" {
-		if !job.NodeConverts {
-			// An agent without qemu-img would publish the image as the
-			// vendor ships it in a pool that wants another format.
-			return Started{}, failover(fault.NoNodeAvailable, "%s has no qemu-img, and pool %q wants its images as %s: install qemu-utils there (apt-get install qemu-utils) and restart its agent",
-				node.ID, job.PoolID, job.ImageFormat)
-		}
-		req.ConvertTo = job.ImageFormat
+	req, err := a.downloadRequest(job, node)
+	if err != nil {
+		return Started{}, err
 	}
 	req.MaxBytesPerSecond = a.bandwidthCap(ctx, c, job)
 	d, err := c.StartDownload(ctx, req)
@@ -79,6 +80,37 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 		"attempt", job.Attempt, "bytes_done", d.BytesDone, "convert_to", req.ConvertTo, "max_bytes_per_second", req.MaxBytesPerSecond)
 	return Started{NodeID: job.NodeID, Path: d.Path, State: d.State, BytesDone: d.BytesDone,
 		BytesTotal: orSize(d.BytesTotal, job.SizeBytes)}, nil
+}
+
+// downloadRequest is the node-side request of a job: what the node's agent
+// supports of it, and the secret of its credential, looked up now.
+func (a *Activities) downloadRequest(job Job, node store.Node) (agentclient.DownloadRequest, error) {
+	req := agentclient.DownloadRequest{ID: job.DownloadID, URL: job.URL, PoolID: job.PoolID,
+		FileName: job.FileName, Checksum: job.Checksum, Format: job.Format}
+	if job.ImageFormat != "" {
+		if !job.NodeConverts {
+			// An agent without qemu-img would publish the image as the
+			// vendor ships it in a pool that wants another format.
+			return req, failover(fault.NoNodeAvailable, "%s has no qemu-img, and pool %q wants its images as %s: install qemu-utils there (apt-get install qemu-utils) and restart its agent",
+				node.ID, job.PoolID, job.ImageFormat)
+		}
+		req.ConvertTo = job.ImageFormat
+	}
+	if len(job.Mirrors) > 0 && slices.Contains(job.NodeFeatures, agentclient.FeatureMirrors) {
+		req.Mirrors = job.Mirrors // an older agent gets the first URL only
+	}
+	if job.Credential != "" {
+		if !slices.Contains(job.NodeFeatures, agentclient.FeatureSourceCredentials) {
+			return req, failover(fault.NoNodeAvailable, "the agent of %s does not support source credentials, and this download needs credential %q: upgrade its cloudimages",
+				node.ID, job.Credential)
+		}
+		c, err := a.credential(job.Credential, req.URLs())
+		if err != nil {
+			return req, err
+		}
+		req.Credential = &c
+	}
+	return req, nil
 }
 
 // CancelRequest asks a node to stop a download and remove its partial data.
@@ -101,6 +133,42 @@ func (a *Activities) CancelOnNode(ctx context.Context, in CancelRequest) error {
 	}
 	activity.GetLogger(ctx).Info("download cancelled on node", "image_id", in.DownloadID, "node_id", in.NodeID)
 	return nil
+}
+
+// Paused is the node-side job as a pause left it: State is
+// agentclient.StatePaused, or the state it was already past the transfer
+// in (completed, verifying…), when the pause came too late.
+type Paused struct {
+	State     string
+	BytesDone int64
+}
+
+// PauseOnNode stops the node-side transfer at the end of a transfer
+// window and keeps its partial data: the next StartOnNode of the same job
+// resumes it. A job the node finished meanwhile is no error: its state
+// says so and the workflow watches it to its end.
+func (a *Activities) PauseOnNode(ctx context.Context, in CancelRequest) (Paused, error) {
+	c, _, err := a.node(ctx, in.NodeID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Paused{}, failover(fault.NodeUnreachable, "node %s was deleted", in.NodeID)
+	} else if err != nil {
+		return Paused{}, err
+	}
+	d, err := c.PauseDownload(ctx, in.DownloadID)
+	if fe, ok := fault.As(err); ok && fe.Code == fault.Conflict {
+		// Ended before the pause reached it: the watch reads how.
+		if d, err := c.Download(ctx, in.DownloadID); err == nil {
+			return Paused{State: d.State, BytesDone: d.BytesDone}, nil
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return Paused{}, ctx.Err()
+		}
+		return Paused{}, retryable(fault.CodeOf(err), "pause download %s on node %s: %v", in.DownloadID, in.NodeID, err)
+	}
+	activity.GetLogger(ctx).Info("download paused on node", "image_id", in.DownloadID, "node_id", in.NodeID, "state", d.State, "bytes_done", d.BytesDone)
+	return Paused{State: d.State, BytesDone: d.BytesDone}, nil
 }
 
 // FileRequest names a published image in a node's pool.

@@ -26,6 +26,13 @@ type Candidate struct {
 	// Converts: the node's agent converts images (it has qemu-img), so a
 	// pool's image_format can be asked of it.
 	Converts bool
+	// Pauses: the node's agent pauses a download and keeps its partial
+	// data; at the end of a transfer window only such a node is paused
+	// (another one runs on: stopping it would waste what it fetched).
+	Pauses bool `json:",omitempty"`
+	// Features are what the node's agent supports (agentclient.Feature*):
+	// a download's mirrors and credential are sent only to one that says so.
+	Features []string
 }
 
 // Refusal is a node that cannot take the download, and why.
@@ -116,5 +123,5 @@ func (a *Activities) checkNode(ctx context.Context, n store.Node, pool store.Poo
 		return checked{refusal: r}
 	}
 	return checked{candidate: Candidate{NodeID: n.ID, ActiveDownloads: v.Health.ActiveDownloads,
-		FreeBytes: v.Health.Space[pool.ID].FreeBytes, Converts: v.Converts}}
+		FreeBytes: v.Health.Space[pool.ID].FreeBytes, Converts: v.Converts, Pauses: v.Pauses, Features: v.Features}}
 }

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/imagestate"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/store"
 )
@@ -19,6 +20,8 @@ type ProgressUpdate struct {
 	BytesDone      int64   `json:"bytes_done"`
 	BytesTotal     int64   `json:"bytes_total"`
 	BytesPerSecond float64 `json:"bytes_per_second"`
+	// Mirrors are the bytes each mirror served, from agents that say.
+	Mirrors []imagestate.MirrorBytes `json:"mirrors,omitempty"`
 }
 
 // WatchDetails are the watch's heartbeat details: what Temporal Web shows
@@ -33,6 +36,8 @@ type WatchDetails struct {
 	BytesTotal       int64      `json:"bytes_total"`
 	BytesPerSecond   float64    `json:"bytes_per_second"`
 	UnreachableSince *time.Time `json:"unreachable_since,omitempty"`
+	// Mirrors are the bytes each mirror served, from agents that say.
+	Mirrors []imagestate.MirrorBytes `json:"mirrors,omitempty"`
 }
 
 // Finished is a completed node-side download. Checksum is of the bytes
@@ -131,9 +136,12 @@ func (w *watch) poll(ctx context.Context) (Finished, bool, error) {
 	w.details.UnreachableSince = nil
 	w.details.State, w.details.BytesDone, w.details.BytesPerSecond = d.State, d.BytesDone, d.BytesPerSecond
 	w.details.BytesTotal = orSize(d.BytesTotal, w.job.SizeBytes)
+	w.details.Mirrors = mirrorBytes(d.Mirrors)
 	activity.RecordHeartbeat(ctx, w.details)
 	w.report(ctx)
 	switch d.State {
+	case agentclient.StateWaitingCredential:
+		return Finished{}, false, w.resendCredential(ctx)
 	case agentclient.StateCompleted:
 		return Finished{NodeID: w.job.NodeID, Path: d.Path, SizeBytes: d.BytesDone, Checksum: d.Checksum, Format: d.Format,
 			VirtualSizeBytes: d.VirtualSizeBytes, Compression: d.Compression, FileChecksum: d.FileChecksum}, true, nil
@@ -197,7 +205,7 @@ func (w *watch) report(ctx context.Context) {
 		info := activity.GetInfo(ctx)
 		err := w.a.Temporal.SignalWorkflow(ctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, ProgressSignal, ProgressUpdate{
 			NodeID: w.job.NodeID, State: w.details.State, BytesDone: w.details.BytesDone,
-			BytesTotal: w.details.BytesTotal, BytesPerSecond: w.details.BytesPerSecond})
+			BytesTotal: w.details.BytesTotal, BytesPerSecond: w.details.BytesPerSecond, Mirrors: w.details.Mirrors})
 		if err != nil {
 			activity.GetLogger(ctx).Warn("signal progress", "image_id", w.job.ImageID, "error", err)
 		}
@@ -210,7 +218,7 @@ func (w *watch) report(ctx context.Context) {
 // not the watch's: the workflow records VERIFYING when the signal says so.
 func (w *watch) record(ctx context.Context) {
 	p := store.Progress{BytesDone: w.details.BytesDone, BytesTotal: w.details.BytesTotal,
-		BytesPerSecond: w.details.BytesPerSecond, Attempt: w.job.Attempt, NodeID: w.job.NodeID}
+		BytesPerSecond: w.details.BytesPerSecond, Attempt: w.job.Attempt, NodeID: w.job.NodeID, Mirrors: w.details.Mirrors}
 	if err := w.a.Store.UpdateProgress(ctx, w.job.ImageID, p); err != nil {
 		activity.GetLogger(ctx).Warn("record progress", "image_id", w.job.ImageID, "error", err)
 	}
@@ -231,4 +239,36 @@ func orSize(total, expected int64) int64 {
 // every heartbeat, and the database every ProgressInterval.
 func (w *watch) signalInterval(now time.Time) time.Duration {
 	return min(max(w.s.SignalInterval, now.Sub(w.began)/30), max(w.s.SignalInterval, time.Minute))
+}
+
+// resendCredential sends the node the job's request again, with its
+// credential: an agent that restarted kept no secret, and holds the job
+// (StateWaitingCredential) until it has it again.
+func (w *watch) resendCredential(ctx context.Context) error {
+	node, err := w.a.Store.Node(ctx, w.job.NodeID)
+	if err != nil {
+		return asStoreError(err)
+	}
+	req, err := w.a.downloadRequest(w.job, node)
+	if err != nil {
+		return err
+	}
+	if _, err := w.client.StartDownload(ctx, req); err != nil {
+		activity.GetLogger(ctx).Warn("send the credential again", "image_id", w.job.ImageID, "node_id", w.job.NodeID, "error", err)
+		return nil // the next poll tries again; the grace period bounds it
+	}
+	activity.GetLogger(ctx).Info("credential sent again to a node that restarted", "image_id", w.job.ImageID, "node_id", w.job.NodeID, "credential", w.job.Credential)
+	return nil
+}
+
+// mirrorBytes is the agent's per-mirror count as the image shows it.
+func mirrorBytes(in []agentclient.MirrorBytes) []imagestate.MirrorBytes {
+	if in == nil {
+		return nil
+	}
+	out := make([]imagestate.MirrorBytes, len(in))
+	for i, m := range in {
+		out[i] = imagestate.MirrorBytes{URL: m.URL, Bytes: m.Bytes}
+	}
+	return out
 }

@@ -76,3 +76,48 @@ func TestImageShowsFormatAndChecksumsOnceReady(t *testing.T) {
 		}
 	})
 }
+
+// An image says what the signature of its checksum file said, as the
+// workflow recorded it; until then (and for images from before
+// signatures were checked) it is "not_checked", never anything better.
+func TestImageShowsItsSignatureStatus(t *testing.T) {
+	forEachDB(t, func(t *testing.T, dbURL string) {
+		e := newEnv(t, dbURL)
+		pool, node := e.seed("nfs", "127.0.0.1:1")
+		var created struct {
+			ID        string `json:"id"`
+			Signature string `json:"signature"`
+		}
+		e.must(http.StatusAccepted, "POST", "/v1/images", map[string]any{"url": "https://a.example/s.qcow2", "checksum": sha, "pool_id": pool}, &created)
+		if created.Signature != "not_checked" {
+			t.Errorf("PENDING image: signature %q, want not_checked", created.Signature)
+		}
+		for _, st := range []string{"verified", "unsigned", "not_checked"} {
+			if err := e.store.RecordChecksum(context.Background(), created.ID, sha, false, st); err != nil {
+				t.Fatal(err)
+			}
+			var got struct {
+				Signature string `json:"signature"`
+			}
+			e.must(http.StatusOK, "GET", "/v1/images/"+created.ID, nil, &got)
+			if got.Signature != st {
+				t.Errorf("recorded %q, the API shows %q", st, got.Signature)
+			}
+		}
+		// READY images are counted by signature, so an operator can watch for not_checked.
+		if err := e.store.RecordChecksum(context.Background(), created.ID, sha, false, "verified"); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.store.Transition(context.Background(), created.ID, store.ToReady{NodeID: node, Path: "/pools/x/cloud-images/s.qcow2",
+			SizeBytes: 700, Checksum: sha}); err != nil {
+			t.Fatal(err)
+		}
+		m := e.must(http.StatusOK, "GET", "/metrics", nil, nil)
+		for _, want := range []string{`cloudimages_ready_images_by_signature{signature="verified"} 1`,
+			`cloudimages_ready_images_by_signature{signature="not_checked"} 0`} {
+			if !strings.Contains(string(m.body), want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+	})
+}

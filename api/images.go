@@ -46,6 +46,9 @@ func (s *Server) listImages(c echo.Context) error {
 		return err
 	}
 	page := imagePage{Items: viewImages(imgs)}
+	if err := s.markLatest(c.Request().Context(), page.Items); err != nil {
+		return err
+	}
 	if len(imgs) > limit {
 		page.Items = page.Items[:limit]
 		page.NextPageToken = encodePageToken(store.CursorOf(imgs[limit-1]))
@@ -58,7 +61,54 @@ func (s *Server) getImage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, viewImage(img))
+	v := []Image{viewImage(img)}
+	if err := s.markLatest(c.Request().Context(), v); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v[0])
+}
+
+// markLatest marks the images a pool's -latest link names.
+func (s *Server) markLatest(ctx context.Context, imgs []Image) error {
+	ids, err := s.store.LatestImageIDs(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range imgs {
+		imgs[i].Latest = ids[imgs[i].ID]
+	}
+	return nil
+}
+
+// imageChange is the body of PATCH /v1/images/{id}.
+type imageChange struct {
+	Pinned *bool `json:"pinned"`
+}
+
+// patchImage pins or unpins an image: a pinned image is never removed by
+// a subscription's retention, nor by DELETE until it is unpinned.
+func (s *Server) patchImage(c echo.Context) error {
+	ctx := c.Request().Context()
+	var req imageChange
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if req.Pinned == nil {
+		return apiErr(fault.InvalidRequest, "give \"pinned\": true or false")
+	}
+	img, err := s.image(ctx, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if img, err = s.store.SetPinned(ctx, img.ID, *req.Pinned); err != nil {
+		return err
+	}
+	s.log.Info("image pinned", "image_id", img.ID, "pool_id", img.PoolID, "pinned", img.Pinned)
+	v := []Image{viewImage(img)}
+	if err := s.markLatest(ctx, v); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v[0])
 }
 
 func (s *Server) image(ctx context.Context, id string) (store.Image, error) {
@@ -80,6 +130,9 @@ func (s *Server) deleteImage(c echo.Context) error {
 	}
 	if !img.Terminal() {
 		return s.cancelImage(c, img)
+	}
+	if img.Pinned {
+		return apiErr(fault.Conflict, "image %q is pinned: unpin it (PATCH /v1/images/%s {\"pinned\": false}) to delete it", img.ID, img.ID)
 	}
 	if img.Status == store.StatusReady {
 		if err := s.removeFile(ctx, img, c.QueryParam("force") == "true"); err != nil {

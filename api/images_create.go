@@ -28,6 +28,9 @@ type imageRequest struct {
 	// Format declares the disk format of a url's image (one of
 	// diskimage.Formats); the node refuses bytes of another format.
 	Format string `json:"format"`
+	// Credential names a source credential defined on the worker
+	// (--credentials) to send to the mirror's host.
+	Credential string `json:"credential"`
 	// MaxBytesPerSecond caps this download's rate on the node (0: none).
 	MaxBytesPerSecond int64 `json:"max_bytes_per_second"`
 }
@@ -51,7 +54,7 @@ func (s *Server) createImage(c echo.Context) error {
 		return err
 	}
 	img.FileName = source.FileNameIn(img.FileName, pool.ImageFormat)
-	if existing, ok, err := s.store.LiveImage(ctx, pool.ID, img.SourceKey); err != nil {
+	if existing, ok, err := s.existingImage(ctx, pool.ID, img); err != nil {
 		return err
 	} else if ok {
 		return s.answerExisting(c, existing)
@@ -86,6 +89,17 @@ func (s *Server) createImage(c echo.Context) error {
 	log.Info("download started", "source", got.SourceKey, "file_name", got.FileName, "workflow_id", got.WorkflowID)
 	s.metrics.imageRequest("created")
 	return c.JSON(http.StatusAccepted, viewImage(got))
+}
+
+// existingImage is the image a request is answered with instead of a new
+// download: for a catalog entry its newest live or READY image in the
+// pool, whichever build (a subscription keeps several); for a URL the
+// live or READY image of that URL.
+func (s *Server) existingImage(ctx context.Context, poolID string, img *store.Image) (store.Image, bool, error) {
+	if img.CatalogID != "" {
+		return s.store.NewestCatalogImage(ctx, poolID, img.CatalogID)
+	}
+	return s.store.LiveImage(ctx, poolID, img.SourceKey)
 }
 
 // answerExisting answers 200 with the image already there. For a live one
@@ -137,7 +151,8 @@ func (s *Server) checkImageRequest(req *imageRequest) (*store.Image, error) {
 		return nil, err
 	}
 	src, err := source.Resolve(s.catalog, source.Request{CatalogID: req.CatalogID, URL: req.URL, Name: req.Name,
-		Checksum: req.Checksum, PoolID: req.PoolID, Format: req.Format, AllowUnverified: req.AllowUnverified})
+		Checksum: req.Checksum, PoolID: req.PoolID, Format: req.Format, AllowUnverified: req.AllowUnverified,
+		Credential: req.Credential})
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +160,7 @@ func (s *Server) checkImageRequest(req *imageRequest) (*store.Image, error) {
 	return &store.Image{ID: id, PoolID: req.PoolID, CatalogID: src.CatalogID, Name: src.Name, SizeBytes: src.SizeBytes,
 		Checksum: src.Checksum, Unverified: src.CatalogID == "" && src.Checksum == "",
 		FileName: src.FileName, SourceKey: src.SourceKey, SourceURL: src.URL, DeclaredFormat: req.Format,
-		Status: store.StatusPending, WorkflowID: contract.WorkflowID(id)}, nil
+		Credential: src.Credential, Status: store.StatusPending, WorkflowID: contract.WorkflowID(id)}, nil
 }
 
 // checkNodes refuses a download that cannot run: a pool without nodes, a

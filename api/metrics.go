@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/quantix/cloudimages/signature"
 )
 
 // metrics are the API's Prometheus metrics, in a registry of its own (so
@@ -63,11 +65,14 @@ type storeCollector struct{ s *Server }
 var (
 	imagesDesc = prometheus.NewDesc("cloudimages_images", "Images by status.", []string{"status"}, nil)
 	nodesDesc  = prometheus.NewDesc("cloudimages_nodes", "Nodes by status (online, offline, unknown).", []string{"status"}, nil)
+	signedDesc = prometheus.NewDesc("cloudimages_ready_images_by_signature",
+		"READY images by what the signature of their vendor's checksum file said (verified, unsigned, not_checked).", []string{"signature"}, nil)
 )
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- imagesDesc
 	ch <- nodesDesc
+	ch <- signedDesc
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -86,5 +91,13 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	} else {
 		c.s.log.Warn("metrics: count nodes", "error", err)
+	}
+	if counts, err := c.s.store.ReadySignatureCounts(ctx); err == nil {
+		counts[signature.NotChecked] += counts[""] // recorded before signatures were checked
+		for _, sig := range []string{signature.Verified, signature.Unsigned, signature.NotChecked} {
+			ch <- prometheus.MustNewConstMetric(signedDesc, prometheus.GaugeValue, float64(counts[sig]), sig)
+		}
+	} else {
+		c.s.log.Warn("metrics: count images by signature", "error", err)
 	}
 }

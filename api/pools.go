@@ -8,6 +8,7 @@ import (
 
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/store"
+	"github.com/quantix/cloudimages/transferwindow"
 )
 
 type poolRequest struct {
@@ -19,6 +20,11 @@ type poolRequest struct {
 	// ImageFormat is the format the pool's images are converted to ("raw"
 	// or "qcow2"); "" keeps what the vendor ships.
 	ImageFormat string `json:"image_format"`
+	// TransferWindows ("22:00-06:00", …) in TimeZone (IANA, "" is UTC)
+	// are when the pool's downloads may transfer; none: the worker's
+	// cluster-wide default, if any, else any time.
+	TransferWindows []string `json:"transfer_windows"`
+	TimeZone        string   `json:"time_zone"`
 }
 
 func (s *Server) createPool(c echo.Context) error {
@@ -33,7 +39,8 @@ func (s *Server) createPool(c echo.Context) error {
 	if err := s.checkNodesExist(c, req.NodeIDs); err != nil {
 		return err
 	}
-	p := &store.Pool{ID: req.ID, Name: req.Name, Type: req.Type, Shared: *req.Shared, ImageFormat: req.ImageFormat}
+	p := &store.Pool{ID: req.ID, Name: req.Name, Type: req.Type, Shared: *req.Shared, ImageFormat: req.ImageFormat,
+		TransferWindows: req.TransferWindows, TimeZone: req.TimeZone}
 	err := s.store.CreatePool(ctx, p, req.NodeIDs)
 	switch {
 	case errors.Is(err, store.ErrExists):
@@ -43,7 +50,8 @@ func (s *Server) createPool(c echo.Context) error {
 	case err != nil:
 		return err
 	}
-	s.log.Info("pool created", "pool_id", p.ID, "type", p.Type, "shared", p.Shared, "image_format", p.ImageFormat, "nodes", req.NodeIDs)
+	s.log.Info("pool created", "pool_id", p.ID, "type", p.Type, "shared", p.Shared, "image_format", p.ImageFormat, "nodes", req.NodeIDs,
+		"transfer_windows", req.TransferWindows, "time_zone", req.TimeZone)
 	return c.JSON(http.StatusCreated, viewPool(*p, nil))
 }
 
@@ -76,6 +84,9 @@ func checkPool(req *poolRequest) error {
 	default:
 		return apiErr(fault.InvalidRequest, "image_format %q: want \"raw\" or \"qcow2\" (images are converted to it), or leave it out to keep the format the vendor ships", req.ImageFormat)
 	}
+	if err := checkWindows(req); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for _, id := range req.NodeIDs {
 		if err := checkID("node_ids entry", id); err != nil {
@@ -89,6 +100,20 @@ func checkPool(req *poolRequest) error {
 	if req.NodeIDs == nil {
 		req.NodeIDs = []string{}
 	}
+	return nil
+}
+
+// checkWindows checks the transfer windows and their zone, and writes
+// them as they are parsed ("22:00-06:00").
+func checkWindows(req *poolRequest) error {
+	if len(req.TransferWindows) > 48 {
+		return apiErr(fault.InvalidRequest, "transfer_windows lists %d windows: give at most 48", len(req.TransferWindows))
+	}
+	s, err := transferwindow.Parse(req.TransferWindows, req.TimeZone)
+	if err != nil {
+		return apiErr(fault.InvalidRequest, "%v", err)
+	}
+	req.TransferWindows = s.Strings()
 	return nil
 }
 

@@ -170,6 +170,15 @@ func (s *Server) routes() *echo.Echo {
 	v1.GET("/images/:id", s.getImage)
 	v1.DELETE("/images/:id", s.deleteImage)
 	v1.GET("/images/:id/events", s.imageEvents)
+	v1.PATCH("/images/:id", s.patchImage)
+
+	v1.POST("/subscriptions", s.createSubscription)
+	v1.GET("/subscriptions", s.listSubscriptions)
+	v1.GET("/subscriptions/:id", s.getSubscription)
+	v1.PATCH("/subscriptions/:id", s.patchSubscription)
+	v1.DELETE("/subscriptions/:id", s.deleteSubscription)
+	v1.POST("/subscriptions/:id/check", s.checkNow)
+	v1.GET("/subscriptions/:id/events", s.subscriptionEvents)
 
 	// Unknown /v1/ routes answer JSON rather than reach the UI: 405 with
 	// Allow when the path exists for other methods, 404 otherwise. (Echo

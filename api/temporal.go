@@ -62,9 +62,12 @@ func isUndefinedSearchAttribute(err error) bool {
 func inputFor(img store.Image, preferredNode string, allowUnverified bool) contract.Input {
 	in := contract.Input{ImageID: img.ID, CatalogID: img.CatalogID, Name: img.Name, Checksum: img.Checksum,
 		PoolID: img.PoolID, PreferredNodeID: preferredNode, AllowUnverified: allowUnverified || img.Unverified,
-		Format: img.DeclaredFormat}
+		Format: img.DeclaredFormat, Credential: img.Credential}
 	if img.CatalogID == "" {
 		in.URL = img.SourceURL
+	}
+	if strings.HasPrefix(img.SourceKey, "catalog:"+img.CatalogID+"@") {
+		in.Version = img.Version // one build, as a subscription started it
 	}
 	return in
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"time"
 
+	"github.com/quantix/cloudimages/signature"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows/contract"
 )
@@ -51,6 +52,10 @@ type Pool struct {
 	// ImageFormat is the format the pool's images are converted to; ""
 	// keeps what the vendor ships.
 	ImageFormat string `json:"image_format"`
+	// TransferWindows and TimeZone: when the pool's downloads may
+	// transfer; [] means any time (or the worker's default).
+	TransferWindows []string `json:"transfer_windows"`
+	TimeZone        string   `json:"time_zone"`
 	// Free and total bytes, from the online node with the most free space
 	// in the pool (on a shared pool they all see the same); absent until a
 	// node's agent has reported the pool.
@@ -62,7 +67,11 @@ type Pool struct {
 
 func viewPool(p store.Pool, nodes []store.Node) Pool {
 	v := Pool{ID: p.ID, Name: p.Name, Type: p.Type, Shared: p.Shared, NodeIDs: p.NodeIDs(),
-		ImageFormat: p.ImageFormat, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+		ImageFormat: p.ImageFormat, TransferWindows: []string(p.TransferWindows), TimeZone: p.TimeZone,
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+	if v.TransferWindows == nil {
+		v.TransferWindows = []string{}
+	}
 	for _, n := range nodes {
 		sp, ok := n.PoolSpace[p.ID]
 		if !ok || n.Status != store.NodeOnline || (v.FreeBytes != nil && sp.FreeBytes <= *v.FreeBytes) {
@@ -89,6 +98,12 @@ type Image struct {
 	SizeBytes  int64  `json:"size_bytes"`
 	Checksum   string `json:"checksum"`
 	Unverified bool   `json:"unverified"`
+	// Credential names the worker's source credential the download uses.
+	Credential string `json:"credential,omitempty"`
+	// Signature is what the signature of the vendor's checksum file said:
+	// "verified", "unsigned" or "not_checked" (also while the checksum is
+	// not resolved yet, and for images from before signatures were checked).
+	Signature string `json:"signature"`
 
 	// What the node found once it published the file; empty (null) until
 	// the image is READY. Checksum and SourceChecksum are of the bytes
@@ -106,6 +121,14 @@ type Image struct {
 	UpdatedAt  time.Time           `json:"updated_at"`
 	ReadyAt    *time.Time          `json:"ready_at"`
 	Failovers  []contract.Failover `json:"failovers,omitempty"`
+
+	// Version is the vendor build ("41-1.4"), or the first 12 hex digits
+	// of the checksum; "" until the checksum is known. Pinned images are
+	// never removed by a subscription's retention. Latest says a pool's
+	// "{catalog_id}-latest.{format}" names this image's file.
+	Version string `json:"version"`
+	Pinned  bool   `json:"pinned"`
+	Latest  bool   `json:"latest"`
 }
 
 // Terminal reports whether the image's status can no longer change.
@@ -114,8 +137,9 @@ func (i Image) Terminal() bool { return store.IsTerminal(i.Status) }
 func viewImage(img store.Image) Image {
 	v := Image{ID: img.ID, Name: img.Name, CatalogID: img.CatalogID, SourceURL: img.SourceURL,
 		PoolID: img.PoolID, NodeID: img.NodeID, FileName: img.FileName, Path: img.Path, Status: img.Status,
-		SizeBytes: img.SizeBytes, Checksum: img.Checksum, Unverified: img.Unverified, WorkflowID: img.WorkflowID,
-		CreatedAt: img.CreatedAt, UpdatedAt: img.UpdatedAt, ReadyAt: img.ReadyAt}
+		SizeBytes: img.SizeBytes, Checksum: img.Checksum, Unverified: img.Unverified, Signature: signatureOf(img), WorkflowID: img.WorkflowID,
+		CreatedAt: img.CreatedAt, UpdatedAt: img.UpdatedAt, ReadyAt: img.ReadyAt, Credential: img.Credential,
+		Version: img.Version, Pinned: img.Pinned}
 	if img.Status == store.StatusReady {
 		v.Format, v.Compression, v.FileChecksum = img.Format, img.Compression, img.FileChecksum
 		v.SourceChecksum = img.SourceChecksum
@@ -131,6 +155,12 @@ func viewImage(img store.Image) Image {
 		rate = 0 // nothing moves any more: no rate, no ETA
 	}
 	v.Progress = contract.NewProgress(img.BytesDone, img.BytesTotal, rate, img.Attempt, img.ProgressNodeID)
+	if img.Status == store.StatusPending && img.WaitingUntil != nil {
+		v.Progress.WaitingUntil, v.Progress.Message = img.WaitingUntil, img.WaitingMessage
+	}
+	if len(img.MirrorBytes) > 0 {
+		v.Progress.Mirrors = img.MirrorBytes
+	}
 	if img.ErrorCode != "" {
 		v.Error = &ErrorDetail{Code: img.ErrorCode, Message: img.ErrorMessage}
 	}
@@ -146,4 +176,13 @@ func viewImages(imgs []store.Image) []Image {
 		out = append(out, viewImage(img))
 	}
 	return out
+}
+
+// signatureOf is an image's signature status; one not recorded (yet) was
+// not checked, and is never shown as anything better.
+func signatureOf(img store.Image) string {
+	if img.Signature == "" {
+		return signature.NotChecked
+	}
+	return img.Signature
 }

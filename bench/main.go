@@ -1,7 +1,8 @@
 // Command bench measures cloudimages against the tools it replaces and
 // under load, and prints one table: transfer throughput as ratios to curl,
-// orchestration overhead, failover, scale, memory, and decompression as
-// ratios to the tools' shell pipes. `make bench` runs
+// orchestration overhead, failover, scale, memory, decompression as
+// ratios to the tools' shell pipes, and conversion as a ratio to qemu-img
+// convert run by hand. `make bench` runs
 // it; BENCHMARKS.md records the latest table and how to reproduce it.
 //
 // Everything runs on this machine over loopback: a local mirror, node
@@ -38,7 +39,7 @@ type bench struct {
 }
 
 // parts are the benchmarks, in the order they run.
-var parts = []string{"transfer", "tls", "bandwidth", "overhead", "failover", "scale", "memory", "decompress", "compressed"}
+var parts = []string{"transfer", "tls", "bandwidth", "overhead", "failover", "scale", "memory", "decompress", "compressed", "convert"}
 
 func main() {
 	var (
@@ -123,6 +124,8 @@ func run(size int64, rounds, n int, only, scaleList, dir, database, compareBin s
 			b.benchDecompress(ctx, size)
 		case "compressed":
 			b.benchCompressed(ctx, size)
+		case "convert":
+			b.benchConvert(ctx, size)
 		}
 	}
 	fmt.Printf("\ncloudimages bench — %s — %d CPUs, %s, load average %s at the start and %s at the end, took %s\n\n",

@@ -89,26 +89,59 @@ func cleanName(name string) string {
 // dated file that "latest" points to) holding exactly one file. When a
 // file is listed with both sha256 and sha512, sha512 wins.
 func LookupChecksum(data []byte, imageURL, checksumURL string) (string, error) {
+	fs, err := LookupFile(data, imageURL, checksumURL)
+	return fs.Sum, err
+}
+
+// LookupFile is LookupChecksum that also says under which name the file
+// is listed: the dated build a "latest" URL points to, in a checksum file
+// made for a single image.
+func LookupFile(data []byte, imageURL, checksumURL string) (FileSum, error) {
 	want := urlBase(imageURL)
 	sums := ParseChecksumFile(data)
 	if len(sums) == 0 {
-		return "", fmt.Errorf("checksum file %s lists no sha256 or sha512 sums", checksumURL)
+		return FileSum{}, fmt.Errorf("checksum file %s lists no sha256 or sha512 sums", checksumURL)
 	}
-	best := ""
+	var best FileSum
 	for _, fs := range sums {
 		if fs.Name == want || path.Base(fs.Name) == want {
-			if best == "" || strings.HasPrefix(fs.Sum, "sha512:") {
-				best = fs.Sum
+			if best.Sum == "" || strings.HasPrefix(fs.Sum, "sha512:") {
+				best = fs
 			}
 		}
 	}
-	if best != "" {
+	if best.Sum != "" {
 		return best, nil
 	}
 	if names := distinctNames(sums); len(names) == 1 && want != "" && strings.HasPrefix(urlBase(checksumURL), want) {
-		return sums[len(sums)-1].Sum, nil
+		return sums[len(sums)-1], nil
 	}
-	return "", fmt.Errorf("checksum file %s does not list %q", checksumURL, want)
+	return FileSum{}, fmt.Errorf("checksum file %s does not list %q", checksumURL, want)
+}
+
+// buildInName finds a vendor's build in a file name: a release, a dash and
+// a dotted build number, standing between separators — Fedora's
+// "Fedora-Cloud-Base-Generic-41-1.4.x86_64.qcow2" (41-1.4), Rocky's
+// "Rocky-9-GenericCloud-Base-9.5-20241118.0.x86_64.qcow2"
+// (9.5-20241118.0). The dot in the build keeps "amd64-20241201" and
+// "cirros-0.6.3-x86_64" from passing for one.
+var buildInName = regexp.MustCompile(`(?:^|[-_])(\d+(?:\.\d+)*-\d+(?:\.\d+)+)(?:[._-]|$)`)
+
+// Version is the build an image is: the one in the file name the
+// vendor's checksum file lists it under (listed, else the image's own
+// name), or, when neither carries one, the first 12 hex digits of its
+// checksum ("sha256:HEX").
+func Version(listed, imageURL, checksum string) string {
+	for _, name := range []string{path.Base(listed), urlBase(imageURL)} {
+		if m := buildInName.FindStringSubmatch(name); m != nil {
+			return m[1]
+		}
+	}
+	_, hex, _ := strings.Cut(checksum, ":")
+	if len(hex) > 12 {
+		hex = hex[:12]
+	}
+	return hex
 }
 
 func distinctNames(sums []FileSum) map[string]bool {

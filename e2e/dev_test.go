@@ -134,7 +134,8 @@ func TestDevRunsEverythingAndStopsCleanly(t *testing.T) {
 	// First run: the mirror is on 127.0.0.1, which dev's agents refuse
 	// unless told otherwise.
 	r := startDev(t, dataDir, ports, "--allow-private-networks")
-	for _, want := range []string{"http://127.0.0.1:" + ports.api, r.webURL, "curl", "temporal workflow list"} {
+	for _, want := range []string{"http://127.0.0.1:" + ports.api, r.webURL, "curl", "temporal workflow list",
+		"CLOUDIMAGES_API_URL=http://127.0.0.1:" + ports.api, "cloudimages images pull cirros-0.6.3 --pool shared-nfs --wait"} {
 		if !strings.Contains(r.out.String(), want) {
 			t.Errorf("the welcome does not mention %q", want)
 		}

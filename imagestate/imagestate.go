@@ -30,3 +30,10 @@ type Failover struct {
 	Code   string    `json:"code,omitempty"` // the node's error code
 	At     time.Time `json:"at"`
 }
+
+// MirrorBytes is how many bytes of a download one mirror served, its URL
+// with any password hidden.
+type MirrorBytes struct {
+	URL   string `json:"url"`
+	Bytes int64  `json:"bytes"`
+}

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,9 +84,10 @@ func qemuFormat(format string) string {
 // /proc/self/fd/4 and writes /proc/self/fd/3/{name}. The output name is
 // created first by this agent with O_EXCL (nothing planted there can be
 // followed); qemu-img then truncates and writes that same regular file.
-// No progress is reported while it runs: qemu-img -p is made for a
-// terminal, and the output's size says little (a raw target is its full
-// size at once); the state is "converting" with the download's bytes.
+// Progress is qemu-img's own (-p, parsed from its stdout): the output's
+// size says little, as a raw target is its full size at once. While the
+// state is "converting" the download's bytes_done and bytes_total count
+// the image's virtual size converted (see job.converted).
 func (t *transfer) convert(ctx context.Context, in *os.File, inSize int64, info diskimage.Info) (unpacked, error) {
 	j := t.j
 	p, id, node, to := j.pool, t.req.ID, j.node(), t.req.ConvertTo
@@ -106,6 +108,7 @@ func (t *transfer) convert(ctx context.Context, in *os.File, inSize int64, info 
 	if room, err := p.room(t.s.minFree); err == nil && need > room {
 		return unpacked{}, t.s.noRoom(p, room, need)
 	}
+	j.converted(0, info.VirtualSize)
 	j.update(func(r *record) { r.State = agentclient.StateConverting })
 	j.save()
 	if err := p.removeConverted(id, node); err != nil {
@@ -137,14 +140,20 @@ func (t *transfer) runConvert(ctx context.Context, out, in *os.File, info diskim
 	target := "/proc/self/fd/3/" + convertBase(t.req.ID, j.node())
 	began := time.Now()
 	j.log.Info("converting the verified image", "from", info.Format, "to", to, "virtual_size", info.VirtualSize, "qemu_img", t.s.qemuImg)
-	if err := t.qemuImg(ctx, []*os.File{work, in}, "convert", "-q", "-f", qemuFormat(info.Format), "-O", to, "/proc/self/fd/4", target); err != nil {
+	progress := &convertProgress{report: func(pct float64) {
+		j.converted(int64(pct/100*float64(info.VirtualSize)), info.VirtualSize)
+		if t.s.convertReport != nil {
+			t.s.convertReport(pct)
+		}
+	}}
+	if err := t.qemuImg(ctx, progress, []*os.File{work, in}, "convert", "-p", "-f", qemuFormat(info.Format), "-O", to, "/proc/self/fd/4", target); err != nil {
 		return unpacked{}, err
 	}
 	j.log.Info("converted", "from", info.Format, "to", to, "took", time.Since(began))
 	// Check what qemu-img wrote, as the field does: qemu-img check for
 	// qcow2 (its tables are consistent), the exact size for raw.
 	if to == diskimage.QCOW2 {
-		if err := t.qemuImg(ctx, []*os.File{work}, "check", "-q", "-f", "qcow2", target); err != nil {
+		if err := t.qemuImg(ctx, nil, []*os.File{work}, "check", "-q", "-f", "qcow2", target); err != nil {
 			return unpacked{}, err
 		}
 	}
@@ -181,14 +190,23 @@ func (t *transfer) runConvert(ctx context.Context, out, in *os.File, info diskim
 }
 
 // qemuImg runs qemu-img with files as its fds 3, 4…; ctx's end kills it.
-// A failure is conversion_failed with the tail of what qemu-img said; not
-// retryable: the same bytes convert the same way on any node.
-func (t *transfer) qemuImg(ctx context.Context, files []*os.File, args ...string) error {
+// Its stdout goes to stdout when given (convert's progress), else with
+// its stderr into the message of a failure. A failure is conversion_failed
+// with the tail of what qemu-img said; not retryable: the same bytes
+// convert the same way on any node. The pool filling up under it is
+// disk_full instead, as for a download.
+func (t *transfer) qemuImg(ctx context.Context, stdout io.Writer, files []*os.File, args ...string) error {
 	cmd := exec.CommandContext(ctx, t.s.qemuImg, args...)
 	cmd.ExtraFiles = files
 	cmd.WaitDelay = 5 * time.Second // a child it left holding stderr does not hold the job
+	// Its messages in English, whatever the node's locale: they are
+	// matched below and read by whoever looks at the error.
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
 	err := cmd.Run()
 	if err == nil {
 		return nil
@@ -203,10 +221,60 @@ func (t *transfer) qemuImg(ctx context.Context, files []*os.File, args ...string
 	if msg == "" {
 		msg = "(no output)"
 	}
+	if outOfSpace(msg) {
+		p := t.j.pool
+		return fault.Retryable(fault.DiskFull, "pool %s filled up while qemu-img converted %s (%s): free space in %s or use another pool", p.id, t.req.FileName, msg, p.dir)
+	}
 	return fault.New(fault.ConversionFailed, "qemu-img %s of %s failed (%v): %s", args[0], t.req.FileName, err, msg)
+}
+
+// outOfSpace reports whether qemu-img failed for want of room: its words
+// for ENOSPC and EDQUOT (the C library's strerror in the C locale, which
+// Go's syscall spells in lower case).
+func outOfSpace(msg string) bool {
+	return strings.Contains(msg, "No space left on device") || strings.Contains(msg, "Disk quota exceeded")
+}
+
+// convertProgress reads qemu-img convert -p's stdout, lines such as
+// "    (12.34/100%)" ended by a carriage return, and reports each
+// percentage. Anything else qemu-img writes there is ignored (its errors
+// go to stderr).
+type convertProgress struct {
+	report  func(percent float64)
+	pending []byte // the start of a line not yet ended
+}
+
+func (p *convertProgress) Write(b []byte) (int, error) {
+	p.pending = append(p.pending, b...)
+	for {
+		i := bytes.IndexAny(p.pending, "\r\n")
+		if i < 0 {
+			break
+		}
+		if pct, ok := parseProgress(p.pending[:i]); ok {
+			p.report(pct)
+		}
+		p.pending = p.pending[i+1:]
+	}
+	if len(p.pending) > 256 {
+		p.pending = p.pending[:0] // no progress line is this long
+	}
+	return len(b), nil
+}
+
+// parseProgress reads one of qemu-img's progress lines: "(12.34/100%)".
+func parseProgress(line []byte) (float64, bool) {
+	s := strings.TrimSpace(string(line))
+	s, opened := strings.CutPrefix(s, "(")
+	s, closed := strings.CutSuffix(s, "/100%)")
+	pct, err := strconv.ParseFloat(s, 64)
+	if !opened || !closed || err != nil || !(pct >= 0 && pct <= 100) { // NaN too
+		return 0, false
+	}
+	return pct, true
 }
 
 // converterWarning is logged at start when qemu-img is missing.
 func converterWarning(err error) string {
-	return fmt.Sprintf("qemu-img not found (%v): install Debian's qemu-utils; pools that need conversion will not get this node's downloads", err)
+	return fmt.Sprintf("qemu-img not found (%v): images cannot be converted on this node, and pools with an image_format will not get its downloads; install Debian's qemu-utils, or point --qemu-img (CLOUDIMAGES_QEMU_IMG) at it, and restart the agent", err)
 }

@@ -163,10 +163,17 @@ func TestWithoutQemuImgNoConversion(t *testing.T) {
 	if err != nil || !slices.Contains(hl.Features, agentclient.FeatureConvert) {
 		t.Fatalf("agent with qemu-img: health features %v (err %v), want %q among them", hl.Features, err, agentclient.FeatureConvert)
 	}
-	h := newHarness(t, func(c *nodeagent.Config) { c.QemuImg = filepath.Join(t.TempDir(), "no-qemu-img") })
+	if hl.QemuImg == nil || hl.QemuImg.Path != realQemuImg(t) || hl.QemuImg.Missing != "" {
+		t.Errorf("agent with qemu-img: health qemu_img %+v, want path %s", hl.QemuImg, realQemuImg(t))
+	}
+	missing := filepath.Join(t.TempDir(), "no-qemu-img")
+	h := newHarness(t, func(c *nodeagent.Config) { c.QemuImg = missing })
 	hl, err = h.client.Health(ctx(t))
 	if err != nil || slices.Contains(hl.Features, agentclient.FeatureConvert) {
 		t.Fatalf("agent without qemu-img: health features %v (err %v), want no %q", hl.Features, err, agentclient.FeatureConvert)
+	}
+	if hl.QemuImg == nil || hl.QemuImg.Path != "" || !strings.Contains(hl.QemuImg.Missing, missing) || !strings.Contains(hl.QemuImg.Missing, "qemu-utils") {
+		t.Errorf("agent without qemu-img: health qemu_img %+v, want no path and a reason naming %s and qemu-utils", hl.QemuImg, missing)
 	}
 	data := qemuImg(t, "qcow2", "16M")
 	url := h.up.AddFile("disk.qcow2", data)

@@ -68,6 +68,7 @@ type transfer struct {
 	head         []byte
 	headChecked  bool
 	bufs         [][]byte
+	m            *mirrors      // the URLs of the file and the one in use
 	limit        *rate.Limiter // the request's own bandwidth cap (transport.go)
 }
 
@@ -118,6 +119,7 @@ func (s *Server) openTransfer(j *job) (*transfer, error) {
 		t.h = newSHA512With256()
 	}
 	t.qcow2 = expectsQCOW2(rec.Request)
+	t.m = newMirrors(rec.Request.URLs(), rec.Mirror)
 	// A decompression that a restart cut short runs again, from the
 	// verified partial data, into a fresh work file.
 	if err := errors.Join(j.pool.removeUnpacked(rec.Request.ID, rec.NodeID), j.pool.removeConverted(rec.Request.ID, rec.NodeID)); err != nil {
@@ -136,6 +138,7 @@ func (s *Server) openTransfer(j *job) (*transfer, error) {
 	if resumed {
 		j.log.Info("resuming download", "bytes_done", t.done, "bytes_total", t.total)
 	} else {
+		j.setServed(nil)
 		f, err := j.pool.createPart(rec.Request.ID, rec.NodeID)
 		if err != nil {
 			return nil, err
@@ -274,11 +277,21 @@ func (t *transfer) fetch(ctx context.Context) error {
 			return context.Cause(ctx)
 		}
 		fe := fault.From(err)
-		if !fe.Retryable {
-			return fe
-		}
 		if t.done-before >= minProgress {
 			failures, backoff = 0, cfg.RetryBackoff
+			t.m.progressed()
+		}
+		if mirrorFault(fe) {
+			if t.m.failed(fe) {
+				t.s.metrics.mirrorSwitches.Inc()
+				t.checkpoint()
+				t.j.log.Warn("mirror failed; trying the next one", "err", fe.Message, "bytes_done", t.done, "mirror", redact(t.m.url()))
+				continue
+			}
+			fe = t.m.roundError()
+		}
+		if !fe.Retryable {
+			return fe
 		}
 		failures++
 		if failures >= cfg.MaxAttempts {
@@ -307,6 +320,7 @@ func (t *transfer) reset() error {
 	t.done, t.flushed, t.total, t.etag, t.lastModified = 0, 0, -1, "", ""
 	t.head, t.headChecked = nil, false
 	t.j.progress(0)
+	t.j.setServed(nil)
 	return nil
 }
 
@@ -329,9 +343,11 @@ func (t *transfer) saveCheckpoint(state []byte) error {
 		t.j.log.Warn("partial data not synced to disk; checkpoint skipped", "err", err)
 		return nil
 	}
+	served := t.j.servedNow()
 	t.j.update(func(r *record) {
 		r.BytesDone, r.BytesTotal, r.HashAlgo, r.HashState = t.done, t.total, t.algo, state
 		r.ETag, r.LastModified = t.etag, t.lastModified
+		r.MirrorBytes, r.Mirror = served, t.m.cur
 		r.TakenFrom = ""
 	})
 	if errors.Is(t.j.save(), errFenced) {

@@ -13,3 +13,8 @@ func SetLinkPublish(s *Server, on bool) { s.linkPublish = on }
 
 // SetDatasync replaces the fdatasync done before each checkpoint.
 func SetDatasync(s *Server, f func(*os.File) error) { s.datasync = f }
+
+// SetConvertReport has f called with each of qemu-img's progress reports,
+// once the job shows it; f holds the conversion's progress reading (not
+// qemu-img) while it runs.
+func SetConvertReport(s *Server, f func(percent float64)) { s.convertReport = f }

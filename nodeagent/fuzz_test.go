@@ -50,7 +50,7 @@ func FuzzDownloadRequest(f *testing.F) {
 			t.Fatalf("accepted size %d", req.SizeBytes)
 		}
 		again := req
-		if err := nodeagent.ValidateRequest(&again, false); err != nil || again != req {
+		if err := nodeagent.ValidateRequest(&again, false); err != nil || !again.Same(req) {
 			t.Fatalf("validation is not stable: %v, %+v → %+v", err, req, again)
 		}
 	})

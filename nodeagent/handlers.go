@@ -3,9 +3,11 @@ package nodeagent
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -36,7 +38,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/downloads", s.handleStart)
 	mux.HandleFunc("GET /v1/downloads/{id}", s.handleGet)
 	mux.HandleFunc("DELETE /v1/downloads/{id}", s.handleCancel)
+	mux.HandleFunc("POST /v1/downloads/{id}/pause", s.handlePause)
 	mux.HandleFunc("DELETE /v1/pools/{pool_id}/files/{file_name}", s.handleDeleteFile)
+	mux.HandleFunc("PUT /v1/pools/{pool_id}/links/{name}", s.handleLink)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.handleNoRoute(mux, w, r) })
 	return s.auth(mux)
@@ -57,7 +61,7 @@ func (s *Server) auth(next http.Handler) http.Handler {
 }
 
 func (s *Server) handleNoRoute(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
 		probe := r.Clone(r.Context())
 		probe.Method = m
 		if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
@@ -77,11 +81,16 @@ var features = []string{
 	agentclient.FeatureStrongValidatorResume,
 	agentclient.FeatureBoundedQueue,
 	agentclient.FeatureDecompress,
+	agentclient.FeaturePause,
+	agentclient.FeatureMirrors,
+	agentclient.FeatureSourceCredentials,
 	agentclient.FeatureBandwidthLimit,
+	agentclient.FeatureLink,
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	h := agentclient.Health{NodeID: s.cfg.NodeID, Version: s.cfg.Version, Features: features, Pools: []agentclient.PoolHealth{}}
+	h.QemuImg = &agentclient.QemuImg{Path: s.qemuImg, Missing: s.noQemuImg}
 	if s.qemuImg != "" {
 		h.Features = append(append([]string(nil), features...), agentclient.FeatureConvert)
 	}
@@ -174,6 +183,9 @@ func ValidateRequest(req *agentclient.DownloadRequest, allowPrivate bool) error 
 	if _, err := source.CheckURL(req.URL, allowPrivate); err != nil {
 		return err
 	}
+	if err := checkMirrors(req, allowPrivate); err != nil {
+		return err
+	}
 	if req.PoolID == "" {
 		return fault.New(fault.InvalidRequest, "pool_id is required")
 	}
@@ -225,9 +237,10 @@ func (s *Server) start(req agentclient.DownloadRequest) (agentclient.Download, i
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if j, ok := s.jobs[req.ID]; ok {
-		if j.request() != req {
+		if !j.request().Same(req) {
 			return agentclient.Download{}, 0, fault.New(fault.Conflict, "download %s already exists with another request (%s into %s/%s): use a new id", req.ID, redact(j.request().URL), j.request().PoolID, j.request().FileName)
 		}
+		j.supply(req.Credential) // a job that waits for it after a restart goes on
 		switch {
 		case j.state() == agentclient.StateCompleted && !j.fileIntact():
 			j.log.Info("published file is gone; downloading it again")
@@ -255,6 +268,7 @@ func (s *Server) start(req agentclient.DownloadRequest) (agentclient.Download, i
 		}
 	}
 	j := newJob(p, s.adopt(p, req), s.log)
+	j.supply(req.Credential)
 	if agentclient.FinishedState(j.state()) {
 		s.jobs[req.ID] = j
 		return j.snapshot(), http.StatusAccepted, nil
@@ -292,18 +306,18 @@ func (s *Server) takenLocked(p *pool, req agentclient.DownloadRequest) error {
 // else under this id is stale and removed. Called with s.mu held.
 func (s *Server) adopt(p *pool, req agentclient.DownloadRequest) record {
 	old, err := p.loadRecord(req.ID)
-	if err == nil && old.Request == req {
+	if err == nil && old.Request.Same(req) {
 		switch {
 		case !agentclient.FinishedState(old.State):
 			if old.NodeID != s.cfg.NodeID {
 				old.TakenFrom = old.NodeID
 			}
-			old.State, old.NodeID = agentclient.StateQueued, s.cfg.NodeID
+			old.State, old.NodeID, old.Request = agentclient.StateQueued, s.cfg.NodeID, req.Redacted()
 			s.log.Info("taking over a partial download left in the pool", "download_id", req.ID, "pool_id", p.id, "bytes_done", old.BytesDone)
 			return *old
 		case old.State == agentclient.StateCompleted:
 			if fi, err := p.root.Lstat(req.FileName); err == nil && fi.Mode().IsRegular() && fi.Size() == old.publishedSize() {
-				old.NodeID = s.cfg.NodeID
+				old.NodeID, old.Request = s.cfg.NodeID, req.Redacted()
 				return *old
 			}
 		}
@@ -315,7 +329,7 @@ func (s *Server) adopt(p *pool, req agentclient.DownloadRequest) record {
 	if err := p.removeJobFiles(req.ID, stale, false); err != nil {
 		s.log.Warn("remove stale download files", "download_id", req.ID, "pool_id", p.id, "err", err)
 	}
-	return newRecord(req, s.cfg.NodeID)
+	return newRecord(req.Redacted(), s.cfg.NodeID)
 }
 
 func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
@@ -329,7 +343,7 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fault.New(fault.NotFound, "no download %q on node %s", id, s.cfg.NodeID))
 		return
 	}
-	if agentclient.FinishedState(j.state()) {
+	if agentclient.FinishedState(j.state()) || s.cancelPaused(id) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -337,6 +351,54 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-j.done:
 		w.WriteHeader(http.StatusNoContent)
+	case <-time.After(cancelWait):
+		writeError(w, fault.Retryable(fault.Internal, "download %s did not stop within %s; try again", id, cancelWait))
+	}
+}
+
+// cancelPaused cancels a paused job: its transfer has already stopped, so
+// only its partial data is left to remove. It reports false when the job
+// is not paused (any more: a start may have resumed it meanwhile).
+func (s *Server) cancelPaused(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.jobs[id]
+	if !ok || j.state() != agentclient.StatePaused {
+		return false
+	}
+	<-j.done // the paused goroutine has recorded the pause; it ends at once
+	if err := j.pool.removeJobFiles(id, j.node(), true); err != nil {
+		j.log.Error("remove partial data", "err", err)
+	}
+	j.finish(agentclient.StateCancelled, fault.New(fault.Cancelled, "download cancelled"))
+	j.save()
+	j.log.Info("paused download cancelled; partial data removed")
+	return true
+}
+
+// handlePause stops a download and keeps its partial data and checkpoint
+// (state paused); the same request started again resumes from them. It
+// answers 200 with the job as the pause left it — completed, when it
+// published in the meantime — and conflict for a job that already ended.
+func (s *Server) handlePause(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	j, ok := s.job(id)
+	if !ok {
+		writeError(w, fault.New(fault.NotFound, "no download %q on node %s", id, s.cfg.NodeID))
+		return
+	}
+	switch st := j.state(); {
+	case st == agentclient.StatePaused:
+		writeJSON(w, http.StatusOK, j.snapshot())
+		return
+	case agentclient.FinishedState(st):
+		writeError(w, fault.New(fault.Conflict, "download %s is %s: there is nothing to pause", id, st))
+		return
+	}
+	j.cancel(errPaused)
+	select {
+	case <-j.done:
+		writeJSON(w, http.StatusOK, j.snapshot())
 	case <-time.After(cancelWait):
 		writeError(w, fault.Retryable(fault.Internal, "download %s did not stop within %s; try again", id, cancelWait))
 	}
@@ -431,4 +493,37 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeError(w http.ResponseWriter, err error) {
 	fe := fault.From(err)
 	writeJSON(w, fault.HTTPStatus(fe.Code), fault.Body{Error: fe})
+}
+
+// maxMirrors bounds a request's mirror list.
+const maxMirrors = 16
+
+// checkMirrors judges a request's mirror list like its URL, and its
+// credential: one that can be sent, to the host of one of its URLs.
+func checkMirrors(req *agentclient.DownloadRequest, allowPrivate bool) error {
+	if len(req.Mirrors) > maxMirrors {
+		return fault.New(fault.InvalidRequest, "%d mirrors: give at most %d", len(req.Mirrors), maxMirrors)
+	}
+	for i, m := range req.Mirrors {
+		if m == "" {
+			return fault.New(fault.InvalidRequest, "mirrors[%d] is empty", i)
+		}
+		if _, err := source.CheckURL(m, allowPrivate); err != nil {
+			fe := fault.From(err)
+			return &fault.Error{Code: fe.Code, Message: fmt.Sprintf("mirrors[%d]: %s", i, fe.Message), Retryable: fe.Retryable}
+		}
+	}
+	c := req.Credential
+	if c == nil {
+		return nil
+	}
+	if err := c.Check(); err != nil {
+		return fault.New(fault.InvalidRequest, "%v", err)
+	}
+	for _, raw := range req.URLs() {
+		if u, err := url.Parse(raw); err == nil && c.For(u) {
+			return nil
+		}
+	}
+	return fault.New(fault.InvalidRequest, "credential %q is for host %s, which none of the download's URLs is on", c.Name, c.Host)
 }

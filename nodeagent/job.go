@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ var (
 	errCancelled = errors.New("download cancelled")
 	errShutdown  = errors.New("node agent shutting down")
 	errStalled   = errors.New("mirror stalled")
+	errPaused    = errors.New("download paused")
 )
 
 // record is what the agent keeps of a job on disk, next to its partial
@@ -55,6 +57,12 @@ type record struct {
 	Compression  string `json:"compression,omitempty"`
 	FileChecksum string `json:"file_checksum,omitempty"`
 	FileSize     int64  `json:"file_size,omitempty"`
+
+	// MirrorBytes counts the bytes of BytesDone each URL served (the
+	// request's URL, then its mirrors), and Mirror is the one in use: a
+	// resume goes on from it.
+	MirrorBytes []int64 `json:"mirror_bytes,omitempty"`
+	Mirror      int     `json:"mirror,omitempty"`
 }
 
 // job is one download on this agent. Its goroutine owns the transfer; the
@@ -66,19 +74,49 @@ type job struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{} // closed when the job's goroutine has ended
 
-	mu          sync.Mutex
-	rec         record
-	live        int64 // bytes on disk now, ahead of rec.BytesDone between checkpoints
-	rate        float64
-	sampleAt    time.Time
-	sampleBytes int64
+	mu   sync.Mutex
+	rec  record
+	live int64 // bytes on disk now, ahead of rec.BytesDone between checkpoints
+	rate meter // of the download
+
+	// While converting, the progress shown is qemu-img's: convDone of
+	// convTotal bytes (the image's virtual size) converted.
+	convDone, convTotal int64
+	convRate            meter
+
+	served []int64 // bytes on disk by mirror, live like live
+
+	// secret is the request's credential with its secret (the record holds
+	// it redacted); nil until the worker sends it, and after a restart.
+	// credReady is closed once it is there.
+	secret    *agentclient.Credential
+	credReady chan struct{}
+}
+
+// meter measures a rate from samples taken about a second apart.
+type meter struct {
+	bytesPerSecond float64
+	at             time.Time
+	bytes          int64
+}
+
+func (m *meter) sample(done int64, now time.Time) {
+	if m.at.IsZero() || done < m.bytes {
+		m.at, m.bytes = now, done
+		return
+	}
+	if dt := now.Sub(m.at); dt >= time.Second {
+		m.bytesPerSecond = float64(done-m.bytes) / dt.Seconds()
+		m.at, m.bytes = now, done
+	}
 }
 
 func newJob(p *pool, rec record, log *slog.Logger) *job {
-	j := &job{pool: p, rec: rec, live: rec.BytesDone, done: make(chan struct{})}
+	j := &job{pool: p, rec: rec, live: rec.BytesDone, done: make(chan struct{}), credReady: make(chan struct{})}
+	j.served = fitServed(rec.MirrorBytes, len(rec.Request.URLs()))
 	j.log = log.With("download_id", rec.Request.ID, "pool_id", p.id, "file_name", rec.Request.FileName)
-	if agentclient.FinishedState(rec.State) {
-		close(j.done)
+	if agentclient.FinishedState(rec.State) || rec.State == agentclient.StatePaused {
+		close(j.done) // no goroutine runs it
 	}
 	return j
 }
@@ -150,15 +188,19 @@ func (j *job) progress(done int64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.live = done
-	now := time.Now()
-	if j.sampleAt.IsZero() || done < j.sampleBytes {
-		j.sampleAt, j.sampleBytes = now, done
-		return
+	j.rate.sample(done, time.Now())
+}
+
+// converted records how far a conversion is: done of total bytes of the
+// image's virtual size, and about once a second the rate.
+func (j *job) converted(done, total int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if total != j.convTotal {
+		j.convRate = meter{}
 	}
-	if dt := now.Sub(j.sampleAt); dt >= time.Second {
-		j.rate = float64(done-j.sampleBytes) / dt.Seconds()
-		j.sampleAt, j.sampleBytes = now, done
-	}
+	j.convDone, j.convTotal = done, total
+	j.convRate.sample(done, time.Now())
 }
 
 func (j *job) snapshot() agentclient.Download {
@@ -178,6 +220,7 @@ func (j *job) snapshot() agentclient.Download {
 		VirtualSizeBytes: r.VirtualSize,
 		Compression:      r.Compression,
 		FileChecksum:     r.FileChecksum,
+		Mirrors:          servedBy(r.Request.URLs(), j.served),
 		Error:            r.Error,
 		StartedAt:        r.StartedAt,
 		FinishedAt:       r.FinishedAt,
@@ -188,8 +231,13 @@ func (j *job) snapshot() agentclient.Download {
 	if d.Checksum == "" {
 		d.Checksum = r.Request.Checksum
 	}
-	if r.State == agentclient.StateRunning {
-		d.BytesPerSecond = j.rate
+	switch {
+	case r.State == agentclient.StateRunning:
+		d.BytesPerSecond = j.rate.bytesPerSecond
+	case r.State == agentclient.StateConverting && j.convTotal > 0:
+		// The download is whole and verified; what moves now is the
+		// conversion, so that is what the bytes and the rate show.
+		d.BytesDone, d.BytesTotal, d.BytesPerSecond = j.convDone, j.convTotal, j.convRate.bytesPerSecond
 	}
 	return d
 }
@@ -222,12 +270,35 @@ func (r record) publishedSize() int64 {
 }
 
 // restartable says whether a POST of the same request starts the job
-// again: after a cancel, or a failure another attempt may get past.
+// again: after a cancel, a pause (it resumes), or a failure another
+// attempt may get past.
 func (j *job) restartable() bool {
 	r := j.record()
-	return r.State == agentclient.StateCancelled || (r.State == agentclient.StateFailed && r.Error != nil && r.Error.Retryable)
+	return r.State == agentclient.StateCancelled || r.State == agentclient.StatePaused ||
+		(r.State == agentclient.StateFailed && r.Error != nil && r.Error.Retryable)
 }
 
 func newRecord(req agentclient.DownloadRequest, nodeID string) record {
 	return record{Request: req, NodeID: nodeID, State: agentclient.StateQueued, CreatedAt: time.Now().UTC()}
+}
+
+// addServed counts n more bytes on disk from mirror i.
+func (j *job) addServed(i int, n int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.served[i] += n
+}
+
+// setServed sets the bytes on disk by mirror (nil: none).
+func (j *job) setServed(served []int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.served = fitServed(served, len(j.rec.Request.URLs()))
+}
+
+// servedNow is a copy of the bytes on disk by mirror.
+func (j *job) servedNow() []int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.served)
 }

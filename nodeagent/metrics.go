@@ -12,6 +12,8 @@ type metrics struct {
 	bytes     prometheus.Counter
 	completed prometheus.Counter
 	failures  *prometheus.CounterVec
+	// mirrorSwitches counts moves to the next mirror of a list.
+	mirrorSwitches prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -29,6 +31,10 @@ func newMetrics(s *Server) *metrics {
 			Name: "cloudimages_nodeagent_download_failures_total",
 			Help: "Downloads that failed, by error code.",
 		}, []string{"code"}),
+		mirrorSwitches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudimages_nodeagent_mirror_switches_total",
+			Help: "Moves to the next mirror of a download's list after one failed (404, 5xx, unreachable, stalled).",
+		}),
 	}
 	active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cloudimages_nodeagent_downloads_active",
@@ -45,7 +51,7 @@ func newMetrics(s *Server) *metrics {
 			ConstLabels: prometheus.Labels{"pool_id": p.id},
 		}, func() float64 { free, _, _ := p.space(); return float64(free) }))
 	}
-	m.registry.MustRegister(m.bytes, m.completed, m.failures, active, queued,
+	m.registry.MustRegister(m.bytes, m.completed, m.failures, m.mirrorSwitches, active, queued,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -32,9 +32,9 @@ func (t *transfer) attempt(ctx context.Context) error {
 	stall := time.AfterFunc(t.s.cfg.StallTimeout, func() { cancel(errStalled) })
 	defer stall.Stop()
 
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, t.req.URL, nil)
+	req, err := http.NewRequestWithContext(withCredential(actx, t.j.credential()), http.MethodGet, t.m.url(), nil)
 	if err != nil {
-		return fault.New(fault.InvalidRequest, "url %q: %v", t.req.URL, err)
+		return fault.New(fault.InvalidRequest, "url %q: %v", redact(t.m.url()), err)
 	}
 	req.Header.Set("User-Agent", "cloudimages-nodeagent/"+t.s.cfg.Version)
 	req.Header.Set("Accept-Encoding", "identity")
@@ -46,6 +46,7 @@ func (t *transfer) attempt(ctx context.Context) error {
 			req.Header.Set("If-Range", t.lastModified)
 		}
 	}
+	applyCredential(req)
 	resp, err := t.s.upstream.Do(req)
 	if err != nil {
 		return requestError(actx, err, req)
@@ -72,7 +73,9 @@ func (t *transfer) accept(resp *http.Response) error {
 		t.etag, t.lastModified = strongETag(resp.Header.Get("ETag")), resp.Header.Get("Last-Modified")
 	case http.StatusPartialContent:
 		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
-		if et := strongETag(resp.Header.Get("ETag")); !ok || start != t.done || (t.etag != "" && et != "" && et != t.etag) {
+		// The validators must agree: another mirror's range of the same
+		// size and ETag continues the data, anything else restarts it.
+		if et := strongETag(resp.Header.Get("ETag")); !ok || start != t.done || (t.etag != "" && et != "" && et != t.etag) || (t.total >= 0 && total != t.total) {
 			if err := t.reset(); err != nil {
 				return err
 			}
@@ -88,10 +91,12 @@ func (t *transfer) accept(resp *http.Response) error {
 			return err
 		}
 		return fault.Retryable(fault.UpstreamError, "mirror refused the range from byte %d: restarting from zero", t.done)
-	case http.StatusNotFound, http.StatusGone, http.StatusForbidden, http.StatusUnauthorized:
-		return fault.New(fault.UpstreamNotFound, "mirror answered %s for %s: check the URL (the image may have been moved or removed)", resp.Status, redact(t.req.URL))
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return t.refused(resp)
+	case http.StatusNotFound, http.StatusGone:
+		return fault.New(fault.UpstreamNotFound, "mirror answered %s for %s: check the URL (the image may have been moved or removed)", resp.Status, redact(t.m.url()))
 	default:
-		return fault.Retryable(fault.UpstreamError, "mirror answered %s for %s", resp.Status, redact(t.req.URL))
+		return fault.Retryable(fault.UpstreamError, "mirror answered %s for %s", resp.Status, redact(t.m.url()))
 	}
 	if t.req.SizeBytes > 0 && t.total >= 0 && t.total != t.req.SizeBytes {
 		return fault.New(fault.NotADiskImage, "mirror serves %d bytes, the image is %d bytes (size_bytes): the file there is truncated or not this image", t.total, t.req.SizeBytes)
@@ -100,6 +105,18 @@ func (t *transfer) accept(resp *http.Response) error {
 		return tooLarge(t.total, max)
 	}
 	return t.checkSpace()
+}
+
+// refused is the error for a mirror that answered 401 or 403: it wants a
+// credential, or refused the one sent. The code stays upstream_not_found
+// (the file cannot be had there); the message says what to do.
+func (t *transfer) refused(resp *http.Response) error {
+	u := redact(t.m.url())
+	c := t.j.credential()
+	if pu, err := url.Parse(t.m.url()); err == nil && c.For(pu) {
+		return fault.New(fault.UpstreamNotFound, "mirror answered %s for %s to credential %q: check the credential in the worker's --credentials file (and that it may read this file)", resp.Status, u, c.Name)
+	}
+	return fault.New(fault.UpstreamNotFound, "mirror answered %s for %s: it wants credentials; name a source credential for its host (\"credential\": NAME, defined in the worker's --credentials file), or check the URL", resp.Status, u)
 }
 
 // tooLarge is the error for a file past --max-image-size.

@@ -52,7 +52,7 @@ func TestAgentDownloadsThroughProxy(t *testing.T) {
 			if tc.up.Requests("p.qcow2") == 0 {
 				t.Error("the mirror behind the proxy got no request")
 			}
-			assertNoSecret(t, agent.LogPath())
+			assertNoProxyPassword(t, agent.LogPath())
 		})
 	}
 }
@@ -95,7 +95,7 @@ func TestAgentProxyFailuresAreClear(t *testing.T) {
 			if strings.Contains(d.Error.Message, proxyPassword) || strings.Contains(d.Error.Message, "another-password") {
 				t.Errorf("the error shows the proxy's password: %s", d.Error.Message)
 			}
-			assertNoSecret(t, agent.LogPath())
+			assertNoProxyPassword(t, agent.LogPath())
 		})
 	}
 }
@@ -213,7 +213,7 @@ func TestAgentNetworkFlags(t *testing.T) {
 }
 
 // assertNoSecret fails when the agent's log holds the proxy's password.
-func assertNoSecret(t *testing.T, logPath string) {
+func assertNoProxyPassword(t *testing.T, logPath string) {
 	t.Helper()
 	log, err := os.ReadFile(logPath)
 	if err != nil {

@@ -41,6 +41,8 @@ type Server struct {
 	slots     chan struct{} // one token per running download
 	minFree   reserve
 	qemuImg   string // the qemu-img conversions run; "" when there is none
+	// noQemuImg says why there is no qemu-img, and what to do (health).
+	noQemuImg string
 
 	base context.Context
 	stop context.CancelCauseFunc
@@ -61,6 +63,9 @@ type Server struct {
 	// linkPublish, when set (by tests only), publishes by link and unlink
 	// as on file systems that refuse RENAME_NOREPLACE.
 	linkPublish bool
+	// convertReport, when set (by tests only), is called with each of
+	// qemu-img's progress reports once the job shows it.
+	convertReport func(percent float64)
 }
 
 // New opens the pools, resumes the unfinished downloads recorded in them,
@@ -97,8 +102,10 @@ func New(cfg Config) (*Server, error) {
 		jobs:      map[string]*job{},
 	}
 	if s.qemuImg, err = findQemuImg(cfg.QemuImg); err != nil {
-		s.qemuImg = ""
-		s.log.Warn(converterWarning(err))
+		s.qemuImg, s.noQemuImg = "", converterWarning(err)
+		s.log.Warn(s.noQemuImg, "qemu_img", cfg.QemuImg)
+	} else {
+		s.log.Info("images are converted with qemu-img when a pool asks for a format", "qemu_img", s.qemuImg)
 	}
 	for _, pd := range cfg.Pools {
 		if err := catalog.ValidName(pd.ID); err != nil {
@@ -152,8 +159,8 @@ func (s *Server) closePools() {
 	}
 }
 
-// load picks up the records in the pools: finished jobs are remembered,
-// unfinished ones queued again. Called with s.mu held.
+// load picks up the records in the pools: finished and paused jobs are
+// remembered, the others queued again. Called with s.mu held.
 func (s *Server) load() {
 	for _, p := range s.order {
 		ids, err := p.recordIDs()
@@ -175,7 +182,7 @@ func (s *Server) load() {
 			}
 			j := newJob(p, *rec, s.log)
 			s.jobs[id] = j
-			if !agentclient.FinishedState(rec.State) {
+			if !agentclient.FinishedState(rec.State) && rec.State != agentclient.StatePaused {
 				j.update(func(r *record) { r.State = agentclient.StateQueued })
 				j.log.Info("resuming download after restart", "bytes_done", rec.BytesDone)
 				s.launch(j)
@@ -196,6 +203,10 @@ func (s *Server) launch(j *job) {
 func (s *Server) run(ctx context.Context, j *job) {
 	defer s.wg.Done()
 	defer close(j.done)
+	if err := j.waitCredential(ctx); err != nil {
+		s.end(j, err)
+		return
+	}
 	select {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
@@ -230,6 +241,13 @@ func (s *Server) end(j *job, err error) {
 		j.log.Info("download published", "path", d.Path, "bytes", d.BytesDone, "checksum", d.Checksum)
 	case errors.Is(err, errShutdown):
 		j.log.Info("download stopped for shutdown; it resumes at the next start")
+	case errors.Is(err, errPaused):
+		// Like a shutdown, the partial data and the checkpoint stay (the
+		// transfer saved it as it stopped); unlike one, the job waits for
+		// a start of the same request, even across restarts.
+		j.update(func(r *record) { r.State = agentclient.StatePaused })
+		j.save()
+		j.log.Info("download paused; partial data kept", "bytes_done", j.record().BytesDone)
 	case errors.Is(err, errCancelled):
 		if e := j.pool.removeJobFiles(j.request().ID, j.node(), true); e != nil {
 			j.log.Error("remove partial data", "err", e)
@@ -296,7 +314,7 @@ func (s *Server) counts() (queued, running int) {
 	defer s.mu.Unlock()
 	for _, j := range s.jobs {
 		switch j.state() {
-		case agentclient.StateQueued:
+		case agentclient.StateQueued, agentclient.StateWaitingCredential:
 			queued++
 		case agentclient.StateRunning, agentclient.StateVerifying, agentclient.StateConverting:
 			running++

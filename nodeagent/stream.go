@@ -111,6 +111,7 @@ func (t *transfer) write(c chunk) error {
 		return diskError(t.j.pool, err)
 	}
 	t.done += int64(n)
+	t.j.addServed(t.m.cur, int64(n))
 	t.writeBack()
 	t.s.metrics.bytes.Add(float64(n))
 	t.j.progress(t.done)
@@ -122,6 +123,7 @@ func (t *transfer) write(c chunk) error {
 				// with its hash: file and hash then agree, whatever
 				// saves a checkpoint next.
 				t.done -= int64(n)
+				t.j.addServed(t.m.cur, -int64(n))
 				return err
 			}
 		}

@@ -76,6 +76,7 @@ func newUpstreamClient(o upstreamOptions) *http.Client {
 			if _, err := source.CheckURL(req.URL.String(), true); err != nil {
 				return &forbiddenError{fmt.Sprintf("redirect to %q: %s", req.URL.Redacted(), fault.From(err).Message)}
 			}
+			applyCredential(req) // a source credential goes to its own host only
 			return nil
 		},
 	}

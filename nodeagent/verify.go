@@ -27,7 +27,7 @@ func (t *transfer) checkHead() error {
 	}
 	t.headChecked = true
 	if len(t.head) == 0 {
-		return fault.New(fault.NotADiskImage, "mirror sent an empty file for %s", redact(t.req.URL))
+		return fault.New(fault.NotADiskImage, "mirror sent an empty file for %s", redact(t.url()))
 	}
 	start := bytes.ToLower(bytes.TrimLeft(t.head, " \t\r\n\xef\xbb\xbf"))
 	for _, p := range []string{"<!doctype", "<html", "<?xml", "<head", "<body"} {

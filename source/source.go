@@ -29,8 +29,15 @@ type Request struct {
 	PoolID    string
 	Format    string // disk format (one of diskimage.Formats), when the request declares it
 	SizeBytes int64  // expected size, when the request names it
+	// Version names one build of a catalog entry (catalog.Version), with
+	// Checksum its checksum: the image is that build, with its own source
+	// key and file name, as a subscription downloads each build.
+	Version string
 	// AllowUnverified accepts a URL download without a checksum.
 	AllowUnverified bool
+	// Credential names a source credential of the worker (--credentials)
+	// to send to the mirror's host; the name only, never the secret.
+	Credential string
 }
 
 // Source is where an image comes from, the file it becomes in its pool,
@@ -42,12 +49,26 @@ type Source struct {
 	Name        string
 	FileName    string
 	SourceKey   string
-	Checksum    string // empty until resolved; stays empty when Unverified
-	ChecksumURL string // the vendor's checksum file, when not pinned
-	SizeBytes   int64  // expected size for progress, 0 if unknown (a catalog's is a hint)
-	Format      string // disk format ("qcow2", "raw"); empty lets the node go by the file name
-	Unverified  bool   // accepted without a checksum
+	Checksum    string   // empty until resolved; stays empty when Unverified
+	ChecksumURL string   // the vendor's checksum file, when not pinned
+	SizeBytes   int64    // expected size for progress, 0 if unknown (a catalog's is a hint)
+	Format      string   // disk format ("qcow2", "raw"); empty lets the node go by the file name
+	Unverified  bool     // accepted without a checksum
+	Mirrors     []string // more URLs of the same file, tried in order after URL
+	Credential  string   // the name of the worker's source credential to send
+
+	// How the checksum file is signed, from the catalog entry (see
+	// catalog.Entry), and what its signature said once checked:
+	// signature.Verified, Unsigned or NotChecked ("" until then).
+	SignatureURL string
+	Clearsigned  bool
+	SigningKeys  []string
+	Signature    string
+	Version      string // the build, when the request named one
 }
+
+// URLs are the source's URL, then its mirrors.
+func (s Source) URLs() []string { return append([]string{s.URL}, s.Mirrors...) }
 
 // Resolve checks a request and returns its source. It does not touch the
 // network, and does not judge the URL's address: the node agent does that
@@ -70,6 +91,9 @@ func Resolve(cat *catalog.Catalog, req Request) (Source, error) {
 	if err := CheckSize(req.SizeBytes); err != nil {
 		return Source{}, err
 	}
+	if err := CheckCredentialName(req.Credential); err != nil {
+		return Source{}, err
+	}
 	var src Source
 	switch {
 	case req.CatalogID != "" && req.URL != "":
@@ -78,6 +102,13 @@ func Resolve(cat *catalog.Catalog, req Request) (Source, error) {
 		if src, err = fromCatalog(cat, req.CatalogID); err != nil {
 			return Source{}, err
 		}
+		if req.Version != "" {
+			if src, err = asBuild(src, req.Version, sum); err != nil {
+				return Source{}, err
+			}
+		}
+	case req.Version != "":
+		return Source{}, fault.New(fault.InvalidRequest, "version names a build of a catalog entry: give catalog_id with it")
 	case req.URL != "":
 		if src, err = fromURL(req); err != nil {
 			return Source{}, err
@@ -98,6 +129,7 @@ func Resolve(cat *catalog.Catalog, req Request) (Source, error) {
 		src.SizeBytes = req.SizeBytes
 	}
 	src.FileName = withFormatExt(src.FileName, src.Format)
+	src.Credential = req.Credential
 	return src, nil
 }
 
@@ -112,6 +144,9 @@ func checkName(req Request) error {
 	case req.CatalogID == "":
 		if err := catalog.ValidName(req.Name); err != nil {
 			return fault.New(fault.InvalidRequest, "%v", err)
+		}
+		if stem := strings.TrimSuffix(req.Name, path.Ext(req.Name)); strings.HasSuffix(stem, "-latest") {
+			return fault.New(fault.InvalidRequest, "name %q: names ending in -latest are kept for the stable names of subscriptions (\"{catalog_id}-latest.{format}\"); give the image another name", req.Name)
 		}
 	case len(req.Name) > maxDisplayName || strings.TrimSpace(req.Name) == "" ||
 		strings.IndexFunc(req.Name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
@@ -133,7 +168,35 @@ func fromCatalog(cat *catalog.Catalog, id string) (Source, error) {
 		return Source{}, err
 	}
 	return Source{CatalogID: e.ID, URL: e.URL, Name: e.Name, FileName: fileName(e.ID, e.URL),
-		SourceKey: SourceKey(e.ID, ""), Checksum: sum, ChecksumURL: e.ChecksumURL, SizeBytes: e.SizeBytes, Format: e.Format}, nil
+		SourceKey: SourceKey(e.ID, ""), Checksum: sum, ChecksumURL: e.ChecksumURL, SizeBytes: e.SizeBytes, Format: e.Format,
+		Mirrors: slices.Clone(e.Mirrors), SignatureURL: e.SignatureURL, Clearsigned: e.Clearsigned, SigningKeys: e.SigningKeys}, nil
+}
+
+// asBuild makes a catalog source the one build version, whose checksum
+// is sum: its own source key ("catalog:ID@CHECKSUM", so each build is its
+// own image) and file name ("{catalog_id}-{version}.{ext}").
+func asBuild(src Source, version, sum string) (Source, error) {
+	if sum == "" {
+		return Source{}, fault.New(fault.InvalidRequest, "version %q needs the build's checksum: give \"checksum\" with it", version)
+	}
+	if err := catalog.ValidName(version); err != nil {
+		return Source{}, fault.New(fault.InvalidRequest, "version: %v", err)
+	}
+	src.SourceKey = BuildSourceKey(src.CatalogID, sum)
+	src.FileName = fileName(src.CatalogID+"-"+version, src.URL)
+	src.Version = version
+	return src, nil
+}
+
+// BuildSourceKey is the source key of one build of a catalog entry.
+func BuildSourceKey(catalogID, checksum string) string {
+	return "catalog:" + catalogID + "@" + checksum
+}
+
+// LatestFileName is the stable name under which a pool's newest READY
+// build of a catalog entry is published: "{catalog_id}-latest.{format}".
+func LatestFileName(catalogID, format string) string {
+	return catalogID + "-latest" + diskimage.Ext(format)
 }
 
 func fromURL(req Request) (Source, error) {
@@ -222,6 +285,19 @@ func CheckFormat(f string) error {
 func CheckSize(n int64) error {
 	if n < 0 {
 		return fault.New(fault.InvalidRequest, "size_bytes is %d; give the size in bytes, or leave it out", n)
+	}
+	return nil
+}
+
+// CheckCredentialName judges the name of a source credential: a name
+// (catalog.ValidName); "" names none. Whether the worker holds it is known
+// only there: the workflow's first step checks that.
+func CheckCredentialName(name string) error {
+	if name == "" {
+		return nil
+	}
+	if err := catalog.ValidName(name); err != nil {
+		return fault.New(fault.InvalidRequest, "credential: %v: give the name of a source credential defined in the worker's --credentials file", err)
 	}
 	return nil
 }

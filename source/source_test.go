@@ -1,6 +1,7 @@
 package source_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -18,6 +19,7 @@ func testCatalog(t *testing.T) *catalog.Catalog {
 		{ID: "vendor", Name: "Vendor", URL: "https://example.com/v/v.qcow2", ChecksumURL: "https://example.com/v/SHA256SUMS"},
 		{ID: "freebsd", Name: "FreeBSD", URL: "https://example.com/f/FreeBSD.qcow2.xz", ChecksumURL: "https://example.com/f/CHECKSUM.SHA256", Format: "qcow2"},
 		{ID: "bare", Name: "Bare", URL: "https://example.com/b/disk.zst", Checksum: sum256, Format: "raw"},
+		{ID: "mirrored", Name: "Mirrored", URL: "https://a.example/m.qcow2", Mirrors: []string{"https://b.example/m.qcow2"}, Checksum: sum256},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -36,6 +38,10 @@ func TestResolve(t *testing.T) {
 		{"catalog entry with pinned checksum", source.Request{CatalogID: "pinned", PoolID: "p"}, "",
 			source.Source{CatalogID: "pinned", URL: "https://example.com/p/disk.img", Name: "Pinned", FileName: "pinned.img",
 				SourceKey: "catalog:pinned", Checksum: sum256, SizeBytes: 100, Format: "qcow2"}},
+		{"catalog entry with mirrors, and a credential", source.Request{CatalogID: "mirrored", PoolID: "p", Credential: "vendor-1"}, "",
+			source.Source{CatalogID: "mirrored", URL: "https://a.example/m.qcow2", Mirrors: []string{"https://b.example/m.qcow2"}, Name: "Mirrored",
+				FileName: "mirrored.qcow2", SourceKey: "catalog:mirrored", Checksum: sum256, Credential: "vendor-1"}},
+		{"a credential name that cannot be one", source.Request{CatalogID: "mirrored", PoolID: "p", Credential: "no/such"}, fault.InvalidRequest, source.Source{}},
 		{"catalog entry with vendor file", source.Request{CatalogID: "vendor", PoolID: "p", Name: "mine"}, "",
 			source.Source{CatalogID: "vendor", URL: "https://example.com/v/v.qcow2", Name: "mine", FileName: "vendor.qcow2",
 				SourceKey: "catalog:vendor", ChecksumURL: "https://example.com/v/SHA256SUMS"}},
@@ -103,7 +109,7 @@ func TestResolve(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != c.want {
+			if err != nil || !reflect.DeepEqual(got, c.want) {
 				t.Fatalf("Resolve = %+v, %v\nwant %+v", got, err, c.want)
 			}
 		})

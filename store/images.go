@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/quantix/cloudimages/imagestate"
 )
 
 var liveOrReady = []string{StatusPending, StatusDownloading, StatusVerifying, StatusConverting, StatusReady}
@@ -132,20 +134,25 @@ type Progress struct {
 	BytesPerSecond float64
 	Attempt        int
 	NodeID         string
+	Mirrors        []imagestate.MirrorBytes // nil leaves the recorded ones
 }
 
 // UpdateProgress records progress of an image that is still live; for a
 // terminal image it does nothing.
 func (s *Store) UpdateProgress(ctx context.Context, id string, p Progress) error {
+	cols := map[string]any{
+		"bytes_done":       p.BytesDone,
+		"bytes_total":      p.BytesTotal,
+		"bytes_per_second": p.BytesPerSecond,
+		"attempt":          p.Attempt,
+		"progress_node_id": p.NodeID,
+	}
+	if p.Mirrors != nil {
+		cols["mirror_bytes"] = MirrorBytes(p.Mirrors)
+	}
 	return s.db.WithContext(ctx).Model(&Image{}).
 		Where("id = ? AND status IN ?", id, live).
-		Updates(map[string]any{
-			"bytes_done":       p.BytesDone,
-			"bytes_total":      p.BytesTotal,
-			"bytes_per_second": p.BytesPerSecond,
-			"attempt":          p.Attempt,
-			"progress_node_id": p.NodeID,
-		}).Error
+		Updates(cols).Error
 }
 
 // DeleteImage removes an image record.

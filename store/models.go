@@ -50,10 +50,15 @@ type Pool struct {
 	Shared bool   `gorm:"not null;default:false"`
 	// ImageFormat is the format the pool wants its images in ("raw" or
 	// "qcow2"); "" keeps what the vendor ships.
-	ImageFormat string     `gorm:"size:16;not null;default:''"`
-	PoolNodes   []PoolNode `gorm:"foreignKey:PoolID;constraint:OnDelete:CASCADE"`
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	ImageFormat string `gorm:"size:16;not null;default:''"`
+	// TransferWindows are the daily windows ("22:00-06:00") in TimeZone
+	// (IANA; "" is UTC) when the pool's downloads may transfer; none means
+	// the worker's cluster-wide default (--transfer-windows), if any.
+	TransferWindows StringList `gorm:"type:text"`
+	TimeZone        string     `gorm:"size:64;not null;default:''"`
+	PoolNodes       []PoolNode `gorm:"foreignKey:PoolID;constraint:OnDelete:CASCADE"`
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
 }
 
 // NodeIDs returns the ids of the nodes assigned to the pool, in order.
@@ -89,6 +94,10 @@ type Image struct {
 	SizeBytes  int64
 	Checksum   string `gorm:"size:200"`
 	Unverified bool   // the image was accepted without a checksum
+	// Signature is what the signature of the vendor's checksum file said:
+	// "verified", "unsigned" or "not_checked"; "" until the checksum is
+	// resolved (and for images from before signatures were checked).
+	Signature string `gorm:"size:16"`
 	// DeclaredFormat is the disk format the request declared, "" for none
 	// (a catalog entry declares its own).
 	DeclaredFormat string `gorm:"size:16"`
@@ -109,7 +118,18 @@ type Image struct {
 	BytesTotal     int64
 	BytesPerSecond float64
 	Attempt        int
-	ProgressNodeID string `gorm:"size:64"`
+	ProgressNodeID string      `gorm:"size:64"`
+	MirrorBytes    MirrorBytes `gorm:"type:text"` // bytes each mirror served, in the order tried
+
+	// Credential names the worker's source credential the download sends
+	// to its mirror's host; the secret is never stored.
+	Credential string `gorm:"size:64"`
+
+	// WaitingUntil is when a PENDING download waiting for its pool's next
+	// transfer window may start (or resume), and WaitingMessage says so;
+	// cleared when it transfers again or ends.
+	WaitingUntil   *time.Time
+	WaitingMessage string `gorm:"size:1000"`
 
 	ErrorCode    string    `gorm:"size:64"`
 	ErrorMessage string    `gorm:"size:4096"`
@@ -119,6 +139,12 @@ type Image struct {
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	ReadyAt    *time.Time
+
+	// Version is the vendor build the image is (see catalog.Version); ""
+	// until the checksum is known. Pinned images are never removed by a
+	// subscription's retention.
+	Version string `gorm:"size:100"`
+	Pinned  bool
 }
 
 // Terminal reports whether the image's status can no longer change.
@@ -204,3 +230,19 @@ func (f Failovers) Value() (driver.Value, error) {
 
 // Scan implements sql.Scanner.
 func (f *Failovers) Scan(v any) error { return scanJSON(v, f) }
+
+// MirrorBytes are the bytes each mirror of a download served, kept as a
+// JSON array in one text column.
+type MirrorBytes []imagestate.MirrorBytes
+
+// Value implements driver.Valuer.
+func (m MirrorBytes) Value() (driver.Value, error) {
+	if m == nil {
+		m = MirrorBytes{}
+	}
+	b, err := json.Marshal([]imagestate.MirrorBytes(m))
+	return string(b), err
+}
+
+// Scan implements sql.Scanner.
+func (m *MirrorBytes) Scan(v any) error { return scanJSON(v, m) }

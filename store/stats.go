@@ -27,3 +27,23 @@ func (s *Store) countBy(ctx context.Context, model any, column string) (map[stri
 	}
 	return out, nil
 }
+
+// ReadySignatureCounts returns how many READY images there are by what
+// the signature of their checksum file said ("verified", "unsigned",
+// "not_checked"; "" for images from before it was recorded), for metrics.
+func (s *Store) ReadySignatureCounts(ctx context.Context) (map[string]int64, error) {
+	var rows []struct {
+		Key   string
+		Count int64
+	}
+	err := s.db.WithContext(ctx).Model(&Image{}).Where("status = ?", StatusReady).
+		Select("signature AS key, COUNT(*) AS count").Group("signature").Scan(&rows).Error
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(rows))
+	for _, r := range rows {
+		out[r.Key] = r.Count
+	}
+	return out, nil
+}

@@ -289,7 +289,7 @@ func TestFailoversAreRecordedWhileLiveAndKeptAtTheEnd(t *testing.T) {
 			if err != nil || len(img.Failovers) != 1 || img.ErrorCode != store.CancelledCode {
 				t.Fatalf("cancelled image: failovers %+v, error code %q (%v)", img.Failovers, img.ErrorCode, err)
 			}
-			if err := s.RecordChecksum(ctx, "a", "sha256:00", false); !errors.Is(err, store.ErrTransition) {
+			if err := s.RecordChecksum(ctx, "a", "sha256:00", false, "unsigned"); !errors.Is(err, store.ErrTransition) {
 				t.Fatalf("checksum of a CANCELLED image: %v, want ErrTransition", err)
 			}
 		})

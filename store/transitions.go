@@ -28,8 +28,31 @@ type ToDownloading struct {
 func (ToDownloading) Status() string { return StatusDownloading }
 
 func (t ToDownloading) fields() map[string]any {
-	return map[string]any{"node_id": t.NodeID, "progress_node_id": t.NodeID, "attempt": t.Attempt, "path": t.Path,
-		"bytes_done": t.BytesDone, "bytes_total": t.BytesTotal}
+	return notWaiting(map[string]any{"node_id": t.NodeID, "progress_node_id": t.NodeID, "attempt": t.Attempt, "path": t.Path,
+		"bytes_done": t.BytesDone, "bytes_total": t.BytesTotal})
+}
+
+// ToWaiting: the download waits for its pool's next transfer window,
+// before it starts or paused (its partial data kept) at the end of one.
+// The status is PENDING again.
+type ToWaiting struct {
+	Until   time.Time
+	Message string
+}
+
+// Status implements Transition.
+func (ToWaiting) Status() string { return StatusPending }
+
+func (t ToWaiting) fields() map[string]any {
+	until := t.Until.UTC()
+	return map[string]any{"waiting_until": &until, "waiting_message": t.Message, "bytes_per_second": 0}
+}
+
+// notWaiting clears a wait for a transfer window: every status but
+// PENDING is past it.
+func notWaiting(set map[string]any) map[string]any {
+	set["waiting_until"], set["waiting_message"] = nil, ""
+	return set
 }
 
 // ToVerifying: the node has every byte and checks the image.
@@ -83,7 +106,7 @@ func (t ToReady) fields() map[string]any {
 		"source_checksum": t.Checksum, "file_checksum": t.FileChecksum, "format": t.Format,
 		"virtual_size_bytes": t.VirtualSizeBytes, "compression": t.Compression, "bytes_done": t.SizeBytes, "bytes_total": t.SizeBytes, "bytes_per_second": 0,
 		"progress_node_id": t.NodeID, "error_code": "", "error_message": "",
-		"failovers": Failovers(t.Failovers), "ready_at": time.Now().UTC()}
+		"failovers": Failovers(t.Failovers), "ready_at": time.Now().UTC(), "waiting_until": nil, "waiting_message": ""}
 }
 
 // ToFailed: the download ended with an error of the contract.
@@ -97,8 +120,8 @@ type ToFailed struct {
 func (ToFailed) Status() string { return StatusFailed }
 
 func (t ToFailed) fields() map[string]any {
-	return map[string]any{"error_code": t.Code, "error_message": t.Message, "bytes_per_second": 0,
-		"failovers": Failovers(t.Failovers)}
+	return notWaiting(map[string]any{"error_code": t.Code, "error_message": t.Message, "bytes_per_second": 0,
+		"failovers": Failovers(t.Failovers)})
 }
 
 // CancelledCode is the error code of a CANCELLED image (fault.Cancelled;
@@ -114,14 +137,16 @@ type ToCancelled struct {
 func (ToCancelled) Status() string { return StatusCancelled }
 
 func (t ToCancelled) fields() map[string]any {
-	return map[string]any{"error_code": CancelledCode, "error_message": "the download was cancelled",
-		"bytes_per_second": 0, "failovers": Failovers(t.Failovers)}
+	return notWaiting(map[string]any{"error_code": CancelledCode, "error_message": "the download was cancelled",
+		"bytes_per_second": 0, "failovers": Failovers(t.Failovers)})
 }
 
 // allowedFrom says, for each status, the statuses an image may come from.
 // READY, FAILED and CANCELLED are terminal: nothing leaves them, so a READY
 // image never goes back to DOWNLOADING and a CANCELLED one never becomes READY.
 var allowedFrom = map[string][]string{
+	// PENDING again: a download paused at the end of its transfer window.
+	StatusPending:     {StatusPending, StatusDownloading},
 	StatusDownloading: live,
 	StatusVerifying:   live,
 	StatusConverting:  {StatusDownloading, StatusVerifying},
@@ -165,9 +190,10 @@ func (s *Store) RecordFailovers(ctx context.Context, id string, f []Failover) er
 }
 
 // RecordChecksum records the checksum a download verifies against, or
-// that it has none (unverified), while the image is live.
-func (s *Store) RecordChecksum(ctx context.Context, id, checksum string, unverified bool) error {
-	return s.updateLive(ctx, id, "record the checksum", map[string]any{"checksum": checksum, "unverified": unverified})
+// that it has none (unverified), and what the signature of the checksum
+// file said, while the image is live.
+func (s *Store) RecordChecksum(ctx context.Context, id, checksum string, unverified bool, signature string) error {
+	return s.updateLive(ctx, id, "record the checksum", map[string]any{"checksum": checksum, "unverified": unverified, "signature": signature})
 }
 
 // RecordWorkflow records the id of the workflow that downloads a live image.

@@ -20,10 +20,10 @@ const testImageSize = 6 << 20
 
 // stackCatalog is three small images on the mirror: "tiny" arrives in a
 // few seconds (so the bar can be seen moving) and is checked against the
-// vendor-style SHA256SUMS; "slow" trickles, so it can be cancelled midway;
+// vendor-style SHA256SUMS, signed by vendor (SHA256SUMS.gpg); "slow" trickles, so it can be cancelled midway;
 // "moving" takes long enough for its node to be killed under it. The last
 // two have pinned checksums.
-func stackCatalog(up *testenv.Upstream) []catalog.Entry {
+func stackCatalog(up *testenv.Upstream, vendor *testenv.SigningKey) []catalog.Entry {
 	up.AddFile("tiny.qcow2", testenv.QCOW2Image(testImageSize, 1))
 	up.SetFault("tiny.qcow2", testenv.Fault{BytesPerSecond: 1 << 20})
 	up.AddFile("slow.qcow2", testenv.QCOW2Image(testImageSize, 2))
@@ -31,9 +31,11 @@ func stackCatalog(up *testenv.Upstream) []catalog.Entry {
 	up.AddFile("moving.qcow2", testenv.QCOW2Image(testImageSize, 3))
 	up.SetFault("moving.qcow2", testenv.Fault{BytesPerSecond: 384 << 10})
 	sums := up.AddChecksumFile("SHA256SUMS", testenv.SHA256SUMS, "tiny.qcow2")
+	sig := up.AddSignature(vendor, "SHA256SUMS", "SHA256SUMS.gpg", true)
 	return []catalog.Entry{
 		{ID: "tiny", Name: "Tiny test image", OS: "test", Version: "1", Arch: "x86_64", Format: "qcow2",
-			URL: up.FileURL("tiny.qcow2"), ChecksumURL: sums, SizeBytes: testImageSize},
+			URL: up.FileURL("tiny.qcow2"), ChecksumURL: sums, SizeBytes: testImageSize,
+			SignatureURL: sig, SigningKeys: []string{vendor.Fingerprint}},
 		{ID: "slow", Name: "Slow test image", OS: "test", Version: "2", Arch: "x86_64", Format: "qcow2",
 			URL: up.FileURL("slow.qcow2"), Checksum: up.SHA256("slow.qcow2"), SizeBytes: testImageSize},
 		{ID: "moving", Name: "Moving test image", OS: "test", Version: "3", Arch: "x86_64", Format: "qcow2",
@@ -53,7 +55,8 @@ func startUIStack(t *testing.T) *uiStack {
 	t.Helper()
 	up := testenv.NewUpstream(t)
 	catPath := filepath.Join(t.TempDir(), "catalog.json")
-	b, err := json.Marshal(stackCatalog(up))
+	vendor := testenv.NewSigningKey(t, "vendor")
+	b, err := json.Marshal(stackCatalog(up, vendor))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +70,7 @@ func startUIStack(t *testing.T) *uiStack {
 	s := testenv.StartStack(t, testenv.StackOptions{
 		DatabaseURL: dbURL,
 		APIToken:    "ui-test-api-token",
-		Env:         []string{"CLOUDIMAGES_CATALOG=" + catPath},
+		Env:         []string{"CLOUDIMAGES_CATALOG=" + catPath, "CLOUDIMAGES_KEYRING=" + testenv.WriteKeyring(t, vendor)},
 		WorkerArgs:  []string{"--no-node-timeout", "20s", "--node-grace", "3s", "--heartbeat-timeout", "5s"},
 	})
 	s.API.MustDo(t, http.MethodPost, "/v1/pools", map[string]any{"id": "pool-empty", "name": "pool-empty", "type": "local", "node_ids": []string{}}, nil, http.StatusCreated)
@@ -116,6 +119,9 @@ func TestUIDownloadsCancelsAndExplainsErrorsOnTheRealStack(t *testing.T) {
 	}
 	if data, err := os.ReadFile(img.Path); err != nil || testenv.SHA256(data) != s.up.SHA256("tiny.qcow2") {
 		t.Errorf("READY file at %q: %v (or wrong checksum)", img.Path, err)
+	}
+	if got := b.text(fmt.Sprintf(`[data-image=%q] .signature`, tiny)); got != "signature verified" || img.Signature != "verified" {
+		t.Errorf("signature badge = %q (API %q), want “signature verified”: the vendor signed its SHA256SUMS", got, img.Signature)
 	}
 	if got := b.text(fmt.Sprintf(`[data-image=%q] .note`, tiny)); !strings.Contains(got, img.Path) {
 		t.Errorf("READY note = %q, want the path %s", got, img.Path)
@@ -231,6 +237,7 @@ type apiImage struct {
 	NodeID     string `json:"node_id"`
 	Path       string `json:"path"`
 	WorkflowID string `json:"workflow_id"`
+	Signature  string `json:"signature"`
 }
 
 func (s *uiStack) image(id string) apiImage {

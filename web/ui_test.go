@@ -110,7 +110,10 @@ func readyImage() map[string]any {
 		"format": "qcow2", "virtual_size_bytes": 2147483648, "compression": "xz",
 		"source_checksum": "sha512:" + strings.Repeat("0123456789abcdef", 8), "file_checksum": "sha256:" + strings.Repeat("fe", 32),
 		"workflow_id": "image-img-3", "created_at": "2026-01-01T09:00:00Z", "updated_at": "2026-01-01T09:05:00Z",
-		"progress": map[string]any{"bytes_done": 420000000, "bytes_total": 420000000, "percent": 100}, "error": nil}
+		"credential": "vendor",
+		"progress": map[string]any{"bytes_done": 420000000, "bytes_total": 420000000, "percent": 100,
+			"mirrors": []map[string]any{{"url": "https://gone.example/debian.qcow2", "bytes": 0}, {"url": "https://mirror-b.example/debian.qcow2", "bytes": 420000000}}},
+		"error": nil}
 }
 
 func failedOverImage() map[string]any {
@@ -198,6 +201,12 @@ func TestUIShowsPoolsFailoversAndErrorsInWords(t *testing.T) {
 	b.waitFor("the live snapshot", `(document.querySelector('[data-image="img-2"] .numbers') || {}).textContent?.startsWith('80.0%')`, 10*time.Second)
 	if got := b.text(`[data-image="img-2"] .failovers`); !strings.Contains(got, "node-2 unreachable → continued on node-1") {
 		t.Errorf("failovers = %q, want “node-2 unreachable → continued on node-1”", got)
+	}
+	if got := b.text(`[data-image="img-3"] .mirrors`); !strings.Contains(got, "gone.example 0 B") || !strings.Contains(got, "mirror-b.example 420.0 MB") {
+		t.Errorf("mirrors line = %q, want each mirror's host and the bytes it served", got)
+	}
+	if got := b.text(`[data-image="img-3"] .meta.sub`); !strings.Contains(got, "with credential vendor") {
+		t.Errorf("source line = %q, want the credential's name", got)
 	}
 	if got := b.text(`[data-image="img-1"] [role="alert"]`); !strings.Contains(got, "The file is not at that URL") || !strings.Contains(got, "404 Not Found") {
 		t.Errorf("FAILED image error = %q, want the sentence for upstream_not_found and the message", got)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/imagestate"
+	"github.com/quantix/cloudimages/signature"
 	"github.com/quantix/cloudimages/web"
 )
 
@@ -154,5 +155,21 @@ func TestEveryStatusHasAColourAndTheNodeSideOnesWords(t *testing.T) {
 		if !strings.Contains(js, "img.status === '"+st+"'") {
 			t.Errorf("images.js says nothing while an image is %s", st)
 		}
+	}
+}
+
+// Every signature status an image can have is shown in words, and one the
+// page does not know falls back to "not checked", never to verified.
+func TestEverySignatureStatusIsShownInWords(t *testing.T) {
+	srv := httptest.NewServer(web.Handler())
+	t.Cleanup(srv.Close)
+	_, js := get(t, srv, "/images.js")
+	for _, st := range []string{signature.Verified, signature.Unsigned, signature.NotChecked} {
+		if !strings.Contains(js, "\n  "+st+": ['") {
+			t.Errorf("images.js does not show the signature status %q", st)
+		}
+	}
+	if !strings.Contains(js, "signatures[img.signature] || signatures.not_checked") {
+		t.Errorf("images.js does not fall back to “not checked” for a status it does not know")
 	}
 }

@@ -17,10 +17,17 @@ type Config struct {
 	NodeToken         string      // the cluster secret; see package nodeauth
 	AgentTLS          *tls.Config // the agents' CA, when they serve HTTPS
 	CatalogPath       string
+	// CredentialsPath is the source credentials file (--credentials): YAML
+	// or JSON, mode 0600; "" holds none.
+	CredentialsPath string
 	// Proxy and CAFile are how checksum files are fetched: see package
 	// egress (--proxy, --ca-file).
-	Proxy         string
-	CAFile        string
+	Proxy  string
+	CAFile string
+	// KeyringDir is a directory of vendors' armored public keys, added to
+	// those built in, that checksum files' signatures are checked with
+	// (--keyring); "" uses the built-in keys only.
+	KeyringDir    string
 	NoNodeTimeout time.Duration // how long to wait for a usable node
 	NodeGrace     time.Duration // how long a node may be unreachable mid-download
 	// HeartbeatTimeout is how soon a dead worker is noticed (default 20s).
@@ -31,6 +38,11 @@ type Config struct {
 	// NodeHealthKeepInterval is how often the worker makes sure the node
 	// health workflow still runs, and starts it again if not (default 30s).
 	NodeHealthKeepInterval time.Duration
+	// TransferWindows ("22:00-06:00", …) in TransferTimeZone (IANA, ""
+	// is UTC) are the cluster-wide transfer windows: those of every pool
+	// that sets none. None: downloads transfer at any time.
+	TransferWindows  []string
+	TransferTimeZone string
 	// DialTimeout bounds how long Run keeps trying to reach Temporal
 	// (default 1 minute).
 	DialTimeout time.Duration

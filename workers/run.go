@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -11,7 +12,9 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/credentials"
 	"github.com/quantix/cloudimages/internal/egress"
+	"github.com/quantix/cloudimages/signature"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows"
 )
@@ -30,6 +33,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	creds, err := credentials.Load(cfg.CredentialsPath)
+	if err != nil {
+		return err
+	}
+	if names := creds.Names(); len(names) > 0 {
+		log.Info("source credentials loaded", "names", names)
+	}
 	proxy, err := egress.NewProxy(cfg.Proxy)
 	if err != nil {
 		return err
@@ -41,6 +51,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if proxy != nil {
 		log.Info("checksum files are fetched through a proxy", "proxy", proxy.String())
 	}
+	keys, err := signature.Load(cfg.KeyringDir)
+	if err != nil {
+		return err
+	}
+	logSigningKeys(log, cat, keys)
 	c, err := Dial(ctx, cfg, log)
 	if ctx.Err() != nil {
 		return nil // stopped before Temporal answered
@@ -55,9 +70,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if len(added) > 0 {
 		log.Info("registered search attributes", "names", added)
 	}
-	w := New(c, Deps{Store: st, Catalog: cat, NodeToken: cfg.NodeToken, AgentTLS: cfg.AgentTLS,
+	w := New(c, Deps{Store: st, Catalog: cat, NodeToken: cfg.NodeToken, AgentTLS: cfg.AgentTLS, Credentials: creds, Keyring: keys,
 		HTTP: egress.Client(proxy, roots, 30*time.Second), Settings: activities.Settings{
-			NoNodeTimeout: cfg.NoNodeTimeout, NodeGrace: cfg.NodeGrace, HeartbeatTimeout: cfg.HeartbeatTimeout}})
+			NoNodeTimeout: cfg.NoNodeTimeout, NodeGrace: cfg.NodeGrace, HeartbeatTimeout: cfg.HeartbeatTimeout,
+			TransferWindows: cfg.TransferWindows, TransferTimeZone: cfg.TransferTimeZone}})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -106,5 +122,22 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger) (client.Client, err
 		case <-ctx.Done():
 		case <-time.After(2 * time.Second):
 		}
+	}
+}
+
+// logSigningKeys says, once at startup, which catalog entries' signed
+// checksum files this worker can verify, and which it cannot for want of
+// a key (their images will say signature "not_checked").
+func logSigningKeys(log *slog.Logger, cat *catalog.Catalog, keys *signature.Keyring) {
+	var unchecked []string
+	for _, e := range cat.Entries() {
+		if e.Signed() && !keys.HoldsAny(e.SigningKeys) {
+			unchecked = append(unchecked, e.ID+" ("+strings.Join(e.SigningKeys, ", ")+")")
+		}
+	}
+	log.Info("signing keys loaded", "keys", len(keys.Fingerprints()))
+	if len(unchecked) > 0 {
+		log.Warn("no key for some catalog entries' signed checksum files: their images will say signature not_checked; put the vendors' public keys in --keyring (CLOUDIMAGES_KEYRING)",
+			"entries", unchecked)
 	}
 }

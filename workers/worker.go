@@ -11,6 +11,8 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/credentials"
+	"github.com/quantix/cloudimages/signature"
 	"github.com/quantix/cloudimages/store"
 	"github.com/quantix/cloudimages/workflows"
 )
@@ -23,10 +25,15 @@ type Deps struct {
 	AgentTLS  *tls.Config // the agents' CA, when they serve HTTPS
 	Settings  activities.Settings
 	HTTP      *http.Client // for vendors' checksum files; nil uses a default
+	// Credentials are the source credentials downloads may name; nil holds none.
+	Credentials *credentials.Set
+	// Keyring holds the vendors' keys checksum files are checked with;
+	// nil holds the built-in ones.
+	Keyring *signature.Keyring
 }
 
 // New returns a worker, not yet started, that runs DownloadImageWorkflow,
-// RemoveImageFileWorkflow, NodeHealthWorkflow and their activities on the
+// RemoveImageFileWorkflow, NodeHealthWorkflow, RefreshImageWorkflow and their activities on the
 // image-downloads task queue. c also carries the watch's progress signals
 // to the workflows.
 func New(c client.Client, deps Deps) worker.Worker {
@@ -42,6 +49,7 @@ func New(c client.Client, deps Deps) worker.Worker {
 	w.RegisterWorkflowWithOptions(workflows.DownloadImageWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	w.RegisterWorkflowWithOptions(workflows.RemoveImageFileWorkflow, workflow.RegisterOptions{Name: workflows.RemoveFileWorkflowType})
 	w.RegisterWorkflowWithOptions(workflows.NodeHealthWorkflow, workflow.RegisterOptions{Name: workflows.NodeHealthWorkflowType})
+	w.RegisterWorkflowWithOptions(workflows.RefreshImageWorkflow, workflow.RegisterOptions{Name: workflows.RefreshWorkflowType})
 	w.RegisterActivity(&activities.Activities{
 		Store:     deps.Store,
 		Catalog:   deps.Catalog,
@@ -50,6 +58,9 @@ func New(c client.Client, deps Deps) worker.Worker {
 		HTTP:      deps.HTTP,
 		Temporal:  c,
 		Settings:  deps.Settings,
+
+		Credentials: deps.Credentials,
+		Keyring:     deps.Keyring,
 	})
 	return w
 }

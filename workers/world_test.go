@@ -14,6 +14,7 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/catalog"
+	"github.com/quantix/cloudimages/credentials"
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
@@ -45,6 +46,7 @@ type world struct {
 	catPath string
 	data    []byte
 	w       worker.Worker
+	creds   *credentials.Set
 }
 
 type worldOptions struct {
@@ -53,6 +55,12 @@ type worldOptions struct {
 	nodes  []string
 	size   int
 	rate   int64 // upstream bytes per second; 0 is full speed
+	// windows are the pool's transfer windows, in UTC.
+	windows []string
+	// entry, when set, changes the catalog entry before it is written
+	// (mirrors); creds are the worker's source credentials.
+	entry func(*catalog.Entry)
+	creds *credentials.Set
 }
 
 func newWorld(t *testing.T, srv *testenv.DevServer, o worldOptions) *world {
@@ -72,6 +80,10 @@ func newWorld(t *testing.T, srv *testenv.DevServer, o worldOptions) *world {
 	}
 	entries := []catalog.Entry{{ID: entryID, Name: "Tiny test image", OS: "test", Format: "qcow2", URL: w.up.FileURL(imageFile),
 		ChecksumURL: w.up.AddChecksumFile("SHA256SUMS", testenv.SHA256SUMS, imageFile), SizeBytes: int64(o.size)}}
+	if o.entry != nil {
+		o.entry(&entries[0])
+	}
+	w.creds = o.creds
 	w.catPath = filepath.Join(t.TempDir(), "catalog.json")
 	b, _ := json.Marshal(entries)
 	if err := os.WriteFile(w.catPath, b, 0o644); err != nil {
@@ -98,7 +110,8 @@ func newWorld(t *testing.T, srv *testenv.DevServer, o worldOptions) *world {
 	if o.shared {
 		typ = "nfs"
 	}
-	if err := st.CreatePool(ctx, &store.Pool{ID: poolID, Name: poolID, Type: typ, Shared: o.shared}, o.nodes); err != nil {
+	pool := &store.Pool{ID: poolID, Name: poolID, Type: typ, Shared: o.shared, TransferWindows: o.windows, TimeZone: "UTC"}
+	if err := st.CreatePool(ctx, pool, o.nodes); err != nil {
 		t.Fatal(err)
 	}
 	w.startWorker()
@@ -108,7 +121,7 @@ func newWorld(t *testing.T, srv *testenv.DevServer, o worldOptions) *world {
 // startWorker starts an in-process worker with short timings.
 func (w *world) startWorker() {
 	w.t.Helper()
-	w.w = workers.New(w.c, workers.Deps{Store: w.store, Catalog: w.cat, NodeToken: nodeToken,
+	w.w = workers.New(w.c, workers.Deps{Store: w.store, Catalog: w.cat, NodeToken: nodeToken, Credentials: w.creds,
 		Settings: activities.Settings{NoNodeTimeout: 5 * time.Second, NodeGrace: 3 * time.Second, HeartbeatTimeout: 5 * time.Second}})
 	if err := w.w.Start(); err != nil {
 		w.t.Fatal(err)
@@ -121,15 +134,21 @@ func (w *world) startWorker() {
 // starts the workflow.
 func (w *world) startDownload(imageID string) client.WorkflowRun {
 	w.t.Helper()
+	return w.startDownloadWith(imageID, "")
+}
+
+// startDownloadWith is startDownload naming a source credential.
+func (w *world) startDownloadWith(imageID, credential string) client.WorkflowRun {
+	w.t.Helper()
 	ctx := context.Background()
 	e, _ := w.cat.Get(entryID)
 	img := &store.Image{ID: imageID, Name: e.Name, CatalogID: e.ID, SourceURL: e.URL, SourceKey: source.SourceKey(e.ID, ""),
-		PoolID: poolID, FileName: catalog.FileName(e.ID, e.URL), WorkflowID: workflows.WorkflowID(imageID)}
+		PoolID: poolID, FileName: catalog.FileName(e.ID, e.URL), WorkflowID: workflows.WorkflowID(imageID), Credential: credential}
 	if _, created, err := w.store.CreateImage(ctx, img); err != nil || !created {
 		w.t.Fatalf("create image: created=%v %v", created, err)
 	}
 	run, err := w.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.WorkflowID(imageID), TaskQueue: workflows.TaskQueue},
-		workflows.WorkflowType, workflows.Input{ImageID: imageID, CatalogID: entryID, PoolID: poolID})
+		workflows.WorkflowType, workflows.Input{ImageID: imageID, CatalogID: entryID, PoolID: poolID, Credential: credential})
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ const (
 	NodeHealthWorkflowType = contract.NodeHealthWorkflowType
 	NodeHealthWorkflowID   = contract.NodeHealthWorkflowID
 	NodeHealthSignal       = contract.NodeHealthSignal
+	RefreshWorkflowType    = contract.RefreshWorkflowType
 )
 
 type (
@@ -30,12 +31,16 @@ type (
 	RemoveFileInput  = contract.RemoveFileInput
 	RemoveFileResult = contract.RemoveFileResult
 	NodeHealthInput  = contract.NodeHealthInput
+	RefreshInput     = contract.RefreshInput
+	RefreshResult    = contract.RefreshResult
 )
 
 var (
 	WorkflowID            = contract.WorkflowID
 	ImageIDFromWorkflowID = contract.ImageIDFromWorkflowID
 	RemoveFileWorkflowID  = contract.RemoveFileWorkflowID
+	RefreshWorkflowID     = contract.RefreshWorkflowID
+	ScheduleID            = contract.ScheduleID
 	NewProgress           = contract.NewProgress
 
 	ImageIDKey           = contract.ImageIDKey
@@ -43,5 +48,6 @@ var (
 	NodeIDKey            = contract.NodeIDKey
 	CatalogIDKey         = contract.CatalogIDKey
 	ImageStatusKey       = contract.ImageStatusKey
+	SubscriptionIDKey    = contract.SubscriptionIDKey
 	SearchAttributeNames = contract.SearchAttributeNames
 )

@@ -60,7 +60,9 @@ func (d *download) run(ctx workflow.Context) (Result, error) {
 
 func (d *download) resolveSource(ctx workflow.Context) error {
 	req := source.Request{CatalogID: d.in.CatalogID, URL: d.in.URL, Name: d.in.Name,
-		Checksum: d.in.Checksum, PoolID: d.in.PoolID, Format: d.in.Format, AllowUnverified: d.in.AllowUnverified}
+		Checksum: d.in.Checksum, PoolID: d.in.PoolID, Format: d.in.Format, AllowUnverified: d.in.AllowUnverified,
+		Credential: d.in.Credential,
+		Version:    d.in.Version}
 	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.ResolveSource, req).Get(ctx, &d.src)
 }
 
@@ -76,9 +78,13 @@ func (d *download) resolveChecksum(ctx workflow.Context) error {
 }
 
 // transfer runs steps 3 to 6: node after node until one finishes the
-// download or the error is not the node's.
+// download or the error is not the node's. With transfer windows, each
+// node waits for one to be open first.
 func (d *download) transfer(ctx workflow.Context) (activities.Finished, error) {
 	for {
+		if err := d.waitForWindow(ctx); err != nil {
+			return activities.Finished{}, err
+		}
 		node, err := d.pickNode(ctx)
 		if err != nil {
 			return activities.Finished{}, err
@@ -98,32 +104,47 @@ func (d *download) transfer(ctx workflow.Context) (activities.Finished, error) {
 	}
 }
 
+// downloadOn runs the download on a node to its end. Paused at the end
+// of a transfer window, it waits for the next one and starts the same job
+// again on the same node, which resumes from its partial data.
 func (d *download) downloadOn(ctx workflow.Context, node activities.Candidate) (activities.Finished, error) {
-	nodeID := node.NodeID
 	job := d.job(node)
+	for {
+		if err := d.startOn(ctx, job); err != nil {
+			return activities.Finished{}, err
+		}
+		fin, paused, err := d.watchOn(ctx, node, job)
+		if !paused {
+			return fin, err
+		}
+		if err := d.waitForWindow(ctx); err != nil {
+			return activities.Finished{}, err
+		}
+	}
+}
+
+func (d *download) startOn(ctx workflow.Context, job activities.Job) error {
 	var started activities.Started
 	d.jobStarted = true // a start that fails may still have reached the node
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, nodeStepOptions(ctx, startOptions)), a.StartOnNode, job).Get(ctx, &started)
 	if err != nil {
-		return activities.Finished{}, err
+		return err
 	}
 	d.setProgress(started.BytesDone, started.BytesTotal, 0)
-	err = d.record(ctx, a.MarkDownloading, activities.DownloadingRequest{ImageID: d.imageID, NodeID: nodeID,
+	err = d.record(ctx, a.MarkDownloading, activities.DownloadingRequest{ImageID: d.imageID, NodeID: job.NodeID,
 		Attempt: d.attempt, Path: started.Path, BytesDone: started.BytesDone, BytesTotal: d.progress.BytesTotal})
 	if err != nil {
-		return activities.Finished{}, err
+		return err
 	}
 	d.setStatus(ctx, imagestate.Downloading)
-	var fin activities.Finished
-	wctx := workflow.WithActivityOptions(ctx, nodeStepOptions(ctx, watchOptions(d.plan.HeartbeatTimeout)))
-	err = workflow.ExecuteActivity(wctx, a.WatchDownload, job).Get(ctx, &fin)
-	return fin, err
+	return nil
 }
 
 func (d *download) job(node activities.Candidate) activities.Job {
 	return activities.Job{ImageID: d.imageID, DownloadID: d.imageID, NodeID: node.NodeID, PoolID: d.plan.PoolID,
 		FileName: d.plan.FileName, URL: d.src.URL, Checksum: d.src.Checksum, Format: d.src.Format, SizeBytes: d.src.SizeBytes,
 		Shared: d.plan.Shared, Attempt: d.attempt, ImageFormat: d.plan.ImageFormat, NodeConverts: node.Converts,
+		Mirrors: d.src.Mirrors, Credential: d.src.Credential, NodeFeatures: node.Features,
 		MaxBytesPerSecond: d.in.MaxBytesPerSecond}
 }
 
@@ -146,7 +167,7 @@ func (d *download) markReady(ctx workflow.Context, fin activities.Finished) (Res
 	d.setProgress(fin.SizeBytes, fin.SizeBytes, 0)
 	d.setStatus(ctx, imagestate.Ready)
 	return Result{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum,
-		FileChecksum: fin.FileChecksum, Format: fin.Format}, nil
+		FileChecksum: fin.FileChecksum, Format: fin.Format, Signature: d.src.Signature}, nil
 }
 
 // end finishes a download that did not succeed: cancelled, it cleans up

@@ -111,6 +111,10 @@ func (f *fixture) defaults() {
 		return nil
 	}).Maybe()
 	f.env.OnActivity(a.CancelOnNode, mock.Anything, mock.Anything).Return(nil).Maybe()
+	f.env.OnActivity(a.MarkWaiting, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.WaitingRequest) error {
+		f.recorded("WAITING until " + r.Until.UTC().Format("01-02 15:04"))
+		return nil
+	}).Maybe()
 }
 
 func (f *fixture) plan() activities.Plan {

@@ -43,6 +43,13 @@ var (
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2,
 			MaximumInterval: 4 * time.Second, MaximumAttempts: 3},
 	}
+	// Pausing a node's job at the end of a transfer window: the agent
+	// answers once the transfer has stopped (10 s at most). When it cannot
+	// be reached, the download fails over like any node step.
+	pauseOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 20 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumAttempts: 3},
+	}
 	// Best-effort clean-up on a node.
 	cleanupOptions = workflow.ActivityOptions{
 		StartToCloseTimeout: 15 * time.Second,

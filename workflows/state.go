@@ -3,6 +3,7 @@ package workflows
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -28,7 +29,11 @@ type download struct {
 	failed     []string // nodes that failed in this download
 	jobStarted bool     // a node-side job may exist on nodeID
 	published  bool     // the node published the file: it is the image's, or must go
-	recording  workflow.Mutex
+	// waitingUntil and waitingMessage: the download waits for its next
+	// transfer window (PENDING), until then.
+	waitingUntil   *time.Time
+	waitingMessage string
+	recording      workflow.Mutex
 }
 
 func newDownload(ctx workflow.Context, in Input) *download {
@@ -69,7 +74,17 @@ func (d *download) listen(ctx workflow.Context) error {
 }
 
 func (d *download) state() (ProgressState, error) {
-	return ProgressState{Status: d.status, NodeID: d.nodeID, Progress: d.progress, Failovers: d.failovers}, nil
+	return ProgressState{Status: d.status, NodeID: d.nodeID, Progress: d.shownProgress(), Failovers: d.failovers}, nil
+}
+
+// shownProgress is the progress with the wait for a transfer window, if
+// the download waits for one.
+func (d *download) shownProgress() Progress {
+	p := d.progress
+	if d.status == imagestate.Pending && d.waitingUntil != nil {
+		p.WaitingUntil, p.Message = d.waitingUntil, d.waitingMessage
+	}
+	return p
 }
 
 // onProgress takes in the watch's news. The bytes are only shown (the
@@ -80,6 +95,7 @@ func (d *download) onProgress(ctx workflow.Context, u activities.ProgressUpdate)
 		return // late news from a node the download has left
 	}
 	d.setProgress(u.BytesDone, u.BytesTotal, u.BytesPerSecond)
+	d.progress.Mirrors = u.Mirrors
 	switch {
 	case u.State == activities.NodeVerifying && statusBefore(d.status, imagestate.Verifying):
 		d.markNodeStatus(ctx, u.NodeID, imagestate.Verifying, a.MarkVerifying)
@@ -139,7 +155,9 @@ func (d *download) setProgress(done, total int64, rate float64) {
 	if total <= 0 {
 		total = d.src.SizeBytes
 	}
+	mirrors := d.progress.Mirrors // kept until the node reports anew
 	d.progress = NewProgress(done, total, rate, d.attempt, d.nodeID)
+	d.progress.Mirrors = mirrors
 }
 
 func (d *download) setStatus(ctx workflow.Context, status string) {
@@ -186,6 +204,15 @@ func (d *download) showDetails(ctx workflow.Context) {
 		}
 		if p.ETASeconds != nil {
 			fmt.Fprintf(&b, ", about %d s left", *p.ETASeconds)
+		}
+	}
+	if p := d.shownProgress(); p.WaitingUntil != nil {
+		fmt.Fprintf(&b, "\n\n%s", p.Message)
+	}
+	if len(p.Mirrors) > 1 {
+		b.WriteString("\n\nmirrors:")
+		for _, m := range p.Mirrors {
+			fmt.Fprintf(&b, " `%s` %s;", m.URL, size(m.Bytes))
 		}
 	}
 	for _, f := range d.failovers {

@@ -47,6 +47,12 @@ func (d *devRun) printWelcome() {
 	fmt.Fprintf(w, "  node agents     node-1 %s (pools local-1, shared-nfs), node-2 %s (pools local-2, shared-nfs)\n", d.cfg.agentListen[0], d.cfg.agentListen[1])
 	fmt.Fprintf(w, "  READY images    %d\n\n", len(ready))
 	fmt.Fprintf(w, "Try:\n")
+	if api != defaultAPIURL {
+		fmt.Fprintf(w, "  export %s=%s\n", envAPIURL, api)
+	}
+	fmt.Fprintf(w, "  bin/cloudimages catalog ls\n")
+	fmt.Fprintf(w, "  bin/cloudimages images pull cirros-0.6.3 --pool shared-nfs --wait\n")
+	fmt.Fprintf(w, "  bin/cloudimages images ls\n")
 	fmt.Fprintf(w, "  curl -s%s %s/v1/catalog\n", auth, api)
 	fmt.Fprintf(w, "  curl -s%s -X POST %s/v1/images -H 'Content-Type: application/json' -d '{\"catalog_id\": \"cirros-0.6.3\", \"pool_id\": \"shared-nfs\"}'\n", auth, api)
 	fmt.Fprintf(w, "  curl -s%s '%s/v1/images?pool_id=shared-nfs'\n", auth, api)

@@ -28,6 +28,7 @@ func runNodeAgent(ctx context.Context, args []string) error {
 	var maxImageSize string
 	f.string(&maxImageSize, "max-image-size", "CLOUDIMAGES_MAX_IMAGE_SIZE", "64GiB", "largest image a download may write (bytes, or with KiB/MiB/GiB/TiB); a larger one fails with too_large")
 	f.string(&cfg.MinFree, "min-free", "CLOUDIMAGES_MIN_FREE", "5%", "free space every pool keeps for VMs: a percentage of the pool, or bytes (e.g. 20GiB); a download that would go below fails with disk_full")
+	f.string(&cfg.QemuImg, "qemu-img", "CLOUDIMAGES_QEMU_IMG", "qemu-img", "the qemu-img that converts images for pools with an image_format (a path, or a name looked up on PATH); without one the agent still downloads, but converts nothing and says so at start and in /v1/health")
 	var maxBandwidth string
 	registerEgress(f, &cfg.Proxy, &cfg.CAFile)
 	f.string(&maxBandwidth, "max-bandwidth", "CLOUDIMAGES_MAX_BANDWIDTH", "", "cap on the bytes per second of all this agent's downloads together, e.g. 50MB/s or 400Mbit (empty: none)")

@@ -188,3 +188,24 @@ func TestTokensComeFromFilesAndAreLongEnough(t *testing.T) {
 		t.Errorf("nodeagent with a short token: exit %d, want 2:\n%s", code, out)
 	}
 }
+
+// A worker given a --keyring it cannot use stops at start with an error
+// that names the directory or file and says what to put there, rather
+// than running with fewer keys than the operator meant.
+func TestWorkerRefusesAKeyringItCannotUse(t *testing.T) {
+	notKey := t.TempDir()
+	if err := os.WriteFile(filepath.Join(notKey, "ubuntu.asc"), []byte("<html>not a key</html>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]struct{ dir, says string }{
+		"missing directory": {filepath.Join(t.TempDir(), "nope"), "directory of armored public keys"},
+		"a file not a key":  {notKey, "ubuntu.asc is not an OpenPGP public key"},
+	}
+	for name, c := range cases {
+		code, out := run(t, []string{"CLOUDIMAGES_KEYRING=" + c.dir}, "worker", "--database-url", testenv.SQLite(t),
+			"--temporal-address", "127.0.0.1:1", "--node-token", "a-node-token-of-24-chars")
+		if code == 0 || !strings.Contains(out, c.says) {
+			t.Errorf("%s: exit %d, output:\n%s\nwant a failure saying %q", name, code, out, c.says)
+		}
+	}
+}

@@ -18,6 +18,9 @@ type Pool struct {
 	ID      string
 	Shared  bool
 	NodeIDs []string
+	// ImageFormat, when set ("raw" or "qcow2"), is the format the pool's
+	// images are converted to.
+	ImageFormat string
 }
 
 // Register registers nodes and pools through the REST API. It is
@@ -47,7 +50,11 @@ func Register(ctx context.Context, c *api.Client, nodes []Node, pools []Pool) er
 		if p.Shared {
 			typ = "nfs"
 		}
-		if _, status, err := c.CreatePool(ctx, p.ID, typ, p.Shared, p.NodeIDs); err != nil && status != http.StatusConflict {
+		body := map[string]any{"id": p.ID, "name": p.ID, "type": typ, "shared": p.Shared, "node_ids": p.NodeIDs}
+		if p.ImageFormat != "" {
+			body["image_format"] = p.ImageFormat
+		}
+		if status, err := c.Call(ctx, http.MethodPost, "/v1/pools", body, nil); err != nil && status != http.StatusConflict {
 			return fmt.Errorf("register pool %s: %w", p.ID, err)
 		}
 	}

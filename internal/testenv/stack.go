@@ -44,6 +44,9 @@ type StackOptions struct {
 	WorkerArgs []string
 	// AgentArgs are extra flags for every agent.
 	AgentArgs []string
+	// NodeAgentArgs are extra flags for one agent, by node id, after
+	// AgentArgs: e.g. a --qemu-img for node-2 only.
+	NodeAgentArgs map[string][]string
 	// AgentTLS, when set, is how the test reaches agents that serve HTTPS
 	// (AgentArgs then carry --tls-cert and --tls-key).
 	AgentTLS *tls.Config
@@ -63,6 +66,9 @@ type StackPool struct {
 	Shared  bool
 	NodeIDs []string
 	Dir     string // the shared pool's directory (shared pools only)
+	// ImageFormat is the pool's image_format ("raw", "qcow2"; default
+	// none: images are kept as the vendor ships them).
+	ImageFormat string
 }
 
 // Stack is the whole of cloudimages as separate processes of the built
@@ -249,7 +255,7 @@ func (s *Stack) startAgents() {
 		}
 		s.Agents = append(s.Agents, StartAgent(s.t, AgentOptions{
 			NodeID: node, Pools: pools, Token: nodeauth.Credential(s.opts.NodeToken, node), AllowPrivateNetworks: true,
-			Env: s.opts.Env, Args: s.opts.AgentArgs, ClientTLS: s.opts.AgentTLS,
+			Env: s.opts.Env, Args: append(slices.Clone(s.opts.AgentArgs), s.opts.NodeAgentArgs[node]...), ClientTLS: s.opts.AgentTLS,
 		}))
 	}
 }
@@ -280,7 +286,7 @@ func (s *Stack) Register() {
 	}
 	var pools []launch.Pool
 	for _, p := range s.opts.Pools {
-		pools = append(pools, launch.Pool{ID: p.ID, Shared: p.Shared, NodeIDs: p.NodeIDs})
+		pools = append(pools, launch.Pool{ID: p.ID, Shared: p.Shared, NodeIDs: p.NodeIDs, ImageFormat: p.ImageFormat})
 	}
 	if err := launch.Register(context.Background(), s.API.Client, nodes, pools); err != nil {
 		s.t.Fatal(err)

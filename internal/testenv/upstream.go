@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,8 +29,9 @@ type Upstream struct {
 	srv     *httptest.Server
 	closing chan struct{}
 
-	mu    sync.Mutex
-	files map[string]*upstreamFile
+	mu      sync.Mutex
+	files   map[string]*upstreamFile
+	headers []http.Header // of every request, in order
 }
 
 // Fault makes the mirror misbehave for one file. Faults combine: Status is
@@ -83,12 +85,21 @@ type Fault struct {
 	// zero bytes more after it, on a connection it then closes (a 200 of
 	// the whole file, whatever the request asked).
 	LongerBy int64
+	// ETag serves the file under this (strong) ETag and a Last-Modified a
+	// day later than the default: a mirror whose validators differ from
+	// another's serving the same bytes.
+	ETag string
+	// RequireHeader ("Name: value") answers 401 to a request without that
+	// header and value: a mirror behind basic auth or a token.
+	RequireHeader string
 }
 
 type upstreamFile struct {
 	data        []byte
 	generation  int // bumped when the ETag changes
+	etagChanged bool
 	modTime     time.Time
+	notModified int // 304s answered to conditional requests
 	fault       Fault
 	requests    int
 	inFlight    int // responses being sent now
@@ -140,8 +151,25 @@ func (u *Upstream) FileURL(name string) string { return u.srv.URL + "/" + name }
 func (u *Upstream) AddFile(name string, data []byte) string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.files[name] = &upstreamFile{data: data, modTime: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	f := &upstreamFile{data: data, modTime: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	if old, ok := u.files[name]; ok {
+		// A file published again is a new version: new validators, so a
+		// conditional request sees the change.
+		f.generation, f.modTime = old.generation+1, old.modTime.Add(time.Hour)
+	}
+	u.files[name] = f
 	return u.FileURL(name)
+}
+
+// NotModified returns how many conditional requests for a file (with
+// If-None-Match or If-Modified-Since) the mirror answered 304 Not Modified.
+func (u *Upstream) NotModified(name string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if f, ok := u.files[name]; ok {
+		return f.notModified
+	}
+	return 0
 }
 
 // SetFault sets (or, with Fault{}, clears) the fault of a file and resets
@@ -186,6 +214,14 @@ func (u *Upstream) InFlight(name string) int {
 		return f.inFlight
 	}
 	return 0
+}
+
+// Headers returns the headers of every request the mirror received, in
+// order: tests look for a credential where it must not be.
+func (u *Upstream) Headers() []http.Header {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.headers)
 }
 
 // SHA256 returns "sha256:HEX" of a file's real bytes.
@@ -293,6 +329,7 @@ const HTMLPage = "<!DOCTYPE html>\n<html><head><title>Error</title></head><body>
 func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(r.URL.Path, "/")
 	u.mu.Lock()
+	u.headers = append(u.headers, r.Header.Clone())
 	f, ok := u.files[name]
 	if !ok {
 		u.mu.Unlock()
@@ -308,7 +345,8 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 	}()
 	n := f.requests
 	ft := f.fault
-	if ft.ChangeETagAfter > 0 && n > ft.ChangeETagAfter && f.generation == 0 {
+	if ft.ChangeETagAfter > 0 && n > ft.ChangeETagAfter && !f.etagChanged {
+		f.etagChanged = true
 		f.generation++
 		f.modTime = f.modTime.Add(time.Hour)
 	}
@@ -317,7 +355,18 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 		etag = "W/" + etag
 	}
 	modTime := f.modTime
+	if ft.ETag != "" {
+		etag, modTime = ft.ETag, modTime.Add(24*time.Hour)
+	}
 	data := f.data
+	if n > len(ft.Status) && notModified(r, etag, modTime) {
+		f.notModified++
+		u.mu.Unlock()
+		w.Header().Set("ETag", etag)
+		w.Header().Set("Last-Modified", modTime.Format(http.TimeFormat))
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
 	drop := (ft.DropAfterBytes > 0 || ft.StallAfterBytes > 0) && (ft.Drops == 0 || f.dropped < ft.Drops)
 	if drop {
 		f.dropped++
@@ -326,6 +375,11 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 
 	if n <= len(ft.Status) {
 		http.Error(w, http.StatusText(ft.Status[n-1]), ft.Status[n-1])
+		return
+	}
+	if name, value, ok := strings.Cut(ft.RequireHeader, ": "); ok && r.Header.Get(name) != value {
+		w.Header().Set("WWW-Authenticate", `Basic realm="test mirror"`)
+		http.Error(w, "credentials required", http.StatusUnauthorized)
 		return
 	}
 	if ft.RedirectTo != "" {
@@ -504,6 +558,26 @@ func ifRangeMatches(h, etag string, modTime time.Time) bool {
 	}
 	t, err := http.ParseTime(h)
 	return err == nil && !modTime.Truncate(time.Second).After(t)
+}
+
+// notModified reports whether a GET's validators (If-None-Match, or else
+// If-Modified-Since) say the client has the file as it is.
+func notModified(r *http.Request, etag string, modTime time.Time) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		for _, t := range strings.Split(inm, ",") {
+			if t = strings.TrimSpace(t); t == "*" || strings.TrimPrefix(t, "W/") == strings.TrimPrefix(etag, "W/") {
+				return true
+			}
+		}
+		return false
+	}
+	if ims, err := http.ParseTime(r.Header.Get("If-Modified-Since")); err == nil {
+		return !modTime.Truncate(time.Second).After(ims)
+	}
+	return false
 }
 
 // FreePort returns a free TCP port on 127.0.0.1.

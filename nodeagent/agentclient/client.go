@@ -107,6 +107,16 @@ func (c *Client) CancelDownload(ctx context.Context, id string) error {
 	return err
 }
 
+// PauseDownload stops a download and keeps its partial data: the same
+// request started again resumes from it. A download that already ended
+// (or is past its transfer) answers conflict with its state; the returned
+// Download is the job as the pause left it.
+func (c *Client) PauseDownload(ctx context.Context, id string) (Download, error) {
+	var d Download
+	_, err := c.do(ctx, http.MethodPost, "/v1/downloads/"+url.PathEscape(id)+"/pause", nil, &d)
+	return d, err
+}
+
 // DeleteFile removes a published image from a pool. A file that is already
 // gone is not an error.
 func (c *Client) DeleteFile(ctx context.Context, poolID, fileName string) error {
@@ -115,6 +125,16 @@ func (c *Client) DeleteFile(ctx context.Context, poolID, fileName string) error 
 		return nil
 	}
 	return err
+}
+
+// Link makes name, in a pool's images folder, a hard link to the
+// published file target, replacing what name was in one atomic step: a
+// reader of the old file keeps reading it. Only agents whose health names
+// FeatureLink have the route.
+func (c *Client) Link(ctx context.Context, poolID, name, target string) (Link, error) {
+	var l Link
+	_, err := c.do(ctx, http.MethodPut, "/v1/pools/"+url.PathEscape(poolID)+"/links/"+url.PathEscape(name), LinkRequest{Target: target}, &l)
+	return l, err
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) (int, error) {

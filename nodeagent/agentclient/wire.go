@@ -5,6 +5,8 @@
 package agentclient
 
 import (
+	"bytes"
+	"encoding/json"
 	"slices"
 	"time"
 
@@ -19,9 +21,18 @@ const (
 	// StateConverting: verified and inspected, now being converted to the
 	// pool's format (DownloadRequest.ConvertTo) with qemu-img.
 	StateConverting = "converting"
-	StateCompleted  = "completed"
-	StateFailed     = "failed"
-	StateCancelled  = "cancelled"
+	// StatePaused: stopped by a pause (POST /v1/downloads/{id}/pause) with
+	// its partial data and checkpoint kept; the same request started again
+	// resumes from them, a cancel removes them. Not a final state, and not
+	// resumed when the agent restarts: only a start resumes it.
+	StatePaused = "paused"
+	// StateWaitingCredential: the job needs a source credential the agent
+	// no longer holds (it keeps secrets in memory only, and restarted); it
+	// goes on once the same request is POSTed again with the credential.
+	StateWaitingCredential = "waiting_credential"
+	StateCompleted         = "completed"
+	StateFailed            = "failed"
+	StateCancelled         = "cancelled"
 )
 
 // ImagesDir is the folder inside a pool directory that holds published
@@ -53,10 +64,37 @@ type DownloadRequest struct {
 	// has the agent convert the verified, inspected image to it before
 	// publishing. Sent only to agents whose health names FeatureConvert.
 	ConvertTo string `json:"convert_to,omitempty"`
+	// Mirrors are more URLs of the same file, tried in order after URL when
+	// one answers 404 or 5xx, cannot be reached or stalls; the partial data
+	// is resumed when the next one's validators agree. Sent only to agents
+	// whose health names FeatureMirrors.
+	Mirrors []string `json:"mirrors,omitempty"`
+	// Credential is sent to the mirrors on its host only. Sent only to
+	// agents whose health names FeatureSourceCredentials.
+	Credential *Credential `json:"credential,omitempty"`
 	// MaxBytesPerSecond caps this download's rate (the node's own
 	// --max-bandwidth caps all of them together). Sent only to agents
 	// whose health names FeatureBandwidthLimit.
 	MaxBytesPerSecond int64 `json:"max_bytes_per_second,omitempty"`
+}
+
+// URLs are the request's URL and then its mirrors, in the order tried.
+func (r DownloadRequest) URLs() []string { return append([]string{r.URL}, r.Mirrors...) }
+
+// Same reports whether two requests ask for the same download: equal in
+// every field, the credential compared by name and host only (its secret
+// is re-sent, and may have been rotated).
+func (r DownloadRequest) Same(o DownloadRequest) bool {
+	a, errA := json.Marshal(r.Redacted())
+	b, errB := json.Marshal(o.Redacted())
+	return errA == nil && errB == nil && bytes.Equal(a, b)
+}
+
+// Redacted is the request with its credential's secret left out: what the
+// agent writes into its job records.
+func (r DownloadRequest) Redacted() DownloadRequest {
+	r.Credential = r.Credential.Redacted()
+	return r
 }
 
 // Download is a node-side download job.
@@ -78,11 +116,21 @@ type Download struct {
 	// "xz", "gzip", "bzip2", "zstd"); Checksum is of those bytes as
 	// downloaded, FileChecksum ("sha256:HEX") of the published file,
 	// computed from the bytes as written. Both set once published.
-	Compression  string       `json:"compression,omitempty"`
-	FileChecksum string       `json:"file_checksum,omitempty"`
-	Error        *fault.Error `json:"error"`
-	StartedAt    *time.Time   `json:"started_at"`
-	FinishedAt   *time.Time   `json:"finished_at"`
+	Compression  string `json:"compression,omitempty"`
+	FileChecksum string `json:"file_checksum,omitempty"`
+	// Mirrors says how many of the bytes kept each URL served (the
+	// request's URL first), passwords hidden; absent from agents without
+	// FeatureMirrors.
+	Mirrors    []MirrorBytes `json:"mirrors,omitempty"`
+	Error      *fault.Error  `json:"error"`
+	StartedAt  *time.Time    `json:"started_at"`
+	FinishedAt *time.Time    `json:"finished_at"`
+}
+
+// MirrorBytes is how many bytes of a download one mirror served.
+type MirrorBytes struct {
+	URL   string `json:"url"`
+	Bytes int64  `json:"bytes"`
 }
 
 // Finished reports whether the job has ended, well or not.
@@ -104,6 +152,16 @@ type Health struct {
 	Features        []string     `json:"features"`
 	Pools           []PoolHealth `json:"pools"`
 	ActiveDownloads int          `json:"active_downloads"`
+	// QemuImg is the qemu-img the agent converts with, or why it has none
+	// (then Features lacks FeatureConvert). Nil from older agents.
+	QemuImg *QemuImg `json:"qemu_img,omitempty"`
+}
+
+// QemuImg is the agent's converter as health reports it: Path when the
+// agent has one, else Missing, which says why and what to do.
+type QemuImg struct {
+	Path    string `json:"path,omitempty"`
+	Missing string `json:"missing,omitempty"`
 }
 
 // What an agent may support, as named in Health.Features.
@@ -134,11 +192,41 @@ const (
 	// DownloadRequest.ConvertTo. An agent without qemu-img does not name it,
 	// and a worker sends ConvertTo only to agents that do.
 	FeatureConvert = "convert"
+	// FeaturePause: POST /v1/downloads/{id}/pause stops a download and
+	// keeps its partial data (state paused) for a later start to resume,
+	// as transfer windows need. An agent without it can only be cancelled.
+	FeaturePause = "pause"
+	// FeatureMirrors: DownloadRequest.Mirrors are tried in order, and
+	// Download.Mirrors says how much each served. An agent without it gets
+	// the first URL only.
+	FeatureMirrors = "mirrors"
+	// FeatureSourceCredentials: DownloadRequest.Credential is sent to its
+	// host, kept in memory only, and asked for again after a restart
+	// (StateWaitingCredential).
+	FeatureSourceCredentials = "source_credentials"
 	// FeatureBandwidthLimit: the agent honours
 	// DownloadRequest.MaxBytesPerSecond. An agent without it refuses the
 	// field (unknown JSON): send it none.
 	FeatureBandwidthLimit = "bandwidth_limit"
+	// FeatureLink: PUT /v1/pools/{pool_id}/links/{name} publishes a second
+	// name for a published file (a hard link, replaced atomically), as a
+	// subscription's "{catalog_id}-latest.{format}".
+	FeatureLink = "link"
 )
+
+// LinkRequest is the body of PUT /v1/pools/{pool_id}/links/{name}: the
+// published file the name is to be a hard link to.
+type LinkRequest struct {
+	Target string `json:"target"`
+}
+
+// Link is the answer: the link's path, and the file it names.
+type Link struct {
+	PoolID string `json:"pool_id"`
+	Name   string `json:"name"`
+	Path   string `json:"path"`
+	Target string `json:"target"`
+}
 
 // Supports reports whether the agent named a feature in its health answer.
 func (h Health) Supports(feature string) bool { return slices.Contains(h.Features, feature) }

@@ -114,3 +114,8 @@ function eventData(block) {
     .map((line) => line.slice(5).replace(/^ /, ''))
     .join('\n');
 }
+
+/** PATCH JSON; returns the answer's JSON. */
+export async function patch(path, body) {
+  return (await send('PATCH', path, body)).json();
+}

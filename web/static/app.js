@@ -7,9 +7,10 @@ import { h, fill } from './dom.js';
 import { renderCatalog, renderPools, wireCustomForm } from './catalog.js';
 import { renderImages, upsert, setTemporalWeb, onImagesChanged, followLive, setPoolFilter, applyFilters } from './images.js';
 import { renderNodes } from './nodes.js';
+import { renderSubscriptions, renderSubscriptionChoices, wireSubscriptionForm, loadSubscriptions } from './subscriptions.js';
 
-const sections = ['catalog', 'images', 'nodes'];
-const state = { catalog: [], pools: [], nodes: [], images: [] };
+const sections = ['catalog', 'images', 'subscriptions', 'nodes'];
+const state = { catalog: [], pools: [], nodes: [], images: [], subscriptions: [] };
 const problems = new Map(); // what failed → its ApiError, shown in the banner
 
 function show() {
@@ -51,11 +52,25 @@ async function refreshImages() {
   });
 }
 
+async function refreshSubscriptions() {
+  await load('subscriptions', async () => {
+    try {
+      state.subscriptions = await loadSubscriptions();
+    } catch (err) {
+      // An API from before subscriptions has no such route: nothing to show.
+      if (err.code !== 'not_found') throw err;
+      state.subscriptions = [];
+    }
+    renderSubscriptions(state.subscriptions, refreshSubscriptions);
+  });
+}
+
 async function refreshInfra() {
   await load('infra', async () => {
     [state.pools, state.nodes] = await Promise.all([list('/v1/pools'), list('/v1/nodes')]);
     renderPools(state);
     renderNodes(state);
+    renderSubscriptionChoices(state);
     setPoolFilter(state.pools);
     applyFilters();
   });
@@ -66,6 +81,7 @@ async function refreshCatalog() {
     state.catalog = await list('/v1/catalog');
     renderCatalog(state.catalog, started);
     renderPools(state);
+    renderSubscriptionChoices(state);
   });
 }
 
@@ -106,11 +122,13 @@ function refreshAll() {
   refreshCatalog();
   refreshInfra();
   refreshImages();
+  refreshSubscriptions();
 }
 
 function main() {
   wireToken();
   wireCustomForm(started);
+  wireSubscriptionForm(refreshSubscriptions);
   onImagesChanged(refreshImages);
   for (const id of ['filter-status', 'filter-pool']) document.getElementById(id).addEventListener('change', applyFilters);
   window.addEventListener('hashchange', () => {
@@ -120,6 +138,7 @@ function main() {
   refreshAll();
   setInterval(refreshImages, 3000);
   setInterval(refreshInfra, 5000);
+  setInterval(refreshSubscriptions, 5000);
   setInterval(() => { if (problems.has('catalog')) refreshCatalog(); }, 5000);
 }
 

@@ -27,7 +27,7 @@ const sentences = {
   forbidden: 'The API refused the request: it came from another web page (a different origin). Open the UI from the API’s own address.',
   unsafe_image: 'The image was refused as unsafe: it would make a VM read files outside itself (a backing file, an external data file or extent). Use the vendor’s self-contained image.',
   format_mismatch: 'The file is not in the format its source declared. Check the URL and the declared format.',
-  signature_invalid: 'The vendor’s checksum file is not signed by the vendor’s key, so none of its checksums is trusted. Try again later; if it persists, the mirror may be tampered with.',
+  signature_invalid: 'The vendor’s checksum file is not signed by a key its catalog entry trusts, or was changed after it was signed, so none of its checksums is trusted and nothing was downloaded. Try again later; if it persists, the mirror may be tampered with — the details say which key signed.',
   conversion_failed: 'The image could not be converted to the pool’s format. Check that qemu-img is installed on the node and that the pool has room.',
   too_large: 'The image is larger than declared or than the pool may take (its size limit or free-space reserve). Check the size, or free space in the pool.',
   network: 'The cloudimages API cannot be reached. Check that it runs; this page keeps trying on its own.',

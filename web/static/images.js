@@ -116,9 +116,11 @@ function build(img) {
   const parts = {
     name: h('h3', {}),
     status: h('span', { class: 'badge' }),
+    signature: h('span', { class: 'badge signature' }),
     meta: h('p', { class: 'meta' }),
     source: h('p', { class: 'meta sub' }),
     file: h('p', { class: 'meta sub file' }),
+    mirrors: h('p', { class: 'meta sub mirrors' }),
     bar: h('progress', { max: '100' }),
     numbers: h('p', { class: 'numbers' }),
     failovers: h('ul', { class: 'failovers', 'aria-label': 'Failovers' }),
@@ -130,8 +132,8 @@ function build(img) {
     del: h('button', { type: 'button', class: 'quiet', 'data-action': 'delete' }, 'Delete'),
   };
   const el = h('li', { class: 'image', 'data-image': img.id },
-    h('div', { class: 'head' }, parts.name, parts.status),
-    parts.meta, parts.source, parts.file, parts.bar, parts.numbers, parts.failovers, parts.note, parts.error,
+    h('div', { class: 'head' }, parts.name, h('span', { class: 'badges' }, parts.signature, parts.status)),
+    parts.meta, parts.source, parts.file, parts.mirrors, parts.bar, parts.numbers, parts.failovers, parts.note, parts.error,
     h('div', { class: 'actions' }, parts.cancel, parts.del, parts.link),
     parts.actionStatus);
   const r = { img, el, parts };
@@ -153,9 +155,16 @@ function update(r) {
     ' · node ', h('strong', {}, p.node_id || img.node_id || (terminal.has(img.status) ? 'none' : 'not chosen yet')),
     p.attempt > 1 ? ' · attempt ' + p.attempt : '',
     ' · started ' + ago(img.created_at));
-  parts.source.textContent = img.catalog_id ? 'From the catalog: ' + img.catalog_id : img.source_url ? 'From ' + img.source_url : '';
+  fill(parts.source,
+    img.catalog_id ? 'From the catalog: ' + img.catalog_id : img.source_url ? 'From ' + img.source_url : '',
+    img.credential ? ' · with credential ' + img.credential : '',
+    img.version ? h('span', { class: 'version' }, ' · version ', h('code', {}, img.version)) : null,
+    img.latest ? h('span', { class: 'badge latest', title: img.catalog_id + '-latest names this file' }, 'latest') : null,
+    img.pinned ? h('span', { class: 'badge pinned', title: 'never removed by a subscription' }, 'pinned') : null);
   updateProgress(parts, img, p, label);
   updateFile(parts.file, img);
+  updateMirrors(parts.mirrors, p);
+  updateSignature(parts.signature, img);
   updateFailovers(parts.failovers, img, p);
   updateNote(parts.note, img);
   // A cancelled image carries the code "cancelled": that is its status, not a problem.
@@ -191,6 +200,9 @@ function updateProgress(parts, img, p, label) {
     n.push('Verifying the checksum…');
   } else if (img.status === 'CONVERTING') {
     n.push('Converting to the pool’s image format (qemu-img)…');
+  } else if (img.status === 'PENDING' && p.waiting_until) {
+    n.push(waitingFor(p.waiting_until));
+    if (p.bytes_done > 0) n.push('paused at ' + bytes(p.bytes_done) + (p.bytes_total > 0 ? ' of ' + bytes(p.bytes_total) : ''));
   } else if (p.bytes_total > 0 || p.bytes_done > 0) {
     const pct = p.bytes_total > 0 ? (p.percent ?? (100 * p.bytes_done) / p.bytes_total) : null;
     if (pct !== null) n.push(Number(pct).toFixed(1) + '%');
@@ -203,6 +215,18 @@ function updateProgress(parts, img, p, label) {
     n.push('Waiting for a node…');
   }
   parts.numbers.textContent = n.join(' · ');
+  parts.numbers.title = img.status === 'PENDING' && p.message ? p.message : '';
+}
+
+/**
+ * Says until when a download waits for its pool's transfer window, in the
+ * browser's time: "HH:MM" today, with the date otherwise.
+ */
+function waitingFor(until) {
+  const t = new Date(until);
+  const hm = t.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hour12: false });
+  const today = t.toDateString() === new Date().toDateString();
+  return 'Waiting for transfer window until ' + (today ? hm : t.toLocaleDateString() + ' ' + hm);
 }
 
 // What the node found in the published file, once READY: its format and
@@ -217,6 +241,36 @@ function updateFile(line, img) {
   if (img.file_checksum) n.push('file ' + img.file_checksum);
   line.textContent = n.join(' · ');
   line.hidden = n.length === 0;
+}
+
+// Which mirror served how much, when the image has several: the node
+// moves on to the next on a 404, a server error or a stall.
+function updateMirrors(line, p) {
+  const ms = p.mirrors || [];
+  line.textContent = ms.length > 1
+    ? 'Mirrors: ' + ms.map((m) => hostOf(m.url) + ' ' + bytes(m.bytes)).join(' · ')
+    : '';
+  line.hidden = ms.length <= 1;
+}
+
+function hostOf(url) {
+  try { return new URL(url).host; } catch { return url; }
+}
+
+// What the signature of the vendor's checksum file said, always visible:
+// "not checked" is never dressed up as verified.
+const signatures = {
+  verified: ['signature verified', 'ok', 'The vendor’s checksum file was signed by a key its catalog entry pins, and the signature matched.'],
+  unsigned: ['unsigned', 'muted', 'Nothing signed to check: the vendor does not sign its checksum file, or the checksum was given.'],
+  not_checked: ['signature not checked', 'warn', 'The checksum file is signed, but the worker does not hold the vendor’s key (see the worker’s --keyring), or the checksum is not resolved yet.'],
+};
+
+function updateSignature(badge, img) {
+  const [text, cls, why] = signatures[img.signature] || signatures.not_checked;
+  badge.textContent = text;
+  badge.className = 'badge signature ' + cls;
+  badge.title = why;
+  badge.dataset.signature = img.signature || 'not_checked';
 }
 
 // What happened to a node, in a word, from the workflow's reason.

@@ -55,10 +55,18 @@ function poolRow(pool, nodesById) {
     h('span', { class: 'served' }, id, ' ', statusBadge((nodesById.get(id) || {}).status)));
   return h('tr', { 'data-pool': pool.id },
     cell('Pool', h('strong', {}, pool.name || pool.id), pool.name && pool.name !== pool.id ? h('span', { class: 'sub' }, pool.id) : null),
-    cell('Type', (pool.type || '?') + (pool.shared ? ', shared' : '') + (pool.image_format ? ', images as ' + pool.image_format : '')),
+    cell('Type', (pool.type || '?') + (pool.shared ? ', shared' : '') + (pool.image_format ? ', images as ' + pool.image_format : ''),
+      windows(pool)),
     cell('Served by', served.length ? served : h('span', { class: 'muted' }, 'no node')),
     cell('Free space', s ? bytes(s.free) + (s.total ? ' of ' + bytes(s.total) : '') : h('span', { class: 'muted', title: 'The API does not report free space' }, 'not reported')),
     cell('Usable', u.sure ? h('span', { class: 'ok' }, 'yes') : h('span', { class: 'warn' }, (u.usable ? 'maybe: ' : 'no: ') + u.why)));
+}
+
+/** The pool's transfer windows, as a line under its type; null for none. */
+function windows(pool) {
+  const w = pool.transfer_windows || [];
+  if (!w.length) return null;
+  return h('span', { class: 'sub windows' }, 'transfers only ' + w.join(', ') + ' (' + (pool.time_zone || 'UTC') + ')');
 }
 
 function nodeRow(node) {

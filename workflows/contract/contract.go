@@ -47,10 +47,18 @@ type Input struct {
 	// Format is the disk format the request declared (one of
 	// diskimage.Formats); empty lets a catalog entry's, or the bytes, decide.
 	Format string `json:"format,omitempty"`
+	// Credential names a source credential defined on the worker
+	// (--credentials), sent to the mirror's host with the node-side job.
+	// Only the name is here: the secret never enters the history.
+	Credential string `json:"credential,omitempty"`
 	// MaxBytesPerSecond caps this download's rate on the node (0: none);
 	// agents that do not support it (agentclient.FeatureBandwidthLimit)
 	// download without the cap.
 	MaxBytesPerSecond int64 `json:"max_bytes_per_second,omitempty"`
+	// Version names one build of the catalog entry, whose checksum is
+	// Checksum: the image is that build (source key "catalog:ID@CHECKSUM",
+	// file "{catalog_id}-{version}.{ext}"), as a subscription starts it.
+	Version string `json:"version,omitempty"`
 }
 
 // Result is what a successful download returns. Checksum is of the
@@ -64,6 +72,9 @@ type Result struct {
 	Checksum     string `json:"checksum"`
 	FileChecksum string `json:"file_checksum,omitempty"`
 	Format       string `json:"format,omitempty"`
+	// Signature is what the signature of the vendor's checksum file said:
+	// "verified", "unsigned" or "not_checked".
+	Signature string `json:"signature,omitempty"`
 }
 
 // Progress is the live progress of a download, the same in the API, the
@@ -76,6 +87,15 @@ type Progress struct {
 	ETASeconds     *int64  `json:"eta_seconds"`
 	Attempt        int     `json:"attempt"`
 	NodeID         string  `json:"node_id"`
+	// WaitingUntil is set while a PENDING download waits for its pool's
+	// next transfer window: when it starts (or resumes) then, and Message
+	// says so ("waiting for a transfer window (22:00-06:00 Europe/Berlin)
+	// until …"). Absent otherwise.
+	WaitingUntil *time.Time `json:"waiting_until,omitempty"`
+	Message      string     `json:"message,omitempty"`
+	// Mirrors says how many bytes each URL of the download served (the
+	// catalog entry's url, then its mirrors), once the node reports it.
+	Mirrors []imagestate.MirrorBytes `json:"mirrors,omitempty"`
 }
 
 // NewProgress fills in percent and ETA from the raw figures.
@@ -111,13 +131,48 @@ var (
 	NodeIDKey      = temporal.NewSearchAttributeKeyKeyword("NodeId")
 	CatalogIDKey   = temporal.NewSearchAttributeKeyKeyword("CatalogId")
 	ImageStatusKey = temporal.NewSearchAttributeKeyKeyword("ImageStatus")
+	// SubscriptionIDKey is set on a subscription's refresh runs and on the
+	// downloads they start: `temporal workflow list --query
+	// 'SubscriptionId="ID"'` finds them all.
+	SubscriptionIDKey = temporal.NewSearchAttributeKeyKeyword("SubscriptionId")
 )
 
-// SearchAttributeNames lists the Keyword search attributes the workflow
-// uses; the dev server is started with them and the worker registers any
+// SearchAttributeNames lists the Keyword search attributes the workflows
+// use; the dev server is started with them and the worker registers any
 // that are missing.
 var SearchAttributeNames = []string{ImageIDKey.GetName(), PoolIDKey.GetName(), NodeIDKey.GetName(),
-	CatalogIDKey.GetName(), ImageStatusKey.GetName()}
+	CatalogIDKey.GetName(), ImageStatusKey.GetName(), SubscriptionIDKey.GetName()}
+
+// RefreshWorkflowType is the registered name of RefreshImageWorkflow.
+const RefreshWorkflowType = "RefreshImageWorkflow"
+
+// ScheduleID is the id of the Temporal Schedule of a subscription.
+func ScheduleID(subscriptionID string) string { return "subscription-" + subscriptionID }
+
+// RefreshWorkflowID is the workflow id the schedule gives its runs (it
+// appends the time of each); a run started by hand uses it too.
+func RefreshWorkflowID(subscriptionID string) string { return "refresh-" + subscriptionID }
+
+// RefreshInput starts RefreshImageWorkflow: the subscription to check.
+type RefreshInput struct {
+	SubscriptionID string `json:"subscription_id"`
+}
+
+// RefreshResult says what a check found and did.
+type RefreshResult struct {
+	SubscriptionID string `json:"subscription_id"`
+	// Skipped says why nothing was checked ("paused", "deleted"), if so.
+	Skipped     string `json:"skipped,omitempty"`
+	Version     string `json:"version,omitempty"`
+	Checksum    string `json:"checksum,omitempty"`
+	NotModified bool   `json:"not_modified,omitempty"`
+	// Downloaded, Linked and Removed list the image ids a download was
+	// started for, whose file -latest now names, and that retention removed.
+	Downloaded []string `json:"downloaded,omitempty"`
+	Linked     []string `json:"linked,omitempty"`
+	Removed    []string `json:"removed,omitempty"`
+	Errors     []string `json:"errors,omitempty"`
+}
 
 // RemoveFileWorkflowType is the registered name of RemoveImageFileWorkflow.
 const RemoveFileWorkflowType = "RemoveImageFileWorkflow"

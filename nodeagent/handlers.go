@@ -37,6 +37,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/downloads/{id}", s.handleGet)
 	mux.HandleFunc("DELETE /v1/downloads/{id}", s.handleCancel)
 	mux.HandleFunc("DELETE /v1/pools/{pool_id}/files/{file_name}", s.handleDeleteFile)
+	mux.HandleFunc("PUT /v1/uploads/{id}", s.handleStartUpload)
+	mux.HandleFunc("GET /v1/uploads/{id}", s.handleGetUpload)
+	mux.HandleFunc("PATCH /v1/uploads/{id}", s.handlePatchUpload)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.handleNoRoute(mux, w, r) })
 	return s.auth(mux)
@@ -57,7 +60,7 @@ func (s *Server) auth(next http.Handler) http.Handler {
 }
 
 func (s *Server) handleNoRoute(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodPut, http.MethodPatch} {
 		probe := r.Clone(r.Context())
 		probe.Method = m
 		if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
@@ -77,6 +80,7 @@ var features = []string{
 	agentclient.FeatureStrongValidatorResume,
 	agentclient.FeatureBoundedQueue,
 	agentclient.FeatureDecompress,
+	agentclient.FeatureUpload,
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

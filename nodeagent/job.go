@@ -55,6 +55,10 @@ type record struct {
 	Compression  string `json:"compression,omitempty"`
 	FileChecksum string `json:"file_checksum,omitempty"`
 	FileSize     int64  `json:"file_size,omitempty"`
+
+	// Upload: the job receives its bytes by PATCH /v1/uploads/{id}
+	// rather than from Request.URL (see upload.go).
+	Upload bool `json:"upload,omitempty"`
 }
 
 // job is one download on this agent. Its goroutine owns the transfer; the
@@ -65,6 +69,7 @@ type job struct {
 
 	cancel context.CancelCauseFunc
 	done   chan struct{} // closed when the job's goroutine has ended
+	up     *uploading    // an upload's, while it runs; nil for a download
 
 	mu          sync.Mutex
 	rec         record

@@ -25,6 +25,8 @@ type NodeVerdict struct {
 	Health   store.NodeHealth
 	Reason   string
 	Converts bool
+	// Uploads: the agent receives uploads (agentclient.FeatureUpload).
+	Uploads bool `json:",omitempty"`
 }
 
 // JudgeHealth is the one place that turns an agent's answer to a health
@@ -45,7 +47,8 @@ func JudgeHealth(n store.Node, h agentclient.Health, err error, at time.Time) No
 		space[p.ID] = store.Space{FreeBytes: p.FreeBytes, TotalBytes: p.TotalBytes}
 	}
 	return NodeVerdict{Health: store.NodeHealth{Online: true, Pools: h.PoolIDs(), Space: space,
-		ActiveDownloads: h.ActiveDownloads, At: at}, Converts: h.Supports(agentclient.FeatureConvert)}
+		ActiveDownloads: h.ActiveDownloads, At: at}, Converts: h.Supports(agentclient.FeatureConvert),
+		Uploads: h.Supports(agentclient.FeatureUpload)}
 }
 
 // RefusalFor says why the judged node cannot download into pool, or ""

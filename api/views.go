@@ -89,6 +89,8 @@ type Image struct {
 	SizeBytes  int64  `json:"size_bytes"`
 	Checksum   string `json:"checksum"`
 	Unverified bool   `json:"unverified"`
+	// Source is where the bytes came from: "mirror", "peer" or "upload".
+	Source string `json:"source"`
 
 	// What the node found once it published the file; empty (null) until
 	// the image is READY. Checksum and SourceChecksum are of the bytes
@@ -114,8 +116,11 @@ func (i Image) Terminal() bool { return store.IsTerminal(i.Status) }
 func viewImage(img store.Image) Image {
 	v := Image{ID: img.ID, Name: img.Name, CatalogID: img.CatalogID, SourceURL: img.SourceURL,
 		PoolID: img.PoolID, NodeID: img.NodeID, FileName: img.FileName, Path: img.Path, Status: img.Status,
-		SizeBytes: img.SizeBytes, Checksum: img.Checksum, Unverified: img.Unverified, WorkflowID: img.WorkflowID,
+		SizeBytes: img.SizeBytes, Checksum: img.Checksum, Unverified: img.Unverified, Source: img.Source, WorkflowID: img.WorkflowID,
 		CreatedAt: img.CreatedAt, UpdatedAt: img.UpdatedAt, ReadyAt: img.ReadyAt}
+	if v.Source == "" {
+		v.Source = store.SourceMirror
+	}
 	if img.Status == store.StatusReady {
 		v.Format, v.Compression, v.FileChecksum = img.Format, img.Compression, img.FileChecksum
 		v.SourceChecksum = img.SourceChecksum

@@ -97,6 +97,9 @@ var migrations = []string{
 		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'CONVERTING', 'READY');
 	CREATE UNIQUE INDEX images_one_live_file ON images(pool_id, file_name)
 		WHERE status IN ('PENDING', 'DOWNLOADING', 'VERIFYING', 'CONVERTING', 'READY')`,
+	// uploads (issue 18): where an image's bytes came from, "mirror",
+	// "peer" or "upload"; every image before uploads came from a mirror.
+	`ALTER TABLE images ADD COLUMN source VARCHAR(16) NOT NULL DEFAULT 'mirror'`,
 }
 
 // migrate brings the schema up to date. It is safe to run twice and from

@@ -21,6 +21,13 @@ const (
 	StatusCancelled   = imagestate.Cancelled
 )
 
+// Where an image's bytes come from (Image.Source), as in the contract.
+const (
+	SourceMirror = "mirror"
+	SourcePeer   = "peer"
+	SourceUpload = "upload"
+)
+
 // Node statuses, as in the contract.
 const (
 	NodeOnline  = "online"
@@ -81,6 +88,9 @@ type Image struct {
 	CatalogID  string `gorm:"size:100"`
 	SourceURL  string `gorm:"size:2048"`
 	SourceKey  string `gorm:"size:2048;not null"`
+	// Source is where the bytes come from: SourceMirror (a URL or catalog
+	// entry), SourcePeer (another node) or SourceUpload (a user's upload).
+	Source string `gorm:"size:16;not null;default:mirror"`
 	PoolID     string `gorm:"size:64;not null;index"`
 	NodeID     string `gorm:"size:64"`
 	FileName   string `gorm:"size:255"`

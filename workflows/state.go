@@ -3,6 +3,7 @@ package workflows
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -29,6 +30,8 @@ type download struct {
 	jobStarted bool     // a node-side job may exist on nodeID
 	published  bool     // the node published the file: it is the image's, or must go
 	recording  workflow.Mutex
+	upload     bool      // an upload: its node must receive uploads
+	movedAt    time.Time // when the node last reported more bytes
 }
 
 func newDownload(ctx workflow.Context, in Input) *download {
@@ -78,6 +81,9 @@ func (d *download) state() (ProgressState, error) {
 func (d *download) onProgress(ctx workflow.Context, u activities.ProgressUpdate) {
 	if u.NodeID != d.nodeID || imagestate.IsTerminal(d.status) {
 		return // late news from a node the download has left
+	}
+	if u.BytesDone > d.progress.BytesDone {
+		d.movedAt = workflow.Now(ctx)
 	}
 	d.setProgress(u.BytesDone, u.BytesTotal, u.BytesPerSecond)
 	switch {

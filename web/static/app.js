@@ -5,6 +5,7 @@ import { get, list, getToken, setToken } from './api.js';
 import { explain } from './errors.js';
 import { h, fill } from './dom.js';
 import { renderCatalog, renderPools, wireCustomForm } from './catalog.js';
+import { wireUploadForm } from './upload.js';
 import { renderImages, upsert, setTemporalWeb, onImagesChanged, followLive, setPoolFilter, applyFilters } from './images.js';
 import { renderNodes } from './nodes.js';
 
@@ -111,6 +112,7 @@ function refreshAll() {
 function main() {
   wireToken();
   wireCustomForm(started);
+  wireUploadForm(started);
   onImagesChanged(refreshImages);
   for (const id of ['filter-status', 'filter-pool']) document.getElementById(id).addEventListener('change', applyFilters);
   window.addEventListener('hashchange', () => {

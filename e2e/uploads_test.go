@@ -16,6 +16,9 @@ import (
 	"github.com/quantix/cloudimages/api"
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/tusclient"
+	"github.com/quantix/cloudimages/workflows"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 )
 
 // uploadTTL is the stack's --upload-ttl: short, so that the expiry
@@ -121,6 +124,7 @@ func TestUploadsEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkUploaded(t, waitStatus(t, s, res.ImageID, "READY", time.Minute), data, true)
+		recordUploadHistory(t, s, res.ImageID, "upload-ready.json")
 		if len(seen) < 3 || seen[len(seen)-1].Done != int64(len(data)) {
 			t.Errorf("progress %+v, want several reports ending at %d", seen, len(data))
 		}
@@ -182,6 +186,7 @@ func TestUploadsEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkUploaded(t, waitStatus(t, s, res.ImageID, "READY", 90*time.Second), data, true)
+		recordUploadHistory(t, s, res.ImageID, "upload-agent-killed.json")
 		if killedAt == 0 || killedAt >= int64(len(data)) || agent.Pid() == pid {
 			t.Fatalf("the agent was not killed mid-upload (at %d of %d bytes, pid %d then %d)", killedAt, len(data), pid, agent.Pid())
 		}
@@ -286,6 +291,7 @@ func TestUploadsEndToEnd(t *testing.T) {
 		}
 		img := waitStatus(t, s, strings.TrimPrefix(loc, "/v1/uploads/"), "FAILED", uploadTTL+time.Minute)
 		wantError(t, img, "upload_expired")
+		recordUploadHistory(t, s, img.ID, "upload-expired.json")
 		eventually(t, 30*time.Second, "partial data removed", func() bool { return len(partials(t, s.PoolDir("local-2", "node-2"))) == 0 })
 	})
 }
@@ -294,4 +300,31 @@ func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	return c
+}
+
+// recordUploadHistory replays the history of an upload's workflow against
+// the current code and, with CLOUDIMAGES_RECORD_HISTORY set, keeps it in
+// workflows/testdata for the replay test.
+func recordUploadHistory(t *testing.T, s *testenv.Stack, imageID, name string) {
+	t.Helper()
+	out, err := s.TemporalCLI("workflow", "show", "--workflow-id", "image-"+imageID, "--output", "json")
+	if err != nil {
+		t.Fatalf("temporal workflow show: %v\n%s", err, out)
+	}
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := worker.NewWorkflowReplayer()
+	r.RegisterWorkflowWithOptions(workflows.UploadImageWorkflow, workflow.RegisterOptions{Name: workflows.UploadWorkflowType})
+	if err := r.ReplayWorkflowHistoryFromJSONFile(nil, path); err != nil {
+		t.Fatalf("replay %s: %v", name, err)
+	}
+	if os.Getenv("CLOUDIMAGES_RECORD_HISTORY") != "" {
+		dst := filepath.Join(testenv.RepoRoot(t), "workflows", "testdata", name)
+		if err := os.WriteFile(dst, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("recorded %s", dst)
+	}
 }

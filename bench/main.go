@@ -38,7 +38,7 @@ type bench struct {
 }
 
 // parts are the benchmarks, in the order they run.
-var parts = []string{"transfer", "overhead", "failover", "scale", "memory", "decompress", "compressed"}
+var parts = []string{"transfer", "overhead", "failover", "scale", "memory", "decompress", "compressed", "upload"}
 
 func main() {
 	var (
@@ -119,6 +119,8 @@ func run(size int64, rounds, n int, only, scaleList, dir, database, compareBin s
 			b.benchDecompress(ctx, size)
 		case "compressed":
 			b.benchCompressed(ctx, size)
+		case "upload":
+			b.benchUpload(ctx)
 		}
 	}
 	fmt.Printf("\ncloudimages bench — %s — %d CPUs, %s, load average %s at the start and %s at the end, took %s\n\n",
@@ -139,7 +141,7 @@ func (b *bench) setUp(ctx context.Context, size int64, database, compareBin stri
 		return err
 	}
 	var err error
-	if selected["transfer"] {
+	if selected["transfer"] || selected["upload"] {
 		fmt.Fprintf(os.Stderr, "bench: source file of %s in %s\n", mib(size), srcDir)
 		if b.big, err = makeSource(srcDir, fmt.Sprintf("big-%d.img", size), size); err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -249,7 +250,7 @@ func (s *Server) patchUpload(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	u, err := agent.WriteUpload(req.Context(), img.ID, offset, req.Body, req.ContentLength)
+	u, err := agent.WriteUpload(req.Context(), img.ID, offset, bigCopies{req.Body}, req.ContentLength)
 	if err != nil {
 		fe, ok := fault.As(err)
 		switch {
@@ -330,4 +331,19 @@ func (s *Server) deleteUpload(c echo.Context) error {
 		s.log.Info("upload cancel requested", "image_id", img.ID, "pool_id", img.PoolID)
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// copyBuffer is what one read of an upload's body may bring before it is
+// passed on: large, so the bytes cross the API in few system calls.
+const copyBuffer = 1 << 20
+
+// bigCopies hands its reader to whoever copies from it (the HTTP client
+// sending it to the agent) through a buffer of copyBuffer bytes rather
+// than io.Copy's 32 KiB.
+type bigCopies struct{ r io.Reader }
+
+func (b bigCopies) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func (b bigCopies) WriteTo(w io.Writer) (int64, error) {
+	return io.CopyBuffer(w, struct{ io.Reader }{b.r}, make([]byte, copyBuffer))
 }

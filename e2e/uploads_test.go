@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -194,6 +196,51 @@ func TestUploadsEndToEnd(t *testing.T) {
 		if !bytes.Contains(log, []byte("upload waits for its bytes again after restart")) {
 			t.Errorf("the restarted agent did not pick the upload up from its record:\n%s", log)
 		}
+	})
+
+	t.Run("the real tus-js-client (Node) uploads, stops, and a second run resumes it", func(t *testing.T) {
+		node, err := exec.LookPath("node")
+		if err != nil {
+			t.Skip("no node on the PATH: install Node.js to run tus-js-client against the API")
+		}
+		data := testenv.QCOW2Image(3<<20, 29)
+		file, state := writeFile(t, data), filepath.Join(t.TempDir(), "tus-urls.json")
+		run := func(stopAfter int) (out struct {
+			URL     string `json:"url"`
+			Resumed bool   `json:"resumed"`
+			Stopped bool   `json:"stopped"`
+		}) {
+			t.Helper()
+			cmd := exec.CommandContext(ctx(t), node, filepath.Join("testdata", "tus-upload.js"), s.APIURL(), s.API.Token, file,
+				"local-2", "tusjs.qcow2", testenv.SHA256(data), state, strconv.Itoa(stopAfter))
+			b, err := cmd.Output()
+			if err != nil {
+				var stderr []byte
+				if ee, ok := err.(*exec.ExitError); ok {
+					stderr = ee.Stderr
+				}
+				t.Fatalf("node tus-upload.js: %v\n%s%s", err, b, stderr)
+			}
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &out); err != nil {
+				t.Fatalf("tus-upload.js printed %s: %v", b, err)
+			}
+			return out
+		}
+		first := run(1 << 20)
+		if !first.Stopped || first.URL == "" {
+			t.Fatalf("first run: %+v, want it stopped after 1 MiB with an upload URL", first)
+		}
+		id := first.URL[strings.LastIndex(first.URL, "/")+1:]
+		resp := tus(t, s, http.MethodHead, "/v1/uploads/"+id, nil, nil)
+		if off, _ := strconv.Atoi(resp.Header.Get("Upload-Offset")); off < 1<<20 || off >= len(data) {
+			t.Fatalf("after the first run the server has %d bytes, want at least 1 MiB and not all", off)
+		}
+		second := run(0)
+		if !second.Resumed || second.URL != first.URL {
+			t.Fatalf("second run: %+v, want it to resume %s", second, first.URL)
+		}
+		checkUploaded(t, waitStatus(t, s, id, "READY", time.Minute), data, true)
 	})
 
 	t.Run("the protocol's answers: options, offsets, versions, auth", func(t *testing.T) {

@@ -237,6 +237,10 @@ func (s *Server) handlePatchUpload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fault.New(fault.InvalidRequest, "Upload-Offset %q: give the upload's offset in bytes", r.Header.Get(agentclient.OffsetHeader)))
 		return
 	}
+	if j.up == nil { // ended before this agent started: nothing runs it
+		writeError(w, fault.New(fault.Conflict, "upload %s is %s: it takes no more bytes", j.request().ID, j.state()))
+		return
+	}
 	select {
 	case j.up.lock <- struct{}{}:
 		defer func() { <-j.up.lock }()

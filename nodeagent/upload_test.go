@@ -248,4 +248,9 @@ func TestKilledAgentResumesUploadFromItsOffset(t *testing.T) {
 	if _, err := os.Stat(d.Path); err != nil {
 		t.Fatal(err)
 	}
+	// Known after another restart as finished: more bytes are refused.
+	agent.Restart()
+	if _, err := write(t, c, "crash-up", int64(len(data)), []byte("more")); faultCode(err) != fault.Conflict {
+		t.Fatalf("PATCH of a finished upload after a restart: %v, want conflict", err)
+	}
 }

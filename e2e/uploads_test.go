@@ -243,6 +243,35 @@ func TestUploadsEndToEnd(t *testing.T) {
 		checkUploaded(t, waitStatus(t, s, id, "READY", time.Minute), data, true)
 	})
 
+	t.Run("kill -9 of the API mid-upload: the client resumes once it is back", func(t *testing.T) {
+		data := testenv.QCOW2Image(4<<20, 30)
+		c := client(t)
+		c.ChunkSize = 256 << 10
+		pid := s.APIServer.Pid()
+		var once sync.Once
+		var killedAt int64
+		res, err := c.Do(ctx(t), tusclient.Upload{Path: writeFile(t, data), PoolID: "local-2", Name: "api-kill.qcow2", Checksum: testenv.SHA256(data)},
+			func(p tusclient.Progress) {
+				if p.Done >= 1<<20 {
+					once.Do(func() {
+						killedAt = p.Done
+						s.APIServer.Kill()
+						go s.APIServer.Start()
+					})
+				}
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if killedAt == 0 || killedAt >= int64(len(data)) || s.APIServer.Pid() == pid {
+			t.Fatalf("the API was not killed mid-upload (at %d of %d bytes, pid %d then %d)", killedAt, len(data), pid, s.APIServer.Pid())
+		}
+		if res.Resumed {
+			t.Error("Resumed says the upload was found from an earlier run; it is this run's")
+		}
+		checkUploaded(t, waitStatus(t, s, res.ImageID, "READY", 90*time.Second), data, true)
+	})
+
 	t.Run("the protocol's answers: options, offsets, versions, auth", func(t *testing.T) {
 		resp := tus(t, s, http.MethodOptions, "/v1/uploads", map[string]string{"Tus-Resumable": ""}, nil)
 		if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Tus-Version") != "1.0.0" ||

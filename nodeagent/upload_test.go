@@ -254,3 +254,32 @@ func TestKilledAgentResumesUploadFromItsOffset(t *testing.T) {
 		t.Fatalf("PATCH of a finished upload after a restart: %v, want conflict", err)
 	}
 }
+
+// TestUploadIsConvertedForItsPool: an upload into a pool that wants raw
+// images is verified, then converted with qemu-img, and the raw file is
+// published with the upload's checksum and its own.
+func TestUploadIsConvertedForItsPool(t *testing.T) {
+	realQemuImg(t)
+	raw := rawDisk(t)
+	src := filepath.Join(t.TempDir(), "disk.qcow2")
+	runQemuImg(t, "convert", "-f", "raw", "-O", "qcow2", raw, src)
+	data := readFile(t, src)
+	h := newHarness(t, nil)
+	req := agentclient.UploadRequest{ID: "conv", PoolID: "pool-1", FileName: "conv.raw", Checksum: testenv.SHA256(data),
+		SizeBytes: int64(len(data)), ConvertTo: "raw"}
+	if _, err := h.client.StartUpload(ctx(t), req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := write(t, h.client, "conv", 0, data); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFinished(t, h.client, "conv")
+	if d.State != agentclient.StateCompleted || d.Format != "raw" {
+		t.Fatalf("state %s format %q error %+v; want completed raw", d.State, d.Format, d.Error)
+	}
+	got := readFile(t, d.Path)
+	if d.Checksum != testenv.SHA256(data) || d.FileChecksum != testenv.SHA256(got) || int64(len(got)) != 64<<20 {
+		t.Errorf("checksum %s file checksum %s size %d; want the upload's, the raw file's and 64 MiB", d.Checksum, d.FileChecksum, len(got))
+	}
+	assertNoWorkFiles(t, h.pool)
+}

@@ -250,7 +250,12 @@ func (s *Server) patchUpload(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	u, err := agent.WriteUpload(req.Context(), img.ID, offset, bigCopies{req.Body}, req.ContentLength)
+	s.metrics.uploadsActive.Inc()
+	body := &countedBody{r: req.Body}
+	u, err := agent.WriteUpload(req.Context(), img.ID, offset, bigCopies{body}, req.ContentLength)
+	s.metrics.uploadsActive.Dec()
+	s.metrics.uploadBytes.Add(float64(body.n))
+	s.log.Debug("upload body streamed", "image_id", img.ID, "node_id", img.NodeID, "offset", offset, "bytes", body.n, "error", err)
 	if err != nil {
 		fe, ok := fault.As(err)
 		switch {
@@ -346,4 +351,16 @@ func (b bigCopies) Read(p []byte) (int, error) { return b.r.Read(p) }
 
 func (b bigCopies) WriteTo(w io.Writer) (int64, error) {
 	return io.CopyBuffer(w, struct{ io.Reader }{b.r}, make([]byte, copyBuffer))
+}
+
+// countedBody counts the bytes read from an upload's body.
+type countedBody struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countedBody) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -127,6 +128,9 @@ func TestUploadsEndToEnd(t *testing.T) {
 		}
 		checkUploaded(t, waitStatus(t, s, res.ImageID, "READY", time.Minute), data, true)
 		recordUploadHistory(t, s, res.ImageID, "upload-ready.json")
+		if n := metricValue(t, s.APIURL()+"/metrics", "cloudimages_api_upload_bytes_total"); n < float64(len(data)) {
+			t.Errorf("cloudimages_api_upload_bytes_total = %v, want at least the %d bytes uploaded", n, len(data))
+		}
 		if len(seen) < 3 || seen[len(seen)-1].Done != int64(len(data)) {
 			t.Errorf("progress %+v, want several reports ending at %d", seen, len(data))
 		}
@@ -403,4 +407,26 @@ func recordUploadHistory(t *testing.T, s *testenv.Stack, imageID, name string) {
 		}
 		t.Logf("recorded %s", dst)
 	}
+}
+
+// metricValue reads one unlabelled metric from a Prometheus endpoint.
+func metricValue(t *testing.T, url, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s has no %s", url, name)
+	return 0
 }

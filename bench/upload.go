@@ -63,10 +63,11 @@ func (b *bench) benchUpload(ctx context.Context) {
 		b.rep.skip(part, "register the agent: "+err.Error())
 		return
 	}
+	cpu := map[string][]time.Duration{}
 	var acked = map[int]time.Duration{}
 	cs := []*contestant{
 		{name: "curl -T to a plain file server", run: curl},
-		{name: "tus via API → node, to READY", run: b.tusUpload(a, src, acked)},
+		{name: "tus via API → node, to READY", run: b.tusUpload(a, src, acked, cpu)},
 	}
 	runRounds(ctx, cs, b.rounds)
 	b.rep.add(part, "file", fmt.Sprintf("%s, %d rounds; median rate, median of per-round ratios to curl -T", mib(src.Size), b.rounds))
@@ -85,6 +86,11 @@ func (b *bench) benchUpload(ctx context.Context) {
 		}
 		b.rep.note("%s", "times "+durations(c.times))
 	}
+	for _, who := range []string{"api", "agent"} {
+		if m := median(cpu[who]); m > 0 {
+			b.rep.add(part, "CPU of the "+who+" per GiB uploaded", fmt.Sprintf("%.2fs", m.Seconds()*float64(1<<30)/float64(src.Size)))
+		}
+	}
 	if cs[1].err == nil && len(acked) > 0 {
 		var ts []time.Duration
 		for _, d := range acked {
@@ -97,10 +103,12 @@ func (b *bench) benchUpload(ctx context.Context) {
 // tusUpload uploads the source file through the API into a's local pool,
 // waits for READY, and deletes the image; acked records, by round, when
 // the last byte was acknowledged (in the pool, synced).
-func (b *bench) tusUpload(a *agent, src source, acked map[int]time.Duration) func(context.Context, int) (outcome, error) {
+func (b *bench) tusUpload(a *agent, src source, acked map[int]time.Duration, cpu map[string][]time.Duration) func(context.Context, int) (outcome, error) {
 	ac := newAPIClient(b.stack.apiURL)
 	return func(ctx context.Context, r int) (outcome, error) {
 		c := &tusclient.Client{BaseURL: b.stack.apiURL, StateDir: filepath.Join(b.dir, "tus-state")}
+		apiPid, agentPid := b.stack.api.Pid(), a.p.Pid()
+		apiCPU, agentCPU := cpuTime(apiPid), cpuTime(agentPid)
 		start := time.Now()
 		res, err := c.Do(ctx, tusclient.Upload{Path: src.Path, PoolID: a.local, Name: "bench-upload-" + strconv.Itoa(r) + ".img",
 			Checksum: src.Checksum(), Format: "raw"}, nil)
@@ -118,6 +126,8 @@ func (b *bench) tusUpload(a *agent, src source, acked map[int]time.Duration) fun
 		if img.Status != "READY" {
 			return outcome{}, fmt.Errorf("image %s ended %s: %s", img.ID, img.Status, errText(img))
 		}
+		cpu["api"] = append(cpu["api"], cpuTime(apiPid)-apiCPU)
+		cpu["agent"] = append(cpu["agent"], cpuTime(agentPid)-agentCPU)
 		return outcome{took: at.Sub(start)}, nil
 	}
 }

@@ -403,6 +403,12 @@ func (c *counting) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteTo lets the HTTP client copy the file to the connection through a
+// 1 MiB buffer rather than io.Copy's 32 KiB: fewer system calls per byte.
+func (c *counting) WriteTo(w io.Writer) (int64, error) {
+	return io.CopyBuffer(w, struct{ io.Reader }{c}, make([]byte, 1<<20))
+}
+
 // meter measures the rate over the last few seconds.
 type meter struct {
 	at    time.Time

@@ -30,6 +30,8 @@ type NodeVerdict struct {
 	Pauses bool
 	// Features are what the agent says it supports (agentclient.Feature*).
 	Features []string
+	// Uploads: the agent receives uploads (agentclient.FeatureUpload).
+	Uploads bool `json:",omitempty"`
 }
 
 // JudgeHealth is the one place that turns an agent's answer to a health
@@ -51,7 +53,7 @@ func JudgeHealth(n store.Node, h agentclient.Health, err error, at time.Time) No
 	}
 	return NodeVerdict{Health: store.NodeHealth{Online: true, Pools: h.PoolIDs(), Space: space,
 		ActiveDownloads: h.ActiveDownloads, At: at}, Converts: h.Supports(agentclient.FeatureConvert),
-		Pauses: h.Supports(agentclient.FeaturePause), Features: h.Features}
+		Pauses: h.Supports(agentclient.FeaturePause), Features: h.Features, Uploads: h.Supports(agentclient.FeatureUpload)}
 }
 
 // RefusalFor says why the judged node cannot download into pool, or ""

@@ -16,6 +16,9 @@ type PickRequest struct {
 	PoolID          string
 	PreferredNodeID string
 	Exclude         []string // nodes that already failed in this download
+	// Upload: the node must receive an upload (its agent names
+	// agentclient.FeatureUpload).
+	Upload bool `json:",omitempty"`
 }
 
 // Candidate is a node that can take the download.
@@ -110,17 +113,20 @@ func (a *Activities) checkNodes(ctx context.Context, nodes []store.Node, pool st
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i] = a.checkNode(ctx, n, pool)
+			out[i] = a.checkNode(ctx, n, pool, in)
 		}()
 	}
 	wg.Wait()
 	return out
 }
 
-func (a *Activities) checkNode(ctx context.Context, n store.Node, pool store.Pool) checked {
+func (a *Activities) checkNode(ctx context.Context, n store.Node, pool store.Pool, in PickRequest) checked {
 	v := a.checkHealth(ctx, n)
 	if r := v.RefusalFor(n, pool); r != "" {
 		return checked{refusal: r}
+	}
+	if in.Upload && !v.Uploads {
+		return checked{refusal: "its agent does not receive uploads: upgrade it to a version that names the \"upload\" feature in /v1/health"}
 	}
 	return checked{candidate: Candidate{NodeID: n.ID, ActiveDownloads: v.Health.ActiveDownloads,
 		FreeBytes: v.Health.Space[pool.ID].FreeBytes, Converts: v.Converts, Pauses: v.Pauses, Features: v.Features}}

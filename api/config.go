@@ -2,6 +2,11 @@
 // pools, the catalog, images and their live progress.
 package api
 
+import (
+	"crypto/tls"
+	"time"
+)
+
 // Config is the API's configuration, filled from flags and environment by
 // cmd/cloudimages.
 type Config struct {
@@ -16,4 +21,10 @@ type Config struct {
 	InsecureNoAuth bool
 	CatalogPath    string
 	Version        string
+	// NodeToken is the cluster secret, AgentTLS the agents' CA: the API
+	// streams uploads to the agents with them.
+	NodeToken string
+	AgentTLS  *tls.Config
+	// UploadTTL is how long an upload may receive nothing before it expires.
+	UploadTTL time.Duration
 }

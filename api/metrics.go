@@ -21,6 +21,8 @@ type metrics struct {
 	duration      *prometheus.HistogramVec
 	imageRequests *prometheus.CounterVec
 	streams       prometheus.Gauge
+	uploadBytes   prometheus.Counter
+	uploadsActive prometheus.Gauge
 }
 
 func newMetrics(s *Server) *metrics {
@@ -40,8 +42,14 @@ func newMetrics(s *Server) *metrics {
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cloudimages_api_event_streams", Help: "Open image events streams.",
 		}),
+		uploadBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudimages_api_upload_bytes_total", Help: "Bytes of upload bodies (PATCH /v1/uploads/{id}) the API streamed to node agents.",
+		}),
+		uploadsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cloudimages_api_upload_streams", Help: "Upload bodies being streamed to node agents now.",
+		}),
 	}
-	m.registry.MustRegister(m.requests, m.duration, m.imageRequests, m.streams,
+	m.registry.MustRegister(m.requests, m.duration, m.imageRequests, m.streams, m.uploadBytes, m.uploadsActive,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&storeCollector{s: s})
 	return m

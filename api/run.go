@@ -44,6 +44,7 @@ func Run(ctx context.Context, cfg Config) error {
 	srv, err := New(Deps{Store: st, Catalog: cat, Temporal: tc, Log: slog.Default(), Options: Options{
 		APIToken: cfg.APIToken, TemporalAddress: cfg.TemporalAddress,
 		TemporalNamespace: cfg.TemporalNamespace, TemporalWebURL: cfg.TemporalWebURL, Version: cfg.Version,
+		NodeToken: cfg.NodeToken, AgentTLS: cfg.AgentTLS, UploadTTL: cfg.UploadTTL,
 	}})
 	if err != nil {
 		return err

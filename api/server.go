@@ -42,6 +42,12 @@ type Options struct {
 
 	// AgentTLS, when set, holds the CA of the agents' certificates.
 	AgentTLS *tls.Config
+	// NodeToken is the cluster secret: the API mints from it the tokens,
+	// scoped to one upload, with which it streams uploads to the agents.
+	NodeToken string
+	// UploadTTL is how long an upload may receive nothing before it
+	// expires (default 24h).
+	UploadTTL time.Duration
 
 	// TemporalTimeout bounds every call to Temporal (default 5s).
 	TemporalTimeout time.Duration
@@ -66,6 +72,7 @@ func (o Options) withDefaults() Options {
 	def(&o.RemoveTimeout, 30*time.Second)
 	def(&o.EventInterval, time.Second)
 	def(&o.HeartbeatInterval, 15*time.Second)
+	def(&o.UploadTTL, 24*time.Hour)
 	if o.TemporalNamespace == "" {
 		o.TemporalNamespace = "default"
 	}
@@ -90,8 +97,9 @@ type Server struct {
 	wg        sync.WaitGroup
 }
 
-// New builds the API. It never talks to node agents: the worker checks
-// their health and removes files; the API reads what it recorded.
+// New builds the API. It talks to node agents only to stream uploads to
+// them: the worker checks their health and removes files; the API reads
+// what it recorded.
 func New(deps Deps) (*Server, error) {
 	switch {
 	case deps.Store == nil:
@@ -142,7 +150,7 @@ func (s *Server) routes() *echo.Echo {
 				return err
 			},
 		}),
-		middleware.BodyLimit(bodyLimitText),
+		middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: bodyLimitText, Skipper: isUploadBody}),
 	)
 
 	e.GET("/healthz", s.healthz)
@@ -180,6 +188,8 @@ func (s *Server) routes() *echo.Echo {
 	v1.POST("/subscriptions/:id/check", s.checkNow)
 	v1.GET("/subscriptions/:id/events", s.subscriptionEvents)
 
+	s.uploadRoutes(v1)
+
 	// Unknown /v1/ routes answer JSON rather than reach the UI: 405 with
 	// Allow when the path exists for other methods, 404 otherwise. (Echo
 	// would let a not-found route win over its own 405.)
@@ -195,4 +205,11 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/*", ui)
 	e.HEAD("/*", ui)
 	return e
+}
+
+// isUploadBody reports whether a request is a PATCH of an upload, whose
+// body is the image itself: it is streamed to a node, never read whole.
+func isUploadBody(c echo.Context) bool {
+	r := c.Request()
+	return r.Method == http.MethodPatch && strings.HasPrefix(r.URL.Path, "/v1/uploads/")
 }

@@ -22,6 +22,12 @@ import (
 // request, a racing one, and one that heals a crash between the insert and
 // the start all end with the same single workflow.
 func (s *Server) startDownload(ctx context.Context, img store.Image, in contract.Input) error {
+	return s.startWorkflow(ctx, img, contract.WorkflowType, in)
+}
+
+// startWorkflow starts the image's workflow of type workflowType with in,
+// as startDownload says.
+func (s *Server) startWorkflow(ctx context.Context, img store.Image, workflowType string, in any) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.TemporalTimeout)
 	defer cancel()
 	attrs := []temporal.SearchAttributeUpdate{contract.ImageIDKey.ValueSet(img.ID),
@@ -36,7 +42,7 @@ func (s *Server) startDownload(ctx context.Context, img store.Image, in contract
 		TypedSearchAttributes:    temporal.NewSearchAttributes(attrs...),
 		StaticSummary:            fmt.Sprintf("%s into pool %s", img.Name, img.PoolID),
 	}
-	_, err := s.temporal.ExecuteWorkflow(ctx, opts, contract.WorkflowType, in)
+	_, err := s.temporal.ExecuteWorkflow(ctx, opts, workflowType, in)
 	if isUndefinedSearchAttribute(err) {
 		// The worker registers the search attributes when it starts; until
 		// one has run against this namespace, start without them rather
@@ -44,7 +50,7 @@ func (s *Server) startDownload(ctx context.Context, img store.Image, in contract
 		s.log.Warn("search attributes are not registered in Temporal yet; starting without them (start a worker to register them)",
 			"image_id", img.ID, "error", err)
 		opts.TypedSearchAttributes = temporal.SearchAttributes{}
-		_, err = s.temporal.ExecuteWorkflow(ctx, opts, contract.WorkflowType, in)
+		_, err = s.temporal.ExecuteWorkflow(ctx, opts, workflowType, in)
 	}
 	if err != nil {
 		return s.temporalError("start the download workflow", err)

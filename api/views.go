@@ -104,6 +104,8 @@ type Image struct {
 	// "verified", "unsigned" or "not_checked" (also while the checksum is
 	// not resolved yet, and for images from before signatures were checked).
 	Signature string `json:"signature"`
+	// Source is where the bytes came from: "mirror", "peer" or "upload".
+	Source string `json:"source"`
 
 	// What the node found once it published the file; empty (null) until
 	// the image is READY. Checksum and SourceChecksum are of the bytes
@@ -138,8 +140,11 @@ func viewImage(img store.Image) Image {
 	v := Image{ID: img.ID, Name: img.Name, CatalogID: img.CatalogID, SourceURL: img.SourceURL,
 		PoolID: img.PoolID, NodeID: img.NodeID, FileName: img.FileName, Path: img.Path, Status: img.Status,
 		SizeBytes: img.SizeBytes, Checksum: img.Checksum, Unverified: img.Unverified, Signature: signatureOf(img), WorkflowID: img.WorkflowID,
-		CreatedAt: img.CreatedAt, UpdatedAt: img.UpdatedAt, ReadyAt: img.ReadyAt, Credential: img.Credential,
+		CreatedAt: img.CreatedAt, UpdatedAt: img.UpdatedAt, ReadyAt: img.ReadyAt, Credential: img.Credential, Source: img.Source,
 		Version: img.Version, Pinned: img.Pinned}
+	if v.Source == "" {
+		v.Source = store.SourceMirror
+	}
 	if img.Status == store.StatusReady {
 		v.Format, v.Compression, v.FileChecksum = img.Format, img.Compression, img.FileChecksum
 		v.SourceChecksum = img.SourceChecksum

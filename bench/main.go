@@ -39,7 +39,7 @@ type bench struct {
 }
 
 // parts are the benchmarks, in the order they run.
-var parts = []string{"transfer", "tls", "bandwidth", "overhead", "failover", "scale", "memory", "decompress", "compressed", "convert"}
+var parts = []string{"transfer", "tls", "bandwidth", "overhead", "failover", "scale", "memory", "decompress", "compressed", "convert", "upload"}
 
 func main() {
 	var (
@@ -126,6 +126,8 @@ func run(size int64, rounds, n int, only, scaleList, dir, database, compareBin s
 			b.benchCompressed(ctx, size)
 		case "convert":
 			b.benchConvert(ctx, size)
+		case "upload":
+			b.benchUpload(ctx)
 		}
 	}
 	fmt.Printf("\ncloudimages bench — %s — %d CPUs, %s, load average %s at the start and %s at the end, took %s\n\n",
@@ -146,7 +148,7 @@ func (b *bench) setUp(ctx context.Context, size int64, database, compareBin stri
 		return err
 	}
 	var err error
-	if selected["transfer"] || selected["tls"] || selected["bandwidth"] {
+	if selected["transfer"] || selected["tls"] || selected["bandwidth"] || selected["upload"] {
 		fmt.Fprintf(os.Stderr, "bench: source file of %s in %s\n", mib(size), srcDir)
 		if b.big, err = makeSource(srcDir, fmt.Sprintf("big-%d.img", size), size); err != nil {
 			return err

@@ -41,6 +41,9 @@ const (
 	SignatureInvalid = "signature_invalid"
 	ConversionFailed = "conversion_failed"
 	TooLarge         = "too_large"
+	// UploadExpired: an upload received no bytes for --upload-ttl; its
+	// partial data was removed.
+	UploadExpired = "upload_expired"
 )
 
 var known = map[string]bool{
@@ -50,7 +53,7 @@ var known = map[string]bool{
 	NotADiskImage: true, DiskFull: true, Cancelled: true, Internal: true, TemporalUnavailable: true,
 	PayloadTooLarge: true, MethodNotAllowed: true, UnsupportedMediaType: true, UnprocessableRequest: true,
 	Forbidden: true, UnsafeImage: true, FormatMismatch: true, SignatureInvalid: true, ConversionFailed: true,
-	TooLarge: true,
+	TooLarge: true, UploadExpired: true,
 }
 
 // Known reports whether code is one of the codes above. A Temporal error's
@@ -135,6 +138,8 @@ func HTTPStatus(code string) int {
 		return http.StatusBadGateway
 	case Cancelled:
 		return http.StatusConflict
+	case UploadExpired:
+		return http.StatusGone
 	default:
 		return http.StatusInternalServerError
 	}

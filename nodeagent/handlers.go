@@ -41,6 +41,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/downloads/{id}/pause", s.handlePause)
 	mux.HandleFunc("DELETE /v1/pools/{pool_id}/files/{file_name}", s.handleDeleteFile)
 	mux.HandleFunc("PUT /v1/pools/{pool_id}/links/{name}", s.handleLink)
+	mux.HandleFunc("PUT /v1/uploads/{id}", s.handleStartUpload)
+	mux.HandleFunc("GET /v1/uploads/{id}", s.handleGetUpload)
+	mux.HandleFunc("PATCH /v1/uploads/{id}", s.handlePatchUpload)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.handleNoRoute(mux, w, r) })
 	return s.auth(mux)
@@ -61,7 +64,7 @@ func (s *Server) auth(next http.Handler) http.Handler {
 }
 
 func (s *Server) handleNoRoute(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodPut, http.MethodPatch} {
 		probe := r.Clone(r.Context())
 		probe.Method = m
 		if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
@@ -86,6 +89,7 @@ var features = []string{
 	agentclient.FeatureSourceCredentials,
 	agentclient.FeatureBandwidthLimit,
 	agentclient.FeatureLink,
+	agentclient.FeatureUpload,
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

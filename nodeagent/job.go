@@ -63,6 +63,9 @@ type record struct {
 	// resume goes on from it.
 	MirrorBytes []int64 `json:"mirror_bytes,omitempty"`
 	Mirror      int     `json:"mirror,omitempty"`
+	// Upload: the job receives its bytes by PATCH /v1/uploads/{id}
+	// rather than from Request.URL (see upload.go).
+	Upload bool `json:"upload,omitempty"`
 }
 
 // job is one download on this agent. Its goroutine owns the transfer; the
@@ -73,6 +76,7 @@ type job struct {
 
 	cancel context.CancelCauseFunc
 	done   chan struct{} // closed when the job's goroutine has ended
+	up     *uploading    // an upload's, while it runs; nil for a download
 
 	mu   sync.Mutex
 	rec  record

@@ -182,6 +182,11 @@ func (s *Server) load() {
 			}
 			j := newJob(p, *rec, s.log)
 			s.jobs[id] = j
+			if rec.Upload && !agentclient.FinishedState(rec.State) {
+				j.log.Info("upload waits for its bytes again after restart", "offset", rec.BytesDone)
+				s.launchUpload(j)
+				continue
+			}
 			if !agentclient.FinishedState(rec.State) && rec.State != agentclient.StatePaused {
 				j.update(func(r *record) { r.State = agentclient.StateQueued })
 				j.log.Info("resuming download after restart", "bytes_done", rec.BytesDone)

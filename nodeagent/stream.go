@@ -25,13 +25,33 @@ type chunk struct {
 // reads and hashes, this one writes, so the network, the hash and the disk
 // work at the same time. When it returns, t.h covers exactly t.done bytes.
 func (t *transfer) stream(ctx context.Context, cancel context.CancelCauseFunc, body io.Reader, stall *time.Timer) error {
+	readErr, err := t.pump(ctx, cancel, body, stall)
+	switch {
+	case err != nil:
+		return err
+	case readErr != io.EOF:
+		return readError(ctx, readErr, t.done)
+	case t.total >= 0 && t.done < t.total:
+		return fault.Retryable(fault.UpstreamError, "mirror ended the body after %d of %d bytes", t.done, t.total)
+	case t.total < 0 && t.req.SizeBytes > 0 && t.done < t.req.SizeBytes:
+		return fault.Retryable(fault.UpstreamError, "mirror ended the body after %d of %d bytes (size_bytes)", t.done, t.req.SizeBytes)
+	}
+	t.total = t.done
+	return t.checkHead()
+}
+
+// pump is stream's pipeline, shared with uploads: it copies body to the
+// partial file until the body ends (readErr, io.EOF when it ended well) or
+// a write fails (err, after the chunk was taken back). Either way t.h then
+// covers exactly t.done bytes.
+func (t *transfer) pump(ctx context.Context, cancel context.CancelCauseFunc, body io.Reader, stall *time.Timer) (readErr, err error) {
 	chunks := make(chan chunk, len(t.bufs))
 	free := make(chan []byte, len(t.bufs))
 	for _, b := range t.bufs {
 		free <- b
 	}
 	go t.read(ctx, body, free, chunks, stall)
-	var readErr, writeErr error
+	var writeErr error
 	var unhashed []byte // the hash state before the chunk whose write failed
 	for c := range chunks {
 		if c.err != nil {
@@ -46,18 +66,10 @@ func (t *transfer) stream(ctx context.Context, cancel context.CancelCauseFunc, b
 		}
 		free <- c.buf[:cap(c.buf)]
 	}
-	switch {
-	case writeErr != nil:
-		return t.unwrite(unhashed, writeErr)
-	case readErr != io.EOF:
-		return readError(ctx, readErr, t.done)
-	case t.total >= 0 && t.done < t.total:
-		return fault.Retryable(fault.UpstreamError, "mirror ended the body after %d of %d bytes", t.done, t.total)
-	case t.total < 0 && t.req.SizeBytes > 0 && t.done < t.req.SizeBytes:
-		return fault.Retryable(fault.UpstreamError, "mirror ended the body after %d of %d bytes (size_bytes)", t.done, t.req.SizeBytes)
+	if writeErr != nil {
+		return readErr, t.unwrite(unhashed, writeErr)
 	}
-	t.total = t.done
-	return t.checkHead()
+	return readErr, nil
 }
 
 // read is the reading half of stream.
@@ -143,6 +155,8 @@ func (t *transfer) checkLimits(n int64) error {
 	switch {
 	case t.total >= 0 && end > t.total:
 		return fault.Retryable(fault.UpstreamError, "mirror sent more than the %d bytes it announced", t.total)
+	case t.req.SizeBytes > 0 && end > t.req.SizeBytes && t.j.isUpload():
+		return fault.New(fault.TooLarge, "the upload sent more than the %d bytes it declared (Upload-Length): upload the file again with its real size", t.req.SizeBytes)
 	case t.req.SizeBytes > 0 && end > t.req.SizeBytes:
 		return fault.New(fault.TooLarge, "mirror sent more than the image's %d bytes (size_bytes): the file there is not this image, or size_bytes is wrong", t.req.SizeBytes)
 	case end > t.s.cfg.MaxImageSize:

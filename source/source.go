@@ -325,3 +325,50 @@ func FileNameIn(fileName, poolFormat string) string {
 	}
 	return base + diskimage.Ext(poolFormat)
 }
+
+// MaxUploadSize is the largest upload the API takes (its Tus-Max-Size):
+// the node agents' default --max-image-size, which refuses larger ones too.
+const MaxUploadSize = 64 << 30
+
+// UploadRequest is what an uploader declares: the tus Upload-Length and
+// the metadata pool_id, name, checksum and format.
+type UploadRequest struct {
+	PoolID    string
+	Name      string
+	Checksum  string
+	Format    string
+	SizeBytes int64
+}
+
+// Upload checks an upload's declaration and returns its source: the name
+// is the file's (with the declared format's extension when it has no disk
+// image extension), the checksum in its normal form, and a source key of
+// its own, so that no two uploads are ever taken for the same image.
+// Without a checksum the source is Unverified: the node computes one, and
+// the image says it was computed rather than checked.
+func Upload(req UploadRequest, imageID string) (Source, error) {
+	if req.PoolID == "" {
+		return Source{}, fault.New(fault.InvalidRequest, "pool_id is missing from Upload-Metadata: say which storage pool the image goes to (GET /v1/pools lists them)")
+	}
+	if req.Name == "" {
+		return Source{}, fault.New(fault.InvalidRequest, "name is missing from Upload-Metadata: give the image's file name (letters, digits, '.', '_', '+', '-')")
+	}
+	if err := catalog.ValidName(req.Name); err != nil {
+		return Source{}, fault.New(fault.InvalidRequest, "name: %v", err)
+	}
+	sum, err := ParseChecksum(req.Checksum)
+	if err != nil {
+		return Source{}, err
+	}
+	if err := CheckFormat(req.Format); err != nil {
+		return Source{}, err
+	}
+	switch {
+	case req.SizeBytes <= 0:
+		return Source{}, fault.New(fault.InvalidRequest, "Upload-Length is %d: give the file's size in bytes (an empty file is no image)", req.SizeBytes)
+	case req.SizeBytes > MaxUploadSize:
+		return Source{}, fault.New(fault.TooLarge, "the upload is %d bytes, past the largest the nodes take (%d bytes)", req.SizeBytes, int64(MaxUploadSize))
+	}
+	return Source{Name: req.Name, FileName: withFormatExt(diskimage.StripCompressionExt(req.Name), req.Format), SourceKey: "upload:" + imageID,
+		Checksum: sum, SizeBytes: req.SizeBytes, Format: req.Format, Unverified: sum == ""}, nil
+}

@@ -159,6 +159,9 @@ var migrations = []string{
 	ALTER TABLE images ADD COLUMN version VARCHAR(100) NOT NULL DEFAULT '';
 	ALTER TABLE images ADD COLUMN pinned {{bool}} NOT NULL DEFAULT FALSE;
 	CREATE INDEX images_pool_catalog ON images(pool_id, catalog_id)`,
+	// 10: uploads (issue 18): where an image's bytes came from, "mirror",
+	// "peer" or "upload"; every image before uploads came from a mirror.
+	`ALTER TABLE images ADD COLUMN source VARCHAR(16) NOT NULL DEFAULT 'mirror'`,
 }
 
 // migrate brings the schema up to date. It is safe to run twice and from

@@ -21,6 +21,13 @@ const (
 	StatusCancelled   = imagestate.Cancelled
 )
 
+// Where an image's bytes come from (Image.Source), as in the contract.
+const (
+	SourceMirror = "mirror"
+	SourcePeer   = "peer"
+	SourceUpload = "upload"
+)
+
 // Node statuses, as in the contract.
 const (
 	NodeOnline  = "online"
@@ -81,11 +88,14 @@ type PoolNode struct {
 // terminal status. SourceKey identifies the source ("catalog:ID" or the
 // URL) so that the schema can refuse a second live download of it.
 type Image struct {
-	ID         string `gorm:"primaryKey;size:64"`
-	Name       string `gorm:"size:200"`
-	CatalogID  string `gorm:"size:100"`
-	SourceURL  string `gorm:"size:2048"`
-	SourceKey  string `gorm:"size:2048;not null"`
+	ID        string `gorm:"primaryKey;size:64"`
+	Name      string `gorm:"size:200"`
+	CatalogID string `gorm:"size:100"`
+	SourceURL string `gorm:"size:2048"`
+	SourceKey string `gorm:"size:2048;not null"`
+	// Source is where the bytes come from: SourceMirror (a URL or catalog
+	// entry), SourcePeer (another node) or SourceUpload (a user's upload).
+	Source     string `gorm:"size:16;not null;default:mirror"`
 	PoolID     string `gorm:"size:64;not null;index"`
 	NodeID     string `gorm:"size:64"`
 	FileName   string `gorm:"size:255"`

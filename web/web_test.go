@@ -114,10 +114,18 @@ func TestHandlerServesEveryFileThePageLoads(t *testing.T) {
 			queue = append(queue, m[1])
 		}
 	}
-	for _, name := range []string{"app.js", "api.js", "images.js", "catalog.js", "nodes.js", "errors.js", "dom.js"} {
+	for _, name := range []string{"app.js", "api.js", "images.js", "catalog.js", "nodes.js", "errors.js", "dom.js", "upload.js"} {
 		if !seen[name] {
 			t.Errorf("%s is not reached from index.html", name)
 		}
+	}
+	// The vendored tus-js-client, a classic script the page loads before its modules.
+	const tusJS = "vendor/tus-js-client-4.3.1.min.js"
+	if !strings.Contains(page, `<script src="`+tusJS+`">`) {
+		t.Errorf("index.html does not load %s", tusJS)
+	}
+	if res, body := get(t, srv, "/"+tusJS); res.StatusCode != http.StatusOK || !strings.Contains(res.Header.Get("Content-Type"), "javascript") || !strings.Contains(body, ".tus=") {
+		t.Errorf("GET /%s: %d %q", tusJS, res.StatusCode, res.Header.Get("Content-Type"))
 	}
 	if res, _ := get(t, srv, "/missing.js"); res.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /missing.js: %d, want 404", res.StatusCode)

@@ -15,6 +15,7 @@ const (
 	WorkflowType  = contract.WorkflowType
 	ProgressQuery = contract.ProgressQuery
 
+	UploadWorkflowType     = contract.UploadWorkflowType
 	RemoveFileWorkflowType = contract.RemoveFileWorkflowType
 	NodeHealthWorkflowType = contract.NodeHealthWorkflowType
 	NodeHealthWorkflowID   = contract.NodeHealthWorkflowID
@@ -24,6 +25,7 @@ const (
 
 type (
 	Input            = contract.Input
+	UploadInput      = contract.UploadInput
 	Result           = contract.Result
 	Progress         = contract.Progress
 	Failover         = contract.Failover

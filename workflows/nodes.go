@@ -17,7 +17,7 @@ import (
 func (d *download) pickNode(ctx workflow.Context) (activities.Candidate, error) {
 	start := workflow.Now(ctx)
 	wait := noNodeFirstWait
-	req := activities.PickRequest{PoolID: d.plan.PoolID, PreferredNodeID: d.in.PreferredNodeID, Exclude: d.failed}
+	req := activities.PickRequest{PoolID: d.plan.PoolID, PreferredNodeID: d.in.PreferredNodeID, Exclude: d.failed, Upload: d.upload}
 	for {
 		var pick activities.Pick
 		err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, pickOptions), a.PickNode, req).Get(ctx, &pick)

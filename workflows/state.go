@@ -34,6 +34,8 @@ type download struct {
 	waitingUntil   *time.Time
 	waitingMessage string
 	recording      workflow.Mutex
+	upload         bool      // an upload: its node must receive uploads
+	movedAt        time.Time // when the node last reported more bytes
 }
 
 func newDownload(ctx workflow.Context, in Input) *download {
@@ -93,6 +95,9 @@ func (d *download) shownProgress() Progress {
 func (d *download) onProgress(ctx workflow.Context, u activities.ProgressUpdate) {
 	if u.NodeID != d.nodeID || imagestate.IsTerminal(d.status) {
 		return // late news from a node the download has left
+	}
+	if u.BytesDone > d.progress.BytesDone {
+		d.movedAt = workflow.Now(ctx)
 	}
 	d.setProgress(u.BytesDone, u.BytesTotal, u.BytesPerSecond)
 	d.progress.Mirrors = u.Mirrors

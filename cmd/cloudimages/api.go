@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/quantix/cloudimages/api"
 )
@@ -17,6 +18,7 @@ func runAPI(ctx context.Context, args []string) error {
 	f.secret(&cfg.APIToken, "api-token", "CLOUDIMAGES_API_TOKEN", "bearer token required on /v1/ routes (none: no auth, allowed on loopback only)")
 	f.bool(&cfg.InsecureNoAuth, "insecure-no-auth", "CLOUDIMAGES_INSECURE_NO_AUTH", false, "serve beyond loopback without --api-token: anyone who reaches the API can drive it")
 	f.string(&cfg.TemporalWebURL, "temporal-web-url", "CLOUDIMAGES_TEMPORAL_WEB_URL", "http://127.0.0.1:8233", "Temporal Web, for links from the UI")
+	f.duration(&cfg.UploadTTL, "upload-ttl", "CLOUDIMAGES_UPLOAD_TTL", 24*time.Hour, "how long an upload may receive no bytes before it expires and its partial data is removed")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -31,6 +33,10 @@ func runAPI(ctx context.Context, args []string) error {
 	}
 	cfg.TemporalAddress, cfg.TemporalNamespace = cp.temporalAddress, cp.temporalNamespace
 	cfg.DatabaseURL, cfg.CatalogPath = cp.databaseURL, cp.catalogPath
+	cfg.NodeToken, cfg.AgentTLS = cp.nodeToken, cp.agentTLS
+	if cfg.UploadTTL <= 0 {
+		return usagef("--upload-ttl must be positive, e.g. 24h")
+	}
 	cfg.Version = version
 	return api.Run(ctx, cfg)
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -167,25 +168,30 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) (int,
 		return 0, fault.Retryable(fault.NodeUnreachable, "node agent at %s does not answer: %v", c.base, err)
 	}
 	defer resp.Body.Close()
+	return resp.StatusCode, c.answer(resp, method, path, out)
+}
+
+// answer reads an agent's answer into out, or its error.
+func (c *Client) answer(resp *http.Response, method, path string, out any) error {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return resp.StatusCode, fault.Retryable(fault.NodeUnreachable, "node agent at %s: reading answer: %v", c.base, err)
+		return fault.Retryable(fault.NodeUnreachable, "node agent at %s: reading answer: %v", c.base, err)
 	}
 	if resp.StatusCode >= 400 {
 		var eb fault.Body
 		if json.Unmarshal(data, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
-			return resp.StatusCode, eb.Error
+			return eb.Error
 		}
 		retry := resp.StatusCode >= 500
-		return resp.StatusCode, &fault.Error{Code: fault.NodeUnreachable, Retryable: retry,
+		return &fault.Error{Code: fault.NodeUnreachable, Retryable: retry,
 			Message: fmt.Sprintf("node agent at %s answered %s to %s %s", c.base, resp.Status, method, path)}
 	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
-			return resp.StatusCode, fault.Retryable(fault.NodeUnreachable, "node agent at %s sent bad JSON: %v", c.base, err)
+			return fault.Retryable(fault.NodeUnreachable, "node agent at %s sent bad JSON: %v", c.base, err)
 		}
 	}
-	return resp.StatusCode, nil
+	return nil
 }
 
 // untrusted reports whether err is a TLS certificate the client could not
@@ -195,4 +201,52 @@ func untrusted(err error) bool {
 	var unknown x509.UnknownAuthorityError
 	var host x509.HostnameError
 	return errors.As(err, &verr) || errors.As(err, &unknown) || errors.As(err, &host)
+}
+
+// StartUpload creates (or, for the same id and request, finds) a node-side
+// upload that waits for its bytes. Another request under the same id is a
+// conflict.
+func (c *Client) StartUpload(ctx context.Context, req UploadRequest) (Download, error) {
+	var d Download
+	_, err := c.do(ctx, http.MethodPut, UploadPath(req.ID), req, &d)
+	return d, err
+}
+
+// Upload returns where a node-side upload stands: its offset.
+func (c *Client) Upload(ctx context.Context, id string) (Upload, error) {
+	var u Upload
+	_, err := c.do(ctx, http.MethodGet, UploadPath(id), nil, &u)
+	return u, err
+}
+
+// WriteUpload sends body, size bytes (-1: unknown), to go at offset of an
+// upload, and returns the upload as the node has it once the body is
+// written and synced: its offset then counts every byte the node kept,
+// also when the body was cut short. The call has no overall timeout (the
+// node stops a body that stalls); ctx ends it.
+func (c *Client) WriteUpload(ctx context.Context, id string, offset int64, body io.Reader, size int64) (Upload, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, c.base+UploadPath(id), body)
+	if err != nil {
+		return Upload{}, fault.New(fault.InvalidRequest, "node address %q: %v", c.base, err)
+	}
+	req.ContentLength = size
+	if size == 0 {
+		req.Body = http.NoBody
+	}
+	req.Header.Set("Content-Type", "application/offset+octet-stream")
+	req.Header.Set(OffsetHeader, strconv.FormatInt(offset, 10))
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	stream := &http.Client{Transport: c.http.Transport}
+	resp, err := stream.Do(req)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+			return Upload{}, ctxErr
+		}
+		return Upload{}, fault.Retryable(fault.NodeUnreachable, "node agent at %s: sending the upload's bytes: %v", c.base, err)
+	}
+	defer resp.Body.Close()
+	var u Upload
+	return u, c.answer(resp, http.MethodPatch, UploadPath(id), &u)
 }

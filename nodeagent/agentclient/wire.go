@@ -7,6 +7,7 @@ package agentclient
 import (
 	"bytes"
 	"encoding/json"
+	"net/url"
 	"slices"
 	"time"
 
@@ -257,3 +258,46 @@ func (h Health) PoolIDs() []string {
 	}
 	return ids
 }
+
+// FeatureUpload: the agent receives uploads (PUT, GET and PATCH
+// /v1/uploads/{id}): the bytes are pushed to it rather than fetched from a
+// mirror, then verified, inspected and published like a download's.
+const FeatureUpload = "upload"
+
+// UploadRequest asks a node to receive an upload into one of its pools.
+// SizeBytes is the exact size the uploader declared (required); Checksum,
+// when given, must match the bytes received, and when not the agent
+// computes the sha256 and reports it. FileName, Format and ConvertTo are
+// as in DownloadRequest.
+type UploadRequest struct {
+	ID        string `json:"id"`
+	PoolID    string `json:"pool_id"`
+	FileName  string `json:"file_name"`
+	Checksum  string `json:"checksum"`
+	SizeBytes int64  `json:"size_bytes"`
+	Format    string `json:"format,omitempty"`
+	ConvertTo string `json:"convert_to,omitempty"`
+}
+
+// Upload is where a node-side upload stands. Offset is how many bytes the
+// node holds on disk (synced) and has hashed: the next PATCH starts there.
+// State is a Download's: running while bytes are awaited, then verifying,
+// converting and completed or failed. GET /v1/downloads/{id} shows the same
+// job as a Download; DELETE /v1/downloads/{id} cancels it.
+type Upload struct {
+	ID     string       `json:"id"`
+	PoolID string       `json:"pool_id"`
+	Offset int64        `json:"offset"`
+	Length int64        `json:"length"`
+	State  string       `json:"state"`
+	Error  *fault.Error `json:"error"`
+}
+
+// OffsetHeader carries the offset of a PATCH /v1/uploads/{id} body, as in
+// the tus protocol: the body's bytes go at this offset of the upload,
+// which must be the node's Offset.
+const OffsetHeader = "Upload-Offset"
+
+// UploadPath is the agent's route of an upload: PATCH on it needs a token
+// scoped to it (see package nodeauth), which the API mints.
+func UploadPath(id string) string { return "/v1/uploads/" + url.PathEscape(id) }

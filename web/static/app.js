@@ -5,6 +5,7 @@ import { get, list, getToken, setToken } from './api.js';
 import { explain } from './errors.js';
 import { h, fill } from './dom.js';
 import { renderCatalog, renderPools, wireCustomForm } from './catalog.js';
+import { wireUploadForm } from './upload.js';
 import { renderImages, upsert, setTemporalWeb, onImagesChanged, followLive, setPoolFilter, applyFilters } from './images.js';
 import { renderNodes } from './nodes.js';
 import { renderSubscriptions, renderSubscriptionChoices, wireSubscriptionForm, loadSubscriptions } from './subscriptions.js';
@@ -129,6 +130,7 @@ function main() {
   wireToken();
   wireCustomForm(started);
   wireSubscriptionForm(refreshSubscriptions);
+  wireUploadForm(started);
   onImagesChanged(refreshImages);
   for (const id of ['filter-status', 'filter-pool']) document.getElementById(id).addEventListener('change', applyFilters);
   window.addEventListener('hashchange', () => {

@@ -30,6 +30,7 @@ const sentences = {
   signature_invalid: 'The vendor’s checksum file is not signed by a key its catalog entry trusts, or was changed after it was signed, so none of its checksums is trusted and nothing was downloaded. Try again later; if it persists, the mirror may be tampered with — the details say which key signed.',
   conversion_failed: 'The image could not be converted to the pool’s format. Check that qemu-img is installed on the node and that the pool has room.',
   too_large: 'The image is larger than declared or than the pool may take (its size limit or free-space reserve). Check the size, or free space in the pool.',
+  upload_expired: 'The upload received nothing for too long (--upload-ttl) and was removed. Upload the file again.',
   network: 'The cloudimages API cannot be reached. Check that it runs; this page keeps trying on its own.',
 };
 

@@ -215,3 +215,23 @@ const NodeHealthSignal = "check-nodes"
 type NodeHealthInput struct {
 	Interval time.Duration `json:"interval,omitempty"`
 }
+
+// UploadWorkflowType is the registered name of UploadImageWorkflow. An
+// upload's workflow has the id of any image's, WorkflowID(image id), so
+// cancelling, describing and the progress query work alike.
+const UploadWorkflowType = "UploadImageWorkflow"
+
+// UploadInput starts the workflow of an upload, whose image record the API
+// has created (status PENDING, source "upload").
+type UploadInput struct {
+	ImageID   string `json:"image_id"`
+	PoolID    string `json:"pool_id"`
+	Name      string `json:"name"`
+	FileName  string `json:"file_name"`
+	Checksum  string `json:"checksum,omitempty"` // empty: the node computes it
+	Format    string `json:"format,omitempty"`
+	SizeBytes int64  `json:"size_bytes"`
+	// TTL is how long the upload may go without receiving a byte before it
+	// expires (FAILED upload_expired, its partial data removed).
+	TTL time.Duration `json:"ttl"`
+}

@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -276,6 +281,47 @@ func TestCLIAgainstTheStack(t *testing.T) {
 		checkNoData(t, s, "shared", "")
 	})
 
+	t.Run("images upload, killed half way, resumes when run again and ends READY", func(t *testing.T) {
+		data := testenv.QCOW2Image(4<<20, 31)
+		file, sum := writeFile(t, data), testenv.SHA256(data)
+		// The CLI reaches the API through a link of 1 MiB/s, so that it
+		// can be killed in the middle of the file.
+		link := newSlowLink(t, s.APIURL(), 1<<20)
+		env := append(cliEnv(s, token), "CLOUDIMAGES_API_URL="+link.URL(), "XDG_CACHE_HOME="+t.TempDir())
+		args := []string{"images", "upload", file, "--pool", "local-2", "--name", "cli-upload.qcow2", "--checksum", sum}
+		cmd := exec.Command(testenv.Binary(t), args...)
+		cmd.Env = env
+		var out lockedBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill() })
+		eventually(t, time.Minute, "the CLI sends half the file", func() bool { return link.BodyBytes() >= 2<<20 })
+		cmd.Process.Kill()
+		cmd.Wait()
+		if !strings.Contains(out.String(), "uploading cli-upload.qcow2 (4.0 MiB)") {
+			t.Errorf("the first run does not say what it uploads:\n%s", out.String())
+		}
+
+		sent := link.BodyBytes()
+		r := cli(t, env, append(args, "--wait")...)
+		if r.code != 0 {
+			t.Fatalf("the second run: %s", r)
+		}
+		if !regexp.MustCompile(`resuming the upload at [1-9]`).MatchString(r.stderr) {
+			t.Errorf("the second run does not resume from the server's bytes:\n%s", r.stderr)
+		}
+		if again := link.BodyBytes() - sent; again >= int64(len(data)) {
+			t.Errorf("the second run sent %d bytes of a %d-byte file: it started over", again, len(data))
+		}
+		m := regexp.MustCompile(`image (\S+) READY at `).FindStringSubmatch(r.stdout)
+		if m == nil {
+			t.Fatalf("stdout does not say the image is READY:\n%s", r)
+		}
+		checkUploaded(t, getImage(t, s, m[1]), data, true)
+	})
+
 	t.Run("images rm removes a READY image and its file", func(t *testing.T) {
 		r := cli(t, env, "images", "rm", ready.ID)
 		if r.code != 0 || !strings.Contains(r.stdout, ready.ID+": removed") {
@@ -352,4 +398,48 @@ func TestCLICompletionScripts(t *testing.T) {
 			t.Errorf("completion %s: want a script with %q: exit %d, %d bytes\n%s", shell, want, r.code, len(r.stdout), r.stderr)
 		}
 	}
+}
+
+// slowLink is a reverse proxy to the API that passes request bodies at
+// about rate bytes a second: a slow network between a client and the API.
+type slowLink struct {
+	srv  *httptest.Server
+	body atomic.Int64
+}
+
+func newSlowLink(t *testing.T, target string, rate int64) *slowLink {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	l := &slowLink{}
+	l.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.ContentLength != 0 {
+			r.Body = &trickle{ReadCloser: r.Body, rate: rate, n: &l.body}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(l.srv.Close)
+	return l
+}
+
+func (l *slowLink) URL() string { return l.srv.URL }
+
+// BodyBytes is how many request body bytes went through so far.
+func (l *slowLink) BodyBytes() int64 { return l.body.Load() }
+
+type trickle struct {
+	io.ReadCloser
+	rate int64
+	n    *atomic.Int64
+}
+
+func (t *trickle) Read(p []byte) (int, error) {
+	p = p[:min(len(p), 32<<10)]
+	n, err := t.ReadCloser.Read(p)
+	t.n.Add(int64(n))
+	time.Sleep(time.Duration(int64(n) * int64(time.Second) / t.rate))
+	return n, err
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"github.com/quantix/cloudimages/tusclient"
 )
 
 // uploadRequest is what `images upload` sends: the file and the tus
@@ -101,14 +103,12 @@ func sendUpload(ctx context.Context, c *conn, req uploadRequest, w io.Writer) (s
 	return tusUpload(ctx, c, req, view.show)
 }
 
-// errUploadsUnavailable is what `images upload` says in a build without
-// the tus client.
-var errUploadsUnavailable = errors.New("uploads are not available in this build: the tus client is not part of it yet; " +
-	"serve the file over HTTP and use 'cloudimages images pull URL --checksum sha256:HEX' instead")
-
-// tusUpload is where the tus client of /v1/uploads plugs in: it creates
-// the upload or resumes the one made for the same file before, sends the
-// rest, reports progress and returns the upload's image id.
+// tusUpload sends the file with the tus client of /v1/uploads: it
+// creates the upload, or resumes the one made for the same file before,
+// sends the rest, and returns the upload's image id.
 func tusUpload(ctx context.Context, c *conn, req uploadRequest, progress func(done, total int64, rate float64, resumed bool)) (string, error) {
-	return "", errUploadsUnavailable
+	tc := &tusclient.Client{BaseURL: c.BaseURL, Token: c.Token}
+	up := tusclient.Upload{Path: req.file, PoolID: req.pool, Name: req.name, Checksum: req.checksum, Format: req.format}
+	res, err := tc.Do(ctx, up, func(p tusclient.Progress) { progress(p.Done, p.Total, p.BytesPerSecond, p.Resumed) })
+	return res.ImageID, c.explain(err)
 }

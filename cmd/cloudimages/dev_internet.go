@@ -41,7 +41,8 @@ func probeMirror(ctx context.Context, rawURL string) <-chan string {
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			out <- fmt.Sprintf("this machine cannot reach %s (%v): downloads from the built-in catalog will fail until it can; "+
-				"a URL on a mirror you can reach works (a mirror on your LAN needs --allow-private-networks)", u.Host, unwrap(err))
+				"upload an image you have instead (bin/cloudimages images upload FILE --pool local-1 --wait), "+
+				"or pull a URL on a mirror you can reach (a mirror on your LAN needs --allow-private-networks)", u.Host, unwrap(err))
 			return
 		}
 		resp.Body.Close()

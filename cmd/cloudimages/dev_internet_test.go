@@ -27,7 +27,7 @@ func TestProbeMirrorSaysPlainlyWhenTheMirrorCannotBeReached(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
 	msg := <-probeMirror(context.Background(), "http://"+addr+"/x.img")
-	for _, want := range []string{"cannot reach " + addr, "connection refused", "built-in catalog will fail"} {
+	for _, want := range []string{"cannot reach " + addr, "connection refused", "built-in catalog will fail", "images upload FILE --pool local-1 --wait"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("the probe's message lacks %q: %s", want, msg)
 		}

@@ -52,6 +52,7 @@ func (d *devRun) printWelcome() {
 	}
 	fmt.Fprintf(w, "  bin/cloudimages catalog ls\n")
 	fmt.Fprintf(w, "  bin/cloudimages images pull cirros-0.6.3 --pool shared-nfs --wait\n")
+	fmt.Fprintf(w, "  bin/cloudimages images upload FILE --pool local-1 --wait   # an image you have: no internet needed\n")
 	fmt.Fprintf(w, "  bin/cloudimages images ls\n")
 	fmt.Fprintf(w, "  curl -s%s %s/v1/catalog\n", auth, api)
 	fmt.Fprintf(w, "  curl -s%s -X POST %s/v1/images -H 'Content-Type: application/json' -d '{\"catalog_id\": \"cirros-0.6.3\", \"pool_id\": \"shared-nfs\"}'\n", auth, api)

@@ -76,9 +76,13 @@ func viewSubscription(sub store.Subscription) Subscription {
 	if pools == nil {
 		pools = []string{}
 	}
-	return Subscription{ID: sub.ID, CatalogID: sub.CatalogID, PoolIDs: pools, Every: sub.Every, Keep: sub.Keep,
+	v := Subscription{ID: sub.ID, CatalogID: sub.CatalogID, PoolIDs: pools, Every: sub.Every, Keep: sub.Keep,
 		Paused: sub.Paused, LastCheckedAt: sub.LastCheckedAt, NextCheckAt: sub.NextCheckAt, CurrentVersion: sub.CurrentVersion,
 		LastError: sub.LastError, ScheduleID: contract.ScheduleID(sub.ID), CreatedAt: sub.CreatedAt, UpdatedAt: sub.UpdatedAt}
+	if sub.Paused {
+		v.NextCheckAt = nil // a paused schedule runs nothing, whatever it said before
+	}
+	return v
 }
 
 func (s *Server) createSubscription(c echo.Context) error {

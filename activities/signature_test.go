@@ -214,3 +214,35 @@ func TestMissingOrFailingSignatureFile(t *testing.T) {
 		t.Errorf("signature file answering 503: %v (%s, non-retryable %v), want a retryable checksum_unavailable", err, typ, nonRetryable)
 	}
 }
+
+// A subscription's build arrives with its checksum given and what the
+// check found of the checksum file's signature: the image records that,
+// not "unsigned". A checksum given without a build (a request's own) can
+// claim nothing.
+func TestBuildChecksumKeepsTheSignatureItsCheckFound(t *testing.T) {
+	for _, c := range []struct {
+		name, version, claimed, want string
+	}{
+		{"build verified by its check", "41-1.4", signature.Verified, signature.Verified},
+		{"build whose key the worker lacked", "41-1.4", signature.NotChecked, signature.NotChecked},
+		{"build from a check before signatures", "41-1.4", "", signature.Unsigned},
+		{"a request's own checksum", "", signature.Verified, signature.Unsigned},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := newBench(t, false)
+			src := source.Source{CatalogID: "x", URL: "https://example.com/x.qcow2", Checksum: "sha256:" + strings.Repeat("ab", 32), Version: c.version}
+			v, err := b.env.ExecuteActivity(b.acts.ResolveChecksum, activities.ChecksumRequest{ImageID: "img-1", Source: src, BuildSignature: c.claimed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got source.Source
+			if err := v.Get(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Signature != c.want {
+				t.Errorf("signature %q, want %q", got.Signature, c.want)
+			}
+			wantRecorded(t, b, src.Checksum, c.want)
+		})
+	}
+}

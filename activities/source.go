@@ -43,6 +43,10 @@ type ChecksumRequest struct {
 	ImageID         string
 	Source          source.Source
 	AllowUnverified bool
+	// BuildSignature is what a subscription's check found of the signature
+	// of the checksum file that named the build's checksum; it stands for
+	// the given checksum's signature status (only with a Version).
+	BuildSignature string
 }
 
 // maxChecksumFile bounds what is read of a vendor's checksum file; the
@@ -63,6 +67,9 @@ const unverifiedAfter = 3
 func (a *Activities) ResolveChecksum(ctx context.Context, in ChecksumRequest) (source.Source, error) {
 	src := in.Source
 	src.Signature = signature.Unsigned // a pinned checksum, or none: nothing signed to check
+	if src.Checksum != "" && src.Version != "" && in.BuildSignature != "" {
+		src.Signature = in.BuildSignature // a build a subscription's check found in a checksum file
+	}
 	listed := ""
 	if src.Checksum == "" {
 		f, err := a.fetchChecksumFile(ctx, src, Validators{})

@@ -30,6 +30,10 @@ type Build struct {
 	Keep           int
 	Checksum       string
 	Version        string
+	// Signature is what the signature of the checksum file that named
+	// Checksum said (signature.Verified, Unsigned or NotChecked); "" when
+	// the file was not fetched again (NotModified).
+	Signature string
 	// NotModified: the checksum file did not change since the last check
 	// (a 304), so the build is the one seen then.
 	NotModified bool
@@ -74,7 +78,7 @@ func (a *Activities) CheckBuild(ctx context.Context, subscriptionID string) (Bui
 	if f.NotModified {
 		b.Checksum, b.Version, b.NotModified = sub.SeenChecksum, sub.SeenVersion, true
 	} else {
-		b.Checksum, b.Version = f.Checksum, catalog.Version(f.Listed, src.URL, f.Checksum)
+		b.Checksum, b.Version, b.Signature = f.Checksum, catalog.Version(f.Listed, src.URL, f.Checksum), f.Signature
 	}
 	if b.Checksum != sub.SeenChecksum {
 		a.event(ctx, store.SubscriptionEvent{SubscriptionID: sub.ID, Kind: store.EventNewBuild, Version: b.Version,

@@ -73,7 +73,7 @@ func (d *download) ensureImage(ctx workflow.Context) error {
 }
 
 func (d *download) resolveChecksum(ctx workflow.Context) error {
-	req := activities.ChecksumRequest{ImageID: d.imageID, Source: d.src, AllowUnverified: d.in.AllowUnverified}
+	req := activities.ChecksumRequest{ImageID: d.imageID, Source: d.src, AllowUnverified: d.in.AllowUnverified, BuildSignature: d.in.Signature}
 	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, checksumOptions), a.ResolveChecksum, req).Get(ctx, &d.src)
 }
 

@@ -173,7 +173,7 @@ func (r *refresh) startDownload(ctx workflow.Context, img activities.PoolImage) 
 		StaticSummary: fmt.Sprintf("build %s of %s into pool %s (subscription %s)", r.build.Version, r.build.CatalogID, img.PoolID, r.build.SubscriptionID),
 	})
 	return workflow.ExecuteChildWorkflow(cctx, WorkflowType, Input{ImageID: img.ImageID, CatalogID: r.build.CatalogID,
-		Checksum: r.build.Checksum, Version: r.build.Version, PoolID: img.PoolID})
+		Checksum: r.build.Checksum, Version: r.build.Version, Signature: r.build.Signature, PoolID: img.PoolID})
 }
 
 func (r *refresh) publishLatest(ctx workflow.Context, img activities.PoolImage) bool {

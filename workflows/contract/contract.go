@@ -59,6 +59,11 @@ type Input struct {
 	// Checksum: the image is that build (source key "catalog:ID@CHECKSUM",
 	// file "{catalog_id}-{version}.{ext}"), as a subscription starts it.
 	Version string `json:"version,omitempty"`
+	// Signature, with Version, is what the signature of the checksum file
+	// that named Checksum said when the subscription's check fetched it
+	// ("verified", "unsigned", "not_checked"): the build's image records it
+	// rather than "unsigned", which a checksum given in a request means.
+	Signature string `json:"signature,omitempty"`
 }
 
 // Result is what a successful download returns. Checksum is of the

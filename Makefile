@@ -27,12 +27,16 @@ web-test-deps:
 	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  $$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y chromium; }
 
-## test-deps: Debian's qemu-img, xz, zstd and bzip2, which the disk image and decompression tests need, installed when missing
+## test-deps: Debian's qemu-img, xz, zstd and bzip2, which the disk image and decompression tests need, and Node.js, which runs tus-js-client in the upload tests, installed when missing
 test-deps:
 	@command -v qemu-img >/dev/null 2>&1 && command -v xz >/dev/null 2>&1 && command -v zstd >/dev/null 2>&1 && command -v bzip2 >/dev/null 2>&1 || { \
 	  echo "installing qemu-utils, xz-utils, zstd and bzip2 (Debian) for the disk image and decompression tests"; \
 	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  $$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y qemu-utils xz-utils zstd bzip2; }
+	@command -v node >/dev/null 2>&1 || { \
+	  echo "installing nodejs (Debian) for the tus-js-client upload test"; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y nodejs; }
 
 ## build: the static cloudimages binary in bin/
 build:

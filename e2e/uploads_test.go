@@ -205,7 +205,7 @@ func TestUploadsEndToEnd(t *testing.T) {
 	t.Run("the real tus-js-client (Node) uploads, stops, and a second run resumes it", func(t *testing.T) {
 		node, err := exec.LookPath("node")
 		if err != nil {
-			t.Skip("no node on the PATH: install Node.js to run tus-js-client against the API")
+			testenv.SkipUnlessCI(t, "no node on the PATH: install Node.js (make test-deps does) to run tus-js-client against the API")
 		}
 		data := testenv.QCOW2Image(3<<20, 29)
 		file, state := writeFile(t, data), filepath.Join(t.TempDir(), "tus-urls.json")

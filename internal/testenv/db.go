@@ -27,6 +27,21 @@ type Database struct {
 	URL  string
 }
 
+// InCI reports whether the tests run in CI (CI set, as .ci/run's callers
+// do): there every test must run, and a missing tool fails it.
+func InCI() bool { return os.Getenv("CI") != "" }
+
+// SkipUnlessCI skips a test that cannot run on this machine (a tool or a
+// privilege it lacks), with why; in CI it fails the test instead, so a
+// green run never hides a test that did not run.
+func SkipUnlessCI(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("cannot run in CI: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // SQLite returns the URL of a fresh SQLite file in the test's temp dir.
 func SQLite(t testing.TB) string {
 	t.Helper()
@@ -40,7 +55,7 @@ func Postgres(t testing.TB) (string, bool) {
 	t.Helper()
 	base := os.Getenv(PostgresEnv)
 	if base == "" {
-		if os.Getenv("CI") != "" {
+		if InCI() {
 			t.Fatalf("%s is not set: CI must run the PostgreSQL tests (.ci/run sets it)", PostgresEnv)
 		}
 		return "", false

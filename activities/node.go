@@ -64,11 +64,10 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 	} else if err != nil {
 		return Started{}, err
 	}
-	req, err := a.downloadRequest(job, node)
+	req, err := a.downloadRequest(ctx, job, node)
 	if err != nil {
 		return Started{}, err
 	}
-	req.MaxBytesPerSecond = a.bandwidthCap(ctx, c, job)
 	d, err := c.StartDownload(ctx, req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -84,7 +83,7 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 
 // downloadRequest is the node-side request of a job: what the node's agent
 // supports of it, and the secret of its credential, looked up now.
-func (a *Activities) downloadRequest(job Job, node store.Node) (agentclient.DownloadRequest, error) {
+func (a *Activities) downloadRequest(ctx context.Context, job Job, node store.Node) (agentclient.DownloadRequest, error) {
 	req := agentclient.DownloadRequest{ID: job.DownloadID, URL: job.URL, PoolID: job.PoolID,
 		FileName: job.FileName, Checksum: job.Checksum, Format: job.Format}
 	if job.ImageFormat != "" {
@@ -98,6 +97,15 @@ func (a *Activities) downloadRequest(job Job, node store.Node) (agentclient.Down
 	}
 	if len(job.Mirrors) > 0 && slices.Contains(job.NodeFeatures, agentclient.FeatureMirrors) {
 		req.Mirrors = job.Mirrors // an older agent gets the first URL only
+	}
+	if job.MaxBytesPerSecond > 0 {
+		// An older agent would refuse the field: it downloads uncapped.
+		if slices.Contains(job.NodeFeatures, agentclient.FeatureBandwidthLimit) {
+			req.MaxBytesPerSecond = job.MaxBytesPerSecond
+		} else {
+			activity.GetLogger(ctx).Warn("the node's agent does not support a per-download bandwidth cap: downloading without it",
+				"image_id", job.ImageID, "node_id", node.ID, "max_bytes_per_second", job.MaxBytesPerSecond)
+		}
 	}
 	if job.Credential != "" {
 		if !slices.Contains(job.NodeFeatures, agentclient.FeatureSourceCredentials) {
@@ -193,22 +201,4 @@ func (a *Activities) RemoveFile(ctx context.Context, in FileRequest) error {
 	}
 	activity.GetLogger(ctx).Info("published file removed", "node_id", in.NodeID, "pool_id", in.PoolID, "file_name", in.FileName)
 	return nil
-}
-
-// bandwidthCap is the job's own bandwidth cap, when the node's agent
-// supports one (agentclient.FeatureBandwidthLimit): an older agent would
-// refuse the field, so it downloads without the cap, and the log says so.
-func (a *Activities) bandwidthCap(ctx context.Context, c *agentclient.Client, job Job) int64 {
-	if job.MaxBytesPerSecond <= 0 {
-		return 0
-	}
-	hctx, cancel := context.WithTimeout(ctx, healthTimeout)
-	h, err := c.Health(hctx)
-	cancel()
-	if err == nil && h.Supports(agentclient.FeatureBandwidthLimit) {
-		return job.MaxBytesPerSecond
-	}
-	activity.GetLogger(ctx).Warn("the node's agent does not support a per-download bandwidth cap: downloading without it",
-		"image_id", job.ImageID, "node_id", job.NodeID, "max_bytes_per_second", job.MaxBytesPerSecond, "health_error", err)
-	return 0
 }

@@ -431,18 +431,18 @@ func TestStartOnNodeSendsConvertToOnlyToAnAgentThatConverts(t *testing.T) {
 func TestStartOnNodeSendsABandwidthCapOnlyToAnAgentThatSupportsIt(t *testing.T) {
 	agent := newFakeAgent(t, "node-1", "pool-1")
 	b := newBench(t, false, agent)
-	start := func(id string, bps int64) {
+	// The node's features are what the pick judged from its health.
+	start := func(id string, bps int64, features ...string) {
 		t.Helper()
 		j := job("node-1", false)
-		j.DownloadID, j.MaxBytesPerSecond = id, bps
+		j.DownloadID, j.MaxBytesPerSecond, j.NodeFeatures = id, bps, features
 		if _, err := b.env.ExecuteActivity(b.acts.StartOnNode, j); err != nil {
 			t.Fatal(err)
 		}
 	}
-	start("old-agent", 5_000_000) // its health names no features
-	agent.set(func(f *fakeAgent) { f.health.Features = []string{agentclient.FeatureBandwidthLimit} })
-	start("capped", 5_000_000)
-	start("uncapped", 0)
+	start("old-agent", 5_000_000) // its health named no features
+	start("capped", 5_000_000, agentclient.FeatureBandwidthLimit)
+	start("uncapped", 0, agentclient.FeatureBandwidthLimit)
 	got := agent.started()
 	if len(got) != 3 || got[0].MaxBytesPerSecond != 0 || got[1].MaxBytesPerSecond != 5_000_000 || got[2].MaxBytesPerSecond != 0 {
 		t.Fatalf("agent got %+v; want the cap only for the agent that supports it, and only when asked", got)

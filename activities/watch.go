@@ -249,7 +249,7 @@ func (w *watch) resendCredential(ctx context.Context) error {
 	if err != nil {
 		return asStoreError(err)
 	}
-	req, err := w.a.downloadRequest(w.job, node)
+	req, err := w.a.downloadRequest(ctx, w.job, node)
 	if err != nil {
 		return err
 	}

@@ -10,11 +10,11 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/imagestate"
 	"github.com/quantix/cloudimages/store"
 )
 
-var statuses = []string{store.StatusPending, store.StatusDownloading, store.StatusVerifying,
-	store.StatusConverting, store.StatusReady, store.StatusFailed, store.StatusCancelled}
+var statuses = imagestate.Statuses
 
 // listImages answers one page of images, newest first. The next page
 // starts after the last image of this one (next_page_token), so paging

@@ -17,6 +17,9 @@ const (
 	Cancelled   = "CANCELLED"
 )
 
+// Statuses lists every status, in the order an image goes through them.
+var Statuses = []string{Pending, Downloading, Verifying, Converting, Ready, Failed, Cancelled}
+
 // IsTerminal reports whether status is READY, FAILED or CANCELLED: an
 // image in one of them never changes status again.
 func IsTerminal(status string) bool {

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/quantix/cloudimages/api"
+	"github.com/quantix/cloudimages/imagestate"
 )
 
 func imagesLs(cfg *clientConfig) *cobra.Command {
@@ -68,7 +69,7 @@ func imagesLs(cfg *clientConfig) *cobra.Command {
 	cmd.Flags().IntVar(&pageSize, "page-size", 0, "images asked for per request, up to 1000 (0: the API's default, 100); every page is listed either way")
 	cmd.RegisterFlagCompletionFunc("pool", completePools(cfg))
 	cmd.RegisterFlagCompletionFunc("status", cobra.FixedCompletions(
-		[]string{"PENDING", "DOWNLOADING", "VERIFYING", "CONVERTING", "READY", "FAILED", "CANCELLED"}, cobra.ShellCompDirectiveNoFileComp))
+		imagestate.Statuses, cobra.ShellCompDirectiveNoFileComp))
 	o.register(cmd)
 	return cmd
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/quantix/cloudimages/api"
+	"github.com/quantix/cloudimages/diskimage"
 )
 
 // pullRequest is what `images pull` asks of POST /v1/images.
@@ -105,7 +106,7 @@ func imagesPull(cfg *clientConfig) *cobra.Command {
 	cmd.RegisterFlagCompletionFunc("pool", completePools(cfg))
 	cmd.RegisterFlagCompletionFunc("node", completeNodes(cfg))
 	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(
-		[]string{"qcow2", "raw", "vmdk", "vhd", "vhdx", "vdi", "iso"}, cobra.ShellCompDirectiveNoFileComp))
+		diskimage.Formats, cobra.ShellCompDirectiveNoFileComp))
 	o.register(cmd)
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/quantix/cloudimages/diskimage"
 	"github.com/quantix/cloudimages/tusclient"
 )
 
@@ -90,7 +91,7 @@ func imagesUpload(cfg *clientConfig) *cobra.Command {
 	f.BoolVar(&wait, "wait", false, "after the upload, show the image's progress until it is READY (exit 0), FAILED or CANCELLED (exit 1)")
 	cmd.RegisterFlagCompletionFunc("pool", completePools(cfg))
 	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(
-		[]string{"qcow2", "raw", "vmdk", "vhd", "vhdx", "vdi", "iso"}, cobra.ShellCompDirectiveNoFileComp))
+		diskimage.Formats, cobra.ShellCompDirectiveNoFileComp))
 	o.register(cmd)
 	return cmd
 }

@@ -3,9 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -142,35 +140,10 @@ func TestTopologySurvivesItsFaults(t *testing.T) {
 	// The workers count what they ran on /metrics.
 	var completed float64
 	for _, w := range top.Workers {
-		completed += metricOrZero(t, top.WorkerMetricsURL(w.Name()),
-			`cloudimages_worker_workflows_finished_total{outcome="completed",workflow="`+workflows.WorkflowType+`"}`)
+		completed += scrape(t, top.WorkerMetricsURL(w.Name())).sum("cloudimages_worker_workflows_finished_total",
+			`workflow="`+workflows.WorkflowType+`"`, `outcome="completed"`)
 	}
 	if completed < 1 {
 		t.Errorf("the workers' /metrics count %v completed downloads, want some", completed)
 	}
-}
-
-// metricOrZero is metricValue for a series that a process may not have
-// yet (a counter with labels appears at its first count): 0 then.
-func metricOrZero(t *testing.T, url, series string) float64 {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			return f
-		}
-	}
-	return 0
 }

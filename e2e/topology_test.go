@@ -55,7 +55,14 @@ func TestTopologySurvivesItsFaults(t *testing.T) {
 			files, images, started = append(files, f), append(images, img), append(started, img)
 		}
 		for i, img := range started {
-			waitMidDownload(t, top.Stack, up, files[len(files)-len(started)+i], img.ID, 64<<10)
+			f := files[len(files)-len(started)+i]
+			eventually(t, time.Minute, img.ID+" moving bytes on a node", func() bool {
+				got := getAPIImage(t, top.APIClient(r), img.ID)
+				if got.Terminal() {
+					t.Fatalf("image %s ended %s (%+v) before its fault", img.ID, got.Status, got.Error)
+				}
+				return got.Status == "DOWNLOADING" && imageNode(got) != "" && up.BytesServed(f.name) >= 64<<10
+			})
 		}
 		return started
 	}

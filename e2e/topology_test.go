@@ -75,9 +75,21 @@ func TestTopologySurvivesItsFaults(t *testing.T) {
 
 	t.Run("worker killed", func(t *testing.T) {
 		imgs := start("worker", 2, 0)
-		top.Workers[0].Kill()
+		// Kill the worker that watches a download: its /metrics say so.
+		victim := -1
+		eventually(t, 30*time.Second, "a worker watching a download", func() bool {
+			for i, w := range top.Workers {
+				m := scrape(t, top.WorkerMetricsURL(w.Name()))
+				if m.sum("cloudimages_worker_activities_running", `activity="WatchDownload"`) > 0 {
+					victim = i
+					return true
+				}
+			}
+			return false
+		})
+		top.Workers[victim].Kill()
 		waitReady(top.API, imgs)
-		top.Workers[0].Start()
+		top.Workers[victim].Start()
 	})
 
 	t.Run("API replica killed", func(t *testing.T) {

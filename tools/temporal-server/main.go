@@ -282,7 +282,7 @@ func runStart(args []string) error {
 		temporal.WithDynamicConfigClient(dyn),
 	)
 	if err != nil {
-		return fmt.Errorf("build server: %w", err)
+		return fmt.Errorf("build server (a new store, or one from an older server, needs `temporal-server setup-schema` first): %w", err)
 	}
 	if err := srv.Start(); err != nil {
 		return fmt.Errorf("start server (did setup-schema run?): %w", err)

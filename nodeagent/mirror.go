@@ -44,9 +44,15 @@ func (t *transfer) attempt(ctx context.Context) error {
 	req.Header.Set("Accept-Encoding", "identity")
 	if t.done > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(t.done, 10)+"-")
-		if t.etag != "" {
+		// A peer copy sends no If-Range: it may go on from another peer
+		// than the one that served its start, whose validators differ for
+		// the same bytes; its checksum, always given, vouches for the
+		// whole, and published files never change in place.
+		switch {
+		case t.req.Peer != nil:
+		case t.etag != "":
 			req.Header.Set("If-Range", t.etag)
-		} else if t.lastModified != "" {
+		case t.lastModified != "":
 			req.Header.Set("If-Range", t.lastModified)
 		}
 	}
@@ -82,7 +88,9 @@ func (t *transfer) accept(resp *http.Response) error {
 		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
 		// The validators must agree: another mirror's range of the same
 		// size and ETag continues the data, anything else restarts it.
-		if et := strongETag(resp.Header.Get("ETag")); !ok || start != t.done || (t.etag != "" && et != "" && et != t.etag) || (t.total >= 0 && total != t.total) {
+		et := strongETag(resp.Header.Get("ETag"))
+		otherETag := t.req.Peer == nil && t.etag != "" && et != "" && et != t.etag
+		if !ok || start != t.done || otherETag || (t.total >= 0 && total != t.total) {
 			if err := t.reset(); err != nil {
 				return err
 			}
@@ -105,9 +113,9 @@ func (t *transfer) accept(resp *http.Response) error {
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 			return t.refused(resp)
 		}
-		return fault.New(fault.UpstreamNotFound, "mirror answered %s for %s: check the URL (the image may have been moved or removed)", resp.Status, redact(t.m.url()))
+		return fault.New(fault.UpstreamNotFound, "mirror answered %s for %s: check the URL (the image may have been moved or removed)", resp.Status, redact(t.url()))
 	default:
-		return fault.Retryable(fault.UpstreamError, "mirror answered %s for %s", resp.Status, redact(t.m.url()))
+		return fault.Retryable(fault.UpstreamError, "mirror answered %s for %s", resp.Status, redact(t.url()))
 	}
 	if t.req.SizeBytes > 0 && t.total >= 0 && t.total != t.req.SizeBytes {
 		return fault.New(fault.NotADiskImage, "mirror serves %d bytes, the image is %d bytes (size_bytes): the file there is truncated or not this image", t.total, t.req.SizeBytes)

@@ -52,7 +52,9 @@ func (s *Server) handleServeFile(w http.ResponseWriter, r *http.Request) {
 	defer s.metrics.serving.Dec()
 	cw := &countingWriter{ResponseWriter: w}
 	http.ServeContent(cw, r, name, fi.ModTime(), f)
-	s.metrics.served.Add(float64(cw.n))
+	if cw.status == http.StatusOK || cw.status == http.StatusPartialContent {
+		s.metrics.served.Add(float64(cw.n)) // file bytes, not a 416's message
+	}
 	if r.Method == http.MethodGet {
 		s.log.Debug("published file served to a peer", "pool_id", poolID, "file_name", name, "bytes", cw.n, "range", r.Header.Get("Range"))
 	}
@@ -112,16 +114,30 @@ func (s *Server) fileETag(p *pool, name string, fi os.FileInfo) string {
 // on so the file still goes out by sendfile.
 type countingWriter struct {
 	http.ResponseWriter
-	n int64
+	n      int64
+	status int
+}
+
+func (c *countingWriter) WriteHeader(status int) {
+	if c.status == 0 {
+		c.status = status
+	}
+	c.ResponseWriter.WriteHeader(status)
 }
 
 func (c *countingWriter) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
 	n, err := c.ResponseWriter.Write(b)
 	c.n += int64(n)
 	return n, err
 }
 
 func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
 	n, err := io.Copy(c.ResponseWriter, r) // the response's own ReadFrom
 	c.n += n
 	return n, err

@@ -218,6 +218,9 @@ func TestFileReadTokenIsScopedToOneFileOfOneNode(t *testing.T) {
 			t.Errorf("%s: %s %s; want 401 unauthorized", c.name, resp.Status, body)
 		}
 	}
+	if resp, _ := get(t, http.MethodHead, a.http.URL+path, nodeauth.MintFileRead(a.cred, "pool-1", "other.qcow2", soon), nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("HEAD with a token for another file: %s; want 401", resp.Status)
+	}
 	if _, err := os.Stat(filepath.Join(a.pool, agentclient.ImagesDir, "img.qcow2")); err != nil {
 		t.Errorf("the file after a refused delete: %v", err)
 	}

@@ -638,3 +638,49 @@ func TestRestartedAgentWaitsForThePeerToken(t *testing.T) {
 		t.Errorf("the peer sent %v bytes after the restart; the copy held %d of %d", sent, held.BytesDone, len(data))
 	}
 }
+
+// TestPeerKilledMidCopyResumesFromAnotherPeer is the crash test of peer
+// copies: the source agent is a real process that gets SIGKILL while a
+// target copies from it; the copy fails retryable with its partial data
+// kept, and the same request naming another agent that holds the image
+// resumes it there: that agent sends only the rest, and the published copy
+// is verified.
+func TestPeerKilledMidCopyResumesFromAnotherPeer(t *testing.T) {
+	up := testenv.NewUpstream(t)
+	data := testenv.QCOW2Image(8<<20, 15)
+	src := testenv.StartAgent(t, testenv.AgentOptions{NodeID: "node-a", Token: nodeauth.Credential(peerSecret, "node-a"), AllowPrivateNetworks: true})
+	if _, err := src.Client().StartDownload(ctx(t), agentclient.DownloadRequest{ID: "pub", URL: up.AddFile("img.qcow2", data), PoolID: "pool-1", FileName: "img.qcow2", Checksum: testenv.SHA256(data)}); err != nil {
+		t.Fatal(err)
+	}
+	published := waitFinished(t, src.Client(), "pub")
+	assertPublished(t, published, src.PoolDir("pool-1"), data, testenv.SHA256(data))
+	other := newPeerAgent(t, "node-c", nil)
+	other.publish("img.qcow2", data)
+	// The target reads at 2 MiB/s: time to see the copy under way and kill
+	// its source.
+	b := newPeerAgent(t, "node-b", func(c *nodeagent.Config) { c.MaxBandwidth = 2 << 20 })
+
+	req := agentclient.DownloadRequest{ID: "copy-k", PoolID: "pool-1", FileName: "img.qcow2", Checksum: published.FileChecksum, SizeBytes: int64(len(data)),
+		Peer: &agentclient.PeerSource{NodeID: "node-a", Address: src.Address(), PoolID: "pool-1", FileName: "img.qcow2",
+			Token: nodeauth.MintFileRead(src.Token(), "pool-1", "img.qcow2", time.Now().Add(10*time.Minute))}}
+	b.start(req)
+	wait(t, b.client, "copy-k", "under way", func(d agentclient.Download) bool { return d.BytesDone > 1<<20 })
+	src.Kill()
+	failed := waitFinished(t, b.client, "copy-k")
+	if failed.State != agentclient.StateFailed || failed.Error == nil || failed.Error.Code != fault.UpstreamError || !failed.Error.Retryable {
+		t.Fatalf("copy whose source was killed: %s %+v; want failed, retryable upstream_error", failed.State, failed.Error)
+	}
+	kept := failed.BytesDone
+	if kept <= 1<<20 || kept >= int64(len(data)) {
+		t.Fatalf("the failed copy kept %d of %d bytes", kept, len(data))
+	}
+
+	req.Peer = other.peerOf("img.qcow2")
+	b.start(req)
+	d := waitFinished(t, b.client, "copy-k")
+	assertPublished(t, d, b.pool, data, published.FileChecksum)
+	if got := other.metric("cloudimages_nodeagent_served_bytes_total"); got != float64(int64(len(data))-kept) {
+		t.Errorf("the second source sent %v bytes; the copy had kept %d of %d", got, kept, len(data))
+	}
+	t.Logf("killed source sent %d bytes, the second %d, of %d", kept, int64(len(data))-kept, len(data))
+}

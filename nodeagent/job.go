@@ -237,8 +237,11 @@ func (j *job) snapshot() agentclient.Download {
 	if d.BytesTotal <= 0 {
 		d.BytesTotal = r.Request.SizeBytes
 	}
-	d.Source = agentclient.SourceMirror
-	if r.Request.Peer != nil {
+	switch {
+	case r.Upload: // pushed to the agent: neither source
+	case r.Request.Peer == nil:
+		d.Source = agentclient.SourceMirror
+	default:
 		d.Source, d.Mirrors = agentclient.SourcePeer, nil
 		for _, n := range j.served {
 			d.BytesFromPeer += n

@@ -304,6 +304,9 @@ func TestPeerCopyBetweenTwoAgents(t *testing.T) {
 	b := newPeerAgent(t, "node-b", func(c *nodeagent.Config) { c.AllowPrivateNetworks = false })
 	data := testenv.QCOW2Image(3<<20, 6)
 	src := a.publish("img.qcow2", data)
+	if src.Source != agentclient.SourceMirror || src.BytesFromPeer != 0 {
+		t.Errorf("mirror download: source %q, bytes_from_peer %d; want mirror, 0", src.Source, src.BytesFromPeer)
+	}
 
 	h, err := b.client.Health(ctx(t))
 	if err != nil || !h.Supports(agentclient.FeaturePeerCopy) {

@@ -61,12 +61,10 @@ func (f *fixture) recordsSoFar() string {
 // newFixture is a test environment where the steps that do not touch the
 // nodes succeed; each test mocks PickNode, StartOnNode and WatchDownload.
 func newFixture(t *testing.T, shared bool) *fixture {
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := newTestEnv()
 	env.RegisterWorkflowWithOptions(workflows.DownloadImageWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	env.RegisterActivity(a)
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.WorkflowID(imageID)})
-	env.SetTestTimeout(time.Minute)
 	return &fixture{t: t, env: env, shared: shared, verifying: make(chan struct{}), converting: make(chan struct{})}
 }
 

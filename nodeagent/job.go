@@ -95,6 +95,11 @@ type job struct {
 	// credReady is closed once it is there.
 	secret    *agentclient.Credential
 	credReady chan struct{}
+	// peer is a peer copy's source with its token (peer.go): in memory
+	// only, like secret, and replaced when the worker names another;
+	// sourceMoved wakes a transfer waiting to retry when it is.
+	peer        *agentclient.PeerSource
+	sourceMoved chan struct{}
 }
 
 // meter measures a rate from samples taken about a second apart.
@@ -116,7 +121,7 @@ func (m *meter) sample(done int64, now time.Time) {
 }
 
 func newJob(p *pool, rec record, log *slog.Logger) *job {
-	j := &job{pool: p, rec: rec, live: rec.BytesDone, done: make(chan struct{}), credReady: make(chan struct{})}
+	j := &job{pool: p, rec: rec, live: rec.BytesDone, done: make(chan struct{}), credReady: make(chan struct{}), sourceMoved: make(chan struct{}, 1)}
 	j.served = fitServed(rec.MirrorBytes, len(rec.Request.URLs()))
 	j.log = log.With("download_id", rec.Request.ID, "pool_id", p.id, "file_name", rec.Request.FileName)
 	if agentclient.FinishedState(rec.State) || rec.State == agentclient.StatePaused {
@@ -232,6 +237,13 @@ func (j *job) snapshot() agentclient.Download {
 	if d.BytesTotal <= 0 {
 		d.BytesTotal = r.Request.SizeBytes
 	}
+	d.Source = agentclient.SourceMirror
+	if r.Request.Peer != nil {
+		d.Source, d.Mirrors = agentclient.SourcePeer, nil
+		for _, n := range j.served {
+			d.BytesFromPeer += n
+		}
+	}
 	if d.Checksum == "" {
 		d.Checksum = r.Request.Checksum
 	}
@@ -253,6 +265,19 @@ func (j *job) finish(state string, fe *fault.Error) {
 		r.State, r.Error, r.FinishedAt = state, fe, &now
 		r.HashState = nil
 	})
+}
+
+// failKeeping fails a job and keeps its checkpoint (the hash state of the
+// partial data left in the pool), for a next try to resume (peer.go).
+func (j *job) failKeeping(fe *fault.Error) {
+	now := time.Now().UTC()
+	j.update(func(r *record) { r.State, r.Error, r.FinishedAt = agentclient.StateFailed, fe, &now })
+}
+
+// keptPartial reports whether a failed job kept its partial data.
+func (j *job) keptPartial() bool {
+	r := j.record()
+	return r.State == agentclient.StateFailed && len(r.HashState) > 0
 }
 
 // fileIntact reports whether a completed job's file is still in its pool

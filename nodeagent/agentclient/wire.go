@@ -121,8 +121,15 @@ func (r DownloadRequest) URLs() []string { return append([]string{r.URL}, r.Mirr
 
 // Same reports whether two requests ask for the same download: equal in
 // every field, the credential compared by name and host only (its secret
-// is re-sent, and may have been rotated).
+// is re-sent, and may have been rotated). Two peer copies are the same
+// whichever peer they name: the bytes are pinned by Checksum and
+// SizeBytes, so the worker may send the request again with another source
+// node (the first one died) or a fresh token, and the copy goes on from
+// where it was.
 func (r DownloadRequest) Same(o DownloadRequest) bool {
+	if r.Peer != nil && o.Peer != nil {
+		r.Peer, o.Peer = &PeerSource{}, &PeerSource{}
+	}
 	a, errA := json.Marshal(r.Redacted())
 	b, errB := json.Marshal(o.Redacted())
 	return errA == nil && errB == nil && bytes.Equal(a, b)

@@ -14,6 +14,11 @@ type metrics struct {
 	failures  *prometheus.CounterVec
 	// mirrorSwitches counts moves to the next mirror of a list.
 	mirrorSwitches prometheus.Counter
+	// requests counts the API's requests by route ("GET /v1/downloads/{id}"):
+	// what watching downloads costs the agent.
+	requests *prometheus.CounterVec
+	// longPolls counts the GETs that waited for a change (FeatureLongPoll).
+	longPolls prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -35,6 +40,14 @@ func newMetrics(s *Server) *metrics {
 			Name: "cloudimages_nodeagent_mirror_switches_total",
 			Help: "Moves to the next mirror of a download's list after one failed (404, 5xx, unreachable, stalled).",
 		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloudimages_nodeagent_http_requests_total",
+			Help: "Requests to the agent's API that passed authentication, by route.",
+		}, []string{"route"}),
+		longPolls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudimages_nodeagent_long_polls_total",
+			Help: "GETs of a download that waited for it to change (?wait=&after=).",
+		}),
 	}
 	active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cloudimages_nodeagent_downloads_active",
@@ -55,7 +68,7 @@ func newMetrics(s *Server) *metrics {
 			ConstLabels: prometheus.Labels{"pool_id": p.id},
 		}, func() float64 { free, _, _ := p.space(); return float64(free) }))
 	}
-	m.registry.MustRegister(m.bytes, m.completed, m.failures, m.mirrorSwitches, active, queued, paused,
+	m.registry.MustRegister(m.bytes, m.completed, m.failures, m.mirrorSwitches, m.requests, m.longPolls, active, queued, paused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

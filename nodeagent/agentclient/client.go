@@ -98,6 +98,28 @@ func (c *Client) Download(ctx context.Context, id string) (Download, error) {
 	return d, err
 }
 
+// DownloadAfter is Download held by the agent (FeatureLongPoll) until the
+// job is no longer at version after: at once when its state changed, when
+// only its bytes moved a second after the request at the earliest, and at
+// the latest after wait (then it comes back still at after). An agent
+// without the feature answers at once, with Version 0. The client's usual
+// 10 s bound does not apply: ctx bounds the request, and should allow wait
+// and then some for the answer to come.
+func (c *Client) DownloadAfter(ctx context.Context, id string, after int64, wait time.Duration) (Download, error) {
+	var d Download
+	q := url.Values{"after": {strconv.FormatInt(after, 10)}, "wait": {wait.String()}}
+	_, err := c.doWith(ctx, c.longPoll(), http.MethodGet, "/v1/downloads/"+url.PathEscape(id)+"?"+q.Encode(), nil, &d)
+	return d, err
+}
+
+// longPoll is the client's HTTP client without its overall timeout, for
+// requests the agent holds: their context bounds them instead.
+func (c *Client) longPoll() *http.Client {
+	hc := *c.http
+	hc.Timeout = 0
+	return &hc
+}
+
 // CancelDownload stops a download and removes its partial data. A download
 // the agent does not know is not an error: there is nothing left to remove.
 func (c *Client) CancelDownload(ctx context.Context, id string) error {
@@ -139,6 +161,10 @@ func (c *Client) Link(ctx context.Context, poolID, name, target string) (Link, e
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) (int, error) {
+	return c.doWith(ctx, c.http, method, path, in, out)
+}
+
+func (c *Client) doWith(ctx context.Context, hc *http.Client, method, path string, in, out any) (int, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -157,7 +183,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) (int,
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
 			return 0, ctxErr

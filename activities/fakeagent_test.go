@@ -25,15 +25,15 @@ type fakeAgent struct {
 
 	mu     sync.Mutex
 	health agentclient.Health
-	down   bool                   // answer every request with 502
-	frozen bool                   // answer nothing: hold every request until the caller gives up
-	drops  int                    // close the connection of this many polls of a download without an answer
+	down   bool // answer every request with 502
+	frozen bool // answer nothing: hold every request until the caller gives up
+	drops  int  // close the connection of this many polls of a download without an answer
 	// firstFrozen is when the first request reached the frozen agent.
 	firstFrozen time.Time
-	script []agentclient.Download // answers to GET /v1/downloads/{id}, the last one repeated
-	starts []agentclient.DownloadRequest
-	cancel []string
-	files  []string // pool/file of DELETE /v1/pools/{pool}/files/{file}
+	script      []agentclient.Download // answers to GET /v1/downloads/{id}, the last one repeated
+	starts      []agentclient.DownloadRequest
+	cancel      []string
+	files       []string // pool/file of DELETE /v1/pools/{pool}/files/{file}
 
 	polled   chan struct{} // closed when a download is first answered
 	pollOnce sync.Once

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http/httpproxy"
+
 	"github.com/quantix/cloudimages/fault"
 )
 
@@ -23,10 +25,9 @@ func (c *Client) CanRelay() bool {
 	if err != nil || u.Scheme != "http" || c.tls {
 		return false
 	}
-	if tr, ok := c.http.Transport.(*http.Transport); ok && tr.Proxy == nil {
-		return true
-	}
-	proxy, err := http.ProxyFromEnvironment(&http.Request{URL: u})
+	// The environment as it is now, not as http.ProxyFromEnvironment
+	// read it once: the same in production, and testable.
+	proxy, err := httpproxy.FromEnvironment().ProxyFunc()(u)
 	return err == nil && proxy == nil
 }
 

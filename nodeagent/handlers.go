@@ -47,7 +47,20 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("PATCH /v1/uploads/{id}", s.handlePatchUpload)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.handleNoRoute(mux, w, r) })
-	return s.auth(mux)
+	return s.auth(s.count(mux))
+}
+
+// count counts each request by the route the mux matched (r.Pattern,
+// which it sets on the request it is given).
+func (s *Server) count(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r)
+		route := r.Pattern
+		if route == "" || route == "/" {
+			route = "other"
+		}
+		s.metrics.requests.WithLabelValues(route).Inc()
+	})
 }
 
 // auth lets through only requests that carry the node's own credential,
@@ -97,6 +110,7 @@ var features = []string{
 	agentclient.FeatureLink,
 	agentclient.FeatureUpload,
 	agentclient.FeaturePeerCopy,
+	agentclient.FeatureLongPoll,
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
@@ -124,12 +138,31 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
-	j, ok := s.job(r.PathValue("id"))
+	lp, err := parseLongPoll(r.URL.Query())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	id := r.PathValue("id")
+	j, ok := s.job(id)
+	if ok {
+		j, ok = s.await(r.Context(), id, j, lp)
+	}
 	if !ok {
-		writeError(w, fault.New(fault.NotFound, "no download %q on node %s", r.PathValue("id"), s.cfg.NodeID))
+		writeError(w, fault.New(fault.NotFound, "no download %q on node %s", id, s.cfg.NodeID))
 		return
 	}
 	writeJSON(w, http.StatusOK, j.snapshot())
+}
+
+// replaceLocked puts j in the table under id; long-polls waiting on the
+// job it replaces answer with j. Called with s.mu held.
+func (s *Server) replaceLocked(id string, j *job) {
+	old, ok := s.jobs[id]
+	s.jobs[id] = j
+	if ok && old != j {
+		old.wake()
+	}
 }
 
 func (s *Server) job(id string) (*job, bool) {
@@ -291,13 +324,13 @@ func (s *Server) start(req agentclient.DownloadRequest) (agentclient.Download, i
 	j.supply(req.Credential)
 	j.supplyPeer(req.Peer)
 	if agentclient.FinishedState(j.state()) {
-		s.jobs[req.ID] = j
+		s.replaceLocked(req.ID, j)
 		return j.snapshot(), http.StatusAccepted, nil
 	}
 	if _, err := p.root.Lstat(req.FileName); err == nil {
 		return agentclient.Download{}, 0, s.takenLocked(p, req)
 	}
-	s.jobs[req.ID] = j
+	s.replaceLocked(req.ID, j)
 	j.claim()
 	s.launch(j)
 	return j.snapshot(), http.StatusAccepted, nil

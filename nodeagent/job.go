@@ -100,6 +100,12 @@ type job struct {
 	// sourceMoved wakes a transfer waiting to retry when it is.
 	peer        *agentclient.PeerSource
 	sourceMoved chan struct{}
+
+	// version grows with every change a GET would show: stateVersion is
+	// the version of the last change of state. changed, made when a
+	// long-poll waits, is closed at the next change (see longpoll.go).
+	version, stateVersion int64
+	changed               chan struct{}
 }
 
 // meter measures a rate from samples taken about a second apart.
@@ -122,6 +128,11 @@ func (m *meter) sample(done int64, now time.Time) {
 
 func newJob(p *pool, rec record, log *slog.Logger) *job {
 	j := &job{pool: p, rec: rec, live: rec.BytesDone, done: make(chan struct{}), credReady: make(chan struct{}), sourceMoved: make(chan struct{}, 1)}
+	// Versions start at the clock, in microseconds, so that a job made
+	// again (a restart of the agent, a download started again) never
+	// reuses a version a worker still holds from the one before.
+	j.version = time.Now().UnixMicro()
+	j.stateVersion = j.version
 	j.served = fitServed(rec.MirrorBytes, len(rec.Request.URLs()))
 	j.log = log.With("download_id", rec.Request.ID, "pool_id", p.id, "file_name", rec.Request.FileName)
 	if agentclient.FinishedState(rec.State) || rec.State == agentclient.StatePaused {
@@ -152,7 +163,9 @@ func (j *job) record() record {
 func (j *job) update(f func(r *record)) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	before := j.rec.State
 	f(&j.rec)
+	j.bumpLocked(j.rec.State != before)
 }
 
 // save writes the job's record to its pool, unless another node has taken
@@ -196,6 +209,9 @@ func fenced(j *job) error {
 func (j *job) progress(done int64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if done != j.live {
+		j.bumpLocked(false)
+	}
 	j.live = done
 	j.rate.sample(done, time.Now())
 }
@@ -207,6 +223,9 @@ func (j *job) converted(done, total int64) {
 	defer j.mu.Unlock()
 	if total != j.convTotal {
 		j.convRate = meter{}
+	}
+	if done != j.convDone || total != j.convTotal {
+		j.bumpLocked(false)
 	}
 	j.convDone, j.convTotal = done, total
 	j.convRate.sample(done, time.Now())
@@ -233,6 +252,7 @@ func (j *job) snapshot() agentclient.Download {
 		Error:            r.Error,
 		StartedAt:        r.StartedAt,
 		FinishedAt:       r.FinishedAt,
+		Version:          j.version,
 	}
 	if d.BytesTotal <= 0 {
 		d.BytesTotal = r.Request.SizeBytes

@@ -19,6 +19,11 @@ type metrics struct {
 	served    prometheus.Counter
 	serving   prometheus.Gauge
 	peerBytes prometheus.Counter
+	// requests counts the API's requests by route ("GET /v1/downloads/{id}"):
+	// what watching downloads costs the agent.
+	requests *prometheus.CounterVec
+	// longPolls counts the GETs that waited for a change (FeatureLongPoll).
+	longPolls prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -52,6 +57,14 @@ func newMetrics(s *Server) *metrics {
 			Name: "cloudimages_nodeagent_peer_bytes_total",
 			Help: "Bytes written to partial files from peer agents (peer copies); also counted in downloaded_bytes_total.",
 		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloudimages_nodeagent_http_requests_total",
+			Help: "Requests to the agent's API that passed authentication, by route.",
+		}, []string{"route"}),
+		longPolls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudimages_nodeagent_long_polls_total",
+			Help: "GETs of a download that waited for it to change (?wait=&after=).",
+		}),
 	}
 	active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cloudimages_nodeagent_downloads_active",
@@ -72,7 +85,7 @@ func newMetrics(s *Server) *metrics {
 			ConstLabels: prometheus.Labels{"pool_id": p.id},
 		}, func() float64 { free, _, _ := p.space(); return float64(free) }))
 	}
-	m.registry.MustRegister(m.bytes, m.completed, m.failures, m.mirrorSwitches, m.served, m.serving, m.peerBytes, active, queued, paused,
+	m.registry.MustRegister(m.bytes, m.completed, m.failures, m.mirrorSwitches, m.served, m.serving, m.peerBytes, m.requests, m.longPolls, active, queued, paused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

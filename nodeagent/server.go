@@ -53,6 +53,11 @@ type Server struct {
 	mu   sync.Mutex
 	jobs map[string]*job
 
+	// draining is closed when the agent stops taking requests: long-polls
+	// answer then rather than hold up the shutdown.
+	draining  chan struct{}
+	drainOnce sync.Once
+
 	// writeFault, when set (by tests only, see export_test.go), is called
 	// before each write to a partial file or a decompressed work file; an
 	// error it returns is treated as the write's error. It exists for
@@ -103,6 +108,7 @@ func New(cfg Config) (*Server, error) {
 		minFree:      minFree,
 		datasync:     fdatasync,
 		jobs:         map[string]*job{},
+		draining:     make(chan struct{}),
 	}
 	if s.qemuImg, err = findQemuImg(cfg.QemuImg); err != nil {
 		s.qemuImg, s.noQemuImg = "", converterWarning(err)
@@ -151,9 +157,15 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Close stops every running download at its current checkpoint (the next
 // start resumes it) and waits for them.
 func (s *Server) Close() {
+	s.drain()
 	s.stop(errShutdown)
 	s.wg.Wait()
 	s.closePools()
+}
+
+// drain makes the long-polls still waiting answer now: the agent stops.
+func (s *Server) drain() {
+	s.drainOnce.Do(func() { close(s.draining) })
 }
 
 func (s *Server) closePools() {

@@ -180,6 +180,10 @@ type Download struct {
 	Error         *fault.Error `json:"error"`
 	StartedAt     *time.Time   `json:"started_at"`
 	FinishedAt    *time.Time   `json:"finished_at"`
+	// Version grows with every change of the job: its state, its bytes.
+	// It is what ?after= of a long-poll names (FeatureLongPoll); its
+	// value means nothing else. 0 from agents without FeatureLongPoll.
+	Version int64 `json:"version,omitempty"`
 }
 
 // Where a download's bytes come from (Download.Source).
@@ -253,6 +257,12 @@ const (
 	// DownloadRequest.ConvertTo. An agent without qemu-img does not name it,
 	// and a worker sends ConvertTo only to agents that do.
 	FeatureConvert = "convert"
+	// FeatureLongPoll: GET /v1/downloads/{id}?wait=DURATION&after=VERSION
+	// holds the answer until the job changes from VERSION: at once for a
+	// change of state, after a second at the earliest when only bytes
+	// moved, or when the wait (at most MaxLongPollWait) is over. Downloads
+	// carry Version. An agent without it answers such a GET at once.
+	FeatureLongPoll = "long_poll"
 	// FeaturePause: POST /v1/downloads/{id}/pause stops a download and
 	// keeps its partial data (state paused) for a later start to resume,
 	// as transfer windows need. An agent without it can only be cancelled.
@@ -366,3 +376,12 @@ const OffsetHeader = "Upload-Offset"
 // UploadPath is the agent's route of an upload: PATCH on it needs a token
 // scoped to it (see package nodeauth), which the API mints.
 func UploadPath(id string) string { return "/v1/uploads/" + url.PathEscape(id) }
+
+// Long-poll bounds (FeatureLongPoll). A longer wait is cut to
+// MaxLongPollWait; byte progress ends a wait no sooner than
+// LongPollProgressEvery after the request came, so that a watcher asks
+// at most about once a second while bytes move.
+const (
+	MaxLongPollWait       = 30 * time.Second
+	LongPollProgressEvery = time.Second
+)

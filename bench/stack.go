@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -205,6 +206,9 @@ type agentProxy struct {
 	mu     sync.Mutex
 	starts map[string][]time.Time
 	polls  map[string]int // GET /v1/downloads/{id}: the worker's watch polls
+	// hideLongPoll takes long_poll out of the agent's health: the worker
+	// then polls it as before the feature (the wholepath part's baseline).
+	hideLongPoll atomic.Bool
 }
 
 func startAgentProxy(target string) (*agentProxy, error) {
@@ -216,6 +220,12 @@ func startAgentProxy(target string) (*agentProxy, error) {
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
 	// A killed agent is part of the failover benchmark: answer 502 quietly.
 	rp.ErrorLog = log.New(io.Discard, "", 0)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if !p.hideLongPoll.Load() || resp.Request.URL.Path != "/v1/health" || resp.StatusCode != http.StatusOK {
+			return nil
+		}
+		return withoutLongPoll(resp)
+	}
 	p.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && strings.TrimSuffix(r.URL.Path, "/") == "/v1/downloads" {
 			at := time.Now()
@@ -263,6 +273,35 @@ func (p *agentProxy) reopen() error {
 		return err
 	}
 	p.serve(ln)
+	return nil
+}
+
+// withoutLongPoll rewrites a health answer without long_poll in features.
+func withoutLongPoll(resp *http.Response) error {
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	var h map[string]any
+	if err := json.Unmarshal(body, &h); err != nil {
+		return err
+	}
+	if fs, ok := h["features"].([]any); ok {
+		kept := fs[:0]
+		for _, f := range fs {
+			if f != agentclient.FeatureLongPoll {
+				kept = append(kept, f)
+			}
+		}
+		h["features"] = kept
+	}
+	if body, err = json.Marshal(h); err != nil {
+		return err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	return nil
 }
 

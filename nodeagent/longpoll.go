@@ -94,7 +94,17 @@ func (s *Server) await(ctx context.Context, id string, j *job, lp longPoll) (*jo
 	if lp.wait <= 0 {
 		return j, true
 	}
-	s.metrics.longPolls.Inc()
+	s.metrics.longPollsWaiting.Inc()
+	defer s.metrics.longPollsWaiting.Dec()
+	j, answer := s.awaitChange(ctx, id, j, lp)
+	s.metrics.longPolls.WithLabelValues(answer).Inc()
+	return j, j != nil
+}
+
+// awaitChange is await's wait; it says what ended it (the label of
+// cloudimages_nodeagent_long_polls_total), with a nil job when the id is
+// gone.
+func (s *Server) awaitChange(ctx context.Context, id string, j *job, lp longPoll) (*job, string) {
 	start := time.Now()
 	deadline := time.NewTimer(lp.wait)
 	defer deadline.Stop()
@@ -103,17 +113,17 @@ func (s *Server) await(ctx context.Context, id string, j *job, lp longPoll) (*jo
 		cur, ok := s.job(id)
 		switch {
 		case !ok:
-			return nil, false
+			return nil, "gone"
 		case cur != j:
-			return cur, true
+			return cur, "changed"
 		}
 		version, stateVersion, changed := j.versions()
 		switch {
 		case version == lp.after:
 		case stateVersion > lp.after || lp.after > version:
-			return j, true
+			return j, "changed"
 		case time.Since(start) >= agentclient.LongPollProgressEvery:
-			return j, true
+			return j, "progress"
 		case progressDue == nil:
 			t := time.NewTimer(agentclient.LongPollProgressEvery - time.Since(start))
 			defer t.Stop()
@@ -123,11 +133,11 @@ func (s *Server) await(ctx context.Context, id string, j *job, lp longPoll) (*jo
 		case <-changed:
 		case <-progressDue:
 		case <-deadline.C:
-			return j, true
+			return j, "timeout"
 		case <-ctx.Done():
-			return j, true // the caller went away: nothing reads the answer
+			return j, "gone" // the caller went away: nothing reads the answer
 		case <-s.draining:
-			return j, true // the agent stops: answer now, not after Shutdown's wait
+			return j, "stopping" // answer now, not after Shutdown's wait
 		}
 	}
 }

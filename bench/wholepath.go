@@ -313,4 +313,3 @@ func (b *bench) agentRequests() int64 {
 	}
 	return int64(total)
 }
-

@@ -109,6 +109,8 @@ func (s *Server) awaitChange(ctx context.Context, id string, j *job, lp longPoll
 	deadline := time.NewTimer(lp.wait)
 	defer deadline.Stop()
 	var progressDue <-chan time.Time // set once bytes moved, until the second is up
+	var settled <-chan time.Time     // set once the state moved to a passing one
+	settledNow := false
 	for {
 		cur, ok := s.job(id)
 		switch {
@@ -120,8 +122,16 @@ func (s *Server) awaitChange(ctx context.Context, id string, j *job, lp longPoll
 		version, stateVersion, changed := j.versions()
 		switch {
 		case version == lp.after:
-		case stateVersion > lp.after || lp.after > version:
+		case lp.after > version || lp.after < j.firstVersion:
+			return j, "changed" // not a version of this job
+		case stateVersion > lp.after && (settledNow || !passing(j.state())):
 			return j, "changed"
+		case stateVersion > lp.after:
+			if settled == nil {
+				t := time.NewTimer(settleState)
+				defer t.Stop()
+				settled = t.C
+			}
 		case time.Since(start) >= agentclient.LongPollProgressEvery:
 			return j, "progress"
 		case progressDue == nil:
@@ -132,6 +142,8 @@ func (s *Server) awaitChange(ctx context.Context, id string, j *job, lp longPoll
 		select {
 		case <-changed:
 		case <-progressDue:
+		case <-settled:
+			settledNow = true
 		case <-deadline.C:
 			return j, "timeout"
 		case <-ctx.Done():
@@ -140,4 +152,20 @@ func (s *Server) awaitChange(ctx context.Context, id string, j *job, lp longPoll
 			return j, "stopping" // answer now, not after Shutdown's wait
 		}
 	}
+}
+
+// settleState is how long a long-poll lets a passing state settle before
+// it answers with it: a small download goes from verifying to completed in
+// a few milliseconds, and one answer then tells both.
+const settleState = 50 * time.Millisecond
+
+// passing reports whether a job in state goes on by itself to another
+// state soon: the end of a download answers at once, these may wait
+// settleState for it.
+func passing(state string) bool {
+	switch state {
+	case agentclient.StateQueued, agentclient.StateRunning, agentclient.StateVerifying, agentclient.StateConverting:
+		return true
+	}
+	return false
 }

@@ -296,3 +296,34 @@ func TestLongPollAnswersWhenTheAgentStops(t *testing.T) {
 		t.Fatalf("answer %+v", a.d)
 	}
 }
+
+// TestLongPollFollowsADownloadStartedAgain: a paused download started
+// again is a new job under the same id; a long-poll waiting on the paused
+// one answers with the new one at once.
+func TestLongPollFollowsADownloadStartedAgain(t *testing.T) {
+	h := newHarness(t, longStall)
+	d := stalledDownload(t, h, "lp-resume", 1<<20)
+	p, err := h.client.PauseDownload(ctx(t), "lp-resume")
+	if err != nil || p.State != agentclient.StatePaused {
+		t.Fatalf("pause: %+v %v", p, err)
+	}
+	got := longPoll(ctx(t), h.client, "lp-resume", p.Version, agentclient.MaxLongPollWait)
+	waitLongPolls(t, h.http.URL, testToken, 1)
+	if _, err := h.client.StartDownload(ctx(t), agentclient.DownloadRequest{ID: "lp-resume", URL: h.up.URL() + "/lp-resume.qcow2", PoolID: "pool-1",
+		FileName: "lp-resume.qcow2", Checksum: d.Checksum}); err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if (a.d.State != agentclient.StateRunning && a.d.State != agentclient.StateQueued) || a.d.Version <= p.Version {
+		t.Fatalf("long-poll answered %s at version %d (asked after %d); want the resumed download", a.d.State, a.d.Version, p.Version)
+	}
+	if a.in >= agentclient.MaxLongPollWait {
+		t.Fatalf("answered after %s: it waited out its wait", a.in)
+	}
+	if got := metric(t, h.http.URL, testToken, `cloudimages_nodeagent_long_polls_total{answer="changed"}`); got != 1 {
+		t.Fatalf(`long_polls_total{answer="changed"} %v, want 1`, got)
+	}
+}

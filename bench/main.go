@@ -38,8 +38,11 @@ type bench struct {
 	alt *agent
 }
 
+// wholePathMany is -wholepath-many.
+var wholePathMany int
+
 // parts are the benchmarks, in the order they run.
-var parts = []string{"transfer", "tls", "bandwidth", "overhead", "failover", "scale", "memory", "decompress", "compressed", "convert", "upload"}
+var parts = []string{"transfer", "tls", "bandwidth", "overhead", "failover", "scale", "memory", "decompress", "compressed", "convert", "upload", "wholepath"}
 
 func main() {
 	var (
@@ -52,8 +55,10 @@ func main() {
 		database  = flag.String("database", "", "database URL for the API and worker (default: a fresh PostgreSQL database on $"+postgresEnv+" when set, else SQLite in the work dir)")
 		concurent = flag.Int("agent-max-concurrent", 32, "--max-concurrent of each node agent")
 		compare   = flag.String("compare-bin", "", "another cloudimages binary whose node agent joins the transfer benchmark (to measure a change)")
+		many      = flag.Int("wholepath-many", 1000, "concurrent downloads of the wholepath part's request count, once with long-polls and once polled")
 	)
 	flag.Parse()
+	wholePathMany = *many
 	code, err := run(*size, *rounds, *n, *only, *scale, *dir, *database, *compare, *concurent)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -128,6 +133,8 @@ func run(size int64, rounds, n int, only, scaleList, dir, database, compareBin s
 			b.benchConvert(ctx, size)
 		case "upload":
 			b.benchUpload(ctx)
+		case "wholepath":
+			b.benchWholePath(ctx, wholePathMany)
 		}
 	}
 	fmt.Printf("\ncloudimages bench — %s — %d CPUs, %s, load average %s at the start and %s at the end, took %s\n\n",
@@ -148,7 +155,7 @@ func (b *bench) setUp(ctx context.Context, size int64, database, compareBin stri
 		return err
 	}
 	var err error
-	if selected["transfer"] || selected["tls"] || selected["bandwidth"] || selected["upload"] {
+	if selected["transfer"] || selected["tls"] || selected["bandwidth"] || selected["upload"] || selected["wholepath"] {
 		fmt.Fprintf(os.Stderr, "bench: source file of %s in %s\n", mib(size), srcDir)
 		if b.big, err = makeSource(srcDir, fmt.Sprintf("big-%d.img", size), size); err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -197,12 +198,17 @@ func (s *stack) close() {
 // agentProxy forwards to one agent and notes when each POST /v1/downloads
 // arrives, by download id: the moment the node receives a start request.
 type agentProxy struct {
-	addr string
-	srv  *http.Server
+	addr    string
+	handler http.Handler
+	srvMu   sync.Mutex
+	srv     *http.Server
 
 	mu     sync.Mutex
 	starts map[string][]time.Time
 	polls  map[string]int // GET /v1/downloads/{id}: the worker's watch polls
+	// hideLongPoll takes long_poll out of the agent's health: the worker
+	// then polls it as before the feature (the wholepath part's baseline).
+	hideLongPoll atomic.Bool
 }
 
 func startAgentProxy(target string) (*agentProxy, error) {
@@ -214,7 +220,13 @@ func startAgentProxy(target string) (*agentProxy, error) {
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
 	// A killed agent is part of the failover benchmark: answer 502 quietly.
 	rp.ErrorLog = log.New(io.Discard, "", 0)
-	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if !p.hideLongPoll.Load() || resp.Request.URL.Path != "/v1/health" || resp.StatusCode != http.StatusOK {
+			return nil
+		}
+		return withoutLongPoll(resp)
+	}
+	p.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && strings.TrimSuffix(r.URL.Path, "/") == "/v1/downloads" {
 			at := time.Now()
 			body, _ := io.ReadAll(r.Body)
@@ -233,12 +245,65 @@ func startAgentProxy(target string) (*agentProxy, error) {
 			p.mu.Unlock()
 		}
 		rp.ServeHTTP(w, r)
-	})}
-	go p.srv.Serve(ln)
+	})
+	p.serve(ln)
 	return p, nil
 }
 
-func (p *agentProxy) close() { p.srv.Close() }
+func (p *agentProxy) serve(ln net.Listener) {
+	p.srvMu.Lock()
+	defer p.srvMu.Unlock()
+	p.srv = &http.Server{Handler: p.handler}
+	go p.srv.Serve(ln)
+}
+
+func (p *agentProxy) close() {
+	p.srvMu.Lock()
+	defer p.srvMu.Unlock()
+	p.srv.Close()
+}
+
+// reopen serves again on the same address after close: the failover part
+// closes the proxy with its killed agent, so that the worker finds the
+// node's port closed (refused), as it would without a proxy, instead of a
+// proxy answering 502 for it.
+func (p *agentProxy) reopen() error {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		return err
+	}
+	p.serve(ln)
+	return nil
+}
+
+// withoutLongPoll rewrites a health answer without long_poll in features.
+func withoutLongPoll(resp *http.Response) error {
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	var h map[string]any
+	if err := json.Unmarshal(body, &h); err != nil {
+		return err
+	}
+	if fs, ok := h["features"].([]any); ok {
+		kept := fs[:0]
+		for _, f := range fs {
+			if f != agentclient.FeatureLongPoll {
+				kept = append(kept, f)
+			}
+		}
+		h["features"] = kept
+	}
+	if body, err = json.Marshal(h); err != nil {
+		return err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return nil
+}
 
 // startRequests returns the start requests seen, by download id.
 func (p *agentProxy) startRequests() map[string][]time.Time {

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"errors"
 	"io"
 	"net"
 	"sync"
@@ -97,21 +96,18 @@ func (p *TCPProxy) forward(client net.Conn) {
 		server.Close()
 		return
 	}
-	defer p.untrack(client, server)
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
-		_, err := io.Copy(dst, src)
-		if err == nil || errors.Is(err, net.ErrClosed) {
-			// One side ended: end the other the same way.
-			if tc, ok := dst.(*net.TCPConn); ok {
-				_ = tc.CloseWrite()
-			}
-		}
+		io.Copy(dst, src)
 		done <- struct{}{}
 	}
 	go pipe(server, client)
 	go pipe(client, server)
+	// Either side gone ends the connection on the other, as a direct one
+	// would: a client killed mid-transaction must not leave its server
+	// session (and the row locks it holds) open behind the proxy.
 	<-done
+	p.untrack(client, server)
 	<-done
 }
 

@@ -10,12 +10,20 @@ import (
 
 // echoServer answers every line with the same line.
 func echoServer(t *testing.T) string {
+	addr, _ := echoServerClosing(t)
+	return addr
+}
+
+// echoServerClosing is echoServer that also tells when a connection of
+// its ended (its client closed or reset it).
+func echoServerClosing(t *testing.T) (string, <-chan struct{}) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	closed := make(chan struct{}, 100)
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -25,10 +33,11 @@ func echoServer(t *testing.T) string {
 			go func() {
 				defer c.Close()
 				io.Copy(c, c)
+				closed <- struct{}{}
 			}()
 		}
 	}()
-	return l.Addr().String()
+	return l.Addr().String(), closed
 }
 
 // roundTrip sends a line through c and reads it back.
@@ -74,5 +83,26 @@ func TestTCPProxyCutResetsAndRefusesUntilRestored(t *testing.T) {
 	defer c.Close()
 	if err := roundTrip(c); err != nil {
 		t.Fatalf("after Restore: %v", err)
+	}
+}
+
+// TestTCPProxyEndsTheServerSideWhenItsClientDies: a client killed (its
+// connection reset) ends its connection to the server too, as without the
+// proxy; otherwise a PostgreSQL session would stay open, holding its locks.
+func TestTCPProxyEndsTheServerSideWhenItsClientDies(t *testing.T) {
+	addr, closed := echoServerClosing(t)
+	p := NewTCPProxy(t, addr)
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := roundTrip(c); err != nil {
+		t.Fatal(err)
+	}
+	reset(c)
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server's side of the connection is still open 30s after its client died")
 	}
 }

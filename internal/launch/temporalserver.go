@@ -2,10 +2,12 @@ package launch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -44,11 +46,19 @@ func (t *TemporalServer) SetupSchema(ctx context.Context) error {
 }
 
 // Process returns the server's process, logging to logPath and ready when
-// it serves the default namespace (which it registers when missing). After
-// a change of t (a new port), Apply it before the next start.
+// this run said it serves (it registered the default namespace when
+// missing, and its shards answer) and the frontend answers for the default
+// namespace. After a change of t (a new port), Apply it before the next
+// start.
 func (t *TemporalServer) Process(logPath string) *Process {
-	p := &Process{Name: "temporal-server", Path: t.Bin, LogPath: logPath, ReadyTimeout: 3 * time.Minute,
-		Ready: func(ctx context.Context, _ int) error { return TemporalServes(ctx, t.Address()) }}
+	p := &Process{Name: "temporal-server", Path: t.Bin, LogPath: logPath, ReadyTimeout: 6 * time.Minute}
+	p.Ready = func(ctx context.Context, _ int) error {
+		log := p.Log()
+		if !strings.Contains(log[max(strings.LastIndex(log, "---- start"), 0):], " serving at ") {
+			return errors.New("temporal-server has not said it serves yet")
+		}
+		return TemporalServes(ctx, t.Address())
+	}
 	t.Apply(p)
 	return p
 }

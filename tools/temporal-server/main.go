@@ -348,7 +348,8 @@ func (s *startFlags) serverConfig(store, vis *config.SQL, host string, ports map
 
 // registerNamespaces registers the namespaces that do not exist yet, then
 // waits until the frontend serves them (its namespace cache refreshes every
-// few seconds), so that "serving" printed after it means usable.
+// few seconds), so that "serving" printed after it means usable. A restart
+// finds them registered and registers nothing.
 func registerNamespaces(ctx context.Context, address string, names []string, retention time.Duration) error {
 	conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -356,35 +357,53 @@ func registerNamespaces(ctx context.Context, address string, names []string, ret
 	}
 	defer conn.Close()
 	wf := workflowservice.NewWorkflowServiceClient(conn)
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
+	// try calls f with a deadline of its own until it succeeds, so that one
+	// call stuck on a server still taking its shards is not the last one.
+	try := func(what string, f func(context.Context) error) error {
+		for {
+			call, cancel := context.WithTimeout(ctx, 15*time.Second)
+			err := f(call)
+			cancel()
+			if err == nil {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			time.Sleep(200 * time.Millisecond) // the frontend is still starting
+		}
+	}
 	for _, name := range names {
 		name = strings.TrimSpace(name)
 		if name == "" {
 			continue
 		}
-		for {
-			_, err := wf.RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{
+		err := try("register namespace "+name, func(ctx context.Context) error {
+			_, err := wf.DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: name})
+			var notFound *serviceerror.NamespaceNotFound
+			if !errors.As(err, &notFound) {
+				return err
+			}
+			_, err = wf.RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{
 				Namespace: name, WorkflowExecutionRetentionPeriod: durationpb.New(retention),
 			})
 			var exists *serviceerror.NamespaceAlreadyExists
-			if err == nil || errors.As(err, &exists) {
-				break
+			if errors.As(err, &exists) {
+				return nil
 			}
-			if ctx.Err() != nil {
-				return fmt.Errorf("register namespace %s: %w", name, err)
-			}
-			time.Sleep(200 * time.Millisecond) // the frontend is still starting
+			return err
+		})
+		if err != nil {
+			return err
 		}
-		for {
+		err = try("namespace "+name+" not served", func(ctx context.Context) error {
 			_, err := wf.ListOpenWorkflowExecutions(ctx, &workflowservice.ListOpenWorkflowExecutionsRequest{Namespace: name, MaximumPageSize: 1})
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return fmt.Errorf("namespace %s not served: %w", name, err)
-			}
-			time.Sleep(200 * time.Millisecond)
+			return err
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -47,6 +47,7 @@ import (
 	sqltool "go.temporal.io/server/tools/sql"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -383,14 +384,14 @@ func registerNamespaces(ctx context.Context, address string, names []string, ret
 		err := try("register namespace "+name, func(ctx context.Context) error {
 			_, err := wf.DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: name})
 			var notFound *serviceerror.NamespaceNotFound
-			if !errors.As(err, &notFound) {
-				return err
+			if !errors.As(serviceError(err), &notFound) {
+				return err // nil: registered already
 			}
 			_, err = wf.RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{
 				Namespace: name, WorkflowExecutionRetentionPeriod: durationpb.New(retention),
 			})
 			var exists *serviceerror.NamespaceAlreadyExists
-			if errors.As(err, &exists) {
+			if errors.As(serviceError(err), &exists) {
 				return nil
 			}
 			return err
@@ -407,6 +408,16 @@ func registerNamespaces(ctx context.Context, address string, names []string, ret
 		}
 	}
 	return nil
+}
+
+// serviceError turns a gRPC status into Temporal's typed error (what the
+// SDK's client does for its callers), so that errors.As finds
+// NamespaceNotFound and NamespaceAlreadyExists.
+func serviceError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return serviceerror.FromStatus(status.Convert(err))
 }
 
 func freePort(host string) (int, error) {

@@ -131,6 +131,13 @@ func TestTopologySurvivesItsFaults(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	// Every part still runs after its fault: none came back only to die
+	// later (a server that answers at once and exits after a deadline).
+	for _, p := range append(append([]*testenv.Process{top.Temporal}, top.Workers...), top.APIServers...) {
+		if !p.Running() {
+			t.Errorf("%s is not running at the end", p.Name())
+		}
+	}
 
 	for i, img := range images {
 		img = getImage(t, top.Stack, img.ID)

@@ -14,6 +14,8 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -140,4 +142,11 @@ func Bearer(authorization string) string {
 		return ""
 	}
 	return strings.TrimSpace(token)
+}
+
+// MintFileRead returns a token that lets its bearer read one published
+// file of the node whose credential is given (GET /v1/pools/{pool}/files/{file}),
+// until expiry: what a worker hands a peer that copies the file.
+func MintFileRead(credential, poolID, fileName string, expiry time.Time) string {
+	return Mint(credential, http.MethodGet, "/v1/pools/"+url.PathEscape(poolID)+"/files/"+url.PathEscape(fileName), expiry)
 }

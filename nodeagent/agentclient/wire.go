@@ -77,6 +77,20 @@ type DownloadRequest struct {
 	// --max-bandwidth caps all of them together). Sent only to agents
 	// whose health names FeatureBandwidthLimit.
 	MaxBytesPerSecond int64 `json:"max_bytes_per_second,omitempty"`
+	// Peer, instead of URL, names another node's published file to copy.
+	// Sent only to agents whose health names FeaturePeerCopy.
+	Peer *PeerSource `json:"peer,omitempty"`
+}
+
+// PeerSource is another node's published file that a download copies,
+// over that node's GET /v1/pools/{pool}/files/{file}, with a token scoped
+// to that file (nodeauth.MintFileRead with the source node's credential).
+type PeerSource struct {
+	NodeID   string `json:"node_id"`
+	Address  string `json:"address"`
+	PoolID   string `json:"pool_id"`
+	FileName string `json:"file_name"`
+	Token    string `json:"token"`
 }
 
 // URLs are the request's URL and then its mirrors, in the order tried.
@@ -172,6 +186,9 @@ const (
 	FeatureMaxImageSize = "max_image_size"
 	// FeatureMinFree: each pool keeps a free-space reserve (--min-free).
 	FeatureMinFree = "min_free"
+	// FeaturePeerCopy: a download may copy another node's published file
+	// (DownloadRequest.Peer), and the agent serves its own to peers.
+	FeaturePeerCopy = "peer_copy"
 	// FeatureNoReplacePublish: publishing never replaces an existing file;
 	// a taken name is a conflict.
 	FeatureNoReplacePublish = "noreplace_publish"

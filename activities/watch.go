@@ -186,6 +186,12 @@ func (w *watch) failed(fe *fault.Error) error {
 	if fe == nil {
 		return failover(fault.Internal, "node %s: the download failed without a reason", w.job.NodeID)
 	}
+	if w.job.PeerImageID != "" && fe.Code != fault.DiskFull {
+		// A copy from a peer that fails is first the source's fault (gone,
+		// killed, its file unreadable): the workflow copies from another
+		// READY copy, or from the mirror, on the same target.
+		return peerFailed(fe.Code, "node %s: copying image %s from its peer failed: %s: %s", w.job.NodeID, w.job.PeerImageID, fe.Code, fe.Message)
+	}
 	if fe.Retryable && fe.Code != fault.DiskFull {
 		return failover(fe.Code, "node %s: %s: %s", w.job.NodeID, fe.Code, fe.Message)
 	}
@@ -249,7 +255,7 @@ func (w *watch) resendCredential(ctx context.Context) error {
 	if err != nil {
 		return asStoreError(err)
 	}
-	req, err := w.a.downloadRequest(ctx, w.job, node)
+	req, _, err := w.a.peerOrURLRequest(ctx, w.job, node)
 	if err != nil {
 		return err
 	}

@@ -114,7 +114,7 @@ func (d *download) failover(ctx workflow.Context, nodeID, reason, code string) e
 	if !d.plan.Shared {
 		// Not waited for: a node that is unreachable would hold the
 		// download up for the clean-up's timeouts.
-		req := activities.CancelRequest{NodeID: nodeID, DownloadID: d.imageID}
+		req := activities.CancelRequest{NodeID: nodeID, DownloadID: d.downloadID()}
 		f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cleanupOptions), a.CancelOnNode, req)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			if err := f.Get(ctx, nil); err != nil {

@@ -35,6 +35,12 @@ type download struct {
 	waitingMessage string
 	recording      workflow.Mutex
 	upload         bool      // an upload: its node must receive uploads
+	// peer is the copy the current job reads from (nil: the mirror), and
+	// deadPeers the copies (image ids) that failed this download; each
+	// such failure starts a new node-side job (switches counts them).
+	peer      *activities.PeerUsed
+	deadPeers []string
+	switches  int
 	movedAt        time.Time // when the node last reported more bytes
 }
 

@@ -30,6 +30,11 @@ func (d *download) pickNode(ctx workflow.Context) (activities.Candidate, error) 
 		if d.mirrorUnreachable() {
 			return activities.Candidate{}, fault.New(fault.UpstreamError, "%s", d.mirrorMessage())
 		}
+		if d.in.DistributionID != "" && d.poolFull() {
+			// A distribution's copy into a pool whose every node was full
+			// fails as such at once: the distribution names the pool.
+			return activities.Candidate{}, fault.New(fault.DiskFull, "%s", d.fullMessage())
+		}
 		waited := workflow.Now(ctx).Sub(start)
 		left := d.plan.NoNodeTimeout - waited
 		if left <= 0 {

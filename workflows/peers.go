@@ -3,11 +3,13 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/quantix/cloudimages/activities"
+	"github.com/quantix/cloudimages/fault"
 )
 
 // downloadID is the node-side job id: the image's, and after the copy's
@@ -47,4 +49,24 @@ func (d *download) leavePeer(ctx workflow.Context, job activities.Job) {
 			workflow.GetLogger(ctx).Warn("remove the job whose source failed", "image_id", d.imageID, "node_id", job.NodeID, "error", err)
 		}
 	})
+}
+
+// poolFull reports whether every node tried so far gave up because its
+// disk was full.
+func (d *download) poolFull() bool {
+	for _, f := range d.failovers {
+		if f.Code != fault.DiskFull {
+			return false
+		}
+	}
+	return len(d.failovers) > 0
+}
+
+func (d *download) fullMessage() string {
+	var tried []string
+	for _, f := range d.failovers {
+		tried = append(tried, fmt.Sprintf("%s (%s)", f.NodeID, f.Reason))
+	}
+	return fmt.Sprintf("pool %q has no room for the image on any node tried: %s. Free space in the pool (or lower its agents' --min-free), then post the distribution again to retry this pool.",
+		d.plan.PoolID, strings.Join(tried, "; "))
 }

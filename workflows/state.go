@@ -34,14 +34,14 @@ type download struct {
 	waitingUntil   *time.Time
 	waitingMessage string
 	recording      workflow.Mutex
-	upload         bool      // an upload: its node must receive uploads
+	upload         bool // an upload: its node must receive uploads
 	// peer is the copy the current job reads from (nil: the mirror), and
 	// deadPeers the copies (image ids) that failed this download; each
 	// such failure starts a new node-side job (switches counts them).
 	peer      *activities.PeerUsed
 	deadPeers []string
 	switches  int
-	movedAt        time.Time // when the node last reported more bytes
+	movedAt   time.Time // when the node last reported more bytes
 }
 
 func newDownload(ctx workflow.Context, in Input) *download {

@@ -71,13 +71,25 @@ type distribution struct {
 	failed  []string        // pools whose copy failed
 	code    string          // the first failure's contract code
 	sel     workflow.Selector
+	// rctx records copies: disconnected, so that a copy that ends after a
+	// cancel is still recorded as it ended.
+	rctx workflow.Context
 }
 
 func newDistribution(ctx workflow.Context, in DistributeInput) *distribution {
 	if in.MaxParallel < 1 {
 		in.MaxParallel = DefaultMaxParallel
 	}
-	return &distribution{in: in, load: map[string]int{}, nodeOf: map[string]string{}, ready: map[string]bool{}, sel: workflow.NewSelector(ctx)}
+	rctx, _ := workflow.NewDisconnectedContext(ctx)
+	r := &distribution{in: in, load: map[string]int{}, nodeOf: map[string]string{}, ready: map[string]bool{}, sel: workflow.NewSelector(ctx), rctx: rctx}
+	// A cancel wakes the loop (once), which then waits for the copies to stop.
+	wake := workflow.NewBufferedChannel(rctx, 1)
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		gctx.Done().Receive(gctx, nil)
+		wake.SendAsync(true)
+	})
+	r.sel.AddReceive(wake, func(c workflow.ReceiveChannel, _ bool) { c.ReceiveAsync(nil) })
+	return r
 }
 
 func (r *distribution) run(ctx workflow.Context) {
@@ -206,7 +218,7 @@ func (r *distribution) start(ctx workflow.Context, pc activities.PlannedCopy, sr
 // copied records a finished copy: READY, it becomes a source.
 func (r *distribution) copied(ctx workflow.Context, pc activities.PlannedCopy, res Result, err error) {
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && temporal.IsCanceledError(err) {
 			return // cancelled: recorded once every copy has stopped
 		}
 		code, msg := failure(err)
@@ -238,7 +250,7 @@ func (r *distribution) wait(ctx workflow.Context, pc activities.PlannedCopy) {
 		r.waiting--
 		var status string
 		err := f.Get(ctx, &status)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && temporal.IsCanceledError(err) {
 			return
 		}
 		if err == nil && status != imagestate.Ready {
@@ -280,7 +292,7 @@ func (r *distribution) drain(ctx workflow.Context) {
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
 	for r.running+r.waiting > 0 {
-		r.sel.Select(dctx)
+		r.sel.Select(dctx) // ctx.Done() is ready now: each turn ends at most one copy
 	}
 }
 
@@ -319,8 +331,8 @@ func (r *distribution) result(status string) DistributeResult {
 // the copy itself happened, and its image record says so.
 func (r *distribution) record(ctx workflow.Context, rec activities.CopyRecord) {
 	rec.DistributionID = r.in.DistributionID
-	lctx := workflow.WithLocalActivityOptions(ctx, localOptions)
-	if err := workflow.ExecuteLocalActivity(lctx, a.RecordCopy, rec).Get(ctx, nil); err != nil {
+	lctx := workflow.WithLocalActivityOptions(r.rctx, localOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, a.RecordCopy, rec).Get(r.rctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("record a copy", "distribution_id", r.in.DistributionID, "pool_id", rec.PoolID, "error", err)
 	}
 }

@@ -49,6 +49,10 @@ type Job struct {
 	// PeerImageID is the copy the started job reads from ("" for URL): a
 	// failure of the job is then first the source's (PeerFailedError).
 	PeerImageID string `json:",omitempty"`
+	// Failed are the nodes that already failed in this download: a node
+	// that dies is left at once only for a node not among them (the pick
+	// would refuse those).
+	Failed []string `json:",omitempty"`
 }
 
 // Started is the node-side job as the node reported it when started.

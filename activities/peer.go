@@ -8,18 +8,17 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/nodeauth"
 	"github.com/quantix/cloudimages/store"
 )
 
-// peerTokenExpiry is when the token a target reads its source's file with
-// expires: 40 to 50 minutes from now, the same for every request made in
-// the same ten minutes, so that a retried start sends the agent the very
-// same request (another token would be another request: 409).
-func peerTokenExpiry(now time.Time) time.Time {
-	return now.Truncate(10 * time.Minute).Add(nodeauth.MaxLifetime - 10*time.Minute)
-}
+// peerTokenLifetime is how long the token a target reads its source's
+// file with lives: as long as nodeauth allows, for a large copy's
+// reconnects. Requests differing only in the token (or the peer) are the
+// same request to the agent, so a retried start is no conflict.
+const peerTokenLifetime = nodeauth.MaxLifetime
 
 // PeerUsed is the READY copy a job copies from.
 type PeerUsed struct {
@@ -40,8 +39,13 @@ func (a *Activities) peerOrURLRequest(ctx context.Context, job Job, node store.N
 		return req, nil, nil
 	}
 	src, peer, ok, err := a.resolvePeer(ctx, job)
-	if err != nil || !ok {
+	if err != nil {
 		return req, nil, err
+	}
+	if !ok {
+		// The agent holds this job as a peer copy (or will): the mirror is
+		// another request, under another id, which the workflow starts.
+		return req, nil, peerFailed(fault.NoNodeAvailable, "no READY copy is left to copy image %s from", job.ImageID)
 	}
 	req.URL, req.Mirrors, req.Credential = "", nil, nil
 	req.Peer = &peer
@@ -80,10 +84,10 @@ func (a *Activities) resolvePeer(ctx context.Context, job Job) (store.Image, age
 		if n.Status == store.NodeOffline {
 			continue
 		}
-		token := nodeauth.MintFileRead(nodeauth.Credential(a.NodeToken, n.ID), img.PoolID, img.FileName, peerTokenExpiry(time.Now()))
+		token := nodeauth.MintFileRead(nodeauth.Credential(a.NodeToken, n.ID), img.PoolID, img.FileName, time.Now().Add(peerTokenLifetime))
 		return img, agentclient.PeerSource{NodeID: n.ID, Address: n.Address, PoolID: img.PoolID, FileName: img.FileName, Token: token}, true, nil
 	}
-	activity.GetLogger(ctx).Info("no READY copy is left to copy from: downloading from the mirror", "image_id", job.ImageID, "node_id", job.NodeID)
+	activity.GetLogger(ctx).Info("no READY copy is left to copy from", "image_id", job.ImageID, "node_id", job.NodeID)
 	return store.Image{}, agentclient.PeerSource{}, false, nil
 }
 

@@ -110,19 +110,20 @@ func (d *download) transfer(ctx workflow.Context) (activities.Finished, error) {
 func (d *download) downloadOn(ctx workflow.Context, node activities.Candidate) (activities.Finished, error) {
 	job := d.job(node)
 	for {
-		if err := d.startOn(ctx, job); err != nil {
-			return activities.Finished{}, err
+		var fin activities.Finished
+		var paused bool
+		err := d.startOn(ctx, job)
+		if err == nil {
+			if d.peer != nil {
+				job.PeerImageID = d.peer.ImageID
+			}
+			fin, paused, err = d.watchOn(ctx, node, job)
 		}
-		if d.peer != nil {
-			job.PeerImageID = d.peer.ImageID
-		}
-		fin, paused, err := d.watchOn(ctx, node, job)
 		if d.peerFailed(ctx, err) {
-			d.leavePeer(ctx, job)
-			job = d.job(node)
+			job = d.leavePeer(ctx, job, node, err)
 			continue
 		}
-		if !paused {
+		if err != nil || !paused {
 			return fin, err
 		}
 		if err := d.waitForWindow(ctx); err != nil {
@@ -154,7 +155,7 @@ func (d *download) job(node activities.Candidate) activities.Job {
 		FileName: d.plan.FileName, URL: d.src.URL, Checksum: d.src.Checksum, Format: d.src.Format, SizeBytes: d.src.SizeBytes,
 		Shared: d.plan.Shared, Attempt: d.attempt, ImageFormat: d.plan.ImageFormat, NodeConverts: node.Converts,
 		Mirrors: d.src.Mirrors, Credential: d.src.Credential, NodeFeatures: node.Features,
-		MaxBytesPerSecond: d.in.MaxBytesPerSecond, Peers: d.in.Peers, DeadPeers: d.deadPeers}
+		MaxBytesPerSecond: d.in.MaxBytesPerSecond, Failed: d.failed, Peers: d.peers(), DeadPeers: d.deadPeers}
 }
 
 // markReady records the published file. It runs even when a cancel

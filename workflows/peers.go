@@ -12,20 +12,28 @@ import (
 	"github.com/quantix/cloudimages/fault"
 )
 
-// downloadID is the node-side job id: the image's, and after the copy's
-// source failed it, a new one per source (the agent holds one request per
-// id, and the next source is another request).
+// downloadID is the node-side job id: the image's, or, once a copy from
+// peers gave up for the mirror, another one (the agent holds one request
+// per id, and a mirror download is another request than a peer copy).
 func (d *download) downloadID() string {
-	if d.switches == 0 {
-		return d.imageID
+	if d.toMirror {
+		return d.imageID + "-mirror"
 	}
-	return fmt.Sprintf("%s-s%d", d.imageID, d.switches)
+	return d.imageID
 }
 
-// peerFailed reports whether a copy from a peer failed because of its
+// peers are the READY copies the download may still copy from.
+func (d *download) peers() []string {
+	if d.toMirror {
+		return nil
+	}
+	return d.in.Peers
+}
+
+// peerFailed reports whether a copy from peers failed because of its
 // source (activities.PeerFailedError), not of the target.
 func (d *download) peerFailed(ctx workflow.Context, err error) bool {
-	if err == nil || d.peer == nil || ctx.Err() != nil {
+	if err == nil || len(d.peers()) == 0 || ctx.Err() != nil {
 		return false
 	}
 	var appErr *temporal.ApplicationError
@@ -33,22 +41,33 @@ func (d *download) peerFailed(ctx workflow.Context, err error) bool {
 }
 
 // leavePeer gives up the copy's source: it is not asked again in this
-// download, the failed job and its partial data are removed from the
-// target (in the background: the target is fine), and the next job reads
-// from the next READY copy, or from the mirror when none is left.
-func (d *download) leavePeer(ctx workflow.Context, job activities.Job) {
-	workflow.GetLogger(ctx).Warn("the copy's source failed; copying from another", "image_id", d.imageID,
-		"source_image_id", d.peer.ImageID, "source_node_id", d.peer.NodeID, "node_id", job.NodeID)
-	d.deadPeers = append(d.deadPeers, d.peer.ImageID)
-	d.peer = nil
-	d.switches++
-	req := activities.CancelRequest{NodeID: job.NodeID, DownloadID: job.DownloadID}
-	f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cleanupOptions), a.CancelOnNode, req)
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		if err := f.Get(ctx, nil); err != nil {
-			workflow.GetLogger(ctx).Warn("remove the job whose source failed", "image_id", d.imageID, "node_id", job.NodeID, "error", err)
-		}
-	})
+// download. While READY copies are left, the same node-side job is started
+// again naming the next one, and resumes from the bytes it has (the agent
+// keeps them: the bytes are pinned by the checksum, whichever peer sends
+// them). With none left, the job and its partial data are removed (in the
+// background: the target is fine) and the download goes to the mirror.
+func (d *download) leavePeer(ctx workflow.Context, job activities.Job, node activities.Candidate, err error) activities.Job {
+	workflow.GetLogger(ctx).Warn("the copy's source failed", "image_id", d.imageID, "node_id", job.NodeID, "error", err)
+	if d.peer != nil {
+		d.deadPeers = append(d.deadPeers, d.peer.ImageID)
+		d.peer = nil
+	}
+	var appErr *temporal.ApplicationError
+	var code string
+	if errors.As(err, &appErr) && appErr.HasDetails() {
+		_ = appErr.Details(&code)
+	}
+	if code == fault.NoNodeAvailable || len(d.deadPeers) >= len(d.in.Peers) {
+		d.toMirror = true
+		req := activities.CancelRequest{NodeID: job.NodeID, DownloadID: job.DownloadID}
+		f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cleanupOptions), a.CancelOnNode, req)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			if err := f.Get(ctx, nil); err != nil {
+				workflow.GetLogger(ctx).Warn("remove the peer copy left for the mirror", "image_id", d.imageID, "node_id", job.NodeID, "error", err)
+			}
+		})
+	}
+	return d.job(node)
 }
 
 // poolFull reports whether every node tried so far gave up because its

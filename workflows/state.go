@@ -36,11 +36,12 @@ type download struct {
 	recording      workflow.Mutex
 	upload         bool // an upload: its node must receive uploads
 	// peer is the copy the current job reads from (nil: the mirror), and
-	// deadPeers the copies (image ids) that failed this download; each
-	// such failure starts a new node-side job (switches counts them).
+	// deadPeers the copies (image ids) that failed this download. With no
+	// copy left, toMirror: the download goes to the mirror, under another
+	// node-side job id (the agent holds the first as a peer copy).
 	peer      *activities.PeerUsed
 	deadPeers []string
-	switches  int
+	toMirror  bool
 	movedAt   time.Time // when the node last reported more bytes
 }
 

@@ -63,7 +63,7 @@ func TestDistributionBadInputIsRefusedWithTheContractsCodes(t *testing.T) {
 func TestDistributionAllPoolsNeedsAPool(t *testing.T) {
 	e := newEnv(t, testenv.SQLite(t))
 	r := e.do("POST", "/v1/distributions", map[string]any{"catalog_id": "cirros-0.6.3", "all_pools": true})
-	if r.status != 422 || r.errCode(t) != "unprocessable_request" {
+	if r.status != 422 || r.errCode(t) != "unprocessable" {
 		t.Fatalf("all_pools with no pools: %d %s, want 422", r.status, r.body)
 	}
 }

@@ -39,7 +39,7 @@ type bench struct {
 }
 
 // parts are the benchmarks, in the order they run.
-var parts = []string{"transfer", "tls", "bandwidth", "overhead", "failover", "scale", "memory", "decompress", "compressed", "convert", "upload"}
+var parts = []string{"transfer", "tls", "bandwidth", "overhead", "failover", "scale", "memory", "decompress", "compressed", "convert", "upload", "distribute"}
 
 func main() {
 	var (
@@ -128,6 +128,8 @@ func run(size int64, rounds, n int, only, scaleList, dir, database, compareBin s
 			b.benchConvert(ctx, size)
 		case "upload":
 			b.benchUpload(ctx)
+		case "distribute":
+			b.benchDistribute(ctx)
 		}
 	}
 	fmt.Printf("\ncloudimages bench — %s — %d CPUs, %s, load average %s at the start and %s at the end, took %s\n\n",

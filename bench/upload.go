@@ -34,17 +34,25 @@ func (b *bench) benchUpload(ctx context.Context) {
 		b.rep.skip(part, err.Error())
 		return
 	}
-	plain, err := startPutServer(out)
+	plain, err := startPutServer(out, false)
 	if err != nil {
 		b.rep.skip(part, err.Error())
 		return
 	}
 	defer plain.Close()
+	synced, err := startPutServer(out, true)
+	if err != nil {
+		b.rep.skip(part, err.Error())
+		return
+	}
+	defer synced.Close()
 	dst := filepath.Join(out, src.Name)
-	curl := func(ctx context.Context, _ int) (outcome, error) {
-		defer os.Remove(dst)
-		o, _, err := timed(ctx, "curl", "-sS", "--fail", "-T", src.Path, "http://"+plain.Addr().String()+"/"+src.Name)
-		return o, err
+	curlTo := func(ln net.Listener) func(context.Context, int) (outcome, error) {
+		return func(ctx context.Context, _ int) (outcome, error) {
+			defer os.Remove(dst)
+			o, _, err := timed(ctx, "curl", "-sS", "--fail", "-T", src.Path, "http://"+ln.Addr().String()+"/"+src.Name)
+			return o, err
+		}
 	}
 	sides := []*uploadSide{{name: "CLI via API → node", bin: b.stack.bin, apiURL: b.stack.apiURL, api: b.stack.api}}
 	if b.compareBin != "" {
@@ -82,10 +90,13 @@ func (b *bench) benchUpload(ctx context.Context) {
 		b.rep.skip(part, "register the agents: "+err.Error())
 		return
 	}
-	cs := []*contestant{{name: "curl -T to a plain file server", run: curl}}
+	cs := []*contestant{{name: "curl -T to a plain file server", run: curlTo(plain)}}
 	for _, side := range sides {
 		cs = append(cs, &contestant{name: side.name + ", to READY", run: b.cliUpload(side, src)})
 	}
+	// What the disk adds: the upload path syncs the file before it
+	// acknowledges the last byte; the plain server never does.
+	cs = append(cs, &contestant{name: "curl -T to a file server that fsyncs before it answers", run: curlTo(synced)})
 	runRounds(ctx, cs, b.rounds)
 	b.rep.add(part, "file", fmt.Sprintf("%s, %d rounds; median rate, median of per-round ratios to curl -T", mib(src.Size), b.rounds))
 	perGiB := func(d time.Duration) string {
@@ -109,6 +120,8 @@ func (b *bench) benchUpload(ctx context.Context) {
 			if m := median(c.cpu); m > 0 {
 				b.rep.add(part, "CPU of curl per GiB", perGiB(m))
 			}
+		}
+		if i == 0 || i > len(sides) {
 			continue
 		}
 		side := sides[i-1]
@@ -172,8 +185,9 @@ func (b *bench) cliUpload(side *uploadSide, src source) func(context.Context, in
 }
 
 // startPutServer serves PUT /NAME into dir: the plainest file server,
-// which writes what it receives and nothing else.
-func startPutServer(dir string) (net.Listener, error) {
+// which writes what it receives and nothing else (with sync, it also
+// fsyncs the file before it answers).
+func startPutServer(dir string, sync bool) (net.Listener, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -189,6 +203,9 @@ func startPutServer(dir string) (net.Listener, error) {
 			return
 		}
 		_, err = io.Copy(f, r.Body)
+		if sync && err == nil {
+			err = f.Sync()
+		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}

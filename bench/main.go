@@ -36,6 +36,8 @@ type bench struct {
 	dropDB func()
 	// alt is an agent run from -compare-bin, an extra transfer contestant.
 	alt *agent
+	// compareBin is -compare-bin (the upload part runs its API and CLI too).
+	compareBin string
 }
 
 // wholePathMany is -wholepath-many.
@@ -54,7 +56,7 @@ func main() {
 		dir       = flag.String("dir", os.Getenv("BENCH_DIR"), "work dir; kept (with the cached source file) when given, else a temp dir removed at the end")
 		database  = flag.String("database", "", "database URL for the API and worker (default: a fresh PostgreSQL database on $"+postgresEnv+" when set, else SQLite in the work dir)")
 		concurent = flag.Int("agent-max-concurrent", 32, "--max-concurrent of each node agent")
-		compare   = flag.String("compare-bin", "", "another cloudimages binary whose node agent joins the transfer benchmark (to measure a change)")
+		compare   = flag.String("compare-bin", "", "another cloudimages binary whose node agent joins the transfer benchmark, and whose CLI, API and agent the upload benchmark (to measure a change)")
 		many      = flag.Int("wholepath-many", 1000, "concurrent downloads of the wholepath part's request count, once with long-polls and once polled")
 	)
 	flag.Parse()
@@ -74,7 +76,7 @@ func run(size int64, rounds, n int, only, scaleList, dir, database, compareBin s
 	if err != nil {
 		return 2, err
 	}
-	b := &bench{rounds: rounds, n: n}
+	b := &bench{rounds: rounds, n: n, compareBin: compareBin}
 	if b.scale, err = parseInts(scaleList); err != nil {
 		return 2, fmt.Errorf("-scale: %w", err)
 	}

@@ -138,13 +138,14 @@ type WaitingRequest struct {
 }
 
 // MarkWaiting records that the image is PENDING until its pool's next
-// transfer window: before it starts, or paused at the end of a window.
+// transfer window (before it starts, or paused at the end of a window),
+// or, before it starts, waiting for a node of its pool until a deadline.
 func (a *Activities) MarkWaiting(ctx context.Context, in WaitingRequest) error {
 	err := a.Store.Transition(ctx, in.ImageID, store.ToWaiting{Until: in.Until, Message: in.Message})
 	if err != nil {
 		return asStoreError(err)
 	}
-	activity.GetLogger(ctx).Info("waiting for a transfer window", "image_id", in.ImageID, "until", in.Until)
+	activity.GetLogger(ctx).Info("waiting", "image_id", in.ImageID, "until", in.Until, "message", in.Message)
 	return nil
 }
 

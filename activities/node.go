@@ -40,6 +40,10 @@ type Job struct {
 	// MaxBytesPerSecond caps the download's rate on the node (0: none),
 	// sent only to an agent that supports it.
 	MaxBytesPerSecond int64
+	// Failed are the nodes that already failed in this download: a node
+	// that dies is left at once only for a node not among them (the pick
+	// would refuse those).
+	Failed []string `json:",omitempty"`
 }
 
 // Started is the node-side job as the node reported it when started.

@@ -92,6 +92,7 @@ type watch struct {
 	lastStored time.Time
 	lastSignal time.Time
 	lastState  string
+	crash      crashCheck
 }
 
 func (w *watch) run(ctx context.Context) (Finished, error) {
@@ -119,7 +120,8 @@ func (w *watch) poll(ctx context.Context) (Finished, bool, error) {
 	// the connection but never answers (frozen, SIGSTOP, a half-dead
 	// network) would otherwise time the attempt out before it could count
 	// the node as unreachable, and every retry would hang the same way.
-	pctx, cancel := context.WithTimeout(ctx, w.pollTimeout())
+	asked, limit := time.Now(), w.pollLimit()
+	pctx, cancel := context.WithTimeout(ctx, limit)
 	d, err := w.client.Download(pctx, w.job.DownloadID)
 	timedOut := errors.Is(pctx.Err(), context.DeadlineExceeded)
 	cancel()
@@ -129,9 +131,11 @@ func (w *watch) poll(ctx context.Context) (Finished, bool, error) {
 		}
 		fe := fault.From(err)
 		if timedOut {
-			fe = fault.Retryable(fault.NodeUnreachable, "node %s did not answer within %s", w.job.NodeID, w.pollTimeout())
+			fe = fault.Retryable(fault.NodeUnreachable, "node %s did not answer within %s", w.job.NodeID, limit.Round(time.Millisecond))
+		} else if down := w.crashed(ctx, err); down != "" {
+			return Finished{}, false, failover(fault.NodeUnreachable, "node %s is down: %s", w.job.NodeID, down)
 		}
-		return Finished{}, false, w.unreachable(ctx, fe)
+		return Finished{}, false, w.unreachable(ctx, fe, asked)
 	}
 	w.details.UnreachableSince = nil
 	w.details.State, w.details.BytesDone, w.details.BytesPerSecond = d.State, d.BytesDone, d.BytesPerSecond
@@ -159,9 +163,22 @@ func (w *watch) pollTimeout() time.Duration {
 	return min(w.s.HeartbeatTimeout/3, 10*time.Second)
 }
 
-// unreachable handles a failed poll: within the grace period the watch
-// keeps trying; past it, the download fails over.
-func (w *watch) unreachable(ctx context.Context, fe *fault.Error) error {
+// pollLimit is the poll timeout, cut to what is left of the grace period
+// once the node is unreachable: a frozen node is failed over when its
+// grace ends, not up to a poll timeout later.
+func (w *watch) pollLimit() time.Duration {
+	limit := w.pollTimeout()
+	if since := w.details.UnreachableSince; since != nil {
+		limit = min(limit, max(w.s.NodeGrace-time.Since(*since), 100*time.Millisecond))
+	}
+	return limit
+}
+
+// unreachable handles a failed poll, asked at asked: within the grace
+// period the watch keeps trying; past it, the download fails over. The
+// grace counts from the first poll that got no answer, not from when that
+// poll gave up.
+func (w *watch) unreachable(ctx context.Context, fe *fault.Error, asked time.Time) error {
 	if fe.Code == fault.NotFound {
 		return failover(fault.NotFound, "node %s no longer knows download %s", w.job.NodeID, w.job.DownloadID)
 	}
@@ -170,7 +187,8 @@ func (w *watch) unreachable(ctx context.Context, fe *fault.Error) error {
 	}
 	now := time.Now().UTC()
 	if w.details.UnreachableSince == nil {
-		w.details.UnreachableSince = &now
+		since := asked.UTC()
+		w.details.UnreachableSince = &since
 		activity.GetLogger(ctx).Warn("node unreachable", "image_id", w.job.ImageID, "node_id", w.job.NodeID, "error", fe.Message)
 	}
 	activity.RecordHeartbeat(ctx, w.details)

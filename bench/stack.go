@@ -197,8 +197,10 @@ func (s *stack) close() {
 // agentProxy forwards to one agent and notes when each POST /v1/downloads
 // arrives, by download id: the moment the node receives a start request.
 type agentProxy struct {
-	addr string
-	srv  *http.Server
+	addr    string
+	handler http.Handler
+	srvMu   sync.Mutex
+	srv     *http.Server
 
 	mu     sync.Mutex
 	starts map[string][]time.Time
@@ -214,7 +216,7 @@ func startAgentProxy(target string) (*agentProxy, error) {
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
 	// A killed agent is part of the failover benchmark: answer 502 quietly.
 	rp.ErrorLog = log.New(io.Discard, "", 0)
-	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && strings.TrimSuffix(r.URL.Path, "/") == "/v1/downloads" {
 			at := time.Now()
 			body, _ := io.ReadAll(r.Body)
@@ -233,12 +235,36 @@ func startAgentProxy(target string) (*agentProxy, error) {
 			p.mu.Unlock()
 		}
 		rp.ServeHTTP(w, r)
-	})}
-	go p.srv.Serve(ln)
+	})
+	p.serve(ln)
 	return p, nil
 }
 
-func (p *agentProxy) close() { p.srv.Close() }
+func (p *agentProxy) serve(ln net.Listener) {
+	p.srvMu.Lock()
+	defer p.srvMu.Unlock()
+	p.srv = &http.Server{Handler: p.handler}
+	go p.srv.Serve(ln)
+}
+
+func (p *agentProxy) close() {
+	p.srvMu.Lock()
+	defer p.srvMu.Unlock()
+	p.srv.Close()
+}
+
+// reopen serves again on the same address after close: the failover part
+// closes the proxy with its killed agent, so that the worker finds the
+// node's port closed (refused), as it would without a proxy, instead of a
+// proxy answering 502 for it.
+func (p *agentProxy) reopen() error {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		return err
+	}
+	p.serve(ln)
+	return nil
+}
 
 // startRequests returns the start requests seen, by download id.
 func (p *agentProxy) startRequests() map[string][]time.Time {

@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"sync"
 	"syscall"
@@ -70,6 +71,9 @@ type transfer struct {
 	bufs         [][]byte
 	m            *mirrors      // the URLs of the file and the one in use
 	limit        *rate.Limiter // the request's own bandwidth cap (transport.go)
+	// peer is the client of a peer copy's source, for peerURL (peer.go).
+	peer    *http.Client
+	peerURL string
 }
 
 // download runs a job to its end: fetch (with resumes and retries),
@@ -80,6 +84,9 @@ func (s *Server) download(ctx context.Context, j *job) error {
 		return err
 	}
 	defer func() {
+		if t.peer != nil {
+			t.peer.CloseIdleConnections()
+		}
 		if t.f != nil {
 			t.f.Close()
 		}
@@ -94,7 +101,7 @@ func (s *Server) download(ctx context.Context, j *job) error {
 		}
 	}()
 	if err := t.fetch(ctx); err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || keepsPartial(t.req, err) {
 			t.checkpoint() // exact state: the next start resumes from here
 		}
 		return err
@@ -276,6 +283,10 @@ func (t *transfer) fetch(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
+		var refusal *peerRefusal
+		if errors.As(err, &refusal) {
+			return err // the same peer and token would answer the same
+		}
 		fe := fault.From(err)
 		if t.done-before >= minProgress {
 			failures, backoff = 0, cfg.RetryBackoff
@@ -301,6 +312,9 @@ func (t *transfer) fetch(ctx context.Context) error {
 		t.j.log.Warn("download attempt failed; retrying", "err", fe.Message, "bytes_done", t.done, "retry_in", backoff, "failures", failures)
 		select {
 		case <-time.After(backoff):
+		case <-t.j.sourceMoved:
+			failures, backoff = 0, cfg.RetryBackoff // another peer: a fresh start
+			continue
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}

@@ -95,6 +95,17 @@ type job struct {
 	// credReady is closed once it is there.
 	secret    *agentclient.Credential
 	credReady chan struct{}
+	// peer is a peer copy's source with its token (peer.go): in memory
+	// only, like secret, and replaced when the worker names another;
+	// sourceMoved wakes a transfer waiting to retry when it is.
+	peer        *agentclient.PeerSource
+	sourceMoved chan struct{}
+
+	// version grows with every change a GET would show: stateVersion is
+	// the version of the last change of state. changed, made when a
+	// long-poll waits, is closed at the next change (see longpoll.go).
+	version, stateVersion int64
+	changed               chan struct{}
 }
 
 // meter measures a rate from samples taken about a second apart.
@@ -116,7 +127,12 @@ func (m *meter) sample(done int64, now time.Time) {
 }
 
 func newJob(p *pool, rec record, log *slog.Logger) *job {
-	j := &job{pool: p, rec: rec, live: rec.BytesDone, done: make(chan struct{}), credReady: make(chan struct{})}
+	j := &job{pool: p, rec: rec, live: rec.BytesDone, done: make(chan struct{}), credReady: make(chan struct{}), sourceMoved: make(chan struct{}, 1)}
+	// Versions start at the clock, in microseconds, so that a job made
+	// again (a restart of the agent, a download started again) never
+	// reuses a version a worker still holds from the one before.
+	j.version = time.Now().UnixMicro()
+	j.stateVersion = j.version
 	j.served = fitServed(rec.MirrorBytes, len(rec.Request.URLs()))
 	j.log = log.With("download_id", rec.Request.ID, "pool_id", p.id, "file_name", rec.Request.FileName)
 	if agentclient.FinishedState(rec.State) || rec.State == agentclient.StatePaused {
@@ -147,7 +163,9 @@ func (j *job) record() record {
 func (j *job) update(f func(r *record)) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	before := j.rec.State
 	f(&j.rec)
+	j.bumpLocked(j.rec.State != before)
 }
 
 // save writes the job's record to its pool, unless another node has taken
@@ -191,6 +209,9 @@ func fenced(j *job) error {
 func (j *job) progress(done int64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if done != j.live {
+		j.bumpLocked(false)
+	}
 	j.live = done
 	j.rate.sample(done, time.Now())
 }
@@ -202,6 +223,9 @@ func (j *job) converted(done, total int64) {
 	defer j.mu.Unlock()
 	if total != j.convTotal {
 		j.convRate = meter{}
+	}
+	if done != j.convDone || total != j.convTotal {
+		j.bumpLocked(false)
 	}
 	j.convDone, j.convTotal = done, total
 	j.convRate.sample(done, time.Now())
@@ -228,9 +252,17 @@ func (j *job) snapshot() agentclient.Download {
 		Error:            r.Error,
 		StartedAt:        r.StartedAt,
 		FinishedAt:       r.FinishedAt,
+		Version:          j.version,
 	}
 	if d.BytesTotal <= 0 {
 		d.BytesTotal = r.Request.SizeBytes
+	}
+	d.Source = agentclient.SourceMirror
+	if r.Request.Peer != nil {
+		d.Source, d.Mirrors = agentclient.SourcePeer, nil
+		for _, n := range j.served {
+			d.BytesFromPeer += n
+		}
 	}
 	if d.Checksum == "" {
 		d.Checksum = r.Request.Checksum
@@ -253,6 +285,19 @@ func (j *job) finish(state string, fe *fault.Error) {
 		r.State, r.Error, r.FinishedAt = state, fe, &now
 		r.HashState = nil
 	})
+}
+
+// failKeeping fails a job and keeps its checkpoint (the hash state of the
+// partial data left in the pool), for a next try to resume (peer.go).
+func (j *job) failKeeping(fe *fault.Error) {
+	now := time.Now().UTC()
+	j.update(func(r *record) { r.State, r.Error, r.FinishedAt = agentclient.StateFailed, fe, &now })
+}
+
+// keptPartial reports whether a failed job kept its partial data.
+func (j *job) keptPartial() bool {
+	r := j.record()
+	return r.State == agentclient.StateFailed && len(r.HashState) > 0
 }
 
 // fileIntact reports whether a completed job's file is still in its pool

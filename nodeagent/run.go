@@ -34,6 +34,7 @@ func Run(ctx context.Context, cfg Config) error {
 		IdleTimeout:       2 * time.Minute,
 		TLSConfig:         tlsCfg,
 	}
+	srv.RegisterOnShutdown(s.drain)
 	pools := make([]string, 0, len(cfg.Pools))
 	for _, p := range cfg.Pools {
 		pools = append(pools, p.ID+"="+p.Dir)

@@ -145,7 +145,7 @@ func (d *download) job(node activities.Candidate) activities.Job {
 		FileName: d.plan.FileName, URL: d.src.URL, Checksum: d.src.Checksum, Format: d.src.Format, SizeBytes: d.src.SizeBytes,
 		Shared: d.plan.Shared, Attempt: d.attempt, ImageFormat: d.plan.ImageFormat, NodeConverts: node.Converts,
 		Mirrors: d.src.Mirrors, Credential: d.src.Credential, NodeFeatures: node.Features,
-		MaxBytesPerSecond: d.in.MaxBytesPerSecond}
+		MaxBytesPerSecond: d.in.MaxBytesPerSecond, Failed: d.failed}
 }
 
 // markReady records the published file. It runs even when a cancel

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/quantix/cloudimages/fault"
@@ -98,6 +99,28 @@ func (c *Client) Download(ctx context.Context, id string) (Download, error) {
 	return d, err
 }
 
+// DownloadAfter is Download held by the agent (FeatureLongPoll) until the
+// job is no longer at version after: at once when its state changed, when
+// only its bytes moved a second after the request at the earliest, and at
+// the latest after wait (then it comes back still at after). An agent
+// without the feature answers at once, with Version 0. The client's usual
+// 10 s bound does not apply: ctx bounds the request, and should allow wait
+// and then some for the answer to come.
+func (c *Client) DownloadAfter(ctx context.Context, id string, after int64, wait time.Duration) (Download, error) {
+	var d Download
+	q := url.Values{"after": {strconv.FormatInt(after, 10)}, "wait": {wait.String()}}
+	_, err := c.doWith(ctx, c.longPoll(), http.MethodGet, "/v1/downloads/"+url.PathEscape(id)+"?"+q.Encode(), nil, &d)
+	return d, err
+}
+
+// longPoll is the client's HTTP client without its overall timeout, for
+// requests the agent holds: their context bounds them instead.
+func (c *Client) longPoll() *http.Client {
+	hc := *c.http
+	hc.Timeout = 0
+	return &hc
+}
+
 // CancelDownload stops a download and removes its partial data. A download
 // the agent does not know is not an error: there is nothing left to remove.
 func (c *Client) CancelDownload(ctx context.Context, id string) error {
@@ -139,6 +162,10 @@ func (c *Client) Link(ctx context.Context, poolID, name, target string) (Link, e
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) (int, error) {
+	return c.doWith(ctx, c.http, method, path, in, out)
+}
+
+func (c *Client) doWith(ctx context.Context, hc *http.Client, method, path string, in, out any) (int, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -157,7 +184,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) (int,
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
 			return 0, ctxErr
@@ -165,7 +192,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) (int,
 		if untrusted(err) {
 			return 0, fault.Retryable(fault.NodeUnreachable, "node agent at %s: its TLS certificate is not trusted (%v): give the worker --agent-ca-file with the CA that signed the agents' certificates (--tls-cert)", c.base, err)
 		}
-		return 0, fault.Retryable(fault.NodeUnreachable, "node agent at %s does not answer: %v", c.base, err)
+		return 0, connError{fault.Retryable(fault.NodeUnreachable, "node agent at %s does not answer: %v", c.base, err), err}
 	}
 	defer resp.Body.Close()
 	return resp.StatusCode, c.answer(resp, method, path, out)
@@ -175,7 +202,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) (int,
 func (c *Client) answer(resp *http.Response, method, path string, out any) error {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return fault.Retryable(fault.NodeUnreachable, "node agent at %s: reading answer: %v", c.base, err)
+		return connError{fault.Retryable(fault.NodeUnreachable, "node agent at %s: reading answer: %v", c.base, err), err}
 	}
 	if resp.StatusCode >= 400 {
 		var eb fault.Body
@@ -249,4 +276,31 @@ func (c *Client) WriteUpload(ctx context.Context, id string, offset int64, body 
 	defer resp.Body.Close()
 	var u Upload
 	return u, c.answer(resp, http.MethodPatch, UploadPath(id), &u)
+}
+
+// connError is node_unreachable with the network error under it, so that
+// Refused and Dropped can tell how the connection failed.
+type connError struct {
+	fe    *fault.Error
+	cause error
+}
+
+func (e connError) Error() string   { return e.fe.Error() }
+func (e connError) Unwrap() []error { return []error{e.fe, e.cause} }
+
+// Refused reports whether the agent's host refused the connection: the
+// host is up and nothing listens on the agent's port, so the agent is not
+// running (killed, crashed, stopped). A frozen agent or a network that
+// drops packets does not refuse: it leaves the call to time out.
+func Refused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// Dropped reports whether a connection to the agent broke under a call:
+// reset, or closed before the whole answer came, as the connections of an
+// agent that dies are. Alone it proves little (a restart, a proxy); a
+// refused connection right after it says the agent is gone.
+func Dropped(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }

@@ -95,7 +95,10 @@ type Progress struct {
 	// WaitingUntil is set while a PENDING download waits for its pool's
 	// next transfer window: when it starts (or resumes) then, and Message
 	// says so ("waiting for a transfer window (22:00-06:00 Europe/Berlin)
-	// until …"). Absent otherwise.
+	// until …"); or while one not started yet waits for a node of its
+	// pool: until when it waits before it fails with no_node_available,
+	// and Message says why each node is refused ("waiting for a node of
+	// pool … until …"). Absent otherwise.
 	WaitingUntil *time.Time `json:"waiting_until,omitempty"`
 	Message      string     `json:"message,omitempty"`
 	// Mirrors says how many bytes each URL of the download served (the

@@ -1,0 +1,133 @@
+package nodeagent
+
+import (
+	"context"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/nodeagent/agentclient"
+)
+
+// A long-poll (GET /v1/downloads/{id}?wait=…&after=VERSION) lets the
+// worker learn of a job's changes when they happen instead of asking once
+// a second: the end of a download reaches it at once, and an idle or
+// queued download costs one request per wait rather than one a second.
+
+// bumpLocked counts a change of the job that a GET would show (state:
+// its state changed) and wakes the long-polls waiting for one. Called
+// with j.mu held.
+func (j *job) bumpLocked(state bool) {
+	j.version++
+	if state {
+		j.stateVersion = j.version
+	}
+	if j.changed != nil {
+		close(j.changed)
+		j.changed = nil
+	}
+}
+
+// wake counts a change of state without one: the job was replaced in the
+// agent's table (a download started again), so its waiters look again.
+func (j *job) wake() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.bumpLocked(true)
+}
+
+// versions are the job's version, the version of its last change of state,
+// and a channel closed at its next change.
+func (j *job) versions() (version, stateVersion int64, changed <-chan struct{}) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.changed == nil {
+		j.changed = make(chan struct{})
+	}
+	return j.version, j.stateVersion, j.changed
+}
+
+// longPoll is a GET's wait and after; wait 0 means answer at once.
+type longPoll struct {
+	wait  time.Duration
+	after int64
+}
+
+// parseLongPoll reads ?wait=DURATION&after=VERSION. wait needs after
+// (there is nothing to wait for a change from), and after without wait
+// answers at once; a wait past MaxLongPollWait is cut to it.
+func parseLongPoll(q url.Values) (longPoll, error) {
+	ws, as := q.Get("wait"), q.Get("after")
+	if ws == "" && as == "" {
+		return longPoll{}, nil
+	}
+	var lp longPoll
+	if as != "" {
+		after, err := strconv.ParseInt(as, 10, 64)
+		if err != nil || after < 0 {
+			return longPoll{}, fault.New(fault.InvalidRequest, "after=%q: want the version (a number ≥ 0) of the Download you have", as)
+		}
+		lp.after = after
+	}
+	if ws != "" {
+		wait, err := time.ParseDuration(ws)
+		if err != nil || wait < 0 {
+			return longPoll{}, fault.New(fault.InvalidRequest, "wait=%q: want a duration such as 25s (at most %s)", ws, agentclient.MaxLongPollWait)
+		}
+		if as == "" {
+			return longPoll{}, fault.New(fault.InvalidRequest, "wait needs after=VERSION: the version of the Download you have, which the answer waits to change from")
+		}
+		lp.wait = min(wait, agentclient.MaxLongPollWait)
+	}
+	return lp, nil
+}
+
+// await holds a GET of job id until the job is no longer at lp.after: at
+// once when its state changed since (or lp.after is not one of its
+// versions: a restarted agent, a job made again), once
+// LongPollProgressEvery has passed since the request came when only its
+// bytes moved, or at the end of the wait. It returns the job to answer
+// with (the table may hold a new one under the id by then), or false when
+// the id is gone.
+func (s *Server) await(ctx context.Context, id string, j *job, lp longPoll) (*job, bool) {
+	if lp.wait <= 0 {
+		return j, true
+	}
+	s.metrics.longPolls.Inc()
+	start := time.Now()
+	deadline := time.NewTimer(lp.wait)
+	defer deadline.Stop()
+	var progressDue <-chan time.Time // set once bytes moved, until the second is up
+	for {
+		cur, ok := s.job(id)
+		switch {
+		case !ok:
+			return nil, false
+		case cur != j:
+			return cur, true
+		}
+		version, stateVersion, changed := j.versions()
+		switch {
+		case version == lp.after:
+		case stateVersion > lp.after || lp.after > version:
+			return j, true
+		case time.Since(start) >= agentclient.LongPollProgressEvery:
+			return j, true
+		case progressDue == nil:
+			t := time.NewTimer(agentclient.LongPollProgressEvery - time.Since(start))
+			defer t.Stop()
+			progressDue = t.C
+		}
+		select {
+		case <-changed:
+		case <-progressDue:
+		case <-deadline.C:
+			return j, true
+		case <-ctx.Done():
+			return j, true // the caller went away: nothing reads the answer
+		case <-s.draining:
+			return j, true // the agent stops: answer now, not after Shutdown's wait
+		}
+	}
+}

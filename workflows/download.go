@@ -184,6 +184,9 @@ func (d *download) markReady(ctx workflow.Context, fin activities.Finished) (Res
 		return Result{}, err
 	}
 	d.setProgress(fin.SizeBytes, fin.SizeBytes, 0)
+	if fin.Mirrors != nil {
+		d.progress.Mirrors = fin.Mirrors
+	}
 	d.setStatus(ctx, imagestate.Ready)
 	return Result{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum,
 		FileChecksum: fin.FileChecksum, Format: fin.Format, Signature: d.src.Signature, SourceNodeID: sourceNode}, nil

@@ -174,13 +174,6 @@ func (w *watch) poll(ctx context.Context) (fin Finished, done, answered bool, er
 		fe := fault.From(err)
 		if timedOut {
 			fe = fault.Retryable(fault.NodeUnreachable, "node %s did not answer within %s", w.job.NodeID, timeout.Round(time.Millisecond))
-			if longPoll {
-				// A live agent answers a long-poll within its wait: this
-				// one may have frozen while it held the poll, as late as
-				// then. The grace counts from there, so a frozen node
-				// gets all of it.
-				asked = asked.Add(w.longPollWait())
-			}
 		} else if down := w.crashed(ctx, err); down != "" {
 			return Finished{}, false, false, failover(fault.NodeUnreachable, "node %s is down: %s", w.job.NodeID, down)
 		}

@@ -60,14 +60,22 @@ run: tools build
 
 vet:
 	$(GO) vet ./...
+	cd tools/temporal-server && $(GO) vet .
 
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-## test: vet, gofmt, and the whole suite with -race (PostgreSQL tests need CLOUDIMAGES_TEST_POSTGRES_URL)
-test: tools build web-test-deps test-deps fmt-check vet
-	CLOUDIMAGES_TEMPORAL_CLI=$(TEMPORAL) CLOUDIMAGES_BIN=$(BIN)/cloudimages $(GO) test $(GOTEST_FLAGS) ./...
+TEST_ENV = CLOUDIMAGES_TEMPORAL_CLI=$(TEMPORAL) CLOUDIMAGES_BIN=$(BIN)/cloudimages CLOUDIMAGES_TEMPORAL_SERVER=$(TEMPORAL_SERVER)
+
+## test: vet, gofmt, and the whole suite with -race (PostgreSQL tests, the topology's among them, need CLOUDIMAGES_TEST_POSTGRES_URL)
+test: tools temporal-server build web-test-deps test-deps fmt-check vet
+	$(TEST_ENV) $(GO) test $(GOTEST_FLAGS) ./...
+
+## test-topology: only the production topology's fault suite (Temporal server on PostgreSQL, API ×2,
+## workers ×2, two agents; needs CLOUDIMAGES_TEST_POSTGRES_URL); `make test` runs it too
+test-topology: tools temporal-server build
+	$(TEST_ENV) $(GO) test $(GOTEST_FLAGS) -run 'TestTopology' -v ./e2e/
 
 ## bench: throughput against curl and the other benchmarks; prints ratios
 bench: tools build

@@ -74,7 +74,11 @@ type Settings struct {
 	HeartbeatTimeout time.Duration
 	// PollInterval is how often the watch asks the node.
 	PollInterval time.Duration
-	// ProgressInterval is how often progress is written to the database.
+	// ProgressInterval is how often, at most, progress is written to the
+	// database. The default (0.5 s) is below the agent's pace (a
+	// long-poll answers byte progress about once a second, a poll comes
+	// once a PollInterval), so every answer is written and the events
+	// stream stays about a second behind the node.
 	ProgressInterval time.Duration
 	// SignalInterval is how often progress is signalled to the workflow.
 	// Every signal is a few history events, so it is kept coarse.
@@ -97,7 +101,7 @@ func (s Settings) WithDefaults() Settings {
 	def(&s.NodeGrace, 30*time.Second)
 	def(&s.HeartbeatTimeout, 20*time.Second)
 	def(&s.PollInterval, time.Second)
-	def(&s.ProgressInterval, 2*time.Second)
+	def(&s.ProgressInterval, 500*time.Millisecond)
 	def(&s.SignalInterval, 5*time.Second)
 	return s
 }

@@ -35,6 +35,9 @@ type fakeAgent struct {
 	cancel      []string
 	files       []string // pool/file of DELETE /v1/pools/{pool}/files/{file}
 
+	getCount  int // GETs of a download
+	waitCount int // of which asked to wait (?wait=)
+
 	polled   chan struct{} // closed when a download is first answered
 	pollOnce sync.Once
 }
@@ -89,6 +92,10 @@ func (f *fakeAgent) serve(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusNotFound, fault.Body{Error: fault.New(fault.NotFound, "no such download")})
 			return
 		}
+		f.getCount++
+		if r.URL.Query().Has("wait") {
+			f.waitCount++
+		}
 		d := f.script[0]
 		if len(f.script) > 1 {
 			f.script = f.script[1:]
@@ -110,6 +117,18 @@ func (f *fakeAgent) set(fn func(f *fakeAgent)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fn(f)
+}
+
+func (f *fakeAgent) gets() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.getCount
+}
+
+func (f *fakeAgent) waits() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.waitCount
 }
 
 func (f *fakeAgent) startCount() int {

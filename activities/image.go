@@ -186,6 +186,9 @@ type ReadyRequest struct {
 	ImageID string
 	Finished
 	Failovers []store.Failover
+	// Source is where the bytes came from when not the mirror
+	// (store.SourcePeer for a copy from another node).
+	Source string `json:",omitempty"`
 }
 
 // MarkReady records that the whole image is at Path and verified.
@@ -195,6 +198,11 @@ func (a *Activities) MarkReady(ctx context.Context, in ReadyRequest) error {
 		FileChecksum: in.FileChecksum, Failovers: in.Failovers})
 	if err != nil {
 		return asStoreError(err)
+	}
+	if in.Source != "" {
+		if err := a.Store.SetImageSource(ctx, in.ImageID, in.Source); err != nil {
+			return asStoreError(err)
+		}
 	}
 	activity.GetLogger(ctx).Info("image ready", "image_id", in.ImageID, "node_id", in.NodeID, "path", in.Path,
 		"format", in.Format, "compression", in.Compression)

@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -69,7 +70,8 @@ func (a *Activities) WatchDownload(ctx context.Context, job Job) (Finished, erro
 	} else if err != nil {
 		return Finished{}, err
 	}
-	w := &watch{a: a, job: job, client: c, s: a.settings(), began: time.Now()}
+	w := &watch{a: a, job: job, client: c, s: a.settings(), began: time.Now(),
+		longPoll: slices.Contains(job.NodeFeatures, agentclient.FeatureLongPoll)}
 	w.details = WatchDetails{NodeID: job.NodeID, DownloadID: job.DownloadID}
 	if activity.HasHeartbeatDetails(ctx) {
 		var prev WatchDetails
@@ -93,68 +95,137 @@ type watch struct {
 	lastSignal time.Time
 	lastState  string
 	crash      crashCheck
+	// longPoll: the node's agent has FeatureLongPoll; version is the
+	// Download's version it last answered with.
+	longPoll bool
+	version  int64
 }
 
 func (w *watch) run(ctx context.Context) (Finished, error) {
 	tick := time.NewTicker(w.s.PollInterval)
 	defer tick.Stop()
 	for {
-		if res, done, err := w.poll(ctx); done || err != nil {
+		res, done, answered, err := w.poll(ctx)
+		if done || err != nil {
 			return res, err
+		}
+		if answered && w.longPoll {
+			// The agent held the answer until something changed (or its
+			// wait was over): ask again at once.
+			continue
 		}
 		select {
 		case <-ctx.Done():
 			return Finished{}, ctx.Err()
 		case <-activity.GetWorkerStopChannel(ctx):
-			// Give the attempt back now, rather than after the heartbeat
-			// timeout: the next worker re-attaches at once.
-			return Finished{}, retryable("worker_stopping", "the worker is stopping; the next attempt re-attaches to the node's download")
+			return Finished{}, workerStopping()
 		case <-tick.C:
 		}
 	}
 }
 
-// poll asks the node once. done means the job ended well.
-func (w *watch) poll(ctx context.Context) (Finished, bool, error) {
+// workerStopping gives the attempt back now, rather than after the
+// heartbeat timeout: the next worker re-attaches at once.
+func workerStopping() error {
+	return retryable("worker_stopping", "the worker is stopping; the next attempt re-attaches to the node's download")
+}
+
+// poll asks the node once: a long-poll from the version last seen when
+// its agent has FeatureLongPoll, else a plain GET. done means the job
+// ended well; answered, that the node answered.
+func (w *watch) poll(ctx context.Context) (fin Finished, done, answered bool, err error) {
 	// A poll must end before the heartbeat deadline: an agent that accepts
 	// the connection but never answers (frozen, SIGSTOP, a half-dead
 	// network) would otherwise time the attempt out before it could count
 	// the node as unreachable, and every retry would hang the same way.
-	asked, limit := time.Now(), w.pollLimit()
-	pctx, cancel := context.WithTimeout(ctx, limit)
-	d, err := w.client.Download(pctx, w.job.DownloadID)
+	// A long-poll may take its wait more; a node that did not answer the
+	// last poll is asked plainly, so that its grace is not stretched by
+	// a wait and a node that is back answers at once.
+	asked, timeout := time.Now(), w.pollLimit()
+	longPoll := w.longPoll && w.details.UnreachableSince == nil
+	if longPoll {
+		timeout += w.longPollWait()
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	go func() {
+		// A worker that stops ends a long-poll in flight: it gives the
+		// attempt back at once.
+		select {
+		case <-activity.GetWorkerStopChannel(ctx):
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
+	var d agentclient.Download
+	if longPoll {
+		d, err = w.client.DownloadAfter(pctx, w.job.DownloadID, w.version, w.longPollWait())
+	} else {
+		d, err = w.client.Download(pctx, w.job.DownloadID)
+	}
 	timedOut := errors.Is(pctx.Err(), context.DeadlineExceeded)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
-			return Finished{}, false, ctx.Err()
+			return Finished{}, false, false, ctx.Err()
+		}
+		if workerStopped(ctx) {
+			return Finished{}, false, false, workerStopping()
 		}
 		fe := fault.From(err)
 		if timedOut {
-			fe = fault.Retryable(fault.NodeUnreachable, "node %s did not answer within %s", w.job.NodeID, limit.Round(time.Millisecond))
+			fe = fault.Retryable(fault.NodeUnreachable, "node %s did not answer within %s", w.job.NodeID, timeout.Round(time.Millisecond))
 		} else if down := w.crashed(ctx, err); down != "" {
-			return Finished{}, false, failover(fault.NodeUnreachable, "node %s is down: %s", w.job.NodeID, down)
+			return Finished{}, false, false, failover(fault.NodeUnreachable, "node %s is down: %s", w.job.NodeID, down)
 		}
-		return Finished{}, false, w.unreachable(ctx, fe, asked)
+		return Finished{}, false, false, w.unreachable(ctx, fe, asked)
 	}
+	if w.longPoll && d.Version == 0 {
+		// An agent without long-polls now (a downgrade since the node was
+		// picked) answered at once: ask it once a PollInterval again.
+		activity.GetLogger(ctx).Info("the node's agent does not long-poll: polling it", "image_id", w.job.ImageID, "node_id", w.job.NodeID)
+		w.longPoll = false
+	}
+	w.version = d.Version
 	w.details.UnreachableSince = nil
 	w.details.State, w.details.BytesDone, w.details.BytesPerSecond = d.State, d.BytesDone, d.BytesPerSecond
 	w.details.BytesTotal = orSize(d.BytesTotal, w.job.SizeBytes)
 	w.details.Mirrors = mirrorBytes(d.Mirrors)
 	activity.RecordHeartbeat(ctx, w.details)
+	if d.State == agentclient.StateCompleted {
+		// MarkReady records the figures and the status right after: a
+		// progress write and a signal now would only delay it (the
+		// signal is a workflow task of its own before the activity's).
+		return Finished{NodeID: w.job.NodeID, Path: d.Path, SizeBytes: d.BytesDone, Checksum: d.Checksum, Format: d.Format,
+			VirtualSizeBytes: d.VirtualSizeBytes, Compression: d.Compression, FileChecksum: d.FileChecksum}, true, true, nil
+	}
 	w.report(ctx)
 	switch d.State {
 	case agentclient.StateWaitingCredential:
-		return Finished{}, false, w.resendCredential(ctx)
-	case agentclient.StateCompleted:
-		return Finished{NodeID: w.job.NodeID, Path: d.Path, SizeBytes: d.BytesDone, Checksum: d.Checksum, Format: d.Format,
-			VirtualSizeBytes: d.VirtualSizeBytes, Compression: d.Compression, FileChecksum: d.FileChecksum}, true, nil
+		return Finished{}, false, true, w.resendCredential(ctx)
 	case agentclient.StateFailed:
-		return Finished{}, false, w.failed(d.Error)
+		return Finished{}, false, true, w.failed(d.Error)
 	case agentclient.StateCancelled:
-		return Finished{}, false, failover(fault.Cancelled, "node %s: the download was cancelled on the node", w.job.NodeID)
+		return Finished{}, false, true, failover(fault.Cancelled, "node %s: the download was cancelled on the node", w.job.NodeID)
 	}
-	return Finished{}, false, nil
+	return Finished{}, false, true, nil
+}
+
+// workerStopped reports whether the worker running the activity stops.
+func workerStopped(ctx context.Context) bool {
+	select {
+	case <-activity.GetWorkerStopChannel(ctx):
+		return true
+	default:
+		return false
+	}
+}
+
+// longPollWait is how long the agent may hold a long-poll when nothing
+// changes: half the poll timeout, so that an idle (queued, stalled) job
+// costs a request every few seconds while the heartbeat stays well
+// inside its timeout.
+func (w *watch) longPollWait() time.Duration {
+	return min(w.pollTimeout()/2, agentclient.MaxLongPollWait)
 }
 
 // pollTimeout bounds one poll of the node: well inside the heartbeat
@@ -203,6 +274,12 @@ func (w *watch) unreachable(ctx context.Context, fe *fault.Error, asked time.Tim
 func (w *watch) failed(fe *fault.Error) error {
 	if fe == nil {
 		return failover(fault.Internal, "node %s: the download failed without a reason", w.job.NodeID)
+	}
+	if w.job.PeerImageID != "" && fe.Code != fault.DiskFull {
+		// A copy from a peer that fails is first the source's fault (gone,
+		// killed, its file unreadable): the workflow copies from another
+		// READY copy, or from the mirror, on the same target.
+		return peerFailed(fe.Code, "node %s: copying image %s from its peer failed: %s: %s", w.job.NodeID, w.job.PeerImageID, fe.Code, fe.Message)
 	}
 	if fe.Retryable && fe.Code != fault.DiskFull {
 		return failover(fe.Code, "node %s: %s: %s", w.job.NodeID, fe.Code, fe.Message)
@@ -267,7 +344,7 @@ func (w *watch) resendCredential(ctx context.Context) error {
 	if err != nil {
 		return asStoreError(err)
 	}
-	req, err := w.a.downloadRequest(ctx, w.job, node)
+	req, _, err := w.a.peerOrURLRequest(ctx, w.job, node)
 	if err != nil {
 		return err
 	}

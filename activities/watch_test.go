@@ -281,11 +281,13 @@ func TestWatchFollowsAConvertingJob(t *testing.T) {
 	for _, u := range b.signals.got {
 		states = append(states, u.State)
 	}
-	if got := strings.Join(states, ","); !strings.Contains(got, "verifying,converting") || !strings.HasSuffix(got, "completed") {
-		t.Fatalf("signalled states %q, want verifying, then converting, then completed", got)
+	// The end is not signalled nor written: the workflow's MarkReady
+	// records it right after, and a signal first would only delay it.
+	if got := strings.Join(states, ","); !strings.Contains(got, "verifying,converting") || strings.Contains(got, "completed") {
+		t.Fatalf("signalled states %q, want verifying, then converting, and not completed", got)
 	}
 	img, err := b.store.Image(ctx, "img-1")
-	if err != nil || img.Status != store.StatusConverting || img.BytesDone != 1000 {
-		t.Fatalf("image %s at %d bytes (%v), want CONVERTING with the watch's progress (1000)", img.Status, img.BytesDone, err)
+	if err != nil || img.Status != store.StatusConverting || (img.BytesDone != 400 && img.BytesDone != 700) {
+		t.Fatalf("image %s at %d bytes (%v), want CONVERTING with the watch's progress of the conversion (400 or 700)", img.Status, img.BytesDone, err)
 	}
 }

@@ -16,9 +16,10 @@ import (
 // once, then one whenever it changes and at least one a second while it
 // downloads or verifies, and the last one when it is terminal; then the
 // stream ends. An idle stream gets a comment line now and then so proxies
-// keep it open. Reading the store once a second per stream is cheap (the
-// worker writes progress every ~2 s); a client that goes away ends the
-// loop at once.
+// keep it open. Reading the store every EventInterval (0.5 s) per stream
+// is cheap (a read by primary key; the worker writes progress about once
+// a second, at each answer of the agent's long-poll); a client that goes
+// away ends the loop at once.
 func (s *Server) imageEvents(c echo.Context) error {
 	ctx := c.Request().Context()
 	img, err := s.image(ctx, c.Param("id"))

@@ -55,7 +55,8 @@ type Options struct {
 	// workflow that removes its file (default 30s).
 	RemoveTimeout time.Duration
 	// EventInterval is how often an events stream looks at its image
-	// (default 1s).
+	// (default 0.5s: with the watch writing progress about once a second,
+	// what a stream shows is at most about a second old).
 	EventInterval time.Duration
 	// HeartbeatInterval is how often an idle events stream sends a comment
 	// line, so proxies keep it open (default 15s).
@@ -70,7 +71,7 @@ func (o Options) withDefaults() Options {
 	}
 	def(&o.TemporalTimeout, 5*time.Second)
 	def(&o.RemoveTimeout, 30*time.Second)
-	def(&o.EventInterval, time.Second)
+	def(&o.EventInterval, 500*time.Millisecond)
 	def(&o.HeartbeatInterval, 15*time.Second)
 	def(&o.UploadTTL, 24*time.Hour)
 	if o.TemporalNamespace == "" {
@@ -187,6 +188,11 @@ func (s *Server) routes() *echo.Echo {
 	v1.DELETE("/subscriptions/:id", s.deleteSubscription)
 	v1.POST("/subscriptions/:id/check", s.checkNow)
 	v1.GET("/subscriptions/:id/events", s.subscriptionEvents)
+
+	v1.POST("/distributions", s.createDistribution)
+	v1.GET("/distributions", s.listDistributions)
+	v1.GET("/distributions/:id", s.getDistribution)
+	v1.DELETE("/distributions/:id", s.deleteDistribution)
 
 	s.uploadRoutes(v1)
 

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -54,11 +55,13 @@ type stack struct {
 	agents []*agent
 
 	temporal *launch.Process
-	tclient  client.Client
-	worker   *launch.Process
-	api      *launch.Process
-	apiURL   string
-	dbURL    string
+	// temporalAddr is the dev server's host:port.
+	temporalAddr string
+	tclient      client.Client
+	worker       *launch.Process
+	api          *launch.Process
+	apiURL       string
+	dbURL        string
 	// controlErr says why the control plane is not running, when it is not.
 	controlErr error
 }
@@ -138,6 +141,7 @@ func (s *stack) startControlPlane(temporalCLI string) error {
 	if err != nil {
 		return fmt.Errorf("temporal dev server (%s): %w", temporalCLI, err)
 	}
+	s.temporalAddr = t.Address()
 	if s.tclient, err = client.Dial(client.Options{HostPort: t.Address(), Namespace: "default", Logger: quietLogger{}}); err != nil {
 		return err
 	}
@@ -205,6 +209,9 @@ type agentProxy struct {
 	mu     sync.Mutex
 	starts map[string][]time.Time
 	polls  map[string]int // GET /v1/downloads/{id}: the worker's watch polls
+	// hideLongPoll takes long_poll out of the agent's health: the worker
+	// then polls it as before the feature (the wholepath part's baseline).
+	hideLongPoll atomic.Bool
 }
 
 func startAgentProxy(target string) (*agentProxy, error) {
@@ -216,6 +223,12 @@ func startAgentProxy(target string) (*agentProxy, error) {
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
 	// A killed agent is part of the failover benchmark: answer 502 quietly.
 	rp.ErrorLog = log.New(io.Discard, "", 0)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if !p.hideLongPoll.Load() || resp.Request.URL.Path != "/v1/health" || resp.StatusCode != http.StatusOK {
+			return nil
+		}
+		return withoutLongPoll(resp)
+	}
 	p.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && strings.TrimSuffix(r.URL.Path, "/") == "/v1/downloads" {
 			at := time.Now()
@@ -266,6 +279,35 @@ func (p *agentProxy) reopen() error {
 	return nil
 }
 
+// withoutLongPoll rewrites a health answer without long_poll in features.
+func withoutLongPoll(resp *http.Response) error {
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	var h map[string]any
+	if err := json.Unmarshal(body, &h); err != nil {
+		return err
+	}
+	if fs, ok := h["features"].([]any); ok {
+		kept := fs[:0]
+		for _, f := range fs {
+			if f != agentclient.FeatureLongPoll {
+				kept = append(kept, f)
+			}
+		}
+		h["features"] = kept
+	}
+	if body, err = json.Marshal(h); err != nil {
+		return err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return nil
+}
+
 // startRequests returns the start requests seen, by download id.
 func (p *agentProxy) startRequests() map[string][]time.Time {
 	p.mu.Lock()
@@ -291,3 +333,19 @@ func (quietLogger) Debug(string, ...any) {}
 func (quietLogger) Info(string, ...any)  {}
 func (quietLogger) Warn(string, ...any)  {}
 func (quietLogger) Error(string, ...any) {}
+
+// startAPI starts another API process, from bin, on the stack's Temporal
+// server and database; it returns the process and its base URL.
+func (s *stack) startAPI(name, bin string) (*launch.Process, string, error) {
+	cp := &launch.ControlPlane{Bin: bin, TemporalAddress: s.temporalAddr, DatabaseURL: s.dbURL, NodeToken: nodeToken}
+	p := cp.API(s.logPath(name))
+	p.Name = name
+	var url string
+	err := launch.StartOnFreePort(context.Background(), p, func() error {
+		addr, err := freeAddr()
+		url = "http://" + addr
+		cp.ApplyAPI(p, addr, "")
+		return err
+	})
+	return p, url, err
+}

@@ -55,7 +55,14 @@ func TestTopologySurvivesItsFaults(t *testing.T) {
 			files, images, started = append(files, f), append(images, img), append(started, img)
 		}
 		for i, img := range started {
-			waitMidDownload(t, top.Stack, up, files[len(files)-len(started)+i], img.ID, 64<<10)
+			f := files[len(files)-len(started)+i]
+			eventually(t, time.Minute, img.ID+" moving bytes on a node", func() bool {
+				got := getAPIImage(t, top.APIClient(r), img.ID)
+				if got.Terminal() {
+					t.Fatalf("image %s ended %s (%+v) before its fault", img.ID, got.Status, got.Error)
+				}
+				return got.Status == "DOWNLOADING" && imageNode(got) != "" && up.BytesServed(f.name) >= 64<<10
+			})
 		}
 		return started
 	}
@@ -68,9 +75,21 @@ func TestTopologySurvivesItsFaults(t *testing.T) {
 
 	t.Run("worker killed", func(t *testing.T) {
 		imgs := start("worker", 2, 0)
-		top.Workers[0].Kill()
+		// Kill the worker that watches a download: its /metrics say so.
+		victim := -1
+		eventually(t, 30*time.Second, "a worker watching a download", func() bool {
+			for i, w := range top.Workers {
+				m := scrape(t, top.WorkerMetricsURL(w.Name()))
+				if m.sum("cloudimages_worker_activities_running", `activity="WatchDownload"`) > 0 {
+					victim = i
+					return true
+				}
+			}
+			return false
+		})
+		top.Workers[victim].Kill()
 		waitReady(top.API, imgs)
-		top.Workers[0].Start()
+		top.Workers[victim].Start()
 	})
 
 	t.Run("API replica killed", func(t *testing.T) {

@@ -106,6 +106,7 @@ type job struct {
 	// long-poll waits, is closed at the next change (see longpoll.go).
 	version, stateVersion int64
 	changed               chan struct{}
+	firstVersion          int64 // its version when made
 }
 
 // meter measures a rate from samples taken about a second apart.
@@ -132,7 +133,7 @@ func newJob(p *pool, rec record, log *slog.Logger) *job {
 	// again (a restart of the agent, a download started again) never
 	// reuses a version a worker still holds from the one before.
 	j.version = time.Now().UnixMicro()
-	j.stateVersion = j.version
+	j.stateVersion, j.firstVersion = j.version, j.version
 	j.served = fitServed(rec.MirrorBytes, len(rec.Request.URLs()))
 	j.log = log.With("download_id", rec.Request.ID, "pool_id", p.id, "file_name", rec.Request.FileName)
 	if agentclient.FinishedState(rec.State) || rec.State == agentclient.StatePaused {
@@ -257,8 +258,11 @@ func (j *job) snapshot() agentclient.Download {
 	if d.BytesTotal <= 0 {
 		d.BytesTotal = r.Request.SizeBytes
 	}
-	d.Source = agentclient.SourceMirror
-	if r.Request.Peer != nil {
+	switch {
+	case r.Upload: // pushed to the agent: neither source
+	case r.Request.Peer == nil:
+		d.Source = agentclient.SourceMirror
+	default:
 		d.Source, d.Mirrors = agentclient.SourcePeer, nil
 		for _, n := range j.served {
 			d.BytesFromPeer += n

@@ -94,26 +94,46 @@ func (s *Server) await(ctx context.Context, id string, j *job, lp longPoll) (*jo
 	if lp.wait <= 0 {
 		return j, true
 	}
-	s.metrics.longPolls.Inc()
+	s.metrics.longPollsWaiting.Inc()
+	defer s.metrics.longPollsWaiting.Dec()
+	j, answer := s.awaitChange(ctx, id, j, lp)
+	s.metrics.longPolls.WithLabelValues(answer).Inc()
+	return j, j != nil
+}
+
+// awaitChange is await's wait; it says what ended it (the label of
+// cloudimages_nodeagent_long_polls_total), with a nil job when the id is
+// gone.
+func (s *Server) awaitChange(ctx context.Context, id string, j *job, lp longPoll) (*job, string) {
 	start := time.Now()
 	deadline := time.NewTimer(lp.wait)
 	defer deadline.Stop()
 	var progressDue <-chan time.Time // set once bytes moved, until the second is up
+	var settled <-chan time.Time     // set once the state moved to a passing one
+	settledNow := false
 	for {
 		cur, ok := s.job(id)
 		switch {
 		case !ok:
-			return nil, false
+			return nil, "gone"
 		case cur != j:
-			return cur, true
+			return cur, "changed"
 		}
 		version, stateVersion, changed := j.versions()
 		switch {
 		case version == lp.after:
-		case stateVersion > lp.after || lp.after > version:
-			return j, true
+		case lp.after > version || lp.after < j.firstVersion:
+			return j, "changed" // not a version of this job
+		case stateVersion > lp.after && (settledNow || !passing(j.state())):
+			return j, "changed"
+		case stateVersion > lp.after:
+			if settled == nil {
+				t := time.NewTimer(settleState)
+				defer t.Stop()
+				settled = t.C
+			}
 		case time.Since(start) >= agentclient.LongPollProgressEvery:
-			return j, true
+			return j, "progress"
 		case progressDue == nil:
 			t := time.NewTimer(agentclient.LongPollProgressEvery - time.Since(start))
 			defer t.Stop()
@@ -122,12 +142,30 @@ func (s *Server) await(ctx context.Context, id string, j *job, lp longPoll) (*jo
 		select {
 		case <-changed:
 		case <-progressDue:
+		case <-settled:
+			settledNow = true
 		case <-deadline.C:
-			return j, true
+			return j, "timeout"
 		case <-ctx.Done():
-			return j, true // the caller went away: nothing reads the answer
+			return j, "gone" // the caller went away: nothing reads the answer
 		case <-s.draining:
-			return j, true // the agent stops: answer now, not after Shutdown's wait
+			return j, "stopping" // answer now, not after Shutdown's wait
 		}
 	}
+}
+
+// settleState is how long a long-poll lets a passing state settle before
+// it answers with it: a small download goes from verifying to completed in
+// a few milliseconds, and one answer then tells both.
+const settleState = 50 * time.Millisecond
+
+// passing reports whether a job in state goes on by itself to another
+// state soon: the end of a download answers at once, these may wait
+// settleState for it.
+func passing(state string) bool {
+	switch state {
+	case agentclient.StateQueued, agentclient.StateRunning, agentclient.StateVerifying, agentclient.StateConverting:
+		return true
+	}
+	return false
 }

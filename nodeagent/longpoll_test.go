@@ -88,11 +88,11 @@ func longPoll(ctx context.Context, c *agentclient.Client, id string, after int64
 	return out
 }
 
-// waitLongPolls waits until the agent counts n long-polls begun.
-func waitLongPolls(t *testing.T, h *harness, n float64) {
+// waitLongPolls waits until n long-polls wait at the agent.
+func waitLongPolls(t *testing.T, url, token string, n float64) {
 	t.Helper()
 	waitCond(t, "the long-poll to wait at the agent", func() bool {
-		return metric(t, h.http.URL, testToken, "cloudimages_nodeagent_long_polls_total") >= n
+		return metric(t, url, token, "cloudimages_nodeagent_long_polls_waiting") >= n
 	})
 }
 
@@ -114,7 +114,7 @@ func TestLongPollAnswersAtOnceOnStateChange(t *testing.T) {
 		t.Fatalf("download carries no version: %+v", d)
 	}
 	got := longPoll(ctx(t), h.client, "lp-state", d.Version, agentclient.MaxLongPollWait)
-	waitLongPolls(t, h, 1)
+	waitLongPolls(t, h.http.URL, testToken, 1)
 	if err := h.client.CancelDownload(ctx(t), "lp-state"); err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +147,9 @@ func TestLongPollTimesOutWithTheSameVersion(t *testing.T) {
 	}
 	if a.in < w {
 		t.Fatalf("answered after %s, before its %s wait was over", a.in, w)
+	}
+	if got := metric(t, h.http.URL, testToken, `cloudimages_nodeagent_long_polls_total{answer="timeout"}`); got != 1 {
+		t.Fatalf(`long_polls_total{answer="timeout"} %v, want 1`, got)
 	}
 }
 
@@ -187,6 +190,9 @@ func TestLongPollThrottlesByteProgress(t *testing.T) {
 	if progress == 0 {
 		t.Fatal("no answer was byte progress alone: the download ended at the first (trickled at 1 MiB/s, 8 MiB)")
 	}
+	if got := metric(t, h.http.URL, testToken, `cloudimages_nodeagent_long_polls_total{answer="progress"}`); got != float64(progress) {
+		t.Fatalf(`long_polls_total{answer="progress"} %v, want %d`, got, progress)
+	}
 }
 
 // TestLongPollAnswersAtOnceForAnotherVersion: a version the job does not
@@ -207,8 +213,8 @@ func TestLongPollAnswersAtOnceForAnotherVersion(t *testing.T) {
 	if code, body := rawRequest(t, "GET", h.http.URL+"/v1/downloads/lp-other?after="+strconv.FormatInt(d.Version, 10), testToken, ""); code != http.StatusOK {
 		t.Fatalf("after without wait: %d %s", code, body)
 	}
-	if got := metric(t, h.http.URL, testToken, "cloudimages_nodeagent_long_polls_total"); got != 3 {
-		t.Fatalf("long_polls_total %v, want 3 (after without wait does not wait)", got)
+	if got := metric(t, h.http.URL, testToken, `cloudimages_nodeagent_long_polls_total{answer="changed"}`); got != 3 {
+		t.Fatalf(`long_polls_total{answer="changed"} %v, want 3 (after without wait does not wait)`, got)
 	}
 }
 
@@ -242,8 +248,11 @@ func TestLongPollNeedsTheToken(t *testing.T) {
 			t.Errorf("token %q: refused only after the wait", token)
 		}
 	}
-	if got := metric(t, h.http.URL, testToken, "cloudimages_nodeagent_long_polls_total"); got != 0 {
-		t.Fatalf("long_polls_total %v after refused requests, want 0", got)
+	if got := metric(t, h.http.URL, testToken, "cloudimages_nodeagent_long_polls_waiting"); got != 0 {
+		t.Fatalf("long_polls_waiting %v after refused requests, want 0", got)
+	}
+	if _, body := rawRequest(t, "GET", h.http.URL+"/metrics", testToken, ""); strings.Contains(body, "cloudimages_nodeagent_long_polls_total{") {
+		t.Fatalf("refused requests were counted as long-polls")
 	}
 }
 
@@ -277,9 +286,7 @@ func TestLongPollAnswersWhenTheAgentStops(t *testing.T) {
 	}
 	d := waitStill(t, c, "lp-stop")
 	got := longPoll(ctx(t), c, "lp-stop", d.Version, agentclient.MaxLongPollWait)
-	waitCond(t, "the long-poll to wait at the agent", func() bool {
-		return metric(t, agent.URL(), agent.Token(), "cloudimages_nodeagent_long_polls_total") >= 1
-	})
+	waitLongPolls(t, agent.URL(), agent.Token(), 1)
 	agent.Stop()
 	a := <-got
 	if a.err != nil {
@@ -287,5 +294,36 @@ func TestLongPollAnswersWhenTheAgentStops(t *testing.T) {
 	}
 	if a.d.ID != "lp-stop" {
 		t.Fatalf("answer %+v", a.d)
+	}
+}
+
+// TestLongPollFollowsADownloadStartedAgain: a paused download started
+// again is a new job under the same id; a long-poll waiting on the paused
+// one answers with the new one at once.
+func TestLongPollFollowsADownloadStartedAgain(t *testing.T) {
+	h := newHarness(t, longStall)
+	d := stalledDownload(t, h, "lp-resume", 1<<20)
+	p, err := h.client.PauseDownload(ctx(t), "lp-resume")
+	if err != nil || p.State != agentclient.StatePaused {
+		t.Fatalf("pause: %+v %v", p, err)
+	}
+	got := longPoll(ctx(t), h.client, "lp-resume", p.Version, agentclient.MaxLongPollWait)
+	waitLongPolls(t, h.http.URL, testToken, 1)
+	if _, err := h.client.StartDownload(ctx(t), agentclient.DownloadRequest{ID: "lp-resume", URL: h.up.URL() + "/lp-resume.qcow2", PoolID: "pool-1",
+		FileName: "lp-resume.qcow2", Checksum: d.Checksum}); err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if (a.d.State != agentclient.StateRunning && a.d.State != agentclient.StateQueued) || a.d.Version <= p.Version {
+		t.Fatalf("long-poll answered %s at version %d (asked after %d); want the resumed download", a.d.State, a.d.Version, p.Version)
+	}
+	if a.in >= agentclient.MaxLongPollWait {
+		t.Fatalf("answered after %s: it waited out its wait", a.in)
+	}
+	if got := metric(t, h.http.URL, testToken, `cloudimages_nodeagent_long_polls_total{answer="changed"}`); got != 1 {
+		t.Fatalf(`long_polls_total{answer="changed"} %v, want 1`, got)
 	}
 }

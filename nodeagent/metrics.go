@@ -22,8 +22,10 @@ type metrics struct {
 	// requests counts the API's requests by route ("GET /v1/downloads/{id}"):
 	// what watching downloads costs the agent.
 	requests *prometheus.CounterVec
-	// longPolls counts the GETs that waited for a change (FeatureLongPoll).
-	longPolls prometheus.Counter
+	// longPolls counts the GETs that waited for a change (FeatureLongPoll)
+	// by what ended the wait; longPollsWaiting is those waiting now.
+	longPolls        *prometheus.CounterVec
+	longPollsWaiting prometheus.Gauge
 }
 
 func newMetrics(s *Server) *metrics {
@@ -61,9 +63,13 @@ func newMetrics(s *Server) *metrics {
 			Name: "cloudimages_nodeagent_http_requests_total",
 			Help: "Requests to the agent's API that passed authentication, by route.",
 		}, []string{"route"}),
-		longPolls: prometheus.NewCounter(prometheus.CounterOpts{
+		longPolls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloudimages_nodeagent_long_polls_total",
-			Help: "GETs of a download that waited for it to change (?wait=&after=).",
+			Help: "GETs of a download that waited for it to change (?wait=&after=), by what ended the wait: changed (its state, or it was not at the version), progress (its bytes), timeout, gone (the caller or the download went away), stopping (the agent).",
+		}, []string{"answer"}),
+		longPollsWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cloudimages_nodeagent_long_polls_waiting",
+			Help: "GETs of a download waiting for it to change now.",
 		}),
 	}
 	active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -85,7 +91,7 @@ func newMetrics(s *Server) *metrics {
 			ConstLabels: prometheus.Labels{"pool_id": p.id},
 		}, func() float64 { free, _, _ := p.space(); return float64(free) }))
 	}
-	m.registry.MustRegister(m.bytes, m.completed, m.failures, m.mirrorSwitches, m.served, m.serving, m.peerBytes, m.requests, m.longPolls, active, queued, paused,
+	m.registry.MustRegister(m.bytes, m.completed, m.failures, m.mirrorSwitches, m.served, m.serving, m.peerBytes, m.requests, m.longPolls, m.longPollsWaiting, active, queued, paused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

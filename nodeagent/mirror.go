@@ -32,7 +32,7 @@ func (t *transfer) attempt(ctx context.Context) error {
 	stall := time.AfterFunc(t.s.cfg.StallTimeout, func() { cancel(errStalled) })
 	defer stall.Stop()
 
-	client, src, err := t.source()
+	client, src, token, err := t.source()
 	if err != nil {
 		return err
 	}
@@ -57,8 +57,8 @@ func (t *transfer) attempt(ctx context.Context) error {
 		}
 	}
 	applyCredential(req)
-	if p := t.j.peerSource(); p != nil {
-		req.Header.Set("Authorization", "Bearer "+p.Token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -126,20 +126,20 @@ func (t *transfer) accept(resp *http.Response) error {
 	return t.checkSpace()
 }
 
-// source is the client and URL of the next attempt: the mirror in use,
-// or the job's peer (whom the worker may have changed since the last
-// attempt) with a client of its own.
-func (t *transfer) source() (*http.Client, string, error) {
-	p := t.j.peerSource()
+// source is the client, URL and bearer token of the next attempt: the
+// mirror in use (no token), or the job's peer (whom the worker may have
+// changed since the last attempt) with a client of its own.
+func (t *transfer) source() (*http.Client, string, string, error) {
 	if t.req.Peer == nil {
-		return t.s.upstream, t.m.url(), nil
+		return t.s.upstream, t.m.url(), "", nil
 	}
+	p := t.j.peerSource()
 	if p == nil {
-		return nil, "", fault.Retryable(fault.UpstreamError, "no token for the peer: the worker sends the request again with one")
+		return nil, "", "", fault.Retryable(fault.UpstreamError, "no token for the peer: the worker sends the request again with one")
 	}
 	u, err := peerFileURL(*p, t.s.cfg.TLSCert != "")
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	if u != t.peerURL || t.peer == nil {
 		pu, _ := url.Parse(u)
@@ -149,7 +149,7 @@ func (t *transfer) source() (*http.Client, string, error) {
 		t.peer, t.peerURL = t.s.peerClient(hostPort(pu)), u
 		t.j.log.Info("copying from a peer", "peer", p.String(), "bytes_done", t.done)
 	}
-	return t.peer, u, nil
+	return t.peer, u, p.Token, nil
 }
 
 // refused is the error for a mirror that answered 401 or 403: it wants a

@@ -34,6 +34,11 @@ func (d *download) pickNode(ctx workflow.Context) (activities.Candidate, error) 
 		if d.mirrorUnreachable() {
 			return activities.Candidate{}, fault.New(fault.UpstreamError, "%s", d.mirrorMessage())
 		}
+		if d.in.DistributionID != "" && d.poolFull() {
+			// A distribution's copy into a pool whose every node was full
+			// fails as such at once: the distribution names the pool.
+			return activities.Candidate{}, fault.New(fault.DiskFull, "%s", d.fullMessage())
+		}
 		waited := workflow.Now(ctx).Sub(start)
 		left := d.plan.NoNodeTimeout - waited
 		if left <= 0 {
@@ -223,7 +228,7 @@ func (d *download) leaveBehind(ctx workflow.Context, next string) {
 // for: a node that is unreachable would hold the download up for the
 // clean-up's timeouts.
 func (d *download) cancelLeftBehind(ctx workflow.Context, nodeID string) {
-	req := activities.CancelRequest{NodeID: nodeID, DownloadID: d.imageID}
+	req := activities.CancelRequest{NodeID: nodeID, DownloadID: d.downloadID()}
 	f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cleanupOptions), a.CancelOnNode, req)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		if err := f.Get(ctx, nil); err != nil {

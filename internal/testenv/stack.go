@@ -114,7 +114,7 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 	s := &Stack{t: t, opts: opts, poolDirs: map[string]map[string]string{}}
 	s.startTemporal()
 	s.startAgents()
-	s.control = &launch.ControlPlane{Bin: Binary(t), TemporalAddress: s.temporal.Address(), DatabaseURL: opts.DatabaseURL,
+	s.control = &launch.ControlPlane{Bin: Binary(t), TemporalAddress: s.TemporalAddress(), DatabaseURL: opts.DatabaseURL,
 		NodeToken: opts.NodeToken, APIToken: opts.APIToken, Env: append([]string{"CLOUDIMAGES_LOG_LEVEL=debug"}, opts.Env...)}
 	for i := range opts.Workers {
 		s.Workers = append(s.Workers, s.newWorker(fmt.Sprintf("worker-%d", i+1)))

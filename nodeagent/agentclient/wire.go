@@ -173,8 +173,8 @@ type Download struct {
 	// FeatureMirrors.
 	Mirrors []MirrorBytes `json:"mirrors,omitempty"`
 	// Source is where the bytes come from: SourceMirror or SourcePeer
-	// (absent from agents without FeaturePeerCopy). BytesFromPeer counts
-	// the bytes kept that a peer served.
+	// (absent for uploads, and from agents without FeaturePeerCopy).
+	// BytesFromPeer counts the bytes kept that peers served.
 	Source        string       `json:"source,omitempty"`
 	BytesFromPeer int64        `json:"bytes_from_peer,omitempty"`
 	Error         *fault.Error `json:"error"`

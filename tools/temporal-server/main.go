@@ -32,6 +32,7 @@ import (
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/server/common/auth"
 	"go.temporal.io/server/common/authorization"
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
@@ -125,9 +126,23 @@ func (d *dbFlags) sqlConfigs() (store, visibility *config.SQL, err error) {
 	for k, v := range u.Query() {
 		attrs[k] = v[0]
 	}
+	// The plugin sets sslmode itself, from its TLS settings, and refuses
+	// the attribute twice: a URL's sslmode becomes those settings.
+	var tlsCfg *auth.TLS
+	switch mode := attrs["sslmode"]; mode {
+	case "", "disable":
+	case "require", "verify-ca", "verify-full":
+		tlsCfg = &auth.TLS{Enabled: true, EnableHostVerification: mode == "verify-full", CaFile: attrs["sslrootcert"],
+			CertFile: attrs["sslcert"], KeyFile: attrs["sslkey"]}
+	default:
+		return nil, nil, fmt.Errorf("--database-url: sslmode %q: want disable, require, verify-ca or verify-full", mode)
+	}
+	for _, k := range []string{"sslmode", "sslrootcert", "sslcert", "sslkey"} {
+		delete(attrs, k)
+	}
 	store = &config.SQL{
 		PluginName: postgresql.PluginName, ConnectAddr: host, ConnectProtocol: "tcp",
-		User: u.User.Username(), Password: password, DatabaseName: name, ConnectAttributes: attrs,
+		User: u.User.Username(), Password: password, DatabaseName: name, ConnectAttributes: attrs, TLS: tlsCfg,
 		MaxConns: 20, MaxIdleConns: 20, MaxConnLifetime: time.Hour,
 	}
 	vis := *store
@@ -254,8 +269,8 @@ func runStart(args []string) error {
 		// Search attributes the worker adds are usable at once, on every
 		// service, rather than after the cache's refresh.
 		dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
-		dynamicconfig.FrontendPersistenceMaxQPS.Key():                10000,
-		dynamicconfig.HistoryPersistenceMaxQPS.Key():                 45000,
+		dynamicconfig.FrontendPersistenceMaxQPS.Key():               10000,
+		dynamicconfig.HistoryPersistenceMaxQPS.Key():                45000,
 	}
 	srv, err := temporal.NewServer(
 		temporal.WithConfig(cfg),
@@ -267,7 +282,7 @@ func runStart(args []string) error {
 		temporal.WithDynamicConfigClient(dyn),
 	)
 	if err != nil {
-		return fmt.Errorf("build server: %w", err)
+		return fmt.Errorf("build server (a new store, or one from an older server, needs `temporal-server setup-schema` first): %w", err)
 	}
 	if err := srv.Start(); err != nil {
 		return fmt.Errorf("start server (did setup-schema run?): %w", err)

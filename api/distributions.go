@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -208,9 +210,25 @@ func (s *Server) checkDistributionPools(c echo.Context, req *distributionRequest
 			return "", err
 		}
 	}
-	sorted := slices.Clone(req.PoolIDs)
+	return poolKey(req.PoolIDs), nil
+}
+
+// maxPoolKey is the longest pool key kept as it is: a longer one (hundreds
+// of pools) is kept as its sha256, so that the unique index's rows stay
+// well under PostgreSQL's limit on an index entry.
+const maxPoolKey = 256
+
+// poolKey is the sorted pool ids, joined, or their sha256 when long: the
+// same set in any order is the same key.
+func poolKey(ids []string) string {
+	sorted := slices.Clone(ids)
 	slices.Sort(sorted)
-	return strings.Join(sorted, ","), nil
+	key := strings.Join(sorted, ",")
+	if len(key) <= maxPoolKey {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // startDistribution starts the distribution's workflow, or finds the one

@@ -2,8 +2,10 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -240,4 +242,30 @@ func TestDistributionWithTemporalDownIsRefusedAndLeavesNothingRunning(t *testing
 	if d.ID == ds[0].ID {
 		t.Fatal("the same request later answered with the distribution that never started")
 	}
+}
+
+// TestDistributionOfManyPoolsIsIdempotentToo: 150 pools make a pool key
+// too long to index as it is; the same set in another order is still the
+// same distribution (PostgreSQL refuses index entries past ~2.7 kB).
+func TestDistributionOfManyPoolsIsIdempotentToo(t *testing.T) {
+	forEachDB(t, func(t *testing.T, dbURL string) {
+		e := newEnv(t, dbURL)
+		_, node := e.seed("local", "127.0.0.1:1")
+		var pools []string
+		for i := range 150 {
+			id := fmt.Sprintf("many-%s-%03d", randSuffix(), i)
+			e.must(201, "POST", "/v1/pools", map[string]any{"id": id, "type": "local", "node_ids": []string{node}}, nil)
+			pools = append(pools, id)
+		}
+		var d api.Distribution
+		e.must(202, "POST", "/v1/distributions", map[string]any{"catalog_id": "cirros-0.6.3", "pool_ids": pools}, &d)
+		t.Cleanup(func() { _ = temporalC.TerminateWorkflow(context.Background(), d.WorkflowID, "", "test over") })
+		reversed := slices.Clone(pools)
+		slices.Reverse(reversed)
+		var again api.Distribution
+		e.must(200, "POST", "/v1/distributions", map[string]any{"catalog_id": "cirros-0.6.3", "pool_ids": reversed}, &again)
+		if again.ID != d.ID || len(again.PoolIDs) != 150 {
+			t.Fatalf("posted again in another order: %s with %d pools, want %s with 150", again.ID, len(again.PoolIDs), d.ID)
+		}
+	})
 }

@@ -153,26 +153,40 @@ func TestDistributionPostedAgainWhenPartialRetriesInTheSameDistribution(t *testi
 		if err != nil {
 			t.Fatal(err)
 		}
-		// As if the run had ended PARTIAL.
-		if err := temporalC.TerminateWorkflow(ctx, d.WorkflowID, "", "ended"); err != nil {
-			t.Fatal(err)
-		}
-		if err := e.store.EndDistribution(ctx, d.ID, store.DistributionPartial, "the copy into "+p1+" failed"); err != nil {
-			t.Fatal(err)
-		}
-		var again api.Distribution
-		e.must(200, "POST", "/v1/distributions", body, &again)
 		t.Cleanup(func() { _ = temporalC.TerminateWorkflow(context.Background(), d.WorkflowID, "", "test over") })
-		if again.ID != d.ID || again.Status != "RUNNING" || again.Message != "" {
-			t.Fatalf("posted again: %+v, want the same distribution RUNNING", again)
-		}
-		now, err := temporalC.DescribeWorkflowExecution(ctx, d.WorkflowID, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		info := now.GetWorkflowExecutionInfo()
-		if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING || info.GetExecution().GetRunId() == first.GetWorkflowExecutionInfo().GetExecution().GetRunId() {
-			t.Fatalf("workflow %s run %s, want a new running run", info.GetStatus(), info.GetExecution().GetRunId())
+		prev := first.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+		// First as if the run had recorded PARTIAL and not closed yet (its
+		// last step), then as if it had closed.
+		for _, closed := range []bool{false, true} {
+			if closed {
+				if err := temporalC.TerminateWorkflow(ctx, d.WorkflowID, "", "ended"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := e.store.EndDistribution(ctx, d.ID, store.DistributionPartial, "the copy into "+p1+" failed"); err != nil {
+				t.Fatal(err)
+			}
+			var again api.Distribution
+			e.must(200, "POST", "/v1/distributions", body, &again)
+			if again.ID != d.ID || again.Status != "RUNNING" || again.Message != "" {
+				t.Fatalf("posted again (run closed: %v): %+v, want the same distribution RUNNING", closed, again)
+			}
+			now, err := temporalC.DescribeWorkflowExecution(ctx, d.WorkflowID, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			info := now.GetWorkflowExecutionInfo()
+			if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING || info.GetExecution().GetRunId() == prev {
+				t.Fatalf("run closed %v: workflow %s run %s, want a new running run", closed, info.GetStatus(), info.GetExecution().GetRunId())
+			}
+			old, err := temporalC.DescribeWorkflowExecution(ctx, d.WorkflowID, prev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := old.GetWorkflowExecutionInfo().GetStatus(); st != enums.WORKFLOW_EXECUTION_STATUS_TERMINATED {
+				t.Fatalf("the run before the retry is %s, want it replaced (terminated)", st)
+			}
+			prev = info.GetExecution().GetRunId()
 		}
 	})
 }

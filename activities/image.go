@@ -186,15 +186,23 @@ type ReadyRequest struct {
 	ImageID string
 	Finished
 	Failovers []store.Failover
+	// Source is where the bytes came from when not the mirror
+	// (store.SourcePeer for a copy from another node).
+	Source string `json:",omitempty"`
 }
 
 // MarkReady records that the whole image is at Path and verified.
 func (a *Activities) MarkReady(ctx context.Context, in ReadyRequest) error {
 	err := a.Store.Transition(ctx, in.ImageID, store.ToReady{NodeID: in.NodeID, Path: in.Path, SizeBytes: in.SizeBytes,
 		Checksum: in.Checksum, Format: in.Format, VirtualSizeBytes: in.VirtualSizeBytes, Compression: in.Compression,
-		FileChecksum: in.FileChecksum, Failovers: in.Failovers})
+		FileChecksum: in.FileChecksum, Failovers: in.Failovers, Mirrors: in.Mirrors})
 	if err != nil {
 		return asStoreError(err)
+	}
+	if in.Source != "" {
+		if err := a.Store.SetImageSource(ctx, in.ImageID, in.Source); err != nil {
+			return asStoreError(err)
+		}
 	}
 	activity.GetLogger(ctx).Info("image ready", "image_id", in.ImageID, "node_id", in.NodeID, "path", in.Path,
 		"format", in.Format, "compression", in.Compression)

@@ -54,6 +54,10 @@ type Finished struct {
 	VirtualSizeBytes int64
 	Compression      string
 	FileChecksum     string
+	// Mirrors are the bytes each mirror served, as the node last said:
+	// the watch writes no progress for the poll that saw the job complete
+	// (MarkReady follows at once), so the final figures travel here.
+	Mirrors []imagestate.MirrorBytes `json:",omitempty"`
 }
 
 // WatchDownload follows the node-side job until it ends, heartbeating its
@@ -196,7 +200,7 @@ func (w *watch) poll(ctx context.Context) (fin Finished, done, answered bool, er
 		// progress write and a signal now would only delay it (the
 		// signal is a workflow task of its own before the activity's).
 		return Finished{NodeID: w.job.NodeID, Path: d.Path, SizeBytes: d.BytesDone, Checksum: d.Checksum, Format: d.Format,
-			VirtualSizeBytes: d.VirtualSizeBytes, Compression: d.Compression, FileChecksum: d.FileChecksum}, true, true, nil
+			VirtualSizeBytes: d.VirtualSizeBytes, Compression: d.Compression, FileChecksum: d.FileChecksum, Mirrors: w.details.Mirrors}, true, true, nil
 	}
 	w.report(ctx)
 	switch d.State {
@@ -275,6 +279,12 @@ func (w *watch) failed(fe *fault.Error) error {
 	if fe == nil {
 		return failover(fault.Internal, "node %s: the download failed without a reason", w.job.NodeID)
 	}
+	if w.job.PeerImageID != "" && fe.Code != fault.DiskFull {
+		// A copy from a peer that fails is first the source's fault (gone,
+		// killed, its file unreadable): the workflow copies from another
+		// READY copy, or from the mirror, on the same target.
+		return peerFailed(fe.Code, "node %s: copying image %s from its peer failed: %s: %s", w.job.NodeID, w.job.PeerImageID, fe.Code, fe.Message)
+	}
 	if fe.Retryable && fe.Code != fault.DiskFull {
 		return failover(fe.Code, "node %s: %s: %s", w.job.NodeID, fe.Code, fe.Message)
 	}
@@ -338,7 +348,7 @@ func (w *watch) resendCredential(ctx context.Context) error {
 	if err != nil {
 		return asStoreError(err)
 	}
-	req, err := w.a.downloadRequest(ctx, w.job, node)
+	req, _, err := w.a.peerOrURLRequest(ctx, w.job, node)
 	if err != nil {
 		return err
 	}

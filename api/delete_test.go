@@ -330,7 +330,7 @@ func TestNodeHealthIsCheckedInTheBackground(t *testing.T) {
 				Message      string
 			}
 		}
-		e.must(202, "POST", "/v1/images", map[string]any{"catalog_id": "cirros-0.6.3", "pool_id": "p1"}, &img)
+		e.must(202, "POST", "/v1/images", map[string]any{"url": "https://a.example/wait.qcow2", "checksum": sha, "pool_id": "p1"}, &img)
 		eventually(t, 20*time.Second, "the image waiting for a node", func() bool {
 			e.must(200, "GET", "/v1/images/"+img.ID, nil, &img)
 			return img.Progress.WaitingUntil != nil

@@ -55,11 +55,13 @@ type stack struct {
 	agents []*agent
 
 	temporal *launch.Process
-	tclient  client.Client
-	worker   *launch.Process
-	api      *launch.Process
-	apiURL   string
-	dbURL    string
+	// temporalAddr is the dev server's host:port.
+	temporalAddr string
+	tclient      client.Client
+	worker       *launch.Process
+	api          *launch.Process
+	apiURL       string
+	dbURL        string
 	// controlErr says why the control plane is not running, when it is not.
 	controlErr error
 }
@@ -139,6 +141,7 @@ func (s *stack) startControlPlane(temporalCLI string) error {
 	if err != nil {
 		return fmt.Errorf("temporal dev server (%s): %w", temporalCLI, err)
 	}
+	s.temporalAddr = t.Address()
 	if s.tclient, err = client.Dial(client.Options{HostPort: t.Address(), Namespace: "default", Logger: quietLogger{}}); err != nil {
 		return err
 	}
@@ -330,3 +333,19 @@ func (quietLogger) Debug(string, ...any) {}
 func (quietLogger) Info(string, ...any)  {}
 func (quietLogger) Warn(string, ...any)  {}
 func (quietLogger) Error(string, ...any) {}
+
+// startAPI starts another API process, from bin, on the stack's Temporal
+// server and database; it returns the process and its base URL.
+func (s *stack) startAPI(name, bin string) (*launch.Process, string, error) {
+	cp := &launch.ControlPlane{Bin: bin, TemporalAddress: s.temporalAddr, DatabaseURL: s.dbURL, NodeToken: nodeToken}
+	p := cp.API(s.logPath(name))
+	p.Name = name
+	var url string
+	err := launch.StartOnFreePort(context.Background(), p, func() error {
+		addr, err := freeAddr()
+		url = "http://" + addr
+		cp.ApplyAPI(p, addr, "")
+		return err
+	})
+	return p, url, err
+}

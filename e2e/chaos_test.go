@@ -28,18 +28,20 @@ const ChaosSeedEnv = "CLOUDIMAGES_CHAOS_SEED"
 const defaultChaosSeed = 13
 
 // The chaos run's shape, sized for a few minutes on a busy 2-core machine
-// for both databases: downloads of 1–4 MiB trickled at 768 KiB/s last a
-// few seconds each, so kills land mid-transfer; the faults come one after
-// the other, each process down for up to 3 s before it is started again.
+// for both databases: downloads of 1–4 MiB trickled at 512 KiB/s last 2–8 s
+// each, about three at a time, so kills land mid-transfer; each process
+// is down for up to 3 s before it is started again, and faults of
+// different processes overlap (both workers, or an agent and Temporal,
+// down at once).
 const (
-	chaosFiles      = 12
+	chaosFiles      = 16
 	chaosMinSize    = 1 << 20
 	chaosMaxSize    = 4 << 20
-	chaosRate       = 768 << 10
+	chaosRate       = 512 << 10
 	chaosPostWindow = 30 * time.Second
-	chaosFaults     = 7
+	chaosFaults     = 12
 	chaosFaultStart = 2 * time.Second
-	chaosFaultEnd   = 40 * time.Second
+	chaosFaultEnd   = 42 * time.Second
 	chaosMaxDown    = 3 * time.Second
 	// Goals of the issue: every image READY and at most 5 % of the bytes
 	// fetched twice.
@@ -70,8 +72,8 @@ type chaosFile struct {
 }
 
 // chaosFault kills target with SIGKILL at the offset and starts it again
-// down later. Faults do not overlap: one that is due while the previous
-// one runs waits for it.
+// down later. Faults of one target do not overlap; those of different
+// targets may.
 type chaosFault struct {
 	at     time.Duration
 	target string
@@ -99,7 +101,34 @@ func newChaosPlan(seed int64) chaosPlan {
 			down: randDuration(r, 0, chaosMaxDown)})
 	}
 	slices.SortStableFunc(p.faults, func(a, b chaosFault) int { return int(a.at - b.at) })
+	// A target killed again while it is down is killed a second after it
+	// is back instead (starting takes longer than down; the run waits).
+	back := map[string]time.Duration{}
+	for i, f := range p.faults {
+		if f.at < back[f.target] {
+			p.faults[i].at = back[f.target]
+		}
+		back[f.target] = p.faults[i].at + f.down + time.Second
+	}
+	slices.SortStableFunc(p.faults, func(a, b chaosFault) int { return int(a.at - b.at) })
 	return p
+}
+
+// chaosStep is one action of the plan's timeline: a kill or a start.
+type chaosStep struct {
+	at     time.Duration
+	target string
+	kill   bool
+}
+
+// timeline orders the kills and starts of all faults by time.
+func (p chaosPlan) timeline() []chaosStep {
+	var steps []chaosStep
+	for _, f := range p.faults {
+		steps = append(steps, chaosStep{f.at, f.target, true}, chaosStep{f.at + f.down, f.target, false})
+	}
+	slices.SortStableFunc(steps, func(a, b chaosStep) int { return int(a.at - b.at) })
+	return steps
 }
 
 // randDuration is uniform in [lo, hi), rounded to 10 ms for readable plans.
@@ -149,9 +178,16 @@ func TestChaosPlanIsRepeatable(t *testing.T) {
 			}
 		}
 		for _, f := range p.faults {
-			if f.at < chaosFaultStart || f.at >= chaosFaultEnd || f.down < 0 || f.down >= chaosMaxDown {
+			if f.at < chaosFaultStart || f.down < 0 || f.down >= chaosMaxDown {
 				t.Errorf("seed %d: fault %+v outside the plan's bounds", seed, f)
 			}
+		}
+		down := map[string]bool{}
+		for _, step := range p.timeline() {
+			if down[step.target] == step.kill {
+				t.Errorf("seed %d: %s killed while down, or started while up, at %s: %s", seed, step.target, step.at, p)
+			}
+			down[step.target] = step.kill
 		}
 	}
 }
@@ -195,7 +231,9 @@ type chaosRun struct {
 	postDone atomic.Bool
 	ready    atomic.Int64
 	terminal atomic.Int64
+	start    time.Time
 	maxStall atomic.Int64 // nanoseconds
+	stallAt  atomic.Int64 // when the longest stall began, after start
 }
 
 func runChaos(t *testing.T, plan chaosPlan, databaseURL string) {
@@ -218,9 +256,13 @@ func runChaos(t *testing.T, plan chaosPlan, databaseURL string) {
 	}
 
 	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
 	start := time.Now()
+	r.start = start
 	var bg sync.WaitGroup
+	defer func() { // also when a process did not start again (t.Fatal)
+		stop()
+		bg.Wait()
+	}()
 	bg.Go(func() {
 		r.post(ctx, start)
 		r.postDone.Store(true)
@@ -229,17 +271,15 @@ func runChaos(t *testing.T, plan chaosPlan, databaseURL string) {
 	bg.Go(func() { r.pollImages(ctx) })
 	r.injectFaults(start)
 	imgs := r.waitAllEnded(3 * time.Minute)
-	stop()
-	bg.Wait()
 
 	var served int64
 	for _, f := range plan.files {
 		served += r.up.BytesServed(f.name)
 	}
 	over := float64(served-needed) / float64(needed)
-	t.Logf("%d/%d images READY; the mirror served %d bytes for %d needed (%.3f×, %.1f %% fetched twice); longest stall %s; took %s; POSTs refused: %v",
+	t.Logf("%d/%d images READY; the mirror served %d bytes for %d needed (%.3f×, %.1f %% fetched twice); longest stall %s (from %s); took %s; POSTs refused: %v",
 		r.ready.Load(), len(plan.files), served, needed, float64(served)/float64(needed), 100*over,
-		time.Duration(r.maxStall.Load()).Round(10*time.Millisecond), time.Since(start).Round(time.Second), r.refused)
+		time.Duration(r.maxStall.Load()).Round(10*time.Millisecond), time.Duration(r.stallAt.Load()).Round(10*time.Millisecond), time.Since(start).Round(time.Second), r.refused)
 
 	r.checkImages(imgs)
 	if over > chaosMaxOverfetch {
@@ -323,6 +363,7 @@ func (r *chaosRun) watchStalls(ctx context.Context) {
 			default:
 				if d := int64(now.Sub(since)); d > r.maxStall.Load() {
 					r.maxStall.Store(d)
+					r.stallAt.Store(int64(since.Sub(r.start)))
 				}
 			}
 			lastBytes, lastReady = bytes, ready
@@ -330,31 +371,59 @@ func (r *chaosRun) watchStalls(ctx context.Context) {
 	}
 }
 
-// injectFaults runs the plan's faults in order, from the test's
-// goroutine: a process that does not start again fails the test.
+// injectFaults runs the plan's timeline from the test's goroutine: a
+// process that does not start again fails the test. A start waits until
+// the process serves, which may delay the steps after it.
 func (r *chaosRun) injectFaults(start time.Time) {
-	for _, f := range r.plan.faults {
-		time.Sleep(time.Until(start.Add(f.at)))
+	for _, step := range r.plan.timeline() {
+		time.Sleep(time.Until(start.Add(step.at)))
 		began := time.Now()
-		switch {
-		case f.target == "temporal":
-			r.s.Temporal.Kill()
-			time.Sleep(f.down)
-			r.s.Temporal.Start()
-		case strings.HasPrefix(f.target, "worker-"):
-			w := r.s.Workers[slices.IndexFunc(r.s.Workers, func(p *testenv.Process) bool { return p.Name() == f.target })]
-			w.Kill()
-			time.Sleep(f.down)
-			w.Start()
-		default:
-			a := r.s.Agent(f.target)
-			a.Kill()
-			time.Sleep(f.down)
-			a.Restart()
+		if step.kill {
+			r.t.Logf("%s: kill -9 %s, %d downloads on it", began.Sub(start).Round(10*time.Millisecond), step.target, r.liveOn(step.target))
 		}
-		r.t.Logf("%s: %s killed at %s, serving again after %s", time.Since(start).Round(10*time.Millisecond), f.target,
-			began.Sub(start).Round(10*time.Millisecond), time.Since(began).Round(10*time.Millisecond))
+		switch {
+		case step.target == "temporal" && step.kill:
+			r.s.Temporal.Kill()
+		case step.target == "temporal":
+			r.s.Temporal.Start()
+		case strings.HasPrefix(step.target, "worker-"):
+			w := r.s.Workers[slices.IndexFunc(r.s.Workers, func(p *testenv.Process) bool { return p.Name() == step.target })]
+			if step.kill {
+				w.Kill()
+			} else {
+				w.Start()
+			}
+		case step.kill:
+			r.s.Agent(step.target).Kill()
+		default:
+			r.s.Agent(step.target).Restart()
+		}
+		if !step.kill {
+			r.t.Logf("%s: %s serves again (its start took %s)", time.Since(start).Round(10*time.Millisecond), step.target,
+				time.Since(began).Round(10*time.Millisecond))
+		}
 	}
+}
+
+// liveOn counts the downloads a kill of target hits, as last read: for
+// an agent those it is transferring, for a worker or Temporal all that
+// have not ended.
+func (r *chaosRun) liveOn(target string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, img := range r.imgs {
+		switch {
+		case img.Terminal() || img.ID == "":
+		case strings.HasPrefix(target, "node-"):
+			if img.Status == "DOWNLOADING" && imageNode(img) == target {
+				n++
+			}
+		default:
+			n++
+		}
+	}
+	return n
 }
 
 // pollImages reads every asked-for image four times a second, for the

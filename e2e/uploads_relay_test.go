@@ -127,6 +127,47 @@ func TestUploadLongPatchCutMidBody(t *testing.T) {
 	}
 	finishAt(t, s.APIURL(), s.API.Token, loc, data)
 	checkUploaded(t, waitStatus(t, s, strings.TrimPrefix(loc, "/v1/uploads/"), "READY", time.Minute), data, true)
+	// An agent on plain HTTP gets the bodies socket to socket.
+	if log := s.APIServer.Log(); !strings.Contains(log, "upload body relayed") || strings.Contains(log, "upload body streamed") {
+		t.Error("the API did not relay the PATCH bodies to the plain-HTTP agent with RelayUpload (its log says no \"upload body relayed\", or says \"upload body streamed\")")
+	}
+}
+
+// TestUploadThroughAgentsServingTLS: an agent reached over HTTPS cannot
+// be relayed to socket to socket; the API streams the body through its
+// TLS client instead, and the upload, cut and resumed, ends READY.
+func TestUploadThroughAgentsServingTLS(t *testing.T) {
+	ca := testenv.NewAgentCA(t)
+	s := testenv.StartStack(t, testenv.StackOptions{Agents: 1,
+		APIToken:  "api-token-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+		AgentArgs: []string{"--tls-cert", ca.CertFile, "--tls-key", ca.KeyFile},
+		AgentTLS:  ca.ClientTLS,
+		Env:       []string{"CLOUDIMAGES_AGENT_CA_FILE=" + ca.CAFile},
+	})
+	data := testenv.QCOW2Image(6<<20, 45)
+	loc := create(t, s, len(data), meta("pool_id", "local-1", "name", "tls.qcow2", "checksum", testenv.SHA256(data)))
+	const sent = 2<<20 + 4321
+	conn := openPatch(t, s.APIURL(), s.API.Token, loc, 0, len(data))
+	if _, err := conn.Write(data[:sent]); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	// Through the HTTP client, what the API had buffered when the body
+	// broke off is dropped with the connection to the node: the node has
+	// at most what was sent, and the client resumes from what it has.
+	var off int
+	eventually(t, 30*time.Second, "the node keeps bytes of the cut PATCH", func() bool {
+		off = offsetAt(t, s.APIURL(), s.API.Token, loc)
+		return off > 0
+	})
+	if off > sent {
+		t.Fatalf("the server has %d bytes, %d were sent", off, sent)
+	}
+	finishAt(t, s.APIURL(), s.API.Token, loc, data)
+	checkUploaded(t, waitStatus(t, s, strings.TrimPrefix(loc, "/v1/uploads/"), "READY", time.Minute), data, true)
+	if log := s.APIServer.Log(); !strings.Contains(log, "upload body streamed") || strings.Contains(log, "upload body relayed") {
+		t.Error("the API did not stream the PATCH bodies to the TLS agent through its HTTP client")
+	}
 }
 
 // TestUploadAPIRefusalMidBodyIsAnswered: a PATCH at the wrong offset is

@@ -1,6 +1,7 @@
 package nodeagent_test
 
 import (
+	"crypto/tls"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -686,4 +687,60 @@ func TestPeerKilledMidCopyResumesFromAnotherPeer(t *testing.T) {
 		t.Errorf("the second source sent %v bytes; the copy had kept %d of %d", got, kept, len(data))
 	}
 	t.Logf("killed source sent %d bytes, the second %d, of %d", kept, int64(len(data))-kept, len(data))
+}
+
+// tlsAgent is an in-process agent serving HTTPS with ca's certificate on
+// a real socket, whose token is its node credential.
+func tlsAgent(t *testing.T, nodeID string, ca testenv.CA, change func(*nodeagent.Config)) (*nodeagent.Server, *agentclient.Client, string, string) {
+	t.Helper()
+	cred := nodeauth.Credential(peerSecret, nodeID)
+	dir := t.TempDir()
+	cfg := nodeagent.Config{NodeID: nodeID, Token: cred, Pools: []nodeagent.PoolDir{{ID: "pool-1", Dir: dir}}, AllowPrivateNetworks: true,
+		RetryBackoff: 10 * time.Millisecond, MaxAttempts: 3, TLSCert: ca.CertFile, TLSKey: ca.KeyFile}
+	if change != nil {
+		change(&cfg)
+	}
+	srv, err := nodeagent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Cert}}
+	hs.StartTLS()
+	t.Cleanup(func() { srv.Close(); hs.Close() })
+	return srv, agentclient.New(hs.URL, cred, agentclient.WithTLS(ca.ClientTLS)), hs.URL, dir
+}
+
+// TestPeerCopyBetweenAgentsServingTLS: agents that serve HTTPS reach a
+// peer given as a bare host:port over https, trusting its certificate
+// through --ca-file; without the CA the copy fails on the certificate.
+func TestPeerCopyBetweenAgentsServingTLS(t *testing.T) {
+	ca := testenv.NewAgentCA(t)
+	up := testenv.NewUpstream(t)
+	data := testenv.QCOW2Image(1<<20, 16)
+	_, src, srcURL, _ := tlsAgent(t, "node-a", ca, nil)
+	if _, err := src.StartDownload(ctx(t), agentclient.DownloadRequest{ID: "pub", URL: up.AddFile("img.qcow2", data), PoolID: "pool-1", FileName: "img.qcow2", Checksum: testenv.SHA256(data)}); err != nil {
+		t.Fatal(err)
+	}
+	published := waitFinished(t, src, "pub")
+	peer := func() *agentclient.PeerSource {
+		return &agentclient.PeerSource{NodeID: "node-a", Address: strings.TrimPrefix(srcURL, "https://"), PoolID: "pool-1", FileName: "img.qcow2",
+			Token: nodeauth.MintFileRead(nodeauth.Credential(peerSecret, "node-a"), "pool-1", "img.qcow2", time.Now().Add(time.Minute))}
+	}
+
+	_, trusting, _, dir := tlsAgent(t, "node-b", ca, func(c *nodeagent.Config) { c.CAFile = ca.CAFile })
+	if _, err := trusting.StartDownload(ctx(t), agentclient.DownloadRequest{ID: "copy", Peer: peer(), PoolID: "pool-1", FileName: "img.qcow2", Checksum: published.FileChecksum}); err != nil {
+		t.Fatal(err)
+	}
+	assertPublished(t, waitFinished(t, trusting, "copy"), dir, data, published.FileChecksum)
+
+	_, untrusting, _, dir2 := tlsAgent(t, "node-c", ca, nil)
+	if _, err := untrusting.StartDownload(ctx(t), agentclient.DownloadRequest{ID: "copy", Peer: peer(), PoolID: "pool-1", FileName: "img.qcow2", Checksum: published.FileChecksum}); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFinished(t, untrusting, "copy")
+	assertFailed(t, d, dir2, fault.UpstreamError, false)
+	if !strings.Contains(d.Error.Message, "--ca-file") {
+		t.Errorf("failure %q does not say to give the CA with --ca-file", d.Error.Message)
+	}
 }

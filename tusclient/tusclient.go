@@ -409,7 +409,7 @@ func (c *Client) patchFile(ctx context.Context, loc string, f *os.File, offset, 
 			}
 		}
 	}()
-	next, err := c.patch(ctx, loc, offset, fileBody{f}, n)
+	next, err := c.patch(ctx, loc, offset, fileBody{f: f, end: offset + n}, n)
 	close(stop)
 	<-stopped
 	return next, err
@@ -418,10 +418,28 @@ func (c *Client) patchFile(ctx context.Context, loc string, f *os.File, offset, 
 // fileBody is a PATCH body read from the file's own position. Being a
 // syscall.Conn, it lets the HTTP client send it over a TCP connection
 // with sendfile(2) (net.TCPConn.ReadFrom): the file's bytes go to the
-// socket without being copied through the client's memory.
-type fileBody struct{ f *os.File }
+// socket without being copied through the client's memory. It is an
+// io.ReadCloser so that the client does not wrap it in one (which would
+// hide SyscallConn); Close leaves the file to Do. Read ends at end (the
+// client reads on after Content-Length to check that nothing is left;
+// sendfile itself is bounded by Content-Length).
+type fileBody struct {
+	f   *os.File
+	end int64
+}
 
-func (b fileBody) Read(p []byte) (int, error) { return b.f.Read(p) }
+func (b fileBody) Read(p []byte) (int, error) {
+	pos, err := b.f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, err
+	}
+	if pos >= b.end {
+		return 0, io.EOF
+	}
+	return b.f.Read(p[:min(int64(len(p)), b.end-pos)])
+}
+
+func (b fileBody) Close() error { return nil }
 
 func (b fileBody) SyscallConn() (syscall.RawConn, error) { return b.f.SyscallConn() }
 

@@ -36,7 +36,7 @@ type Deps struct {
 }
 
 // New returns a worker, not yet started, that runs DownloadImageWorkflow,
-// RemoveImageFileWorkflow, NodeHealthWorkflow, RefreshImageWorkflow and their activities on the
+// RemoveImageFileWorkflow, NodeHealthWorkflow, RefreshImageWorkflow, DistributeImageWorkflow and their activities on the
 // image-downloads task queue. c also carries the watch's progress signals
 // to the workflows.
 func New(c client.Client, deps Deps) worker.Worker {
@@ -59,6 +59,7 @@ func New(c client.Client, deps Deps) worker.Worker {
 	w.RegisterWorkflowWithOptions(workflows.RemoveImageFileWorkflow, workflow.RegisterOptions{Name: workflows.RemoveFileWorkflowType})
 	w.RegisterWorkflowWithOptions(workflows.NodeHealthWorkflow, workflow.RegisterOptions{Name: workflows.NodeHealthWorkflowType})
 	w.RegisterWorkflowWithOptions(workflows.RefreshImageWorkflow, workflow.RegisterOptions{Name: workflows.RefreshWorkflowType})
+	w.RegisterWorkflowWithOptions(workflows.DistributeImageWorkflow, workflow.RegisterOptions{Name: workflows.DistributeWorkflowType})
 	w.RegisterActivity(&activities.Activities{
 		Store:     deps.Store,
 		Catalog:   deps.Catalog,

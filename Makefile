@@ -6,9 +6,10 @@ TEMPORAL_CLI_VERSION := v1.5.1
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN      := $(CURDIR)/bin
 TEMPORAL := $(BIN)/temporal
+TEMPORAL_SERVER := $(BIN)/temporal-server
 GOTEST_FLAGS ?= -race -timeout 75m
 
-.PHONY: all tools build run test vet fmt-check bench clean web-test-deps test-deps
+.PHONY: all tools temporal-server build run test test-topology vet fmt-check bench clean web-test-deps test-deps
 
 all: build
 
@@ -19,6 +20,16 @@ $(TEMPORAL):
 	@mkdir -p $(BIN)
 	@echo "installing temporal CLI $(TEMPORAL_CLI_VERSION) into bin/ (about 2 minutes the first time)"
 	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+## temporal-server: a real Temporal server on PostgreSQL (tools/temporal-server, its own Go module) in
+## bin/, for the production-topology test. Built like bin/temporal (and without CGO_ENABLED=0, so
+## that it reuses the server packages `make tools` compiled): minutes the first time.
+temporal-server: $(TEMPORAL_SERVER)
+
+$(TEMPORAL_SERVER): tools/temporal-server/main.go tools/temporal-server/go.mod tools/temporal-server/go.sum
+	@mkdir -p $(BIN)
+	@echo "building the Temporal server (tools/temporal-server) into bin/ (minutes the first time)"
+	cd tools/temporal-server && $(GO) build -ldflags "-s -w" -o $(TEMPORAL_SERVER) .
 
 ## web-test-deps: Debian's Chromium for the browser tests in web/, installed when missing
 web-test-deps:
@@ -49,14 +60,22 @@ run: tools build
 
 vet:
 	$(GO) vet ./...
+	cd tools/temporal-server && $(GO) vet .
 
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-## test: vet, gofmt, and the whole suite with -race (PostgreSQL tests need CLOUDIMAGES_TEST_POSTGRES_URL)
-test: tools build web-test-deps test-deps fmt-check vet
-	CLOUDIMAGES_TEMPORAL_CLI=$(TEMPORAL) CLOUDIMAGES_BIN=$(BIN)/cloudimages $(GO) test $(GOTEST_FLAGS) ./...
+TEST_ENV = CLOUDIMAGES_TEMPORAL_CLI=$(TEMPORAL) CLOUDIMAGES_BIN=$(BIN)/cloudimages CLOUDIMAGES_TEMPORAL_SERVER=$(TEMPORAL_SERVER)
+
+## test: vet, gofmt, and the whole suite with -race (PostgreSQL tests, the topology's among them, need CLOUDIMAGES_TEST_POSTGRES_URL)
+test: tools temporal-server build web-test-deps test-deps fmt-check vet
+	$(TEST_ENV) $(GO) test $(GOTEST_FLAGS) ./...
+
+## test-topology: only the production topology's fault suite (Temporal server on PostgreSQL, API ×2,
+## workers ×2, two agents; needs CLOUDIMAGES_TEST_POSTGRES_URL); `make test` runs it too
+test-topology: tools temporal-server build
+	$(TEST_ENV) $(GO) test $(GOTEST_FLAGS) -run 'TestTopology' -v ./e2e/
 
 ## bench: throughput against curl and the other benchmarks; prints ratios
 bench: tools build

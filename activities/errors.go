@@ -25,6 +25,17 @@ func failover(code, format string, args ...any) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), FailoverError, nil, code)
 }
 
+// PeerFailedError is the application error type of a copy from a peer
+// that failed: the workflow copies from another READY copy, or from the
+// mirror, on the same node.
+const PeerFailedError = "peer_failed"
+
+// peerFailed says the copy's source failed it; the detail carries the
+// contract code of the node's error, as for failover.
+func peerFailed(code, format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), PeerFailedError, nil, code)
+}
+
 // retryable is a failure that the activity's retry policy may get past.
 func retryable(code, format string, args ...any) error {
 	return temporal.NewApplicationError(fmt.Sprintf(format, args...), code)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
@@ -24,11 +25,15 @@ type fakeAgent struct {
 
 	mu     sync.Mutex
 	health agentclient.Health
-	down   bool                   // answer every request with 502
-	script []agentclient.Download // answers to GET /v1/downloads/{id}, the last one repeated
-	starts []agentclient.DownloadRequest
-	cancel []string
-	files  []string // pool/file of DELETE /v1/pools/{pool}/files/{file}
+	down   bool // answer every request with 502
+	frozen bool // answer nothing: hold every request until the caller gives up
+	drops  int  // close the connection of this many polls of a download without an answer
+	// firstFrozen is when the first request reached the frozen agent.
+	firstFrozen time.Time
+	script      []agentclient.Download // answers to GET /v1/downloads/{id}, the last one repeated
+	starts      []agentclient.DownloadRequest
+	cancel      []string
+	files       []string // pool/file of DELETE /v1/pools/{pool}/files/{file}
 
 	getCount  int // GETs of a download
 	waitCount int // of which asked to wait (?wait=)
@@ -51,6 +56,14 @@ func (f *fakeAgent) address() string { return strings.TrimPrefix(f.srv.URL, "htt
 
 func (f *fakeAgent) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
+	if f.frozen {
+		if f.firstFrozen.IsZero() {
+			f.firstFrozen = time.Now()
+		}
+		f.mu.Unlock()
+		<-r.Context().Done() // like a SIGSTOPped process: the kernel accepted, nobody answers
+		return
+	}
 	defer f.mu.Unlock()
 	if f.down {
 		http.Error(w, "bad gateway", http.StatusBadGateway)
@@ -69,6 +82,11 @@ func (f *fakeAgent) serve(w http.ResponseWriter, r *http.Request) {
 		f.starts = append(f.starts, req)
 		writeJSON(w, http.StatusAccepted, agentclient.Download{ID: req.ID, PoolID: req.PoolID, FileName: req.FileName,
 			Path: "/pool/cloud-images/" + req.FileName, State: agentclient.StateRunning})
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/downloads/") && f.drops > 0:
+		f.drops--
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			conn.Close()
+		}
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/downloads/"):
 		if len(f.script) == 0 {
 			writeJSON(w, http.StatusNotFound, fault.Body{Error: fault.New(fault.NotFound, "no such download")})
@@ -142,3 +160,7 @@ func (f *fakeAgent) removedFiles() []string {
 	defer f.mu.Unlock()
 	return append([]string(nil), f.files...)
 }
+
+// crash stops the agent as kill -9 would: its port is closed, so every
+// connection to it is refused.
+func (f *fakeAgent) crash() { f.srv.Close() }

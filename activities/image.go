@@ -138,13 +138,14 @@ type WaitingRequest struct {
 }
 
 // MarkWaiting records that the image is PENDING until its pool's next
-// transfer window: before it starts, or paused at the end of a window.
+// transfer window (before it starts, or paused at the end of a window),
+// or, before it starts, waiting for a node of its pool until a deadline.
 func (a *Activities) MarkWaiting(ctx context.Context, in WaitingRequest) error {
 	err := a.Store.Transition(ctx, in.ImageID, store.ToWaiting{Until: in.Until, Message: in.Message})
 	if err != nil {
 		return asStoreError(err)
 	}
-	activity.GetLogger(ctx).Info("waiting for a transfer window", "image_id", in.ImageID, "until", in.Until)
+	activity.GetLogger(ctx).Info("waiting", "image_id", in.ImageID, "until", in.Until, "message", in.Message)
 	return nil
 }
 
@@ -185,6 +186,9 @@ type ReadyRequest struct {
 	ImageID string
 	Finished
 	Failovers []store.Failover
+	// Source is where the bytes came from when not the mirror
+	// (store.SourcePeer for a copy from another node).
+	Source string `json:",omitempty"`
 }
 
 // MarkReady records that the whole image is at Path and verified.
@@ -194,6 +198,11 @@ func (a *Activities) MarkReady(ctx context.Context, in ReadyRequest) error {
 		FileChecksum: in.FileChecksum, Failovers: in.Failovers})
 	if err != nil {
 		return asStoreError(err)
+	}
+	if in.Source != "" {
+		if err := a.Store.SetImageSource(ctx, in.ImageID, in.Source); err != nil {
+			return asStoreError(err)
+		}
 	}
 	activity.GetLogger(ctx).Info("image ready", "image_id", in.ImageID, "node_id", in.NodeID, "path", in.Path,
 		"format", in.Format, "compression", in.Compression)

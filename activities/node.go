@@ -40,6 +40,19 @@ type Job struct {
 	// MaxBytesPerSecond caps the download's rate on the node (0: none),
 	// sent only to an agent that supports it.
 	MaxBytesPerSecond int64
+	// Peers are READY copies (image ids) of a distribution, in the order to
+	// copy from, to an agent that supports FeaturePeerCopy; DeadPeers are
+	// those that failed this download. With none left, or an agent that
+	// cannot copy from peers, the job downloads from URL.
+	Peers     []string `json:",omitempty"`
+	DeadPeers []string `json:",omitempty"`
+	// PeerImageID is the copy the started job reads from ("" for URL): a
+	// failure of the job is then first the source's (PeerFailedError).
+	PeerImageID string `json:",omitempty"`
+	// Failed are the nodes that already failed in this download: a node
+	// that dies is left at once only for a node not among them (the pick
+	// would refuse those).
+	Failed []string `json:",omitempty"`
 }
 
 // Started is the node-side job as the node reported it when started.
@@ -50,6 +63,8 @@ type Started struct {
 	BytesDone int64
 	// BytesTotal is the node's size of the image, or the expected one.
 	BytesTotal int64
+	// Peer is the copy the job reads from, when it copies from a peer.
+	Peer *PeerUsed `json:",omitempty"`
 }
 
 // StartOnNode starts the node-side download; the workflow then records
@@ -64,7 +79,7 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 	} else if err != nil {
 		return Started{}, err
 	}
-	req, err := a.downloadRequest(ctx, job, node)
+	req, peer, err := a.peerOrURLRequest(ctx, job, node)
 	if err != nil {
 		return Started{}, err
 	}
@@ -78,7 +93,7 @@ func (a *Activities) StartOnNode(ctx context.Context, job Job) (Started, error) 
 	activity.GetLogger(ctx).Info("download started on node", "image_id", job.ImageID, "node_id", job.NodeID, "pool_id", job.PoolID,
 		"attempt", job.Attempt, "bytes_done", d.BytesDone, "convert_to", req.ConvertTo, "max_bytes_per_second", req.MaxBytesPerSecond)
 	return Started{NodeID: job.NodeID, Path: d.Path, State: d.State, BytesDone: d.BytesDone,
-		BytesTotal: orSize(d.BytesTotal, job.SizeBytes)}, nil
+		BytesTotal: orSize(d.BytesTotal, job.SizeBytes), Peer: peer}, nil
 }
 
 // downloadRequest is the node-side request of a job: what the node's agent

@@ -94,6 +94,7 @@ type watch struct {
 	lastStored time.Time
 	lastSignal time.Time
 	lastState  string
+	crash      crashCheck
 	// longPoll: the node's agent has FeatureLongPoll; version is the
 	// Download's version it last answered with.
 	longPoll bool
@@ -137,9 +138,12 @@ func (w *watch) poll(ctx context.Context) (fin Finished, done, answered bool, er
 	// the connection but never answers (frozen, SIGSTOP, a half-dead
 	// network) would otherwise time the attempt out before it could count
 	// the node as unreachable, and every retry would hang the same way.
-	// A long-poll may take its wait more.
-	timeout := w.pollTimeout()
-	if w.longPoll {
+	// A long-poll may take its wait more; a node that did not answer the
+	// last poll is asked plainly, so that its grace is not stretched by
+	// a wait and a node that is back answers at once.
+	asked, timeout := time.Now(), w.pollLimit()
+	longPoll := w.longPoll && w.details.UnreachableSince == nil
+	if longPoll {
 		timeout += w.longPollWait()
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
@@ -153,7 +157,7 @@ func (w *watch) poll(ctx context.Context) (fin Finished, done, answered bool, er
 		}
 	}()
 	var d agentclient.Download
-	if w.longPoll {
+	if longPoll {
 		d, err = w.client.DownloadAfter(pctx, w.job.DownloadID, w.version, w.longPollWait())
 	} else {
 		d, err = w.client.Download(pctx, w.job.DownloadID)
@@ -169,9 +173,11 @@ func (w *watch) poll(ctx context.Context) (fin Finished, done, answered bool, er
 		}
 		fe := fault.From(err)
 		if timedOut {
-			fe = fault.Retryable(fault.NodeUnreachable, "node %s did not answer within %s", w.job.NodeID, timeout)
+			fe = fault.Retryable(fault.NodeUnreachable, "node %s did not answer within %s", w.job.NodeID, timeout.Round(time.Millisecond))
+		} else if down := w.crashed(ctx, err); down != "" {
+			return Finished{}, false, false, failover(fault.NodeUnreachable, "node %s is down: %s", w.job.NodeID, down)
 		}
-		return Finished{}, false, false, w.unreachable(ctx, fe)
+		return Finished{}, false, false, w.unreachable(ctx, fe, asked)
 	}
 	if w.longPoll && d.Version == 0 {
 		// An agent without long-polls now (a downgrade since the node was
@@ -228,9 +234,22 @@ func (w *watch) pollTimeout() time.Duration {
 	return min(w.s.HeartbeatTimeout/3, 10*time.Second)
 }
 
-// unreachable handles a failed poll: within the grace period the watch
-// keeps trying; past it, the download fails over.
-func (w *watch) unreachable(ctx context.Context, fe *fault.Error) error {
+// pollLimit is the poll timeout, cut to what is left of the grace period
+// once the node is unreachable: a frozen node is failed over when its
+// grace ends, not up to a poll timeout later.
+func (w *watch) pollLimit() time.Duration {
+	limit := w.pollTimeout()
+	if since := w.details.UnreachableSince; since != nil {
+		limit = min(limit, max(w.s.NodeGrace-time.Since(*since), 100*time.Millisecond))
+	}
+	return limit
+}
+
+// unreachable handles a failed poll, asked at asked: within the grace
+// period the watch keeps trying; past it, the download fails over. The
+// grace counts from the first poll that got no answer, not from when that
+// poll gave up.
+func (w *watch) unreachable(ctx context.Context, fe *fault.Error, asked time.Time) error {
 	if fe.Code == fault.NotFound {
 		return failover(fault.NotFound, "node %s no longer knows download %s", w.job.NodeID, w.job.DownloadID)
 	}
@@ -239,7 +258,8 @@ func (w *watch) unreachable(ctx context.Context, fe *fault.Error) error {
 	}
 	now := time.Now().UTC()
 	if w.details.UnreachableSince == nil {
-		w.details.UnreachableSince = &now
+		since := asked.UTC()
+		w.details.UnreachableSince = &since
 		activity.GetLogger(ctx).Warn("node unreachable", "image_id", w.job.ImageID, "node_id", w.job.NodeID, "error", fe.Message)
 	}
 	activity.RecordHeartbeat(ctx, w.details)
@@ -254,6 +274,12 @@ func (w *watch) unreachable(ctx context.Context, fe *fault.Error) error {
 func (w *watch) failed(fe *fault.Error) error {
 	if fe == nil {
 		return failover(fault.Internal, "node %s: the download failed without a reason", w.job.NodeID)
+	}
+	if w.job.PeerImageID != "" && fe.Code != fault.DiskFull {
+		// A copy from a peer that fails is first the source's fault (gone,
+		// killed, its file unreadable): the workflow copies from another
+		// READY copy, or from the mirror, on the same target.
+		return peerFailed(fe.Code, "node %s: copying image %s from its peer failed: %s: %s", w.job.NodeID, w.job.PeerImageID, fe.Code, fe.Message)
 	}
 	if fe.Retryable && fe.Code != fault.DiskFull {
 		return failover(fe.Code, "node %s: %s: %s", w.job.NodeID, fe.Code, fe.Message)
@@ -318,7 +344,7 @@ func (w *watch) resendCredential(ctx context.Context) error {
 	if err != nil {
 		return asStoreError(err)
 	}
-	req, err := w.a.downloadRequest(ctx, w.job, node)
+	req, _, err := w.a.peerOrURLRequest(ctx, w.job, node)
 	if err != nil {
 		return err
 	}

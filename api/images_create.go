@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -163,9 +162,12 @@ func (s *Server) checkImageRequest(req *imageRequest) (*store.Image, error) {
 		Credential: src.Credential, Status: store.StatusPending, WorkflowID: contract.WorkflowID(id)}, nil
 }
 
-// checkNodes refuses a download that cannot run: a pool without nodes, a
-// pool whose nodes are all known to be offline, or a preferred node that
-// does not serve the pool. Nodes not checked yet count as usable.
+// checkNodes refuses a download that cannot run: a pool without nodes, or
+// a preferred node that does not serve the pool. A pool whose nodes all
+// look offline is not refused: the status is up to one health round old,
+// and an agent that has just restarted already answers. The workflow's
+// bounded wait finds it (the image says it waits for a node of the pool),
+// or fails with no_node_available naming each node and why.
 func (s *Server) checkNodes(ctx context.Context, pool store.Pool, preferred string) error {
 	nodes, err := s.store.NodesForPool(ctx, pool.ID)
 	if err != nil {
@@ -174,27 +176,15 @@ func (s *Server) checkNodes(ctx context.Context, pool store.Pool, preferred stri
 	if len(nodes) == 0 {
 		return apiErr(fault.NoNodeAvailable, "pool %q has no nodes: no node is assigned to it and no node agent reports serving it. Register a node (POST /v1/nodes) whose agent serves the pool (--pool %s=DIR), and assign it to the pool", pool.ID, pool.ID)
 	}
-	var states []string
-	usable := false
-	found := preferred == ""
+	if preferred == "" {
+		return nil
+	}
+	var ids []string
 	for _, n := range nodes {
-		states = append(states, fmt.Sprintf("%s (%s)", n.ID, n.Status))
-		if n.Status != store.NodeOffline {
-			usable = true
-		}
 		if n.ID == preferred {
-			found = true
+			return nil
 		}
+		ids = append(ids, n.ID)
 	}
-	if !found {
-		var ids []string
-		for _, n := range nodes {
-			ids = append(ids, n.ID)
-		}
-		return apiErr(fault.UnprocessableRequest, "node %q does not serve pool %q; its nodes are: %s. Leave node_id out, or pick one of them", preferred, pool.ID, strings.Join(ids, ", "))
-	}
-	if !usable {
-		return apiErr(fault.NoNodeAvailable, "no node of pool %q is online: %s. Start their node agents (and check each node's address and --node-token), then try again", pool.ID, strings.Join(states, ", "))
-	}
-	return nil
+	return apiErr(fault.UnprocessableRequest, "node %q does not serve pool %q; its nodes are: %s. Leave node_id out, or pick one of them", preferred, pool.ID, strings.Join(ids, ", "))
 }

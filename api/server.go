@@ -189,6 +189,11 @@ func (s *Server) routes() *echo.Echo {
 	v1.POST("/subscriptions/:id/check", s.checkNow)
 	v1.GET("/subscriptions/:id/events", s.subscriptionEvents)
 
+	v1.POST("/distributions", s.createDistribution)
+	v1.GET("/distributions", s.listDistributions)
+	v1.GET("/distributions/:id", s.getDistribution)
+	v1.DELETE("/distributions/:id", s.deleteDistribution)
+
 	s.uploadRoutes(v1)
 
 	// Unknown /v1/ routes answer JSON rather than reach the UI: 405 with

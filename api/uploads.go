@@ -1,11 +1,14 @@
 package api
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -251,11 +254,31 @@ func (s *Server) patchUpload(c echo.Context) error {
 		return err
 	}
 	s.metrics.uploadsActive.Inc()
+	defer s.metrics.uploadsActive.Dec()
+	if agent.CanRelay() && req.ContentLength > 0 && req.ProtoMajor == 1 {
+		// Take the connection over, so the kernel moves the body from the
+		// uploader's socket to the agent's (agentclient.RelayUpload).
+		if raw, head, err := hijackBody(c); err == nil {
+			defer raw.close()
+			u, n, err := agent.RelayUpload(req.Context(), img.ID, offset, head, raw.conn, req.ContentLength)
+			s.metrics.uploadBytes.Add(float64(n))
+			s.log.Debug("upload body relayed", "image_id", img.ID, "node_id", img.NodeID, "offset", offset, "bytes", n, "error", err)
+			if err := s.patchAnswer(c, u, err); err != nil {
+				c.Error(err)
+			}
+			return nil
+		}
+	}
 	body := &countedBody{r: req.Body}
 	u, err := agent.WriteUpload(req.Context(), img.ID, offset, bigCopies{body}, req.ContentLength)
-	s.metrics.uploadsActive.Dec()
 	s.metrics.uploadBytes.Add(float64(body.n))
 	s.log.Debug("upload body streamed", "image_id", img.ID, "node_id", img.NodeID, "offset", offset, "bytes", body.n, "error", err)
+	return s.patchAnswer(c, u, err)
+}
+
+// patchAnswer answers a PATCH once the node has answered the body: 204
+// with the node's offset, or the node's refusal.
+func (s *Server) patchAnswer(c echo.Context, u agentclient.Upload, err error) error {
 	if err != nil {
 		fe, ok := fault.As(err)
 		switch {
@@ -363,4 +386,83 @@ func (c *countedBody) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// hijackBody takes a PATCH's connection over from the HTTP server: the
+// body is then read from the connection itself (head is what the server
+// had read of it already), and the answer written through raw, which
+// becomes the response's writer and sends it, with Connection: close,
+// when closed. It fails, having changed nothing, when the connection
+// cannot be taken over (HTTP/2).
+func hijackBody(c echo.Context) (*rawResponse, []byte, error) {
+	req := c.Request()
+	conn, rw, err := http.NewResponseController(c.Response()).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	_ = conn.SetDeadline(time.Time{}) // the node ends a body that stalls
+	head := make([]byte, min(int64(rw.Reader.Buffered()), req.ContentLength))
+	_, _ = io.ReadFull(rw.Reader, head)
+	raw := &rawResponse{conn: conn, header: c.Response().Header().Clone(), method: req.Method}
+	c.Response().Writer = raw
+	if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+		// The server sends this when a handler first reads the body; the
+		// body is now read past it.
+		_, _ = io.WriteString(conn, "HTTP/1.1 100 Continue\r\n\r\n")
+	}
+	return raw, head, nil
+}
+
+// rawResponse is the http.ResponseWriter of a request whose connection
+// was taken over: it holds the answer and writes it on close.
+type rawResponse struct {
+	conn   net.Conn
+	header http.Header
+	method string
+	status int
+	body   bytes.Buffer
+}
+
+func (r *rawResponse) Header() http.Header { return r.header }
+
+func (r *rawResponse) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+}
+
+func (r *rawResponse) Write(p []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	return r.body.Write(p)
+}
+
+// close sends the answer and closes the connection. When the uploader may
+// still be sending (the node refused the body early), it stops writing
+// and reads on for a moment before closing, as net/http does, so that
+// unread bytes do not make the kernel reset the connection before the
+// answer is read.
+func (r *rawResponse) close() {
+	if r.status == 0 {
+		r.status = http.StatusInternalServerError
+	}
+	r.header.Set("Connection", "close")
+	r.header.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	bodyAllowed := r.status >= 200 && r.status != http.StatusNoContent && r.status != http.StatusNotModified
+	if bodyAllowed && r.method != http.MethodHead {
+		r.header.Set("Content-Length", strconv.Itoa(r.body.Len()))
+	} else {
+		r.body.Reset()
+	}
+	w := bufio.NewWriter(r.conn)
+	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\n", r.status, http.StatusText(r.status))
+	_ = r.header.Write(w)
+	_, _ = w.WriteString("\r\n")
+	_, _ = w.Write(r.body.Bytes())
+	_ = w.Flush()
+	if tc, ok := r.conn.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+		_ = tc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		_, _ = io.Copy(io.Discard, io.LimitReader(tc, 4<<20))
+	}
+	_ = r.conn.Close()
 }

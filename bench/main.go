@@ -36,13 +36,15 @@ type bench struct {
 	dropDB func()
 	// alt is an agent run from -compare-bin, an extra transfer contestant.
 	alt *agent
+	// compareBin is -compare-bin (the upload part runs its API and CLI too).
+	compareBin string
 }
 
 // wholePathMany is -wholepath-many.
 var wholePathMany int
 
 // parts are the benchmarks, in the order they run.
-var parts = []string{"transfer", "tls", "bandwidth", "overhead", "failover", "scale", "memory", "decompress", "compressed", "convert", "upload", "wholepath"}
+var parts = []string{"transfer", "tls", "bandwidth", "overhead", "failover", "scale", "memory", "decompress", "compressed", "convert", "upload", "wholepath", "distribute"}
 
 func main() {
 	var (
@@ -54,7 +56,7 @@ func main() {
 		dir       = flag.String("dir", os.Getenv("BENCH_DIR"), "work dir; kept (with the cached source file) when given, else a temp dir removed at the end")
 		database  = flag.String("database", "", "database URL for the API and worker (default: a fresh PostgreSQL database on $"+postgresEnv+" when set, else SQLite in the work dir)")
 		concurent = flag.Int("agent-max-concurrent", 32, "--max-concurrent of each node agent")
-		compare   = flag.String("compare-bin", "", "another cloudimages binary whose node agent joins the transfer benchmark (to measure a change)")
+		compare   = flag.String("compare-bin", "", "another cloudimages binary whose node agent joins the transfer benchmark, and whose CLI, API and agent the upload benchmark (to measure a change)")
 		many      = flag.Int("wholepath-many", 1000, "concurrent downloads of the wholepath part's request count, once with long-polls and once polled")
 	)
 	flag.Parse()
@@ -74,7 +76,7 @@ func run(size int64, rounds, n int, only, scaleList, dir, database, compareBin s
 	if err != nil {
 		return 2, err
 	}
-	b := &bench{rounds: rounds, n: n}
+	b := &bench{rounds: rounds, n: n, compareBin: compareBin}
 	if b.scale, err = parseInts(scaleList); err != nil {
 		return 2, fmt.Errorf("-scale: %w", err)
 	}
@@ -135,6 +137,8 @@ func run(size int64, rounds, n int, only, scaleList, dir, database, compareBin s
 			b.benchUpload(ctx)
 		case "wholepath":
 			b.benchWholePath(ctx, wholePathMany)
+		case "distribute":
+			b.benchDistribute(ctx)
 		}
 	}
 	fmt.Printf("\ncloudimages bench — %s — %d CPUs, %s, load average %s at the start and %s at the end, took %s\n\n",

@@ -55,11 +55,13 @@ type stack struct {
 	agents []*agent
 
 	temporal *launch.Process
-	tclient  client.Client
-	worker   *launch.Process
-	api      *launch.Process
-	apiURL   string
-	dbURL    string
+	// temporalAddr is the dev server's host:port.
+	temporalAddr string
+	tclient      client.Client
+	worker       *launch.Process
+	api          *launch.Process
+	apiURL       string
+	dbURL        string
 	// controlErr says why the control plane is not running, when it is not.
 	controlErr error
 }
@@ -139,6 +141,7 @@ func (s *stack) startControlPlane(temporalCLI string) error {
 	if err != nil {
 		return fmt.Errorf("temporal dev server (%s): %w", temporalCLI, err)
 	}
+	s.temporalAddr = t.Address()
 	if s.tclient, err = client.Dial(client.Options{HostPort: t.Address(), Namespace: "default", Logger: quietLogger{}}); err != nil {
 		return err
 	}
@@ -198,8 +201,10 @@ func (s *stack) close() {
 // agentProxy forwards to one agent and notes when each POST /v1/downloads
 // arrives, by download id: the moment the node receives a start request.
 type agentProxy struct {
-	addr string
-	srv  *http.Server
+	addr    string
+	handler http.Handler
+	srvMu   sync.Mutex
+	srv     *http.Server
 
 	mu     sync.Mutex
 	starts map[string][]time.Time
@@ -224,7 +229,7 @@ func startAgentProxy(target string) (*agentProxy, error) {
 		}
 		return withoutLongPoll(resp)
 	}
-	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && strings.TrimSuffix(r.URL.Path, "/") == "/v1/downloads" {
 			at := time.Now()
 			body, _ := io.ReadAll(r.Body)
@@ -243,12 +248,36 @@ func startAgentProxy(target string) (*agentProxy, error) {
 			p.mu.Unlock()
 		}
 		rp.ServeHTTP(w, r)
-	})}
-	go p.srv.Serve(ln)
+	})
+	p.serve(ln)
 	return p, nil
 }
 
-func (p *agentProxy) close() { p.srv.Close() }
+func (p *agentProxy) serve(ln net.Listener) {
+	p.srvMu.Lock()
+	defer p.srvMu.Unlock()
+	p.srv = &http.Server{Handler: p.handler}
+	go p.srv.Serve(ln)
+}
+
+func (p *agentProxy) close() {
+	p.srvMu.Lock()
+	defer p.srvMu.Unlock()
+	p.srv.Close()
+}
+
+// reopen serves again on the same address after close: the failover part
+// closes the proxy with its killed agent, so that the worker finds the
+// node's port closed (refused), as it would without a proxy, instead of a
+// proxy answering 502 for it.
+func (p *agentProxy) reopen() error {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		return err
+	}
+	p.serve(ln)
+	return nil
+}
 
 // withoutLongPoll rewrites a health answer without long_poll in features.
 func withoutLongPoll(resp *http.Response) error {
@@ -304,3 +333,19 @@ func (quietLogger) Debug(string, ...any) {}
 func (quietLogger) Info(string, ...any)  {}
 func (quietLogger) Warn(string, ...any)  {}
 func (quietLogger) Error(string, ...any) {}
+
+// startAPI starts another API process, from bin, on the stack's Temporal
+// server and database; it returns the process and its base URL.
+func (s *stack) startAPI(name, bin string) (*launch.Process, string, error) {
+	cp := &launch.ControlPlane{Bin: bin, TemporalAddress: s.temporalAddr, DatabaseURL: s.dbURL, NodeToken: nodeToken}
+	p := cp.API(s.logPath(name))
+	p.Name = name
+	var url string
+	err := launch.StartOnFreePort(context.Background(), p, func() error {
+		addr, err := freeAddr()
+		url = "http://" + addr
+		cp.ApplyAPI(p, addr, "")
+		return err
+	})
+	return p, url, err
+}

@@ -70,6 +70,15 @@ func (b *bench) benchTransfer(ctx context.Context) {
 	if b.alt != nil {
 		cs = append(cs, &contestant{name: "node agent, -compare-bin", run: b.agentDownload(b.alt, src, url)})
 	}
+	if len(b.stack.agents) >= 2 {
+		peer := &contestant{name: "node agent, peer copy from node-1", run: b.peerCopy(b.stack.agents[0], b.stack.agents[1], src)}
+		if remove, err := seedPeer(ctx, b.stack.agents[0], src, url); err != nil {
+			peer.err = err
+		} else {
+			defer remove()
+		}
+		cs = append(cs, peer)
+	}
 	if b.stack.controlErr == nil {
 		cs = append(cs, &contestant{name: "whole path API→READY", run: b.wholePath(src, url)})
 	}
@@ -109,6 +118,8 @@ func (b *bench) benchTransfer(ctx context.Context) {
 			b.rep.goal(part, c.name, value, "≥ 0.90× curl", x >= 0.9)
 		case "whole path API→READY":
 			b.rep.goal(part, c.name, value, "≥ 0.85× curl", x >= 0.85)
+		case "node agent, peer copy from node-1":
+			b.rep.goal(part, c.name, value, "≥ 0.90× curl", x >= 0.9)
 		default:
 			b.rep.add(part, c.name, value)
 		}
@@ -130,6 +141,9 @@ func (b *bench) benchTransfer(ctx context.Context) {
 	}
 	if agent > 0 && sync > 0 {
 		b.rep.add(part, "node agent vs curl + sync (same durability)", ratio(agent/sync))
+	}
+	if peer := ratios["node agent, peer copy from node-1"]; agent > 0 && peer > 0 {
+		b.rep.add(part, "peer copy vs mirror download (node agent)", ratio(peer/agent))
 	}
 }
 

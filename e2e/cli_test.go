@@ -54,7 +54,11 @@ func TestBadSettingsExitWithUsage(t *testing.T) {
 		{"unknown command", []string{"serve"},
 			nil, []string{`unknown command "serve"`}},
 		{"dev with one agent address", []string{"dev", "--agent-listen", "127.0.0.1:9091"},
-			nil, []string{"--agent-listen", "want two host:port"}},
+			nil, []string{"--agent-listen", "want 2 host:port"}},
+		{"dev with too few agent addresses for --agents", []string{"dev", "--agents", "3", "--agent-listen", "127.0.0.1:9091,127.0.0.1:9092"},
+			nil, []string{"--agent-listen", "want 3 host:port"}},
+		{"dev with no agents", []string{"dev", "--agents", "0"},
+			nil, []string{"--agents 0: want between 1 and 64"}},
 		{"dev with a bad listen address", []string{"dev", "--listen", "8080"},
 			nil, []string{`"8080": want host:port`}},
 	}

@@ -231,6 +231,32 @@ func TestComposeAddressesAndPortsLineUp(t *testing.T) {
 	}
 }
 
+// TestComposeWorkersServeMetrics: every worker serves /metrics
+// (--metrics-listen, whose variable TestComposeCommandsAndVariablesExist
+// checks against `worker --help`) on an address other containers reach,
+// on a port it exposes to the compose network and does not publish.
+func TestComposeWorkersServeMetrics(t *testing.T) {
+	f := loadCompose(t)
+	for _, name := range f.servicesRunning("worker") {
+		s := f.service(t, name)
+		listen := s.Environment["CLOUDIMAGES_METRICS_LISTEN"]
+		host, port, err := net.SplitHostPort(listen)
+		if err != nil {
+			t.Errorf("%s: CLOUDIMAGES_METRICS_LISTEN %q: %v", name, listen, err)
+			continue
+		}
+		if host != "0.0.0.0" && host != "" {
+			t.Errorf("%s: metrics on %s, which other containers cannot reach", name, listen)
+		}
+		if !slices.Contains(s.Expose, port) {
+			t.Errorf("%s: metrics on port %s, which it does not expose (expose %v)", name, port, s.Expose)
+		}
+		if len(s.Ports) > 0 {
+			t.Errorf("%s publishes %v on the host; its metrics are for the compose network", name, s.Ports)
+		}
+	}
+}
+
 // TestComposePublishesOnlyTheAPI: Temporal has no authentication, so its
 // frontend (7233) must not be reachable from outside the host, and Temporal
 // Web (8233) only on the host's loopback. Only the API, which has a token,

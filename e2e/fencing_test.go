@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ func TestFrozenAgentIsFencedWhenItWakes(t *testing.T) {
 			img := download(t, s, f, "shared")
 			mid := waitMidDownload(t, s, up, f, img.ID, trickleSize/8)
 			victim := s.Agent(imageNode(mid))
+			frozen := time.Now()
 			if err := syscall.Kill(victim.Pid(), syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
@@ -49,6 +51,16 @@ func TestFrozenAgentIsFencedWhenItWakes(t *testing.T) {
 			done := waitStatus(t, s, img.ID, "READY", 2*time.Minute)
 			if imageNode(done) == victim.NodeID() {
 				t.Fatalf("READY on %s, the node that was frozen", victim.NodeID())
+			}
+			// A frozen agent is no dead one: its connections are accepted
+			// and never answered, so the watch waited the node grace (2 s
+			// in faultStack) before it failed over.
+			if len(done.Failovers) == 0 {
+				t.Fatalf("READY without a failover from the frozen %s", victim.NodeID())
+			}
+			if fo := done.Failovers[0]; fo.NodeID != victim.NodeID() || !strings.Contains(fo.Reason, "unreachable for") ||
+				strings.Contains(fo.Reason, "is down") || fo.At.Sub(frozen) < 2*time.Second {
+				t.Errorf("failover %+v %s after the freeze, want one from %s after its grace, as unreachable", fo, fo.At.Sub(frozen), victim.NodeID())
 			}
 			before := fileSHA256(t, done.Path)
 			wake()

@@ -46,6 +46,9 @@ func (j *job) credential() *agentclient.Credential {
 func (j *job) waitCredential(ctx context.Context) error {
 	j.mu.Lock()
 	named, ready := j.rec.Request.Credential, j.secret != nil
+	if j.rec.Request.Peer != nil {
+		named, ready = &agentclient.Credential{Name: "peer token"}, j.peer != nil
+	}
 	j.mu.Unlock()
 	if named == nil || ready {
 		return nil

@@ -40,6 +40,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("DELETE /v1/downloads/{id}", s.handleCancel)
 	mux.HandleFunc("POST /v1/downloads/{id}/pause", s.handlePause)
 	mux.HandleFunc("DELETE /v1/pools/{pool_id}/files/{file_name}", s.handleDeleteFile)
+	mux.HandleFunc("GET /v1/pools/{pool_id}/files/{file_name}", s.handleServeFile) // and HEAD
 	mux.HandleFunc("PUT /v1/pools/{pool_id}/links/{name}", s.handleLink)
 	mux.HandleFunc("PUT /v1/uploads/{id}", s.handleStartUpload)
 	mux.HandleFunc("GET /v1/uploads/{id}", s.handleGetUpload)
@@ -64,10 +65,15 @@ func (s *Server) count(mux *http.ServeMux) http.Handler {
 
 // auth lets through only requests that carry the node's own credential,
 // or a token scoped to this request's method and path minted from it (see
-// package nodeauth). The credential is compared in constant time.
+// package nodeauth). The credential is compared in constant time. A token
+// scoped to GET also opens HEAD of the same path: HEAD tells less.
 func (s *Server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.verifier.Check(nodeauth.Bearer(r.Header.Get("Authorization")), r.Method, r.URL.EscapedPath()); err != nil {
+		method := r.Method
+		if method == http.MethodHead {
+			method = http.MethodGet
+		}
+		if err := s.verifier.Check(nodeauth.Bearer(r.Header.Get("Authorization")), method, r.URL.EscapedPath()); err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="cloudimages-nodeagent"`)
 			writeError(w, fault.New(fault.Unauthorized, "%v: send Authorization: Bearer with this node's credential (its --node-token, printed by 'cloudimages node-token --node-id ID' from the cluster secret the worker holds) or a token the worker scoped to this request", err))
 			return
@@ -103,6 +109,7 @@ var features = []string{
 	agentclient.FeatureBandwidthLimit,
 	agentclient.FeatureLink,
 	agentclient.FeatureUpload,
+	agentclient.FeaturePeerCopy,
 	agentclient.FeatureLongPoll,
 }
 
@@ -214,14 +221,22 @@ func ValidateRequest(req *agentclient.DownloadRequest, allowPrivate bool) error 
 	if err := catalog.ValidName(req.ID); err != nil {
 		return fault.New(fault.InvalidRequest, "id: %v", err)
 	}
-	if req.URL == "" {
-		return fault.New(fault.InvalidRequest, "url is required")
-	}
-	if _, err := source.CheckURL(req.URL, allowPrivate); err != nil {
-		return err
-	}
-	if err := checkMirrors(req, allowPrivate); err != nil {
-		return err
+	switch {
+	case req.URL == "" && req.Peer == nil:
+		return fault.New(fault.InvalidRequest, "url is required: the mirror to download from (or peer: another agent's published file)")
+	case req.URL != "" && req.Peer != nil:
+		return fault.New(fault.InvalidRequest, "give url or peer, not both: a download has one source")
+	case req.Peer != nil:
+		if err := checkPeer(req); err != nil {
+			return err
+		}
+	default:
+		if _, err := source.CheckURL(req.URL, allowPrivate); err != nil {
+			return err
+		}
+		if err := checkMirrors(req, allowPrivate); err != nil {
+			return err
+		}
 	}
 	if req.PoolID == "" {
 		return fault.New(fault.InvalidRequest, "pool_id is required")
@@ -278,6 +293,7 @@ func (s *Server) start(req agentclient.DownloadRequest) (agentclient.Download, i
 			return agentclient.Download{}, 0, fault.New(fault.Conflict, "download %s already exists with another request (%s into %s/%s): use a new id", req.ID, redact(j.request().URL), j.request().PoolID, j.request().FileName)
 		}
 		j.supply(req.Credential) // a job that waits for it after a restart goes on
+		j.supplyPeer(req.Peer)   // and a peer copy takes the source named now
 		switch {
 		case j.state() == agentclient.StateCompleted && !j.fileIntact():
 			j.log.Info("published file is gone; downloading it again")
@@ -306,6 +322,7 @@ func (s *Server) start(req agentclient.DownloadRequest) (agentclient.Download, i
 	}
 	j := newJob(p, s.adopt(p, req), s.log)
 	j.supply(req.Credential)
+	j.supplyPeer(req.Peer)
 	if agentclient.FinishedState(j.state()) {
 		s.replaceLocked(req.ID, j)
 		return j.snapshot(), http.StatusAccepted, nil
@@ -352,6 +369,12 @@ func (s *Server) adopt(p *pool, req agentclient.DownloadRequest) record {
 			old.State, old.NodeID, old.Request = agentclient.StateQueued, s.cfg.NodeID, req.Redacted()
 			s.log.Info("taking over a partial download left in the pool", "download_id", req.ID, "pool_id", p.id, "bytes_done", old.BytesDone)
 			return *old
+		case old.State == agentclient.StateFailed && old.Request.Peer != nil && len(old.HashState) > 0 && old.NodeID == s.cfg.NodeID:
+			// A peer copy whose source failed kept its partial data: the
+			// next try, from whichever source, resumes it.
+			old.State, old.Error, old.FinishedAt, old.Request = agentclient.StateQueued, nil, nil, req.Redacted()
+			s.log.Info("resuming a peer copy from the partial data its last source left", "download_id", req.ID, "pool_id", p.id, "bytes_done", old.BytesDone)
+			return *old
 		case old.State == agentclient.StateCompleted:
 			if fi, err := p.root.Lstat(req.FileName); err == nil && fi.Mode().IsRegular() && fi.Size() == old.publishedSize() {
 				old.NodeID, old.Request = s.cfg.NodeID, req.Redacted()
@@ -380,6 +403,9 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fault.New(fault.NotFound, "no download %q on node %s", id, s.cfg.NodeID))
 		return
 	}
+	if j.keptPartial() {
+		s.dropKept(j)
+	}
 	if agentclient.FinishedState(j.state()) || s.cancelPaused(id) {
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -391,6 +417,22 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 	case <-time.After(cancelWait):
 		writeError(w, fault.Retryable(fault.Internal, "download %s did not stop within %s; try again", id, cancelWait))
 	}
+}
+
+// dropKept removes the partial data a failed peer copy kept: a cancel
+// means no try will resume it.
+func (s *Server) dropKept(j *job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !j.keptPartial() {
+		return
+	}
+	if err := j.pool.removeJobFiles(j.request().ID, j.node(), true); err != nil {
+		j.log.Error("remove partial data", "err", err)
+	}
+	j.update(func(r *record) { r.HashState = nil })
+	j.save()
+	j.log.Info("failed peer copy cancelled; its kept partial data removed")
 }
 
 // cancelPaused cancels a paused job: its transfer has already stopped, so

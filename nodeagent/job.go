@@ -95,6 +95,11 @@ type job struct {
 	// credReady is closed once it is there.
 	secret    *agentclient.Credential
 	credReady chan struct{}
+	// peer is a peer copy's source with its token (peer.go): in memory
+	// only, like secret, and replaced when the worker names another;
+	// sourceMoved wakes a transfer waiting to retry when it is.
+	peer        *agentclient.PeerSource
+	sourceMoved chan struct{}
 
 	// version grows with every change a GET would show: stateVersion is
 	// the version of the last change of state. changed, made when a
@@ -123,7 +128,7 @@ func (m *meter) sample(done int64, now time.Time) {
 }
 
 func newJob(p *pool, rec record, log *slog.Logger) *job {
-	j := &job{pool: p, rec: rec, live: rec.BytesDone, done: make(chan struct{}), credReady: make(chan struct{})}
+	j := &job{pool: p, rec: rec, live: rec.BytesDone, done: make(chan struct{}), credReady: make(chan struct{}), sourceMoved: make(chan struct{}, 1)}
 	// Versions start at the clock, in microseconds, so that a job made
 	// again (a restart of the agent, a download started again) never
 	// reuses a version a worker still holds from the one before.
@@ -253,6 +258,16 @@ func (j *job) snapshot() agentclient.Download {
 	if d.BytesTotal <= 0 {
 		d.BytesTotal = r.Request.SizeBytes
 	}
+	switch {
+	case r.Upload: // pushed to the agent: neither source
+	case r.Request.Peer == nil:
+		d.Source = agentclient.SourceMirror
+	default:
+		d.Source, d.Mirrors = agentclient.SourcePeer, nil
+		for _, n := range j.served {
+			d.BytesFromPeer += n
+		}
+	}
 	if d.Checksum == "" {
 		d.Checksum = r.Request.Checksum
 	}
@@ -274,6 +289,19 @@ func (j *job) finish(state string, fe *fault.Error) {
 		r.State, r.Error, r.FinishedAt = state, fe, &now
 		r.HashState = nil
 	})
+}
+
+// failKeeping fails a job and keeps its checkpoint (the hash state of the
+// partial data left in the pool), for a next try to resume (peer.go).
+func (j *job) failKeeping(fe *fault.Error) {
+	now := time.Now().UTC()
+	j.update(func(r *record) { r.State, r.Error, r.FinishedAt = agentclient.StateFailed, fe, &now })
+}
+
+// keptPartial reports whether a failed job kept its partial data.
+func (j *job) keptPartial() bool {
+	r := j.record()
+	return r.State == agentclient.StateFailed && len(r.HashState) > 0
 }
 
 // fileIntact reports whether a completed job's file is still in its pool

@@ -14,6 +14,11 @@ type metrics struct {
 	failures  *prometheus.CounterVec
 	// mirrorSwitches counts moves to the next mirror of a list.
 	mirrorSwitches prometheus.Counter
+	// served counts the bytes of published files sent to peers, serving
+	// the reads in progress; peerBytes the bytes received from peers.
+	served    prometheus.Counter
+	serving   prometheus.Gauge
+	peerBytes prometheus.Counter
 	// requests counts the API's requests by route ("GET /v1/downloads/{id}"):
 	// what watching downloads costs the agent.
 	requests *prometheus.CounterVec
@@ -41,6 +46,18 @@ func newMetrics(s *Server) *metrics {
 		mirrorSwitches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cloudimages_nodeagent_mirror_switches_total",
 			Help: "Moves to the next mirror of a download's list after one failed (404, 5xx, unreachable, stalled).",
+		}),
+		served: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudimages_nodeagent_served_bytes_total",
+			Help: "Bytes of published files sent to peer agents (GET /v1/pools/{pool_id}/files/{file_name}).",
+		}),
+		serving: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cloudimages_nodeagent_file_reads_active",
+			Help: "Published files being sent to peer agents now.",
+		}),
+		peerBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloudimages_nodeagent_peer_bytes_total",
+			Help: "Bytes written to partial files from peer agents (peer copies); also counted in downloaded_bytes_total.",
 		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloudimages_nodeagent_http_requests_total",
@@ -74,7 +91,7 @@ func newMetrics(s *Server) *metrics {
 			ConstLabels: prometheus.Labels{"pool_id": p.id},
 		}, func() float64 { free, _, _ := p.space(); return float64(free) }))
 	}
-	m.registry.MustRegister(m.bytes, m.completed, m.failures, m.mirrorSwitches, m.requests, m.longPolls, m.longPollsWaiting, active, queued, paused,
+	m.registry.MustRegister(m.bytes, m.completed, m.failures, m.mirrorSwitches, m.served, m.serving, m.peerBytes, m.requests, m.longPolls, m.longPollsWaiting, active, queued, paused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

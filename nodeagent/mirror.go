@@ -32,22 +32,35 @@ func (t *transfer) attempt(ctx context.Context) error {
 	stall := time.AfterFunc(t.s.cfg.StallTimeout, func() { cancel(errStalled) })
 	defer stall.Stop()
 
-	req, err := http.NewRequestWithContext(withCredential(actx, t.j.credential()), http.MethodGet, t.m.url(), nil)
+	client, src, token, err := t.source()
 	if err != nil {
-		return fault.New(fault.InvalidRequest, "url %q: %v", redact(t.m.url()), err)
+		return err
+	}
+	req, err := http.NewRequestWithContext(withCredential(actx, t.j.credential()), http.MethodGet, src, nil)
+	if err != nil {
+		return fault.New(fault.InvalidRequest, "url %q: %v", redact(src), err)
 	}
 	req.Header.Set("User-Agent", "cloudimages-nodeagent/"+t.s.cfg.Version)
 	req.Header.Set("Accept-Encoding", "identity")
 	if t.done > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(t.done, 10)+"-")
-		if t.etag != "" {
+		// A peer copy sends no If-Range: it may go on from another peer
+		// than the one that served its start, whose validators differ for
+		// the same bytes; its checksum, always given, vouches for the
+		// whole, and published files never change in place.
+		switch {
+		case t.req.Peer != nil:
+		case t.etag != "":
 			req.Header.Set("If-Range", t.etag)
-		} else if t.lastModified != "" {
+		case t.lastModified != "":
 			req.Header.Set("If-Range", t.lastModified)
 		}
 	}
 	applyCredential(req)
-	resp, err := t.s.upstream.Do(req)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return requestError(actx, err, req)
 	}
@@ -75,7 +88,9 @@ func (t *transfer) accept(resp *http.Response) error {
 		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
 		// The validators must agree: another mirror's range of the same
 		// size and ETag continues the data, anything else restarts it.
-		if et := strongETag(resp.Header.Get("ETag")); !ok || start != t.done || (t.etag != "" && et != "" && et != t.etag) || (t.total >= 0 && total != t.total) {
+		et := strongETag(resp.Header.Get("ETag"))
+		otherETag := t.req.Peer == nil && t.etag != "" && et != "" && et != t.etag
+		if !ok || start != t.done || otherETag || (t.total >= 0 && total != t.total) {
 			if err := t.reset(); err != nil {
 				return err
 			}
@@ -91,12 +106,16 @@ func (t *transfer) accept(resp *http.Response) error {
 			return err
 		}
 		return fault.Retryable(fault.UpstreamError, "mirror refused the range from byte %d: restarting from zero", t.done)
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return t.refused(resp)
-	case http.StatusNotFound, http.StatusGone:
-		return fault.New(fault.UpstreamNotFound, "mirror answered %s for %s: check the URL (the image may have been moved or removed)", resp.Status, redact(t.m.url()))
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusGone:
+		if p := t.j.peerSource(); p != nil && resp.Request.URL.String() == t.peerURL {
+			return refusedByPeer(p, resp.Status)
+		}
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			return t.refused(resp)
+		}
+		return fault.New(fault.UpstreamNotFound, "mirror answered %s for %s: check the URL (the image may have been moved or removed)", resp.Status, redact(t.url()))
 	default:
-		return fault.Retryable(fault.UpstreamError, "mirror answered %s for %s", resp.Status, redact(t.m.url()))
+		return fault.Retryable(fault.UpstreamError, "mirror answered %s for %s", resp.Status, redact(t.url()))
 	}
 	if t.req.SizeBytes > 0 && t.total >= 0 && t.total != t.req.SizeBytes {
 		return fault.New(fault.NotADiskImage, "mirror serves %d bytes, the image is %d bytes (size_bytes): the file there is truncated or not this image", t.total, t.req.SizeBytes)
@@ -105,6 +124,32 @@ func (t *transfer) accept(resp *http.Response) error {
 		return tooLarge(t.total, max)
 	}
 	return t.checkSpace()
+}
+
+// source is the client, URL and bearer token of the next attempt: the
+// mirror in use (no token), or the job's peer (whom the worker may have
+// changed since the last attempt) with a client of its own.
+func (t *transfer) source() (*http.Client, string, string, error) {
+	if t.req.Peer == nil {
+		return t.s.upstream, t.m.url(), "", nil
+	}
+	p := t.j.peerSource()
+	if p == nil {
+		return nil, "", "", fault.Retryable(fault.UpstreamError, "no token for the peer: the worker sends the request again with one")
+	}
+	u, err := peerFileURL(*p, t.s.cfg.TLSCert != "")
+	if err != nil {
+		return nil, "", "", err
+	}
+	if u != t.peerURL || t.peer == nil {
+		pu, _ := url.Parse(u)
+		if t.peer != nil {
+			t.peer.CloseIdleConnections()
+		}
+		t.peer, t.peerURL = t.s.peerClient(hostPort(pu)), u
+		t.j.log.Info("copying from a peer", "peer", p.String(), "bytes_done", t.done)
+	}
+	return t.peer, u, p.Token, nil
 }
 
 // refused is the error for a mirror that answered 401 or 403: it wants a

@@ -101,7 +101,10 @@ func fitServed(served []int64, n int) []int64 {
 // url is the mirror the transfer asks now (the request's URL before the
 // transfer has its list).
 func (t *transfer) url() string {
-	if t.m == nil {
+	switch {
+	case t.req.Peer != nil:
+		return t.peerURL
+	case t.m == nil:
 		return t.req.URL
 	}
 	return t.m.url()

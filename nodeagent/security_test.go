@@ -23,6 +23,7 @@ func TestEveryRouteNeedsTheToken(t *testing.T) {
 		{http.MethodGet, "/v1/downloads/x"},
 		{http.MethodDelete, "/v1/downloads/x"},
 		{http.MethodDelete, "/v1/pools/pool-1/files/x.qcow2"},
+		{http.MethodGet, "/v1/pools/pool-1/files/x.qcow2"},
 		{http.MethodGet, "/metrics"},
 		{http.MethodGet, "/nowhere"},
 	}

@@ -32,6 +32,8 @@ type Server struct {
 	pools    map[string]*pool
 	order    []*pool
 	upstream *http.Client
+	// upstreamOpts are upstream's options, which peer clients share.
+	upstreamOpts upstreamOptions
 	// bandwidth is the token bucket all downloads share (--max-bandwidth);
 	// nil: no cap.
 	bandwidth *rate.Limiter
@@ -91,21 +93,22 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nodeagent: %w", err)
 	}
-	upstream, err := upstreamFor(cfg, cfg.Logger.With("node_id", cfg.NodeID))
+	upstream, upstreamOpts, err := upstreamFor(cfg, cfg.Logger.With("node_id", cfg.NodeID))
 	if err != nil {
 		return nil, fmt.Errorf("nodeagent: %w", err)
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger.With("node_id", cfg.NodeID),
-		pools:     map[string]*pool{},
-		upstream:  upstream,
-		bandwidth: newLimiter(cfg.MaxBandwidth),
-		slots:     make(chan struct{}, cfg.MaxConcurrent),
-		minFree:   minFree,
-		datasync:  fdatasync,
-		jobs:      map[string]*job{},
-		draining:  make(chan struct{}),
+		cfg:          cfg,
+		log:          cfg.Logger.With("node_id", cfg.NodeID),
+		pools:        map[string]*pool{},
+		upstream:     upstream,
+		upstreamOpts: upstreamOpts,
+		bandwidth:    newLimiter(cfg.MaxBandwidth),
+		slots:        make(chan struct{}, cfg.MaxConcurrent),
+		minFree:      minFree,
+		datasync:     fdatasync,
+		jobs:         map[string]*job{},
+		draining:     make(chan struct{}),
 	}
 	if s.qemuImg, err = findQemuImg(cfg.QemuImg); err != nil {
 		s.qemuImg, s.noQemuImg = "", converterWarning(err)
@@ -239,7 +242,11 @@ func (s *Server) run(ctx context.Context, j *job) {
 		}
 	})
 	j.save()
-	j.log.Info("download started", "url", redact(j.request().URL))
+	if p := j.request().Peer; p != nil {
+		j.log.Info("peer copy started", "peer", p.String())
+	} else {
+		j.log.Info("download started", "url", redact(j.request().URL))
+	}
 	err := s.download(ctx, j)
 	if err != nil && ctx.Err() != nil {
 		err = context.Cause(ctx) // stopped, not failed; a published file stays published
@@ -272,6 +279,12 @@ func (s *Server) end(j *job, err error) {
 		j.finish(agentclient.StateCancelled, fault.New(fault.Cancelled, "download cancelled"))
 		j.save()
 		j.log.Info("download cancelled; partial data removed")
+	case keepsPartial(j.request(), err):
+		fe := fault.From(err)
+		j.failKeeping(fe)
+		j.save()
+		s.metrics.failures.WithLabelValues(fe.Code).Inc()
+		j.log.Warn("peer copy failed; partial data kept for the next try from another source", "code", fe.Code, "bytes_done", j.record().BytesDone, "err", fe.Message)
 	default:
 		fe := fault.From(err)
 		if e := j.pool.removeJobFiles(j.request().ID, j.node(), true); e != nil {

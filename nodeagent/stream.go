@@ -126,6 +126,9 @@ func (t *transfer) write(c chunk) error {
 	t.j.addServed(t.m.cur, int64(n))
 	t.writeBack()
 	t.s.metrics.bytes.Add(float64(n))
+	if t.req.Peer != nil {
+		t.s.metrics.peerBytes.Add(float64(n))
+	}
 	t.j.progress(t.done)
 	if !t.headChecked {
 		t.head = append(t.head, c.buf[:min(len(c.buf), headSize-len(t.head))]...)

@@ -34,6 +34,10 @@ type upstreamOptions struct {
 	// resolve finds a proxied target's addresses (default resolveTarget;
 	// tests give names addresses of their choosing).
 	resolve func(ctx context.Context, host string) ([]netip.Addr, error)
+	// peer, when set, is the host:port of a peer agent (peer.go): dialled
+	// directly whatever control says, and the only address the peer's
+	// token is sent to. A peer client keeps no idle connections.
+	peer string
 }
 
 // newUpstreamClient is the HTTP client for mirrors: the URL policy on
@@ -47,6 +51,9 @@ func newUpstreamClient(o upstreamOptions) *http.Client {
 	plain := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if o.peer != "" && addr == o.peer {
+				return plain.DialContext(ctx, network, addr) // a peer agent on the cluster network
+			}
 			if o.proxy != nil && o.proxy.IsProxyAddr(addr) {
 				return plain.DialContext(ctx, network, addr) // the operator's proxy: exempt
 			}
@@ -59,9 +66,15 @@ func newUpstreamClient(o upstreamOptions) *http.Client {
 		MaxIdleConnsPerHost:   4,
 		IdleConnTimeout:       90 * time.Second,
 		ReadBufferSize:        256 << 10,
+		DisableKeepAlives:     o.peer != "",
 	}
 	if o.proxy != nil {
-		transport.Proxy = func(req *http.Request) (*url.URL, error) { return proxyFor(req, o) }
+		transport.Proxy = func(req *http.Request) (*url.URL, error) {
+			if o.peer != "" && hostPort(req.URL) == o.peer {
+				return nil, nil
+			}
+			return proxyFor(req, o)
+		}
 		transport.OnProxyConnectResponse = proxyConnectResponse
 	}
 	return &http.Client{
@@ -77,6 +90,9 @@ func newUpstreamClient(o upstreamOptions) *http.Client {
 				return &forbiddenError{fmt.Sprintf("redirect to %q: %s", req.URL.Redacted(), fault.From(err).Message)}
 			}
 			applyCredential(req) // a source credential goes to its own host only
+			if o.peer != "" && hostPort(req.URL) != o.peer {
+				req.Header.Del("Authorization") // a peer's token goes to that peer only
+			}
 			return nil
 		},
 	}
@@ -201,15 +217,16 @@ func certProblem(err error) error {
 	return unwrapURLError(err)
 }
 
-// upstreamFor builds the mirrors' client of an agent's configuration.
-func upstreamFor(cfg Config, log *slog.Logger) (*http.Client, error) {
+// upstreamFor builds the mirrors' client of an agent's configuration, and
+// returns the options it was built with (peer clients start from them).
+func upstreamFor(cfg Config, log *slog.Logger) (*http.Client, upstreamOptions, error) {
 	proxy, err := egress.NewProxy(cfg.Proxy)
 	if err != nil {
-		return nil, err
+		return nil, upstreamOptions{}, err
 	}
 	roots, err := egress.RootCAs(cfg.CAFile)
 	if err != nil {
-		return nil, err
+		return nil, upstreamOptions{}, err
 	}
 	if proxy != nil {
 		log.Info("mirrors are reached through a proxy; the agent still resolves and judges every target", "proxy", proxy.String())
@@ -221,7 +238,7 @@ func upstreamFor(cfg Config, log *slog.Logger) (*http.Client, error) {
 	if cfg.AllowPrivateNetworks {
 		o.control = nil // every address may be dialled
 	}
-	return newUpstreamClient(o), nil
+	return newUpstreamClient(o), o, nil
 }
 
 // fillFor bounds how long fill waits for more of a slow body before it

@@ -14,6 +14,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -64,6 +65,22 @@ func Mint(credential, method, path string, expiry time.Time) string {
 	}
 	exp := expiry.Unix()
 	return scopedPrefix + strconv.FormatInt(exp, 10) + "." + base64.RawURLEncoding.EncodeToString(scopedMAC(credential, method, path, exp))
+}
+
+// FileReadPath is the path of the agent route that serves one published
+// file to peers, GET /v1/pools/{pool_id}/files/{file_name}, escaped as it
+// is sent: the path a file-read token is scoped to.
+func FileReadPath(poolID, fileName string) string {
+	return "/v1/pools/" + url.PathEscape(poolID) + "/files/" + url.PathEscape(fileName)
+}
+
+// MintFileRead returns a token that lets its bearer read one published
+// file from the node whose credential is given (its pool poolID, its file
+// fileName), until expiry: what the worker hands a target agent so it can
+// copy the file from the source agent. The token is scoped to GET; the
+// source also accepts it for HEAD of the same path.
+func MintFileRead(credential, poolID, fileName string, expiry time.Time) string {
+	return Mint(credential, "GET", FileReadPath(poolID, fileName), expiry)
 }
 
 func scopedMAC(credential, method, path string, exp int64) []byte {

@@ -116,3 +116,31 @@ func TestBearer(t *testing.T) {
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func TestMintFileReadIsScopedToOneFile(t *testing.T) {
+	now := time.Now()
+	cred := Credential(secret, "node-1")
+	tok := MintFileRead(cred, "local-1", "cirros+1.qcow2", now.Add(5*time.Minute))
+	v := verifier(t, "node-1", now)
+	if got := FileReadPath("local-1", "cirros+1.qcow2"); got != "/v1/pools/local-1/files/cirros+1.qcow2" {
+		t.Fatalf("FileReadPath = %q", got)
+	}
+	if got := FileReadPath("p", "a b/c"); got != "/v1/pools/p/files/a%20b%2Fc" {
+		t.Fatalf("FileReadPath escapes nothing: %q", got)
+	}
+	if err := v.Check(tok, "GET", FileReadPath("local-1", "cirros+1.qcow2")); err != nil {
+		t.Fatalf("the file's own read: %v", err)
+	}
+	for _, c := range []struct{ method, path string }{
+		{"GET", FileReadPath("local-1", "other.qcow2")},
+		{"GET", FileReadPath("local-2", "cirros+1.qcow2")},
+		{"DELETE", FileReadPath("local-1", "cirros+1.qcow2")},
+	} {
+		if err := v.Check(tok, c.method, c.path); !errors.Is(err, ErrWrongScope) {
+			t.Errorf("%s %s: %v, want ErrWrongScope", c.method, c.path, err)
+		}
+	}
+	if err := verifier(t, "node-2", now).Check(tok, "GET", FileReadPath("local-1", "cirros+1.qcow2")); !errors.Is(err, ErrWrongScope) {
+		t.Errorf("at another node: %v, want ErrWrongScope", err)
+	}
+}

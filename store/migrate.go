@@ -162,6 +162,45 @@ var migrations = []string{
 	// 10: uploads (issue 18): where an image's bytes came from, "mirror",
 	// "peer" or "upload"; every image before uploads came from a mirror.
 	`ALTER TABLE images ADD COLUMN source VARCHAR(16) NOT NULL DEFAULT 'mirror'`,
+	// 11: distributions (issue 15): one image onto many pools, fetched from
+	// the mirror once and copied between nodes. source_key and pool_key
+	// (the sorted pool ids, or "*" for all pools) make a distribution
+	// idempotent: one that is not CANCELLED per source and pool set. Each
+	// copy is one pool's image; source says where its bytes came from
+	// ("mirror" or "node:ID").
+	`CREATE TABLE distributions (
+		id VARCHAR(64) PRIMARY KEY,
+		status VARCHAR(16) NOT NULL,
+		source_key TEXT NOT NULL,
+		pool_key TEXT NOT NULL,
+		catalog_id VARCHAR(100) NOT NULL DEFAULT '',
+		url TEXT NOT NULL DEFAULT '',
+		name VARCHAR(200) NOT NULL DEFAULT '',
+		checksum VARCHAR(200) NOT NULL DEFAULT '',
+		pool_ids TEXT NOT NULL DEFAULT '[]',
+		all_pools {{bool}} NOT NULL DEFAULT FALSE,
+		max_parallel INTEGER NOT NULL DEFAULT 4,
+		error_message TEXT NOT NULL DEFAULT '',
+		workflow_id VARCHAR(200) NOT NULL DEFAULT '',
+		created_at {{time}} NOT NULL,
+		updated_at {{time}} NOT NULL
+	);
+	CREATE UNIQUE INDEX distributions_one_live ON distributions(source_key, pool_key)
+		WHERE status <> 'CANCELLED';
+	CREATE TABLE distribution_copies (
+		distribution_id VARCHAR(64) NOT NULL REFERENCES distributions(id) ON DELETE CASCADE,
+		pool_id VARCHAR(64) NOT NULL,
+		image_id VARCHAR(64) NOT NULL DEFAULT '',
+		status VARCHAR(16) NOT NULL,
+		source VARCHAR(80) NOT NULL DEFAULT '',
+		adopted {{bool}} NOT NULL DEFAULT FALSE,
+		bytes_from_mirror BIGINT NOT NULL DEFAULT 0,
+		bytes_from_peers BIGINT NOT NULL DEFAULT 0,
+		error_code VARCHAR(64) NOT NULL DEFAULT '',
+		error_message TEXT NOT NULL DEFAULT '',
+		updated_at {{time}} NOT NULL,
+		PRIMARY KEY (distribution_id, pool_id)
+	)`,
 }
 
 // migrate brings the schema up to date. It is safe to run twice and from

@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/quantix/cloudimages/fault"
@@ -144,8 +145,7 @@ func (c *Client) send(ctx context.Context, f *os.File, res Result, offset, size 
 		if c.ChunkSize > 0 {
 			n = min(n, c.ChunkSize)
 		}
-		body := &counting{r: io.NewSectionReader(f, offset, n), base: offset, report: report}
-		next, err := c.patch(ctx, res.URL, offset, body, n)
+		next, err := c.patchFile(ctx, res.URL, f, offset, n, report)
 		if err == nil {
 			offset, failures, delay = next, 0, c.retryDelay()
 			report(offset)
@@ -384,30 +384,64 @@ func (c *Client) forget(fp string) {
 	}
 }
 
-// counting reports the bytes read from a piece of the file as they go.
-type counting struct {
-	r      io.Reader
-	base   int64
-	read   int64
-	report func(int64)
-	last   time.Time
-}
-
-func (c *counting) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.read += int64(n)
-	if now := time.Now(); now.Sub(c.last) >= 200*time.Millisecond {
-		c.last = now
-		c.report(c.base + c.read)
+// patchFile sends n bytes of f from offset in one PATCH, reporting the
+// bytes sent as they go.
+func (c *Client) patchFile(ctx context.Context, loc string, f *os.File, offset, n int64, report func(int64)) (int64, error) {
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return 0, err
 	}
-	return n, err
+	stop := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				// The file's position is what has been sent: sendfile
+				// moves it as it goes.
+				if pos, err := f.Seek(0, io.SeekCurrent); err == nil {
+					report(pos)
+				}
+			}
+		}
+	}()
+	next, err := c.patch(ctx, loc, offset, fileBody{f: f, end: offset + n}, n)
+	close(stop)
+	<-stopped
+	return next, err
 }
 
-// WriteTo lets the HTTP client copy the file to the connection through a
-// 1 MiB buffer rather than io.Copy's 32 KiB: fewer system calls per byte.
-func (c *counting) WriteTo(w io.Writer) (int64, error) {
-	return io.CopyBuffer(w, struct{ io.Reader }{c}, make([]byte, 1<<20))
+// fileBody is a PATCH body read from the file's own position. Being a
+// syscall.Conn, it lets the HTTP client send it over a TCP connection
+// with sendfile(2) (net.TCPConn.ReadFrom): the file's bytes go to the
+// socket without being copied through the client's memory. It is an
+// io.ReadCloser so that the client does not wrap it in one (which would
+// hide SyscallConn); Close leaves the file to Do. Read ends at end (the
+// client reads on after Content-Length to check that nothing is left;
+// sendfile itself is bounded by Content-Length).
+type fileBody struct {
+	f   *os.File
+	end int64
 }
+
+func (b fileBody) Read(p []byte) (int, error) {
+	pos, err := b.f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, err
+	}
+	if pos >= b.end {
+		return 0, io.EOF
+	}
+	return b.f.Read(p[:min(int64(len(p)), b.end-pos)])
+}
+
+func (b fileBody) Close() error { return nil }
+
+func (b fileBody) SyscallConn() (syscall.RawConn, error) { return b.f.SyscallConn() }
 
 // meter measures the rate over the last few seconds.
 type meter struct {

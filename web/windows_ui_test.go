@@ -22,6 +22,12 @@ func windowedAPI(until time.Time) http.Handler {
 		"progress": map[string]any{"bytes_done": 4000000, "bytes_total": 16000000, "percent": 25, "attempt": 1, "node_id": "node-1",
 			"waiting_until": until.UTC().Format(time.RFC3339), "message": "waiting for a transfer window (22:00-06:00, Europe/Berlin) until …"},
 		"error": nil}
+	// Not started yet: its pool's only node is down.
+	nodeWait := map[string]any{"id": "img-n", "name": "Solo image", "status": "PENDING", "pool_id": "night",
+		"workflow_id": "image-img-n", "created_at": "2026-01-01T10:00:00Z", "updated_at": "2026-01-01T10:00:05Z",
+		"progress": map[string]any{"bytes_done": 0, "bytes_total": 0, "percent": 0, "attempt": 0,
+			"waiting_until": until.UTC().Format(time.RFC3339), "message": `waiting for a node of pool "night" until … refused now: node-1: health check failed`},
+		"error": nil}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case !strings.HasPrefix(r.URL.Path, "/v1/"):
@@ -32,10 +38,14 @@ func windowedAPI(until time.Time) http.Handler {
 		case r.URL.Path == "/v1/nodes":
 			writeJSON(w, 200, items(map[string]any{"id": "node-1", "name": "node-1", "address": "127.0.0.1:9091", "status": "online", "pools": []string{"night"}}))
 		case r.URL.Path == "/v1/images":
-			writeJSON(w, 200, items(waiting))
+			writeJSON(w, 200, items(waiting, nodeWait))
 		case strings.HasSuffix(r.URL.Path, "/events"):
 			w.Header().Set("Content-Type", "text/event-stream")
-			b, _ := json.Marshal(waiting)
+			img := waiting
+			if strings.Contains(r.URL.Path, "img-n") {
+				img = nodeWait
+			}
+			b, _ := json.Marshal(img)
 			fmt.Fprintf(w, "data: %s\n\n", b)
 			w.(http.Flusher).Flush()
 			<-r.Context().Done()
@@ -67,6 +77,10 @@ func TestUIShowsTheWaitForATransferWindowAndThePoolsWindows(t *testing.T) {
 		t.Errorf("the waiting line's title = %q, want the workflow's message", title)
 	}
 	b.screenshot("windows-01-waiting")
+	b.waitFor("the image waiting for a node", `(document.querySelector('[data-image="img-n"] .numbers') || {}).textContent?.includes('Waiting for a node until ')`, 10*time.Second)
+	if title := eval[string](b, `document.querySelector('[data-image="img-n"] .numbers').title`); !strings.Contains(title, "refused now: node-1") {
+		t.Errorf("the node wait's title = %q, want the workflow's message", title)
+	}
 
 	b.run("open Nodes and pools", 10*time.Second, chromedp.Click(chromedp.CSS(`nav a[href="#nodes"]`)))
 	b.waitFor("the pools table", `document.querySelector('[data-pool="night"]') !== null`, 10*time.Second)

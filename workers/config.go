@@ -43,6 +43,9 @@ type Config struct {
 	// that sets none. None: downloads transfer at any time.
 	TransferWindows  []string
 	TransferTimeZone string
+	// MetricsListen, when set, is the host:port the worker serves its
+	// Prometheus GET /metrics on (--metrics-listen); "" serves none.
+	MetricsListen string
 	// DialTimeout bounds how long Run keeps trying to reach Temporal
 	// (default 1 minute).
 	DialTimeout time.Duration

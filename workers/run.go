@@ -56,6 +56,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	logSigningKeys(log, cat, keys)
+	var metrics *Metrics
+	if cfg.MetricsListen != "" {
+		metrics = NewMetrics()
+		served, stopServing := context.WithCancel(ctx) // until Run returns, whyever it does
+		defer stopServing()
+		if err := ServeMetrics(served, cfg.MetricsListen, metrics, log); err != nil {
+			return err
+		}
+	}
 	c, err := Dial(ctx, cfg, log)
 	if ctx.Err() != nil {
 		return nil // stopped before Temporal answered
@@ -70,7 +79,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if len(added) > 0 {
 		log.Info("registered search attributes", "names", added)
 	}
-	w := New(c, Deps{Store: st, Catalog: cat, NodeToken: cfg.NodeToken, AgentTLS: cfg.AgentTLS, Credentials: creds, Keyring: keys,
+	w := New(c, Deps{Store: st, Catalog: cat, NodeToken: cfg.NodeToken, AgentTLS: cfg.AgentTLS, Credentials: creds, Keyring: keys, Metrics: metrics,
 		HTTP: egress.Client(proxy, roots, 30*time.Second), Settings: activities.Settings{
 			NoNodeTimeout: cfg.NoNodeTimeout, NodeGrace: cfg.NodeGrace, HeartbeatTimeout: cfg.HeartbeatTimeout,
 			TransferWindows: cfg.TransferWindows, TransferTimeZone: cfg.TransferTimeZone}})

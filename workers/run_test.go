@@ -2,6 +2,7 @@ package workers_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -97,5 +98,21 @@ func TestRunRegistersMissingSearchAttributesAndStopsCleanly(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not stop within 30s of its context ending")
+	}
+}
+
+// TestRunRefusesATakenMetricsAddress: a worker asked to serve /metrics
+// where it cannot says so and does not start, rather than running without
+// the metrics its operator relies on.
+func TestRunRefusesATakenMetricsAddress(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	err = workers.Run(context.Background(), workers.Config{TemporalAddress: "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)),
+		TemporalNamespace: "default", DatabaseURL: testenv.SQLite(t), DialTimeout: time.Second, MetricsListen: taken.Addr().String()})
+	if err == nil || !strings.Contains(err.Error(), "--metrics-listen "+taken.Addr().String()) || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Run with a taken --metrics-listen: %v, want an error naming the flag and the taken address", err)
 	}
 }

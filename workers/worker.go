@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -30,14 +31,21 @@ type Deps struct {
 	// Keyring holds the vendors' keys checksum files are checked with;
 	// nil holds the built-in ones.
 	Keyring *signature.Keyring
+	// Metrics, when set, counts the worker's activities and workflows.
+	Metrics *Metrics
 }
 
 // New returns a worker, not yet started, that runs DownloadImageWorkflow,
-// RemoveImageFileWorkflow, NodeHealthWorkflow, RefreshImageWorkflow and their activities on the
+// RemoveImageFileWorkflow, NodeHealthWorkflow, RefreshImageWorkflow, DistributeImageWorkflow and their activities on the
 // image-downloads task queue. c also carries the watch's progress signals
 // to the workflows.
 func New(c client.Client, deps Deps) worker.Worker {
+	var interceptors []interceptor.WorkerInterceptor
+	if deps.Metrics != nil {
+		interceptors = append(interceptors, deps.Metrics.Interceptor())
+	}
 	w := worker.New(c, workflows.TaskQueue, worker.Options{
+		Interceptors: interceptors,
 		// Heartbeats reach the server (and Temporal Web) every 2 s, not
 		// only every 80% of the heartbeat timeout.
 		MaxHeartbeatThrottleInterval:     2 * time.Second,
@@ -51,6 +59,7 @@ func New(c client.Client, deps Deps) worker.Worker {
 	w.RegisterWorkflowWithOptions(workflows.RemoveImageFileWorkflow, workflow.RegisterOptions{Name: workflows.RemoveFileWorkflowType})
 	w.RegisterWorkflowWithOptions(workflows.NodeHealthWorkflow, workflow.RegisterOptions{Name: workflows.NodeHealthWorkflowType})
 	w.RegisterWorkflowWithOptions(workflows.RefreshImageWorkflow, workflow.RegisterOptions{Name: workflows.RefreshWorkflowType})
+	w.RegisterWorkflowWithOptions(workflows.DistributeImageWorkflow, workflow.RegisterOptions{Name: workflows.DistributeWorkflowType})
 	w.RegisterActivity(&activities.Activities{
 		Store:     deps.Store,
 		Catalog:   deps.Catalog,

@@ -17,11 +17,9 @@ import (
 )
 
 func newRemoveEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := newTestEnv()
 	env.RegisterWorkflowWithOptions(workflows.RemoveImageFileWorkflow, workflow.RegisterOptions{Name: workflows.RemoveFileWorkflowType})
 	env.RegisterActivity(a)
-	env.SetTestTimeout(time.Minute)
 	return env
 }
 
@@ -81,11 +79,9 @@ func TestRemoveImageFileOfAnImageAlreadyGoneDoesNothing(t *testing.T) {
 }
 
 func newHealthEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := newTestEnv()
 	env.RegisterWorkflowWithOptions(workflows.NodeHealthWorkflow, workflow.RegisterOptions{Name: workflows.NodeHealthWorkflowType})
 	env.RegisterActivity(a)
-	env.SetTestTimeout(time.Minute)
 	return env
 }
 

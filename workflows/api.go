@@ -21,6 +21,8 @@ const (
 	NodeHealthWorkflowID   = contract.NodeHealthWorkflowID
 	NodeHealthSignal       = contract.NodeHealthSignal
 	RefreshWorkflowType    = contract.RefreshWorkflowType
+	DistributeWorkflowType = contract.DistributeWorkflowType
+	DefaultMaxParallel     = contract.DefaultMaxParallel
 )
 
 type (
@@ -35,6 +37,8 @@ type (
 	NodeHealthInput  = contract.NodeHealthInput
 	RefreshInput     = contract.RefreshInput
 	RefreshResult    = contract.RefreshResult
+	DistributeInput  = contract.DistributeInput
+	DistributeResult = contract.DistributeResult
 )
 
 var (
@@ -45,11 +49,13 @@ var (
 	ScheduleID            = contract.ScheduleID
 	NewProgress           = contract.NewProgress
 
-	ImageIDKey           = contract.ImageIDKey
-	PoolIDKey            = contract.PoolIDKey
-	NodeIDKey            = contract.NodeIDKey
-	CatalogIDKey         = contract.CatalogIDKey
-	ImageStatusKey       = contract.ImageStatusKey
-	SubscriptionIDKey    = contract.SubscriptionIDKey
-	SearchAttributeNames = contract.SearchAttributeNames
+	ImageIDKey             = contract.ImageIDKey
+	PoolIDKey              = contract.PoolIDKey
+	NodeIDKey              = contract.NodeIDKey
+	CatalogIDKey           = contract.CatalogIDKey
+	ImageStatusKey         = contract.ImageStatusKey
+	SubscriptionIDKey      = contract.SubscriptionIDKey
+	DistributionIDKey      = contract.DistributionIDKey
+	DistributionWorkflowID = contract.DistributionWorkflowID
+	SearchAttributeNames   = contract.SearchAttributeNames
 )

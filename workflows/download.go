@@ -110,11 +110,20 @@ func (d *download) transfer(ctx workflow.Context) (activities.Finished, error) {
 func (d *download) downloadOn(ctx workflow.Context, node activities.Candidate) (activities.Finished, error) {
 	job := d.job(node)
 	for {
-		if err := d.startOn(ctx, job); err != nil {
-			return activities.Finished{}, err
+		var fin activities.Finished
+		var paused bool
+		err := d.startOn(ctx, job)
+		if err == nil {
+			if d.peer != nil {
+				job.PeerImageID = d.peer.ImageID
+			}
+			fin, paused, err = d.watchOn(ctx, node, job)
 		}
-		fin, paused, err := d.watchOn(ctx, node, job)
-		if !paused {
+		if d.peerFailed(ctx, err) {
+			job = d.leavePeer(ctx, job, node, err)
+			continue
+		}
+		if err != nil || !paused {
 			return fin, err
 		}
 		if err := d.waitForWindow(ctx); err != nil {
@@ -130,6 +139,7 @@ func (d *download) startOn(ctx workflow.Context, job activities.Job) error {
 	if err != nil {
 		return err
 	}
+	d.peer = started.Peer
 	d.setProgress(started.BytesDone, started.BytesTotal, 0)
 	err = d.record(ctx, a.MarkDownloading, activities.DownloadingRequest{ImageID: d.imageID, NodeID: job.NodeID,
 		Attempt: d.attempt, Path: started.Path, BytesDone: started.BytesDone, BytesTotal: d.progress.BytesTotal})
@@ -141,11 +151,11 @@ func (d *download) startOn(ctx workflow.Context, job activities.Job) error {
 }
 
 func (d *download) job(node activities.Candidate) activities.Job {
-	return activities.Job{ImageID: d.imageID, DownloadID: d.imageID, NodeID: node.NodeID, PoolID: d.plan.PoolID,
+	return activities.Job{ImageID: d.imageID, DownloadID: d.downloadID(), NodeID: node.NodeID, PoolID: d.plan.PoolID,
 		FileName: d.plan.FileName, URL: d.src.URL, Checksum: d.src.Checksum, Format: d.src.Format, SizeBytes: d.src.SizeBytes,
 		Shared: d.plan.Shared, Attempt: d.attempt, ImageFormat: d.plan.ImageFormat, NodeConverts: node.Converts,
 		Mirrors: d.src.Mirrors, Credential: d.src.Credential, NodeFeatures: node.Features,
-		MaxBytesPerSecond: d.in.MaxBytesPerSecond}
+		MaxBytesPerSecond: d.in.MaxBytesPerSecond, Failed: d.failed, Peers: d.peers(), DeadPeers: d.deadPeers}
 }
 
 // markReady records the published file. It runs even when a cancel
@@ -161,13 +171,22 @@ func (d *download) markReady(ctx workflow.Context, fin activities.Finished) (Res
 	}
 	fin.Checksum = sum
 	req := activities.ReadyRequest{ImageID: d.imageID, Finished: fin, Failovers: d.failovers}
+	var sourceNode string
+	if d.peer != nil {
+		// The agent verified the copy against the source's file checksum;
+		// the image is of the same source as the one it copied.
+		if d.src.Checksum != "" {
+			req.Checksum, sum = d.src.Checksum, d.src.Checksum
+		}
+		req.Source, sourceNode = activities.SourcePeer, d.peer.NodeID
+	}
 	if err := d.record(ctx, a.MarkReady, req); err != nil {
 		return Result{}, err
 	}
 	d.setProgress(fin.SizeBytes, fin.SizeBytes, 0)
 	d.setStatus(ctx, imagestate.Ready)
 	return Result{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum,
-		FileChecksum: fin.FileChecksum, Format: fin.Format, Signature: d.src.Signature}, nil
+		FileChecksum: fin.FileChecksum, Format: fin.Format, Signature: d.src.Signature, SourceNodeID: sourceNode}, nil
 }
 
 // end finishes a download that did not succeed: cancelled, it cleans up
@@ -213,7 +232,7 @@ func (d *download) cleanup(ctx workflow.Context) {
 		}
 		return
 	}
-	req := activities.CancelRequest{NodeID: d.nodeID, DownloadID: d.imageID}
+	req := activities.CancelRequest{NodeID: d.nodeID, DownloadID: d.downloadID()}
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cleanupOptions), a.CancelOnNode, req).Get(ctx, nil)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("clean up on node", "image_id", d.imageID, "node_id", d.nodeID, "error", err)

@@ -61,12 +61,10 @@ func (f *fixture) recordsSoFar() string {
 // newFixture is a test environment where the steps that do not touch the
 // nodes succeed; each test mocks PickNode, StartOnNode and WatchDownload.
 func newFixture(t *testing.T, shared bool) *fixture {
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
+	env := newTestEnv()
 	env.RegisterWorkflowWithOptions(workflows.DownloadImageWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	env.RegisterActivity(a)
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflows.WorkflowID(imageID)})
-	env.SetTestTimeout(time.Minute)
 	return &fixture{t: t, env: env, shared: shared, verifying: make(chan struct{}), converting: make(chan struct{})}
 }
 
@@ -405,12 +403,24 @@ func TestNoNodeAvailableAfterBoundedWait(t *testing.T) {
 		failedReq = r
 		return nil
 	})
+	var waits []activities.WaitingRequest
+	f.env.OnActivity(a.MarkWaiting, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.WaitingRequest) error {
+		waits = append(waits, r)
+		return nil
+	})
 
 	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
 
 	code, msg := f.failedWith()
 	if code != fault.NoNodeAvailable {
 		t.Fatalf("failed with %s, want %s", code, fault.NoNodeAvailable)
+	}
+	// While it waited, the image said so once: for which pool, until
+	// when (the plan's 30 s), and why each node is refused.
+	if len(waits) != 1 || !waits[0].Until.Equal(start.Add(30*time.Second)) ||
+		!strings.HasPrefix(waits[0].Message, `waiting for a node of pool "pool-1" until `) ||
+		!strings.Contains(waits[0].Message, "node-1: health check of 10.0.0.1:9090 failed: connection refused") {
+		t.Errorf("the image recorded waits %+v, want one for a node of pool-1 until %s", waits, start.Add(30*time.Second))
 	}
 	for _, want := range []string{`pool "pool-1"`, "Assigned nodes: node-1, node-2", "connection refused", "does not serve pool", "Start or fix the node agents"} {
 		if !strings.Contains(msg, want) {
@@ -427,6 +437,28 @@ func TestNoNodeAvailableAfterBoundedWait(t *testing.T) {
 		t.Errorf("PickNode called %d times in 30s, want a few with backoff", picks)
 	}
 	f.env.AssertActivityNumberOfCalls(t, "StartOnNode", 0)
+}
+
+// A pool's only agent was down when the download was asked for (the API
+// accepts it anyway): the image says it waits for a node, and the node
+// that comes back within the bounded wait takes the download.
+func TestNodeThatComesBackDuringTheWaitTakesTheDownload(t *testing.T) {
+	f := newFixture(t, false)
+	down := activities.Pick{Assigned: []string{"node-1"}, Refused: []activities.Refusal{
+		{NodeID: "node-1", Reason: "health check of 10.0.0.1:9090 failed: connection refused"}}}
+	f.env.OnActivity(a.PickNode, mock.Anything, mock.Anything).Return(down, nil).Twice()
+	f.env.OnActivity(a.PickNode, mock.Anything, mock.Anything).Return(pick("node-1"), nil).Once()
+	f.env.OnActivity(a.StartOnNode, mock.Anything, mock.Anything).Return(activities.Started{NodeID: "node-1"}, nil).Once()
+	f.env.OnActivity(a.WatchDownload, mock.Anything, mock.Anything).Return(finished("node-1"), nil).Once()
+
+	f.run(workflows.Input{ImageID: imageID, CatalogID: "cirros", PoolID: poolID})
+
+	if s := f.state(); s.Status != "READY" || s.Progress.WaitingUntil != nil {
+		t.Fatalf("progress state = %+v, want READY and no wait", s)
+	}
+	if got := f.recordsSoFar(); !strings.HasPrefix(got, "WAITING until ") || !strings.Contains(got, "DOWNLOADING node-1") {
+		t.Fatalf("records %q, want the wait for a node, then DOWNLOADING on node-1", got)
+	}
 }
 
 func TestNoNodeAvailableNamesTheNodesThatFailed(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/imagestate"
 )
 
 // pickNode finds a node for the download. When none can take it, it looks
@@ -25,10 +26,16 @@ func (d *download) pickNode(ctx workflow.Context) (activities.Candidate, error) 
 			return activities.Candidate{}, err
 		}
 		if pick.Node != nil {
+			d.waitingUntil, d.waitingMessage = nil, ""
 			return *pick.Node, nil
 		}
 		if d.mirrorUnreachable() {
 			return activities.Candidate{}, fault.New(fault.UpstreamError, "%s", d.mirrorMessage())
+		}
+		if d.in.DistributionID != "" && d.poolFull() {
+			// A distribution's copy into a pool whose every node was full
+			// fails as such at once: the distribution names the pool.
+			return activities.Candidate{}, fault.New(fault.DiskFull, "%s", d.fullMessage())
 		}
 		waited := workflow.Now(ctx).Sub(start)
 		left := d.plan.NoNodeTimeout - waited
@@ -36,12 +43,52 @@ func (d *download) pickNode(ctx workflow.Context) (activities.Candidate, error) 
 			return activities.Candidate{}, fault.New(fault.NoNodeAvailable, "%s", d.noNodeMessage(pick, waited))
 		}
 		workflow.GetLogger(ctx).Info("no node can take the download yet; waiting", "pool_id", d.plan.PoolID, "wait", min(wait, left))
+		if err := d.showNodeWait(ctx, pick, start.Add(d.plan.NoNodeTimeout)); err != nil {
+			return activities.Candidate{}, err
+		}
 		if err := workflow.Sleep(ctx, min(wait, left)); err != nil {
 			return activities.Candidate{}, err
 		}
 		wait = min(2*wait, noNodeMaxWait)
 	}
 }
+
+// nodeWaitShown is the change that makes a download that has not started
+// yet say, while it waits for a node, which pool and why (recorded as a
+// wait, like one for a transfer window): a pool's only agent just
+// restarted, say, and its node still looks offline.
+const nodeWaitShown = "node-wait-shown"
+
+// showNodeWait records, once per wait, that a download not yet started
+// waits until deadline for a node of its pool, and why each is refused.
+// A download that has left a node keeps its status: it shows its failovers.
+func (d *download) showNodeWait(ctx workflow.Context, pick activities.Pick, deadline time.Time) error {
+	if d.status != imagestate.Pending || d.waitingUntil != nil ||
+		workflow.GetVersion(ctx, nodeWaitShown, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	msg := d.nodeWaitMessage(pick, deadline)
+	d.waitingUntil, d.waitingMessage = &deadline, msg
+	if err := d.record(ctx, a.MarkWaiting, activities.WaitingRequest{ImageID: d.imageID, Until: deadline, Message: msg}); err != nil {
+		return err
+	}
+	d.showDetails(ctx)
+	return nil
+}
+
+// nodeWaitMessage says which pool's node the download waits for, until
+// when, and why each node is refused now.
+func (d *download) nodeWaitMessage(pick activities.Pick, deadline time.Time) string {
+	var refused []string
+	for _, r := range pick.Refused {
+		refused = append(refused, fmt.Sprintf("%s: %s", r.NodeID, r.Reason))
+	}
+	return fmt.Sprintf("%s pool %q until %s (then it fails with no_node_available); refused now: %s",
+		waitingForNode, d.plan.PoolID, deadline.UTC().Format("15:04:05 MST"), listOr(refused, "no node serves the pool"))
+}
+
+// waitingForNode begins the message of a download that waits for a node.
+const waitingForNode = "waiting for a node of"
 
 // noNodeMessage says which nodes the pool has, which were tried and why
 // each is refused, and what to do.
@@ -114,7 +161,7 @@ func (d *download) failover(ctx workflow.Context, nodeID, reason, code string) e
 	if !d.plan.Shared {
 		// Not waited for: a node that is unreachable would hold the
 		// download up for the clean-up's timeouts.
-		req := activities.CancelRequest{NodeID: nodeID, DownloadID: d.imageID}
+		req := activities.CancelRequest{NodeID: nodeID, DownloadID: d.downloadID()}
 		f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cleanupOptions), a.CancelOnNode, req)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			if err := f.Get(ctx, nil); err != nil {

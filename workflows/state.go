@@ -34,8 +34,15 @@ type download struct {
 	waitingUntil   *time.Time
 	waitingMessage string
 	recording      workflow.Mutex
-	upload         bool      // an upload: its node must receive uploads
-	movedAt        time.Time // when the node last reported more bytes
+	upload         bool // an upload: its node must receive uploads
+	// peer is the copy the current job reads from (nil: the mirror), and
+	// deadPeers the copies (image ids) that failed this download. With no
+	// copy left, toMirror: the download goes to the mirror, under another
+	// node-side job id (the agent holds the first as a peer copy).
+	peer      *activities.PeerUsed
+	deadPeers []string
+	toMirror  bool
+	movedAt   time.Time // when the node last reported more bytes
 }
 
 func newDownload(ctx workflow.Context, in Input) *download {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -18,7 +19,8 @@ import (
 type devConfig struct {
 	dataDir         string
 	listen          string   // the API and UI
-	agentListen     []string // node-1, node-2
+	agents          int      // how many node agents: node-1 … node-N
+	agentListen     []string // node-1 … node-N
 	temporalAddress string
 	temporalUIPort  int
 	temporalCLI     string // empty: next to the executable, then ./bin
@@ -30,11 +32,13 @@ func runDev(ctx context.Context, args []string) error {
 	var cfg devConfig
 	var agents string
 	f := newFlags("dev", "Runs everything on embedded defaults in one process tree: a Temporal dev server with Temporal Web,\n"+
-		"the worker, the API and web UI, and two node agents (node-1, node-2) with a local pool each and one\n"+
-		"shared pool. State is kept under --data-dir, so a second run finds its images again. Ctrl-C stops it all.")
+		"the worker, the API and web UI, and node agents (node-1 … node-N, two unless --agents says) with a local\n"+
+		"pool each (local-1 … local-N), node-1 and node-2 also sharing one pool (shared-nfs). State is kept under\n"+
+		"--data-dir, so a second run finds its images again. Ctrl-C stops it all.")
 	f.string(&cfg.dataDir, "data-dir", "CLOUDIMAGES_DATA_DIR", ".data", "where the dev setup keeps its database, pools, logs and Temporal state")
 	f.string(&cfg.listen, "listen", "CLOUDIMAGES_DEV_LISTEN", "127.0.0.1:8080", "host:port of the API and web UI")
-	f.string(&agents, "agent-listen", "CLOUDIMAGES_DEV_AGENT_LISTEN", "127.0.0.1:9091,127.0.0.1:9092", "host:port of node-1 and node-2, comma-separated")
+	f.int(&cfg.agents, "agents", "CLOUDIMAGES_DEV_AGENTS", 2, "how many node agents to start, each with a local pool (a distribution's copies need several)")
+	f.string(&agents, "agent-listen", "CLOUDIMAGES_DEV_AGENT_LISTEN", "", "host:port of node-1 … node-N, comma-separated (default 127.0.0.1:9091, :9092, … one port up per agent)")
 	f.string(&cfg.temporalAddress, "temporal-address", "TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend: used if a server answers there, else a dev server is started on it")
 	f.int(&cfg.temporalUIPort, "temporal-ui-port", "CLOUDIMAGES_DEV_TEMPORAL_UI_PORT", 8233, "port of Temporal Web, when the dev server is started here")
 	f.string(&cfg.temporalCLI, "temporal-cli", "CLOUDIMAGES_TEMPORAL_CLI", "", "the temporal CLI that runs the dev server (default: next to this binary, then ./bin/temporal)")
@@ -60,8 +64,16 @@ func (c *devConfig) parse(agents string) error {
 			c.agentListen = append(c.agentListen, a)
 		}
 	}
-	if len(c.agentListen) != 2 {
-		return usagef("--agent-listen %q: want two host:port, for node-1 and node-2, e.g. 127.0.0.1:9091,127.0.0.1:9092", agents)
+	if c.agents < 1 || c.agents > maxDevAgents {
+		return usagef("--agents %d: want between 1 and %d", c.agents, maxDevAgents)
+	}
+	if len(c.agentListen) == 0 {
+		for i := range c.agents {
+			c.agentListen = append(c.agentListen, "127.0.0.1:"+strconv.Itoa(firstDevAgentPort+i))
+		}
+	}
+	if len(c.agentListen) != c.agents {
+		return usagef("--agent-listen %q: want %d host:port, one per agent (--agents %d), e.g. %s", agents, c.agents, c.agents, devListenExample(c.agents))
 	}
 	for _, hp := range append([]string{c.listen, c.temporalAddress}, c.agentListen...) {
 		if _, _, err := net.SplitHostPort(hp); err != nil {
@@ -82,9 +94,26 @@ func (c *devConfig) parse(agents string) error {
 	return nil
 }
 
+// maxDevAgents bounds --agents: one machine, one port each.
+const maxDevAgents = 64
+
+// firstDevAgentPort is node-1's port when --agent-listen is not given;
+// node-K listens on the K-1th port after it.
+const firstDevAgentPort = 9091
+
+func devListenExample(n int) string {
+	var hp []string
+	for i := range n {
+		hp = append(hp, "127.0.0.1:"+strconv.Itoa(firstDevAgentPort+i))
+	}
+	return strings.Join(hp, ",")
+}
+
 // devRun is one run of the dev setup: its children and where they keep things.
 type devRun struct {
 	cfg       devConfig
+	nodes     []string      // node-1 … node-N, in order of --agent-listen
+	pools     []launch.Pool // their local pools, and the shared one
 	log       *slog.Logger
 	nodeToken string
 	children  []*launch.Process
@@ -95,7 +124,8 @@ type devRun struct {
 }
 
 func newDevRun(cfg devConfig) *devRun {
-	return &devRun{cfg: cfg, log: slog.Default().With("component", "dev"), exited: make(chan *launch.Process, 8)}
+	nodes, pools := devLayout(cfg.agents)
+	return &devRun{cfg: cfg, nodes: nodes, pools: pools, log: slog.Default().With("component", "dev"), exited: make(chan *launch.Process, cfg.agents+4)}
 }
 
 // run starts everything, waits for Ctrl-C or for a child to die, and

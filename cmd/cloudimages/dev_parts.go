@@ -18,15 +18,21 @@ import (
 	"github.com/quantix/cloudimages/nodeauth"
 )
 
-// devNodes are the dev setup's node agents, in order of --agent-listen.
-var devNodes = []string{"node-1", "node-2"}
-
-// devPools: a local pool on each node, and one pool both see, standing in
-// for NFS.
-var devPools = []launch.Pool{
-	{ID: "local-1", NodeIDs: []string{"node-1"}},
-	{ID: "local-2", NodeIDs: []string{"node-2"}},
-	{ID: "shared-nfs", Shared: true, NodeIDs: []string{"node-1", "node-2"}},
+// devLayout is the dev setup of n agents: nodes node-1 … node-n, in order
+// of --agent-listen; a local pool local-K on each node-K; and one pool,
+// shared-nfs, that node-1 and node-2 both see, standing in for NFS. The
+// shared pool keeps those two nodes whatever n is, so a later run with
+// another --agents finds it as registered.
+func devLayout(n int) ([]string, []launch.Pool) {
+	var nodes []string
+	var pools []launch.Pool
+	for i := 1; i <= n; i++ {
+		node := "node-" + strconv.Itoa(i)
+		nodes = append(nodes, node)
+		pools = append(pools, launch.Pool{ID: "local-" + strconv.Itoa(i), NodeIDs: []string{node}})
+	}
+	pools = append(pools, launch.Pool{ID: "shared-nfs", Shared: true, NodeIDs: nodes[:min(n, 2)]})
+	return nodes, pools
 }
 
 // poolDir is where a pool lives on a node: a shared pool has one
@@ -53,7 +59,7 @@ func (d *devRun) prepare() error {
 	if err := os.MkdirAll(filepath.Join(d.cfg.dataDir, "logs"), 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	for _, p := range devPools {
+	for _, p := range d.pools {
 		for _, n := range p.NodeIDs {
 			if err := os.MkdirAll(d.poolDir(p, n), 0o755); err != nil {
 				return fmt.Errorf("pool dir: %w", err)
@@ -174,11 +180,11 @@ func findTemporalCLI(given string) (string, error) {
 }
 
 func (d *devRun) startAgent(ctx context.Context, i int) error {
-	node := devNodes[i]
+	node := d.nodes[i]
 	// Each agent holds only its own credential, derived from the cluster secret.
 	a := &launch.Agent{Bin: d.self, NodeID: node, Listen: d.cfg.agentListen[i], Token: nodeauth.Credential(d.nodeToken, node),
 		AllowPrivateNetworks: d.cfg.allowPrivate}
-	for _, p := range devPools {
+	for _, p := range d.pools {
 		if slices.Contains(p.NodeIDs, node) {
 			a.Pools = append(a.Pools, nodeagent.PoolDir{ID: p.ID, Dir: d.poolDir(p, node)})
 		}

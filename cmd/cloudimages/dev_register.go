@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/quantix/cloudimages/api"
@@ -16,15 +18,26 @@ func (d *devRun) api() *api.Client {
 	return &api.Client{BaseURL: "http://" + d.cfg.listen, Token: d.cfg.apiToken, Timeout: 10 * time.Second}
 }
 
-// register registers the two nodes and the three pools. It is idempotent:
+// register registers the nodes and their pools. It is idempotent:
 // on a second run they exist and are left as they are, so the images of
 // the first run are found again.
 func (d *devRun) register(ctx context.Context) error {
 	var nodes []launch.Node
-	for i, node := range devNodes {
+	for i, node := range d.nodes {
 		nodes = append(nodes, launch.Node{ID: node, Address: d.cfg.agentListen[i]})
 	}
-	return launch.Register(ctx, d.api(), nodes, devPools)
+	return launch.Register(ctx, d.api(), nodes, d.pools)
+}
+
+// poolsOf lists the pools a node serves.
+func (d *devRun) poolsOf(node string) []string {
+	var ids []string
+	for _, p := range d.pools {
+		if slices.Contains(p.NodeIDs, node) {
+			ids = append(ids, p.ID)
+		}
+	}
+	return ids
 }
 
 // printWelcome says where everything is and what to try.
@@ -44,7 +57,13 @@ func (d *devRun) printWelcome() {
 	fmt.Fprintf(w, "  API and web UI  %s\n", api)
 	fmt.Fprintf(w, "  Temporal Web    %s\n", web)
 	fmt.Fprintf(w, "  Temporal        %s (namespace default)\n", d.cfg.temporalAddress)
-	fmt.Fprintf(w, "  node agents     node-1 %s (pools local-1, shared-nfs), node-2 %s (pools local-2, shared-nfs)\n", d.cfg.agentListen[0], d.cfg.agentListen[1])
+	for i, node := range d.nodes {
+		label := ""
+		if i == 0 {
+			label = "node agents"
+		}
+		fmt.Fprintf(w, "  %-15s %s %s (pools %s)\n", label, node, d.cfg.agentListen[i], strings.Join(d.poolsOf(node), ", "))
+	}
 	fmt.Fprintf(w, "  READY images    %d\n\n", len(ready))
 	fmt.Fprintf(w, "Try:\n")
 	if api != defaultAPIURL {
@@ -57,6 +76,9 @@ func (d *devRun) printWelcome() {
 	fmt.Fprintf(w, "  curl -s%s %s/v1/catalog\n", auth, api)
 	fmt.Fprintf(w, "  curl -s%s -X POST %s/v1/images -H 'Content-Type: application/json' -d '{\"catalog_id\": \"cirros-0.6.3\", \"pool_id\": \"shared-nfs\"}'\n", auth, api)
 	fmt.Fprintf(w, "  curl -s%s '%s/v1/images?pool_id=shared-nfs'\n", auth, api)
+	if len(d.nodes) > 1 {
+		fmt.Fprintf(w, "  curl -s%s -X POST %s/v1/distributions -H 'Content-Type: application/json' -d '{\"catalog_id\": \"cirros-0.6.3\", \"all_pools\": true}'   # once from the mirror, then node to node\n", auth, api)
+	}
 	fmt.Fprintf(w, "  bin/temporal workflow list --address %s --query 'PoolId=\"shared-nfs\"'\n", d.cfg.temporalAddress)
 	fmt.Fprintf(w, "  bin/temporal workflow start --address %s --task-queue %s --type %s \\\n", d.cfg.temporalAddress, workflows.TaskQueue, workflows.WorkflowType)
 	fmt.Fprintf(w, "      --workflow-id image-cirros-local-1 --input '{\"catalog_id\": \"cirros-0.6.3\", \"pool_id\": \"local-1\"}'\n\n")

@@ -22,6 +22,7 @@ func runWorker(ctx context.Context, args []string) error {
 	f.list(&cfg.TransferWindows, "transfer-windows", "CLOUDIMAGES_TRANSFER_WINDOWS", "cluster-wide transfer windows, HH:MM-HH:MM (e.g. 22:00-06:00), for the pools that set none: downloads wait outside them and pause at their end")
 	f.string(&cfg.TransferTimeZone, "transfer-time-zone", "CLOUDIMAGES_TRANSFER_TIME_ZONE", "UTC", "IANA time zone of --transfer-windows, e.g. Europe/Berlin")
 	f.string(&cfg.CredentialsPath, "credentials", "CLOUDIMAGES_CREDENTIALS", "", "source credentials downloads may name (\"credential\": NAME): a YAML or JSON file, mode 0600, mapping each name to a host and headers or username+password")
+	f.string(&cfg.MetricsListen, "metrics-listen", "CLOUDIMAGES_METRICS_LISTEN", "", "host:port to serve Prometheus GET /metrics on (activities and workflows by type and outcome); empty serves none")
 	registerEgress(f, &cfg.Proxy, &cfg.CAFile)
 	if err := f.parse(args); err != nil {
 		return err

@@ -55,6 +55,16 @@ type StackOptions struct {
 	// PersistTemporal keeps the Temporal dev server's state in a SQLite
 	// file, so that Stack.Temporal.Restart() loses no workflow.
 	PersistTemporal bool
+	// TemporalDatabaseURL, when set, runs a real Temporal server
+	// (bin/temporal-server) on this PostgreSQL database, whose schema is
+	// set up first, instead of the dev server: see StartTopology.
+	TemporalDatabaseURL string
+	// WorkerMetrics gives each worker a --metrics-listen on a port of its
+	// own: Stack.WorkerMetricsURL tells where.
+	WorkerMetrics bool
+	// APIs is the number of API replicas, each on its own port; default 1.
+	// Stack.API talks to the first; APIClient(i) to any.
+	APIs int
 }
 
 // StackPool is a storage pool of the stack, served by the agents of
@@ -81,13 +91,18 @@ type Stack struct {
 	Temporal  *Process
 	Workers   []*Process
 	APIServer *Process
-	Agents    []*Agent
+	// APIServers are all API replicas; APIServers[0] is APIServer.
+	APIServers []*Process
+	Agents     []*Agent
 	// API is a client of the REST API, with the API token if any.
 	API *APIClient
 
 	temporal *launch.Temporal
+	server   *launch.TemporalServer // instead of temporal, with TemporalDatabaseURL
 	control  *launch.ControlPlane
 	apiURL   string
+	apiURLs  []string
+	metrics  map[string]string            // worker name → its /metrics URL
 	poolDirs map[string]map[string]string // pool id → node id → dir
 }
 
@@ -99,7 +114,7 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 	s := &Stack{t: t, opts: opts, poolDirs: map[string]map[string]string{}}
 	s.startTemporal()
 	s.startAgents()
-	s.control = &launch.ControlPlane{Bin: Binary(t), TemporalAddress: s.temporal.Address(), DatabaseURL: opts.DatabaseURL,
+	s.control = &launch.ControlPlane{Bin: Binary(t), TemporalAddress: s.TemporalAddress(), DatabaseURL: opts.DatabaseURL,
 		NodeToken: opts.NodeToken, APIToken: opts.APIToken, Env: append([]string{"CLOUDIMAGES_LOG_LEVEL=debug"}, opts.Env...)}
 	for i := range opts.Workers {
 		s.Workers = append(s.Workers, s.newWorker(fmt.Sprintf("worker-%d", i+1)))
@@ -121,6 +136,9 @@ func stackDefaults(t testing.TB, opts StackOptions) StackOptions {
 	}
 	if opts.Workers == 0 {
 		opts.Workers = 1
+	}
+	if opts.APIs == 0 {
+		opts.APIs = 1
 	}
 	if opts.NodeToken == "" {
 		opts.NodeToken = "node-token-" + randomHex(8)
@@ -147,10 +165,21 @@ func stackDefaults(t testing.TB, opts StackOptions) StackOptions {
 func nodeName(i int) string { return fmt.Sprintf("node-%d", i+1) }
 
 // TemporalAddress returns the host:port of the Temporal frontend.
-func (s *Stack) TemporalAddress() string { return s.temporal.Address() }
+func (s *Stack) TemporalAddress() string {
+	if s.server != nil {
+		return s.server.Address()
+	}
+	return s.temporal.Address()
+}
 
-// TemporalWebURL returns the URL of Temporal Web.
-func (s *Stack) TemporalWebURL() string { return s.temporal.WebURL() }
+// TemporalWebURL returns the URL of Temporal Web; "" with a Temporal
+// server, which serves none.
+func (s *Stack) TemporalWebURL() string {
+	if s.server != nil {
+		return ""
+	}
+	return s.temporal.WebURL()
+}
 
 // APIURL returns the base URL of the REST API, e.g. http://127.0.0.1:PORT.
 func (s *Stack) APIURL() string { return s.apiURL }
@@ -220,6 +249,18 @@ func (s *Stack) AddWorker() *Process {
 
 func (s *Stack) startTemporal() {
 	s.t.Helper()
+	if s.opts.TemporalDatabaseURL != "" {
+		s.server = &launch.TemporalServer{Bin: TemporalServerBinary(s.t), DatabaseURL: s.opts.TemporalDatabaseURL}
+		if err := s.server.SetupSchema(context.Background()); err != nil {
+			s.t.Fatal(err)
+		}
+		s.Temporal = newProcess(s.t, s.server.Process(""))
+		s.Temporal.startOnFreePort(func() {
+			s.server.Port = FreePort(s.t)
+			s.server.Apply(s.Temporal.p)
+		})
+		return
+	}
 	s.temporal = &launch.Temporal{CLI: TemporalCLI(s.t)}
 	if s.opts.PersistTemporal {
 		s.temporal.DBFile = filepath.Join(s.t.TempDir(), "temporal.db")
@@ -261,19 +302,54 @@ func (s *Stack) startAgents() {
 }
 
 func (s *Stack) newWorker(name string) *Process {
-	return newProcess(s.t, s.control.Worker(name, "", s.opts.WorkerArgs...))
+	args := slices.Clone(s.opts.WorkerArgs)
+	if s.opts.WorkerMetrics {
+		addr := "127.0.0.1:" + strconv.Itoa(FreePort(s.t))
+		if s.metrics == nil {
+			s.metrics = map[string]string{}
+		}
+		s.metrics[name] = "http://" + addr + "/metrics"
+		args = append(args, "--metrics-listen", addr)
+	}
+	return newProcess(s.t, s.control.Worker(name, "", args...))
+}
+
+// WorkerMetricsURL returns the /metrics URL of a worker (by its name,
+// e.g. "worker-1") started with StackOptions.WorkerMetrics.
+func (s *Stack) WorkerMetricsURL(name string) string {
+	u, ok := s.metrics[name]
+	if !ok {
+		s.t.Fatalf("worker %q serves no metrics: set StackOptions.WorkerMetrics", name)
+	}
+	return u
 }
 
 func (s *Stack) startAPI() {
 	s.t.Helper()
-	s.API = &APIClient{&api.Client{Token: s.opts.APIToken}}
-	s.APIServer = newProcess(s.t, s.control.API(""))
-	s.APIServer.startOnFreePort(func() {
-		addr := "127.0.0.1:" + strconv.Itoa(FreePort(s.t))
-		s.apiURL = "http://" + addr
-		s.API.BaseURL = s.apiURL
-		s.control.ApplyAPI(s.APIServer.p, addr, s.TemporalWebURL())
-	})
+	for i := range s.opts.APIs {
+		p := s.control.API("")
+		if i > 0 {
+			p.Name = fmt.Sprintf("api-%d", i+1)
+		}
+		proc := newProcess(s.t, p)
+		proc.startOnFreePort(func() {
+			addr := "127.0.0.1:" + strconv.Itoa(FreePort(s.t))
+			if i == 0 {
+				s.apiURL = "http://" + addr
+			}
+			s.apiURLs = append(s.apiURLs[:i], "http://"+addr)
+			s.control.ApplyAPI(proc.p, addr, s.TemporalWebURL())
+		})
+		s.APIServers = append(s.APIServers, proc)
+	}
+	s.APIServer = s.APIServers[0]
+	s.API = &APIClient{&api.Client{BaseURL: s.apiURL, Token: s.opts.APIToken}}
+}
+
+// APIClient returns a client of API replica i (0 is Stack.API's), with
+// the API token if any.
+func (s *Stack) APIClient(i int) *APIClient {
+	return &APIClient{&api.Client{BaseURL: s.apiURLs[i], Token: s.opts.APIToken}}
 }
 
 // Register registers every agent as a node and every pool through the

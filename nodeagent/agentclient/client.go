@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/quantix/cloudimages/fault"
@@ -191,7 +192,7 @@ func (c *Client) doWith(ctx context.Context, hc *http.Client, method, path strin
 		if untrusted(err) {
 			return 0, fault.Retryable(fault.NodeUnreachable, "node agent at %s: its TLS certificate is not trusted (%v): give the worker --agent-ca-file with the CA that signed the agents' certificates (--tls-cert)", c.base, err)
 		}
-		return 0, fault.Retryable(fault.NodeUnreachable, "node agent at %s does not answer: %v", c.base, err)
+		return 0, connError{fault.Retryable(fault.NodeUnreachable, "node agent at %s does not answer: %v", c.base, err), err}
 	}
 	defer resp.Body.Close()
 	return resp.StatusCode, c.answer(resp, method, path, out)
@@ -201,7 +202,7 @@ func (c *Client) doWith(ctx context.Context, hc *http.Client, method, path strin
 func (c *Client) answer(resp *http.Response, method, path string, out any) error {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return fault.Retryable(fault.NodeUnreachable, "node agent at %s: reading answer: %v", c.base, err)
+		return connError{fault.Retryable(fault.NodeUnreachable, "node agent at %s: reading answer: %v", c.base, err), err}
 	}
 	if resp.StatusCode >= 400 {
 		var eb fault.Body
@@ -275,4 +276,31 @@ func (c *Client) WriteUpload(ctx context.Context, id string, offset int64, body 
 	defer resp.Body.Close()
 	var u Upload
 	return u, c.answer(resp, http.MethodPatch, UploadPath(id), &u)
+}
+
+// connError is node_unreachable with the network error under it, so that
+// Refused and Dropped can tell how the connection failed.
+type connError struct {
+	fe    *fault.Error
+	cause error
+}
+
+func (e connError) Error() string   { return e.fe.Error() }
+func (e connError) Unwrap() []error { return []error{e.fe, e.cause} }
+
+// Refused reports whether the agent's host refused the connection: the
+// host is up and nothing listens on the agent's port, so the agent is not
+// running (killed, crashed, stopped). A frozen agent or a network that
+// drops packets does not refuse: it leaves the call to time out.
+func Refused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// Dropped reports whether a connection to the agent broke under a call:
+// reset, or closed before the whole answer came, as the connections of an
+// agent that dies are. Alone it proves little (a restart, a proxy); a
+// refused connection right after it says the agent is gone.
+func Dropped(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }

@@ -7,11 +7,14 @@ package agentclient
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/url"
 	"slices"
 	"time"
 
 	"github.com/quantix/cloudimages/fault"
+	"github.com/quantix/cloudimages/nodeauth"
 )
 
 // Download states, as in the contract.
@@ -54,13 +57,18 @@ const ImagesDir = "cloud-images"
 // decompressed ones. On a shared pool, a download started again with the same ID on
 // another node resumes the partial data the first node left.
 type DownloadRequest struct {
-	ID        string `json:"id"`
-	URL       string `json:"url"`
-	PoolID    string `json:"pool_id"`
-	FileName  string `json:"file_name"`
-	Checksum  string `json:"checksum"`
-	SizeBytes int64  `json:"size_bytes,omitempty"`
-	Format    string `json:"format,omitempty"`
+	ID string `json:"id"`
+	// URL is the mirror to fetch from; exactly one of URL and Peer is set.
+	URL string `json:"url,omitempty"`
+	// Peer, instead of URL, names another agent's published file to copy
+	// (a distribution's later copies). Sent only to agents whose health
+	// names FeaturePeerCopy.
+	Peer      *PeerSource `json:"peer,omitempty"`
+	PoolID    string      `json:"pool_id"`
+	FileName  string      `json:"file_name"`
+	Checksum  string      `json:"checksum"`
+	SizeBytes int64       `json:"size_bytes,omitempty"`
+	Format    string      `json:"format,omitempty"`
 	// ConvertTo, when set ("raw" or "qcow2") and not the image's own format,
 	// has the agent convert the verified, inspected image to it before
 	// publishing. Sent only to agents whose health names FeatureConvert.
@@ -79,13 +87,49 @@ type DownloadRequest struct {
 	MaxBytesPerSecond int64 `json:"max_bytes_per_second,omitempty"`
 }
 
+// PeerSource is another node agent's published file, the source of a peer
+// copy: the target agent GETs {Address}/v1/pools/{PoolID}/files/{FileName}
+// (FilePath) with Token as its bearer, a token the worker minted from the
+// source node's credential for that one read (nodeauth.MintFileRead).
+// Address is the source agent's base URL ("http://10.0.0.5:9090"; a bare
+// host:port means http). The copy is verified against the request's
+// Checksum, the source image's file_checksum.
+type PeerSource struct {
+	NodeID   string `json:"node_id"`
+	Address  string `json:"address"`
+	PoolID   string `json:"pool_id"`
+	FileName string `json:"file_name"`
+	// Token is short-lived and scoped to this one file: the agent keeps it
+	// in memory only, and requests differing only in it are the same.
+	Token string `json:"token"`
+}
+
+// String never shows the token.
+func (p PeerSource) String() string {
+	return fmt.Sprintf("peer %s (%s) %s/%s", p.NodeID, p.Address, p.PoolID, p.FileName)
+}
+
+// LogValue is String, for log/slog.
+func (p PeerSource) LogValue() slog.Value { return slog.StringValue(p.String()) }
+
+// FilePath is the agent route that serves a published file to peers
+// (GET, HEAD, with Range): the path a scoped token for it is minted on.
+func FilePath(poolID, fileName string) string { return nodeauth.FileReadPath(poolID, fileName) }
+
 // URLs are the request's URL and then its mirrors, in the order tried.
 func (r DownloadRequest) URLs() []string { return append([]string{r.URL}, r.Mirrors...) }
 
 // Same reports whether two requests ask for the same download: equal in
 // every field, the credential compared by name and host only (its secret
-// is re-sent, and may have been rotated).
+// is re-sent, and may have been rotated). Two peer copies are the same
+// whichever peer they name: the bytes are pinned by Checksum and
+// SizeBytes, so the worker may send the request again with another source
+// node (the first one died) or a fresh token, and the copy goes on from
+// where it was.
 func (r DownloadRequest) Same(o DownloadRequest) bool {
+	if r.Peer != nil && o.Peer != nil {
+		r.Peer, o.Peer = &PeerSource{}, &PeerSource{}
+	}
 	a, errA := json.Marshal(r.Redacted())
 	b, errB := json.Marshal(o.Redacted())
 	return errA == nil && errB == nil && bytes.Equal(a, b)
@@ -95,6 +139,11 @@ func (r DownloadRequest) Same(o DownloadRequest) bool {
 // agent writes into its job records.
 func (r DownloadRequest) Redacted() DownloadRequest {
 	r.Credential = r.Credential.Redacted()
+	if r.Peer != nil {
+		p := *r.Peer
+		p.Token = ""
+		r.Peer = &p
+	}
 	return r
 }
 
@@ -122,15 +171,26 @@ type Download struct {
 	// Mirrors says how many of the bytes kept each URL served (the
 	// request's URL first), passwords hidden; absent from agents without
 	// FeatureMirrors.
-	Mirrors    []MirrorBytes `json:"mirrors,omitempty"`
-	Error      *fault.Error  `json:"error"`
-	StartedAt  *time.Time    `json:"started_at"`
-	FinishedAt *time.Time    `json:"finished_at"`
+	Mirrors []MirrorBytes `json:"mirrors,omitempty"`
+	// Source is where the bytes come from: SourceMirror or SourcePeer
+	// (absent for uploads, and from agents without FeaturePeerCopy).
+	// BytesFromPeer counts the bytes kept that peers served.
+	Source        string       `json:"source,omitempty"`
+	BytesFromPeer int64        `json:"bytes_from_peer,omitempty"`
+	Error         *fault.Error `json:"error"`
+	StartedAt     *time.Time   `json:"started_at"`
+	FinishedAt    *time.Time   `json:"finished_at"`
 	// Version grows with every change of the job: its state, its bytes.
 	// It is what ?after= of a long-poll names (FeatureLongPoll); its
 	// value means nothing else. 0 from agents without FeatureLongPoll.
 	Version int64 `json:"version,omitempty"`
 }
+
+// Where a download's bytes come from (Download.Source).
+const (
+	SourceMirror = "mirror"
+	SourcePeer   = "peer"
+)
 
 // MirrorBytes is how many bytes of a download one mirror served.
 type MirrorBytes struct {
@@ -224,6 +284,11 @@ const (
 	// name for a published file (a hard link, replaced atomically), as a
 	// subscription's "{catalog_id}-latest.{format}".
 	FeatureLink = "link"
+	// FeaturePeerCopy: the agent serves its published files to peers (GET
+	// /v1/pools/{pool_id}/files/{file_name} with Range, under a scoped
+	// token) and takes DownloadRequest.Peer as a source. An agent without
+	// it refuses the field (unknown JSON): send it none.
+	FeaturePeerCopy = "peer_copy"
 )
 
 // LinkRequest is the body of PUT /v1/pools/{pool_id}/links/{name}: the

@@ -9,9 +9,10 @@ import { wireUploadForm } from './upload.js';
 import { renderImages, upsert, setTemporalWeb, onImagesChanged, followLive, setPoolFilter, applyFilters } from './images.js';
 import { renderNodes } from './nodes.js';
 import { renderSubscriptions, renderSubscriptionChoices, wireSubscriptionForm, loadSubscriptions } from './subscriptions.js';
+import { renderDistributions, renderDistributionChoices, wireDistributionForm, loadDistributions } from './distributions.js';
 
-const sections = ['catalog', 'images', 'subscriptions', 'nodes'];
-const state = { catalog: [], pools: [], nodes: [], images: [], subscriptions: [] };
+const sections = ['catalog', 'images', 'subscriptions', 'distributions', 'nodes'];
+const state = { catalog: [], pools: [], nodes: [], images: [], subscriptions: [], distributions: [] };
 const problems = new Map(); // what failed → its ApiError, shown in the banner
 
 function show() {
@@ -66,12 +67,26 @@ async function refreshSubscriptions() {
   });
 }
 
+async function refreshDistributions() {
+  await load('distributions', async () => {
+    try {
+      state.distributions = await loadDistributions();
+    } catch (err) {
+      // An API from before distributions has no such route: nothing to show.
+      if (err.code !== 'not_found') throw err;
+      state.distributions = [];
+    }
+    renderDistributions(state.distributions, refreshDistributions);
+  });
+}
+
 async function refreshInfra() {
   await load('infra', async () => {
     [state.pools, state.nodes] = await Promise.all([list('/v1/pools'), list('/v1/nodes')]);
     renderPools(state);
     renderNodes(state);
     renderSubscriptionChoices(state);
+    renderDistributionChoices(state);
     setPoolFilter(state.pools);
     applyFilters();
   });
@@ -83,6 +98,7 @@ async function refreshCatalog() {
     renderCatalog(state.catalog, started);
     renderPools(state);
     renderSubscriptionChoices(state);
+    renderDistributionChoices(state);
   });
 }
 
@@ -124,12 +140,14 @@ function refreshAll() {
   refreshInfra();
   refreshImages();
   refreshSubscriptions();
+  refreshDistributions();
 }
 
 function main() {
   wireToken();
   wireCustomForm(started);
   wireSubscriptionForm(refreshSubscriptions);
+  wireDistributionForm(refreshDistributions);
   wireUploadForm(started);
   onImagesChanged(refreshImages);
   for (const id of ['filter-status', 'filter-pool']) document.getElementById(id).addEventListener('change', applyFilters);
@@ -141,6 +159,8 @@ function main() {
   setInterval(refreshImages, 3000);
   setInterval(refreshInfra, 5000);
   setInterval(refreshSubscriptions, 5000);
+  // Live while a distribution runs; slow otherwise.
+  setInterval(() => { if (location.hash === '#distributions' || state.distributions.some((d) => d.status === 'RUNNING')) refreshDistributions(); }, 2000);
   setInterval(() => { if (problems.has('catalog')) refreshCatalog(); }, 5000);
 }
 

@@ -201,7 +201,7 @@ function updateProgress(parts, img, p, label) {
   } else if (img.status === 'CONVERTING') {
     n.push('Converting to the pool’s image format (qemu-img)…');
   } else if (img.status === 'PENDING' && p.waiting_until) {
-    n.push(waitingFor(p.waiting_until));
+    n.push(waitingFor(p.waiting_until, p.message));
     if (p.bytes_done > 0) n.push('paused at ' + bytes(p.bytes_done) + (p.bytes_total > 0 ? ' of ' + bytes(p.bytes_total) : ''));
   } else if (p.bytes_total > 0 || p.bytes_done > 0) {
     const pct = p.bytes_total > 0 ? (p.percent ?? (100 * p.bytes_done) / p.bytes_total) : null;
@@ -219,14 +219,16 @@ function updateProgress(parts, img, p, label) {
 }
 
 /**
- * Says until when a download waits for its pool's transfer window, in the
- * browser's time: "HH:MM" today, with the date otherwise.
+ * Says until when a download waits for its pool's transfer window (or, by
+ * its message, for a node of its pool), in the browser's time: "HH:MM"
+ * today, with the date otherwise.
  */
-function waitingFor(until) {
+function waitingFor(until, message) {
   const t = new Date(until);
   const hm = t.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hour12: false });
   const today = t.toDateString() === new Date().toDateString();
-  return 'Waiting for transfer window until ' + (today ? hm : t.toLocaleDateString() + ' ' + hm);
+  const what = (message || '').startsWith('waiting for a node') ? 'a node' : 'transfer window';
+  return 'Waiting for ' + what + ' until ' + (today ? hm : t.toLocaleDateString() + ' ' + hm);
 }
 
 // What the node found in the published file, once READY: its format and

@@ -64,6 +64,14 @@ type Input struct {
 	// ("verified", "unsigned", "not_checked"): the build's image records it
 	// rather than "unsigned", which a checksum given in a request means.
 	Signature string `json:"signature,omitempty"`
+	// Peers are READY copies (image ids) of the same source that a
+	// distribution's copy reads from, in that order, instead of the mirror:
+	// one whose node dies mid-copy is left for the next, then the mirror.
+	// Only agents that support it (agentclient.FeaturePeerCopy) copy from
+	// peers; others download from the mirror.
+	Peers []string `json:"peers,omitempty"`
+	// DistributionID names the distribution that started the download.
+	DistributionID string `json:"distribution_id,omitempty"`
 }
 
 // Result is what a successful download returns. Checksum is of the
@@ -80,6 +88,9 @@ type Result struct {
 	// Signature is what the signature of the vendor's checksum file said:
 	// "verified", "unsigned" or "not_checked".
 	Signature string `json:"signature,omitempty"`
+	// SourceNodeID is the node whose copy the file was copied from; empty
+	// when it came from the mirror.
+	SourceNodeID string `json:"source_node_id,omitempty"`
 }
 
 // Progress is the live progress of a download, the same in the API, the
@@ -95,7 +106,10 @@ type Progress struct {
 	// WaitingUntil is set while a PENDING download waits for its pool's
 	// next transfer window: when it starts (or resumes) then, and Message
 	// says so ("waiting for a transfer window (22:00-06:00 Europe/Berlin)
-	// until …"). Absent otherwise.
+	// until …"); or while one not started yet waits for a node of its
+	// pool: until when it waits before it fails with no_node_available,
+	// and Message says why each node is refused ("waiting for a node of
+	// pool … until …"). Absent otherwise.
 	WaitingUntil *time.Time `json:"waiting_until,omitempty"`
 	Message      string     `json:"message,omitempty"`
 	// Mirrors says how many bytes each URL of the download served (the
@@ -146,7 +160,7 @@ var (
 // use; the dev server is started with them and the worker registers any
 // that are missing.
 var SearchAttributeNames = []string{ImageIDKey.GetName(), PoolIDKey.GetName(), NodeIDKey.GetName(),
-	CatalogIDKey.GetName(), ImageStatusKey.GetName(), SubscriptionIDKey.GetName()}
+	CatalogIDKey.GetName(), ImageStatusKey.GetName(), SubscriptionIDKey.GetName(), DistributionIDKey.GetName()}
 
 // RefreshWorkflowType is the registered name of RefreshImageWorkflow.
 const RefreshWorkflowType = "RefreshImageWorkflow"

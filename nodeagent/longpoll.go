@@ -84,12 +84,12 @@ func parseLongPoll(q url.Values) (longPoll, error) {
 }
 
 // await holds a GET of job id until the job is no longer at lp.after: at
-// once when its state changed since (or lp.after is not one of its
-// versions: a restarted agent, a job made again), once
+// once when it ended or waits for its caller (or lp.after is not one of
+// its versions: a restarted agent, a job made again), once
 // LongPollProgressEvery has passed since the request came when only its
-// bytes moved, or at the end of the wait. It returns the job to answer
-// with (the table may hold a new one under the id by then), or false when
-// the id is gone.
+// bytes moved or it went on to a passing state, or at the end of the
+// wait. It returns the job to answer with (the table may hold a new one
+// under the id by then), or false when the id is gone.
 func (s *Server) await(ctx context.Context, id string, j *job, lp longPoll) (*job, bool) {
 	if lp.wait <= 0 {
 		return j, true
@@ -108,9 +108,7 @@ func (s *Server) awaitChange(ctx context.Context, id string, j *job, lp longPoll
 	start := time.Now()
 	deadline := time.NewTimer(lp.wait)
 	defer deadline.Stop()
-	var progressDue <-chan time.Time // set once bytes moved, until the second is up
-	var settled <-chan time.Time     // set once the state moved to a passing one
-	settledNow := false
+	var progressDue <-chan time.Time // set once the job moved, until the second is up
 	for {
 		cur, ok := s.job(id)
 		switch {
@@ -124,15 +122,12 @@ func (s *Server) awaitChange(ctx context.Context, id string, j *job, lp longPoll
 		case version == lp.after:
 		case lp.after > version || lp.after < j.firstVersion:
 			return j, "changed" // not a version of this job
-		case stateVersion > lp.after && (settledNow || !passing(j.state())):
+		case stateVersion > lp.after && !passing(j.state()):
 			return j, "changed"
-		case stateVersion > lp.after:
-			if settled == nil {
-				t := time.NewTimer(settleState)
-				defer t.Stop()
-				settled = t.C
-			}
 		case time.Since(start) >= agentclient.LongPollProgressEvery:
+			if stateVersion > lp.after {
+				return j, "changed"
+			}
 			return j, "progress"
 		case progressDue == nil:
 			t := time.NewTimer(agentclient.LongPollProgressEvery - time.Since(start))
@@ -142,8 +137,6 @@ func (s *Server) awaitChange(ctx context.Context, id string, j *job, lp longPoll
 		select {
 		case <-changed:
 		case <-progressDue:
-		case <-settled:
-			settledNow = true
 		case <-deadline.C:
 			return j, "timeout"
 		case <-ctx.Done():
@@ -154,14 +147,12 @@ func (s *Server) awaitChange(ctx context.Context, id string, j *job, lp longPoll
 	}
 }
 
-// settleState is how long a long-poll lets a passing state settle before
-// it answers with it: a small download goes from verifying to completed in
-// a few milliseconds, and one answer then tells both.
-const settleState = 50 * time.Millisecond
-
-// passing reports whether a job in state goes on by itself to another
-// state soon: the end of a download answers at once, these may wait
-// settleState for it.
+// passing reports whether state is one the job goes on from by itself
+// (queued, running, verifying, converting). A move into one is told like
+// byte progress, within a second: what a watcher must act on at once is
+// the end of the job (completed, failed, cancelled) or a job that waits
+// for it (waiting_credential, paused). A download that moves all along
+// then costs its watcher no more requests than a poll once a second.
 func passing(state string) bool {
 	switch state {
 	case agentclient.StateQueued, agentclient.StateRunning, agentclient.StateVerifying, agentclient.StateConverting:

@@ -258,10 +258,13 @@ const (
 	// and a worker sends ConvertTo only to agents that do.
 	FeatureConvert = "convert"
 	// FeatureLongPoll: GET /v1/downloads/{id}?wait=DURATION&after=VERSION
-	// holds the answer until the job changes from VERSION: at once for a
-	// change of state, after a second at the earliest when only bytes
-	// moved, or when the wait (at most MaxLongPollWait) is over. Downloads
-	// carry Version. An agent without it answers such a GET at once.
+	// holds the answer until the job changes from VERSION: at once when it
+	// ended or waits for its caller (waiting_credential, paused); a second
+	// after the request at the earliest when only its bytes moved or it
+	// went on to a state it leaves by itself (queued, running, verifying,
+	// converting); else when the wait (at most MaxLongPollWait) is over.
+	// Downloads carry Version. An agent without it answers such a GET at
+	// once.
 	FeatureLongPoll = "long_poll"
 	// FeaturePause: POST /v1/downloads/{id}/pause stops a download and
 	// keeps its partial data (state paused) for a later start to resume,

@@ -24,7 +24,7 @@ type progressView interface {
 
 // newProgressView returns the view that suits w.
 func newProgressView(w io.Writer) progressView {
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if isTerminal(w) {
 		return &barView{w: w}
 	}
 	return &lineView{w: w, every: 2 * time.Second}
@@ -136,11 +136,14 @@ type uploadView struct {
 }
 
 func newUploadView(w io.Writer, name string) *uploadView {
-	v := &uploadView{w: w, name: name, every: 2 * time.Second}
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		v.tty = true
-	}
-	return v
+	return &uploadView{w: w, name: name, every: 2 * time.Second, tty: isTerminal(w)}
+}
+
+// isTerminal says whether w is a terminal, where a view may draw over its
+// lines; a log or a pipe gets plain lines instead.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // uploadText is the progress of an upload for people, with the

@@ -34,7 +34,7 @@ func TestCLIDistributions(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("create --wait: %s", r)
 		}
-		m := regexp.MustCompile(`distribution (\S+) READY: cli-dist into 3/3, 1 from the mirror \(2\.0 MiB read\), 2 from peers`).FindStringSubmatch(r.stdout)
+		m := regexp.MustCompile(`distribution (\S+) READY: cli-dist into 3/3 pools, 1 from the mirror \(2\.0 MiB read\), 2 from peers`).FindStringSubmatch(r.stdout)
 		if m == nil {
 			t.Fatalf("stdout does not say READY with where the copies came from:\n%s", r)
 		}

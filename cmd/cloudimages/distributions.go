@@ -248,7 +248,7 @@ func waitDistribution(cmd *cobra.Command, c *conn, id string, o output) error {
 	}
 	if d.Status == "READY" {
 		if !o.json() {
-			fmt.Fprintf(cmd.OutOrStdout(), "distribution %s READY: %s into %s, %s\n", d.ID, distSourceText(d), countText(d), sourcesText(d))
+			fmt.Fprintf(cmd.OutOrStdout(), "distribution %s READY: %s into %s pools, %s\n", d.ID, distSourceText(d), countText(d), sourcesText(d))
 		}
 		return nil
 	}
@@ -325,8 +325,9 @@ type distView struct {
 }
 
 type copyLine struct {
-	key string // status and source: a change is printed at once
-	at  time.Time
+	key  string // status and source: a change is printed at once
+	done int64  // bytes done: a copy that waits is not printed again
+	at   time.Time
 }
 
 func newDistView(w io.Writer) *distView {
@@ -338,7 +339,11 @@ func (v *distView) show(d api.Distribution) {
 		if v.drawn > 0 {
 			fmt.Fprintf(v.w, "\x1b[%dA", v.drawn) // back to the block's first line
 		}
-		lines := []string{fmt.Sprintf("%s  %s pools READY  mirror read %s", d.Status, countText(d), bytesText(d.MirrorBytes))}
+		head := fmt.Sprintf("%s  %s pools READY", d.Status, countText(d))
+		if d.MirrorBytes > 0 { // counted once a copy from the mirror ends
+			head += "  mirror read " + bytesText(d.MirrorBytes)
+		}
+		lines := []string{head}
 		for _, cp := range d.Copies {
 			lines = append(lines, "  "+copyText(cp, true))
 		}
@@ -349,13 +354,15 @@ func (v *distView) show(d api.Distribution) {
 		return
 	}
 	for _, cp := range d.Copies {
-		key := cp.Status + " " + cp.Source
+		key, done := cp.Status+" "+cp.Source, int64(0)
+		if cp.Progress != nil {
+			done = cp.Progress.BytesDone
+		}
 		prev, seen := v.last[cp.PoolID]
-		moving := cp.Status != "READY" && cp.Status != "FAILED" && cp.Status != "CANCELLED"
-		if seen && prev.key == key && (!moving || time.Since(prev.at) < v.every) {
+		if seen && prev.key == key && (prev.done == done || time.Since(prev.at) < v.every) {
 			continue
 		}
-		v.last[cp.PoolID] = copyLine{key: key, at: time.Now()}
+		v.last[cp.PoolID] = copyLine{key: key, done: done, at: time.Now()}
 		fmt.Fprintf(v.w, "%s\n", copyText(cp, false))
 	}
 }

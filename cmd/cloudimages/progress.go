@@ -41,7 +41,8 @@ func progressText(i api.Image, percent bool) string {
 	}
 	switch {
 	case p.BytesTotal > 0:
-		parts = append(parts, bytesText(p.BytesDone)+" of "+bytesText(p.BytesTotal))
+		// No "-" for nothing done yet: "0 B of 300 MiB" reads as a start.
+		parts = append(parts, humanize.IBytes(uint64(max(p.BytesDone, 0)))+" of "+bytesText(p.BytesTotal))
 	case p.BytesDone > 0:
 		parts = append(parts, bytesText(p.BytesDone))
 	}

@@ -230,7 +230,9 @@ func distributionsWait(cfg *clientConfig) *cobra.Command {
 // Ctrl-C stops following only.
 func waitDistribution(cmd *cobra.Command, c *conn, id string, o output) error {
 	view := newDistView(cmd.ErrOrStderr())
-	raw, d, err := c.pollDistribution(cmd.Context(), id, view.show)
+	raw, d, err := c.pollDistribution(cmd.Context(), id, func(d api.Distribution) {
+		view.show(d, c.offlineNodes(cmd.Context(), d))
+	})
 	view.end()
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintf(cmd.ErrOrStderr(), "Stopped following distribution %s; its copies go on.\n"+
@@ -334,7 +336,41 @@ func newDistView(w io.Writer) *distView {
 	return &distView{w: w, tty: isTerminal(w), every: 2 * time.Second, last: map[string]copyLine{}}
 }
 
-func (v *distView) show(d api.Distribution) {
+// offlineNodes are the nodes that copies in flight run on and that the
+// API reports offline, with when each was last seen: a copy on a node that
+// died shows no bytes moving and would otherwise look merely slow. Any
+// error asking for the nodes shows none.
+func (c *conn) offlineNodes(ctx context.Context, d api.Distribution) map[string]*time.Time {
+	used := map[string]bool{}
+	for _, cp := range d.Copies {
+		if cp.NodeID != "" && !copyEnded(cp) {
+			used[cp.NodeID] = true
+		}
+	}
+	if len(used) == 0 {
+		return nil
+	}
+	var page struct {
+		Items []api.Node `json:"items"`
+	}
+	if err := c.get(ctx, "/v1/nodes", &page); err != nil {
+		return nil
+	}
+	off := map[string]*time.Time{}
+	for _, n := range page.Items {
+		if used[n.ID] && n.Status == "offline" {
+			off[n.ID] = n.LastSeenAt
+		}
+	}
+	return off
+}
+
+// copyEnded says whether a copy is READY, FAILED or CANCELLED.
+func copyEnded(cp api.DistributionCopy) bool {
+	return cp.Status == "READY" || cp.Status == "FAILED" || cp.Status == "CANCELLED"
+}
+
+func (v *distView) show(d api.Distribution, offline map[string]*time.Time) {
 	if v.tty {
 		if v.drawn > 0 {
 			fmt.Fprintf(v.w, "\x1b[%dA", v.drawn) // back to the block's first line
@@ -345,7 +381,7 @@ func (v *distView) show(d api.Distribution) {
 		}
 		lines := []string{head}
 		for _, cp := range d.Copies {
-			lines = append(lines, "  "+copyText(cp, true))
+			lines = append(lines, "  "+copyText(cp, true, offline))
 		}
 		for _, l := range lines {
 			fmt.Fprintf(v.w, "\x1b[2K%s\n", l)
@@ -355,6 +391,9 @@ func (v *distView) show(d api.Distribution) {
 	}
 	for _, cp := range d.Copies {
 		key, done := cp.Status+" "+cp.Source, int64(0)
+		if _, off := offline[cp.NodeID]; off && !copyEnded(cp) {
+			key += " offline" // said at once, not after the next bytes
+		}
 		if cp.Progress != nil {
 			done = cp.Progress.BytesDone
 		}
@@ -363,16 +402,17 @@ func (v *distView) show(d api.Distribution) {
 			continue
 		}
 		v.last[cp.PoolID] = copyLine{key: key, done: done, at: time.Now()}
-		fmt.Fprintf(v.w, "%s\n", copyText(cp, false))
+		fmt.Fprintf(v.w, "%s\n", copyText(cp, false, offline))
 	}
 }
 
 func (v *distView) end() {}
 
 // copyText is one pool's copy for people: the pool, the image's progress
-// as `images wait` shows it, and where the bytes come from. With bar, a
-// bar of the bytes done leads the progress.
-func copyText(cp api.DistributionCopy, bar bool) string {
+// as `images wait` shows it, and where the bytes come from; a copy in
+// flight on a node the API reports offline says so. With bar, a bar of the
+// bytes done leads the progress.
+func copyText(cp api.DistributionCopy, bar bool, offline map[string]*time.Time) string {
 	img := api.Image{ID: cp.ImageID, Status: orDash(cp.Status), NodeID: cp.NodeID}
 	if cp.Progress != nil {
 		img.Progress = *cp.Progress
@@ -382,6 +422,9 @@ func copyText(cp api.DistributionCopy, bar bool) string {
 		parts = append(parts, barText(img.Progress.BytesDone, img.Progress.BytesTotal, cp.Status == "READY"))
 	}
 	parts = append(parts, progressText(img, true))
+	if seen, off := offline[cp.NodeID]; off && !copyEnded(cp) {
+		parts = append(parts, "node "+cp.NodeID+" OFFLINE (last seen "+ago(seen)+" ago: see 'cloudimages nodes ls')")
+	}
 	switch {
 	case cp.Adopted:
 		parts = append(parts, "(already in the pool)")

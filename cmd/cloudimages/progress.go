@@ -58,6 +58,11 @@ func progressText(i api.Image, percent bool) string {
 	if p.Attempt > 1 {
 		parts = append(parts, fmt.Sprintf("attempt %d", p.Attempt))
 	}
+	if p.Message != "" {
+		// Why a download does not move: a transfer window, no node of its
+		// pool; without it PENDING alone looks stuck.
+		parts = append(parts, p.Message)
+	}
 	return strings.Join(parts, "  ")
 }
 

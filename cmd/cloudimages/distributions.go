@@ -260,20 +260,50 @@ func waitDistribution(cmd *cobra.Command, c *conn, id string, o output) error {
 		fmt.Fprintf(w, "; %s", d.Message)
 	}
 	fmt.Fprintln(w)
-	for _, cp := range d.Copies {
-		if cp.Status == "READY" {
-			continue
-		}
-		why := ""
-		if cp.Error != nil {
-			why = ": " + cp.Error.Code + ": " + cp.Error.Message
-		}
-		fmt.Fprintf(w, "  pool %s: %s%s\n", cp.PoolID, cp.Status, why)
+	for _, g := range failedGroups(d) {
+		fmt.Fprintf(w, "  %s %s: %s\n", plural(len(g.pools), "pool", "pools"), strings.Join(g.pools, ", "), g.why)
 	}
 	if d.Status == "PARTIAL" || d.Status == "FAILED" {
 		fmt.Fprintf(w, "Fix the cause, then run the same create again: it copies only the failed pools.\n")
 	}
 	return silentExit(1)
+}
+
+// failedGroup is the pools whose copies did not end READY the same way.
+type failedGroup struct {
+	pools []string
+	why   string // status, and the error's code and message
+}
+
+// failedGroups groups the copies not READY by how they ended, in the
+// order of the copies: a cause shared by every pool (no internet, say) is
+// printed once, not once a pool.
+func failedGroups(d api.Distribution) []failedGroup {
+	var groups []failedGroup
+	at := map[string]int{}
+	for _, cp := range d.Copies {
+		if cp.Status == "READY" {
+			continue
+		}
+		why := cp.Status
+		if cp.Error != nil {
+			why += ": " + cp.Error.Code + ": " + cp.Error.Message
+		}
+		if i, ok := at[why]; ok {
+			groups[i].pools = append(groups[i].pools, cp.PoolID)
+			continue
+		}
+		at[why] = len(groups)
+		groups = append(groups, failedGroup{pools: []string{cp.PoolID}, why: why})
+	}
+	return groups
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // pollDistribution asks for the distribution every distPollEvery, handing
@@ -432,7 +462,9 @@ func copyText(cp api.DistributionCopy, bar bool, offline map[string]*time.Time) 
 		parts = append(parts, "from "+cp.Source)
 	}
 	if cp.Error != nil {
-		parts = append(parts, cp.Error.Code+": "+cp.Error.Message)
+		// The code only: the message, often long, is printed once at the
+		// end, with each failed pool's.
+		parts = append(parts, cp.Error.Code)
 	}
 	return strings.Join(parts, "  ")
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -84,5 +85,27 @@ func TestProgressTextSaysWhyADownloadWaits(t *testing.T) {
 	got := progressText(api.Image{Status: "PENDING", Progress: contract.Progress{Message: msg}}, true)
 	if got != "PENDING  "+msg {
 		t.Errorf("progressText = %q, want PENDING and the message", got)
+	}
+}
+
+// TestFailedGroupsPrintsACommonCauseOnce: five pools that failed for the
+// same reason are one line; another reason is its own.
+func TestFailedGroupsPrintsACommonCauseOnce(t *testing.T) {
+	fail := func(pool, code, msg string) api.DistributionCopy {
+		return api.DistributionCopy{PoolID: pool, Status: "FAILED", Error: &api.ErrorDetail{Code: code, Message: msg}}
+	}
+	d := api.Distribution{Copies: []api.DistributionCopy{
+		fail("p1", "checksum_unavailable", "no internet"), {PoolID: "p2", Status: "READY"},
+		fail("p3", "disk_full", "p3 is full"), fail("p4", "checksum_unavailable", "no internet"),
+		{PoolID: "p5", Status: "CANCELLED"},
+	}}
+	got := failedGroups(d)
+	want := []failedGroup{
+		{pools: []string{"p1", "p4"}, why: "FAILED: checksum_unavailable: no internet"},
+		{pools: []string{"p3"}, why: "FAILED: disk_full: p3 is full"},
+		{pools: []string{"p5"}, why: "CANCELLED"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("failedGroups = %v, want %v", got, want)
 	}
 }

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,8 +15,9 @@ import (
 
 // TestCLIDistributions drives `cloudimages distributions` against a stack
 // of four agents, a local pool each; node-4 keeps all its pool free
-// (--min-free 100%), so a copy into p4 fails disk_full. Each subtest
-// leaves the stack for the next.
+// (--min-free 100%), so a copy into p4 fails disk_full; node-3 writes
+// slowly (2 MB/s), so that it can be killed mid-copy. Each subtest leaves
+// the stack for the next.
 func TestCLIDistributions(t *testing.T) {
 	const token = "cli-dist-token-0123456789"
 	var pools []testenv.StackPool
@@ -22,7 +25,7 @@ func TestCLIDistributions(t *testing.T) {
 		pools = append(pools, testenv.StackPool{ID: p.pool, NodeIDs: []string{p.node}})
 	}
 	s := testenv.StartStack(t, testenv.StackOptions{APIToken: token, Agents: 4, Pools: pools,
-		NodeAgentArgs: map[string][]string{"node-4": {"--min-free", "100%"}}, WorkerArgs: []string{"--no-node-timeout", "20s"}})
+		NodeAgentArgs: map[string][]string{"node-4": {"--min-free", "100%"}, "node-3": {"--max-bandwidth", "2MB/s"}}, WorkerArgs: []string{"--no-node-timeout", "20s"}})
 	up := testenv.NewUpstream(t)
 	env := cliEnv(s, token)
 
@@ -134,7 +137,7 @@ func TestCLIDistributions(t *testing.T) {
 	t.Run("rm of a running distribution cancels its copies; wait then exits 1 CANCELLED", func(t *testing.T) {
 		f := addImage(up, "cli-dist-slow.qcow2", trickleSize)
 		up.SetFault(f.name, testenv.Fault{BytesPerSecond: trickleRate / 4})
-		r := cli(t, env, "dist", "create", f.url, "--checksum", f.sum, "--pool", "p2", "--pool", "p3")
+		r := cli(t, env, "dist", "create", f.url, "--checksum", f.sum, "--pool", "p1", "--pool", "p2")
 		m := regexp.MustCompile(`^(\S+)  RUNNING  started; follow it with: cloudimages distributions wait (\S+)\n$`).FindStringSubmatch(r.stdout)
 		if r.code != 0 || m == nil || m[1] != m[2] {
 			t.Fatalf("create without --wait: want the id, RUNNING and how to follow it:\n%s", r)
@@ -154,6 +157,40 @@ func TestCLIDistributions(t *testing.T) {
 		r = cli(t, env, "dist", "wait", id)
 		if r.code != 1 || !strings.Contains(r.stderr, "distribution "+id+" CANCELLED") {
 			t.Errorf("wait on the cancelled distribution: want exit 1 and CANCELLED:\n%s", r)
+		}
+	})
+
+	t.Run("an agent killed mid-copy: wait says its node is OFFLINE, then exits 1 naming the pool", func(t *testing.T) {
+		f := addImage(up, "cli-dist-kill.qcow2", 16<<20)
+		cmd := exec.Command(testenv.Binary(t), "dist", "create", f.url, "--checksum", f.sum, "--pool", "p1", "--pool", "p3", "--wait")
+		cmd.Env = env
+		var stdout, stderr lockedBuffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill() })
+		moving := regexp.MustCompile(`(?m)^p3\s+DOWNLOADING\s+\d+\.\d%\s+[1-9][\d.]* [KM]iB of 16 MiB.*from node:node-1$`)
+		eventually(t, 2*time.Minute, "p3's copy moving from node-1", func() bool { return moving.MatchString(stderr.String()) })
+		s.Agent("node-3").Kill()
+		eventually(t, 2*time.Minute, "the CLI saying node-3 is offline", func() bool {
+			return regexp.MustCompile(`(?m)^p3\s+DOWNLOADING\s.*node node-3 OFFLINE \(last seen \d+s ago`).MatchString(stderr.String())
+		})
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(3 * time.Minute):
+			t.Fatalf("the CLI still waits 3 minutes after node-3 died:\n%s", stderr.String())
+		}
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Errorf("the CLI ended with %v, want exit 1", err)
+		}
+		if !regexp.MustCompile(`distribution \S+ PARTIAL: 1/2 pools READY`).MatchString(stderr.String()) ||
+			!regexp.MustCompile(`(?m)^  pool p3: FAILED: [a-z_]+: \S`).MatchString(stderr.String()) {
+			t.Errorf("the CLI does not say PARTIAL with p3's code and message:\n%s", stderr.String())
 		}
 	})
 }

@@ -79,7 +79,7 @@ func (a *Activities) PlanDistribution(ctx context.Context, distributionID string
 	for _, c := range d.Copies {
 		had[c.PoolID] = c
 	}
-	plan := DistributionPlan{DistributionID: d.ID, CatalogID: d.CatalogID, URL: d.URL, Name: d.Name, Checksum: d.Checksum}
+	plan := DistributionPlan{DistributionID: d.ID, CatalogID: d.CatalogID, URL: d.URL, Name: d.Name, Checksum: src.Checksum}
 	for _, poolID := range poolIDs {
 		pc, err := a.planCopy(ctx, d, src, poolID, had[poolID])
 		if err != nil {
@@ -94,7 +94,11 @@ func (a *Activities) PlanDistribution(ctx context.Context, distributionID string
 func (a *Activities) planCopy(ctx context.Context, d store.Distribution, src source.Source, poolID string, had store.DistributionCopy) (PlannedCopy, error) {
 	if had.ImageID != "" && !store.IsTerminal(had.Status) || had.Status == store.StatusReady {
 		if img, err := a.Store.Image(ctx, had.ImageID); err == nil && (img.Status == store.StatusReady || !img.Terminal()) {
-			return PlannedCopy{PoolID: poolID, ImageID: img.ID, Status: img.Status, Adopted: had.Adopted, NodeID: img.NodeID, Checksum: img.Checksum}, nil
+			// A live copy of our own from a run that ended early (terminated)
+			// has its child started again: a no-op while its workflow runs
+			// (then it is waited for), a new run that heals the image if not.
+			return PlannedCopy{PoolID: poolID, ImageID: img.ID, Status: img.Status, Adopted: had.Adopted, NodeID: img.NodeID,
+				Checksum: img.Checksum, New: !img.Terminal() && !had.Adopted}, nil
 		}
 	}
 	pool, err := a.Store.Pool(ctx, poolID)

@@ -195,7 +195,7 @@ type ReadyRequest struct {
 func (a *Activities) MarkReady(ctx context.Context, in ReadyRequest) error {
 	err := a.Store.Transition(ctx, in.ImageID, store.ToReady{NodeID: in.NodeID, Path: in.Path, SizeBytes: in.SizeBytes,
 		Checksum: in.Checksum, Format: in.Format, VirtualSizeBytes: in.VirtualSizeBytes, Compression: in.Compression,
-		FileChecksum: in.FileChecksum, Failovers: in.Failovers})
+		FileChecksum: in.FileChecksum, Failovers: in.Failovers, Mirrors: in.Mirrors})
 	if err != nil {
 		return asStoreError(err)
 	}

@@ -16,6 +16,10 @@ type PickRequest struct {
 	PoolID          string
 	PreferredNodeID string
 	Exclude         []string // nodes that already failed in this download
+	// LastResort are nodes of Exclude that failed only by being
+	// unreachable (a crash, a reboot, a cut network): picked again when
+	// no other node can take the download, to resume where they were.
+	LastResort []string `json:",omitempty"`
 	// Upload: the node must receive an upload (its agent names
 	// agentclient.FeatureUpload).
 	Upload bool `json:",omitempty"`
@@ -56,7 +60,8 @@ type Pick struct {
 // PickNode checks the health of the pool's nodes (those assigned to it and
 // any that report it) and picks one that serves the pool: the preferred
 // node if it can, else the one with the fewest active downloads, then the
-// most free space. Excluded nodes are refused without a check.
+// most free space. Excluded nodes are refused without a check, except the
+// last-resort ones, picked only when no other node can take the download.
 func (a *Activities) PickNode(ctx context.Context, in PickRequest) (Pick, error) {
 	pool, err := a.Store.Pool(ctx, in.PoolID)
 	if err != nil {
@@ -68,19 +73,27 @@ func (a *Activities) PickNode(ctx context.Context, in PickRequest) (Pick, error)
 	}
 	pick := Pick{Assigned: pool.NodeIDs()}
 	results := a.checkNodes(ctx, nodes, pool, in)
-	var ok []Candidate
+	var ok, again []Candidate
 	for i, n := range nodes {
 		r := results[i]
-		if r.refusal != "" {
+		switch {
+		case r.refusal != "":
 			pick.Refused = append(pick.Refused, Refusal{NodeID: n.ID, Reason: r.refusal})
-			continue
+		case slices.Contains(in.Exclude, n.ID):
+			again = append(again, r.candidate)
+		default:
+			ok = append(ok, r.candidate)
 		}
-		ok = append(ok, r.candidate)
+	}
+	lastResort := len(ok) == 0 && len(again) > 0
+	if lastResort {
+		ok = again
 	}
 	sort.SliceStable(ok, func(i, j int) bool { return better(ok[i], ok[j], in.PreferredNodeID) })
 	if len(ok) > 0 {
 		pick.Node = &ok[0]
-		activity.GetLogger(ctx).Info("node picked", "pool_id", in.PoolID, "node_id", ok[0].NodeID, "active_downloads", ok[0].ActiveDownloads)
+		activity.GetLogger(ctx).Info("node picked", "pool_id", in.PoolID, "node_id", ok[0].NodeID, "active_downloads", ok[0].ActiveDownloads,
+			"unreachable_before", lastResort) // no other node could take it: the one left behind is back
 	}
 	return pick, nil
 }
@@ -106,7 +119,7 @@ func (a *Activities) checkNodes(ctx context.Context, nodes []store.Node, pool st
 	out := make([]checked, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
-		if slices.Contains(in.Exclude, n.ID) {
+		if slices.Contains(in.Exclude, n.ID) && !slices.Contains(in.LastResort, n.ID) {
 			out[i] = checked{refusal: "already failed in this download"}
 			continue
 		}

@@ -81,6 +81,38 @@ func TestPickNodeRanksHealthyNodesAndSaysWhyOthersAreRefused(t *testing.T) {
 	}
 }
 
+// A node left behind because it was unreachable (its agent crashed, it
+// rebooted) is picked again once it is back, but only when no other node
+// can take the download: a pool's only node would otherwise be lost to the
+// download for good.
+func TestPickNodeTakesBackAnUnreachableNodeOnlyAsALastResort(t *testing.T) {
+	back := newFakeAgent(t, "node-back", "pool-1")
+	back.health.Pools[0].FreeBytes = 5 << 30
+	other := newFakeAgent(t, "node-other", "pool-1")
+	b := newBench(t, false, back, other)
+	req := activities.PickRequest{PoolID: "pool-1", Exclude: []string{"node-back"}, LastResort: []string{"node-back"}}
+
+	if p := b.pick(req); p.Node == nil || p.Node.NodeID != "node-other" {
+		t.Fatalf("picked %+v, want node-other: another node goes first", p.Node)
+	}
+	other.set(func(f *fakeAgent) { f.down = true })
+	if p := b.pick(req); p.Node == nil || p.Node.NodeID != "node-back" {
+		t.Fatalf("picked %+v (refusals %v), want node-back again: no other node can take it", p.Node, reasons(p))
+	}
+	// Down again, it is refused for what its health check says.
+	back.set(func(f *fakeAgent) { f.down = true })
+	p := b.pick(req)
+	if p.Node != nil || !strings.Contains(reasons(p)["node-back"], "health check") {
+		t.Fatalf("picked %+v, refusals %v; want none, node-back refused by its health check", p.Node, reasons(p))
+	}
+	// A node that failed otherwise (a full disk, say) stays excluded.
+	back.set(func(f *fakeAgent) { f.down = false })
+	p = b.pick(activities.PickRequest{PoolID: "pool-1", Exclude: []string{"node-back"}})
+	if p.Node != nil || !strings.Contains(reasons(p)["node-back"], "already failed") {
+		t.Fatalf("picked %+v, refusals %v; want none, node-back already failed", p.Node, reasons(p))
+	}
+}
+
 func TestPickNodeRefusesAnAgentThatIsAnotherNode(t *testing.T) {
 	agent := newFakeAgent(t, "node-1", "pool-1")
 	b := newBench(t, false, agent)

@@ -54,6 +54,10 @@ type Finished struct {
 	VirtualSizeBytes int64
 	Compression      string
 	FileChecksum     string
+	// Mirrors are the bytes each mirror served, as the node last said:
+	// the watch writes no progress for the poll that saw the job complete
+	// (MarkReady follows at once), so the final figures travel here.
+	Mirrors []imagestate.MirrorBytes `json:",omitempty"`
 }
 
 // WatchDownload follows the node-side job until it ends, heartbeating its
@@ -196,7 +200,7 @@ func (w *watch) poll(ctx context.Context) (fin Finished, done, answered bool, er
 		// progress write and a signal now would only delay it (the
 		// signal is a workflow task of its own before the activity's).
 		return Finished{NodeID: w.job.NodeID, Path: d.Path, SizeBytes: d.BytesDone, Checksum: d.Checksum, Format: d.Format,
-			VirtualSizeBytes: d.VirtualSizeBytes, Compression: d.Compression, FileChecksum: d.FileChecksum}, true, true, nil
+			VirtualSizeBytes: d.VirtualSizeBytes, Compression: d.Compression, FileChecksum: d.FileChecksum, Mirrors: w.details.Mirrors}, true, true, nil
 	}
 	w.report(ctx)
 	switch d.State {

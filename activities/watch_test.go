@@ -3,6 +3,7 @@ package activities_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -130,8 +131,8 @@ func TestWatchFollowsTheJobToCompletionAndReportsProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fin != (activities.Finished{NodeID: "node-1", Path: "/p/cloud-images/x.qcow2", SizeBytes: 1000, Checksum: sum256,
-		Format: "qcow2", VirtualSizeBytes: 1 << 30, Compression: "zstd", FileChecksum: fileSum256}) {
+	if want := (activities.Finished{NodeID: "node-1", Path: "/p/cloud-images/x.qcow2", SizeBytes: 1000, Checksum: sum256,
+		Format: "qcow2", VirtualSizeBytes: 1 << 30, Compression: "zstd", FileChecksum: fileSum256}); !reflect.DeepEqual(fin, want) {
 		t.Fatalf("finished = %+v", fin)
 	}
 	img, err := b.store.Image(context.Background(), "img-1")

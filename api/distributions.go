@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -101,7 +103,7 @@ func (s *Server) createDistribution(c echo.Context) error {
 	if !created {
 		return s.answerExistingDistribution(c, got)
 	}
-	if err := s.startDistribution(ctx, got); err != nil {
+	if err := s.startDistribution(ctx, got, false); err != nil {
 		if derr := s.store.EndDistribution(context.WithoutCancel(ctx), got.ID, store.DistributionCancelled, "its workflow could not be started"); derr != nil {
 			s.log.Error("give up a distribution whose workflow did not start", "distribution_id", got.ID, "error", derr)
 		}
@@ -119,19 +121,24 @@ func (s *Server) createDistribution(c echo.Context) error {
 func (s *Server) answerExistingDistribution(c echo.Context, d store.Distribution) error {
 	ctx := c.Request().Context()
 	retry := d.Status == store.DistributionPartial || d.Status == store.DistributionFailed
+	won := false
 	if retry {
 		ok, err := s.store.RetryDistribution(ctx, d.ID)
 		if err != nil {
 			return err
 		}
 		if ok {
+			won = true
 			s.log.Info("distribution retried", "distribution_id", d.ID, "status_was", d.Status)
 		}
 		d.Status = store.DistributionRunning
 	}
 	if d.Status == store.DistributionRunning {
-		if err := s.startDistribution(ctx, d); err != nil {
-			if retry {
+		// The retry that won replaces the run that recorded PARTIAL (it may
+		// not have closed yet: recording its end is its last step); the
+		// others join the run that is there.
+		if err := s.startDistribution(ctx, d, won); err != nil {
+			if won {
 				if rerr := s.store.EndDistribution(context.WithoutCancel(ctx), d.ID, store.DistributionPartial, d.ErrorMessage); rerr != nil {
 					s.log.Error("put back a distribution whose retry did not start", "distribution_id", d.ID, "error", rerr)
 				}
@@ -208,21 +215,42 @@ func (s *Server) checkDistributionPools(c echo.Context, req *distributionRequest
 			return "", err
 		}
 	}
-	sorted := slices.Clone(req.PoolIDs)
+	return poolKey(req.PoolIDs), nil
+}
+
+// maxPoolKey is the longest pool key kept as it is: a longer one (hundreds
+// of pools) is kept as its sha256, so that the unique index's rows stay
+// well under PostgreSQL's limit on an index entry.
+const maxPoolKey = 256
+
+// poolKey is the sorted pool ids, joined, or their sha256 when long: the
+// same set in any order is the same key.
+func poolKey(ids []string) string {
+	sorted := slices.Clone(ids)
 	slices.Sort(sorted)
-	return strings.Join(sorted, ","), nil
+	key := strings.Join(sorted, ",")
+	if len(key) <= maxPoolKey {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // startDistribution starts the distribution's workflow, or finds the one
 // that runs (USE_EXISTING); a distribution retried after its workflow
-// closed gets a new run under the same id.
-func (s *Server) startDistribution(ctx context.Context, d store.Distribution) error {
+// closed gets a new run under the same id. replace ends a run still there
+// (one that has recorded its end and not yet closed) and starts anew.
+func (s *Server) startDistribution(ctx context.Context, d store.Distribution, replace bool) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.TemporalTimeout)
 	defer cancel()
+	policy := enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING
+	if replace {
+		policy = enums.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING
+	}
 	opts := client.StartWorkflowOptions{
 		ID:                       contract.DistributionWorkflowID(d.ID),
 		TaskQueue:                contract.TaskQueue,
-		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDConflictPolicy: policy,
 		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		TypedSearchAttributes:    temporal.NewSearchAttributes(contract.DistributionIDKey.ValueSet(d.ID)),
 		StaticSummary:            fmt.Sprintf("distribute %s into %s", distributionSourceName(d), distributionPoolsName(d)),

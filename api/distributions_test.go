@@ -2,8 +2,10 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -151,26 +153,40 @@ func TestDistributionPostedAgainWhenPartialRetriesInTheSameDistribution(t *testi
 		if err != nil {
 			t.Fatal(err)
 		}
-		// As if the run had ended PARTIAL.
-		if err := temporalC.TerminateWorkflow(ctx, d.WorkflowID, "", "ended"); err != nil {
-			t.Fatal(err)
-		}
-		if err := e.store.EndDistribution(ctx, d.ID, store.DistributionPartial, "the copy into "+p1+" failed"); err != nil {
-			t.Fatal(err)
-		}
-		var again api.Distribution
-		e.must(200, "POST", "/v1/distributions", body, &again)
 		t.Cleanup(func() { _ = temporalC.TerminateWorkflow(context.Background(), d.WorkflowID, "", "test over") })
-		if again.ID != d.ID || again.Status != "RUNNING" || again.Message != "" {
-			t.Fatalf("posted again: %+v, want the same distribution RUNNING", again)
-		}
-		now, err := temporalC.DescribeWorkflowExecution(ctx, d.WorkflowID, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		info := now.GetWorkflowExecutionInfo()
-		if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING || info.GetExecution().GetRunId() == first.GetWorkflowExecutionInfo().GetExecution().GetRunId() {
-			t.Fatalf("workflow %s run %s, want a new running run", info.GetStatus(), info.GetExecution().GetRunId())
+		prev := first.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+		// First as if the run had recorded PARTIAL and not closed yet (its
+		// last step), then as if it had closed.
+		for _, closed := range []bool{false, true} {
+			if closed {
+				if err := temporalC.TerminateWorkflow(ctx, d.WorkflowID, "", "ended"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := e.store.EndDistribution(ctx, d.ID, store.DistributionPartial, "the copy into "+p1+" failed"); err != nil {
+				t.Fatal(err)
+			}
+			var again api.Distribution
+			e.must(200, "POST", "/v1/distributions", body, &again)
+			if again.ID != d.ID || again.Status != "RUNNING" || again.Message != "" {
+				t.Fatalf("posted again (run closed: %v): %+v, want the same distribution RUNNING", closed, again)
+			}
+			now, err := temporalC.DescribeWorkflowExecution(ctx, d.WorkflowID, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			info := now.GetWorkflowExecutionInfo()
+			if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING || info.GetExecution().GetRunId() == prev {
+				t.Fatalf("run closed %v: workflow %s run %s, want a new running run", closed, info.GetStatus(), info.GetExecution().GetRunId())
+			}
+			old, err := temporalC.DescribeWorkflowExecution(ctx, d.WorkflowID, prev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := old.GetWorkflowExecutionInfo().GetStatus(); st != enums.WORKFLOW_EXECUTION_STATUS_TERMINATED {
+				t.Fatalf("the run before the retry is %s, want it replaced (terminated)", st)
+			}
+			prev = info.GetExecution().GetRunId()
 		}
 	})
 }
@@ -240,4 +256,30 @@ func TestDistributionWithTemporalDownIsRefusedAndLeavesNothingRunning(t *testing
 	if d.ID == ds[0].ID {
 		t.Fatal("the same request later answered with the distribution that never started")
 	}
+}
+
+// TestDistributionOfManyPoolsIsIdempotentToo: 150 pools make a pool key
+// too long to index as it is; the same set in another order is still the
+// same distribution (PostgreSQL refuses index entries past ~2.7 kB).
+func TestDistributionOfManyPoolsIsIdempotentToo(t *testing.T) {
+	forEachDB(t, func(t *testing.T, dbURL string) {
+		e := newEnv(t, dbURL)
+		_, node := e.seed("local", "127.0.0.1:1")
+		var pools []string
+		for i := range 150 {
+			id := fmt.Sprintf("many-%s-%03d", randSuffix(), i)
+			e.must(201, "POST", "/v1/pools", map[string]any{"id": id, "type": "local", "node_ids": []string{node}}, nil)
+			pools = append(pools, id)
+		}
+		var d api.Distribution
+		e.must(202, "POST", "/v1/distributions", map[string]any{"catalog_id": "cirros-0.6.3", "pool_ids": pools}, &d)
+		t.Cleanup(func() { _ = temporalC.TerminateWorkflow(context.Background(), d.WorkflowID, "", "test over") })
+		reversed := slices.Clone(pools)
+		slices.Reverse(reversed)
+		var again api.Distribution
+		e.must(200, "POST", "/v1/distributions", map[string]any{"catalog_id": "cirros-0.6.3", "pool_ids": reversed}, &again)
+		if again.ID != d.ID || len(again.PoolIDs) != 150 {
+			t.Fatalf("posted again in another order: %s with %d pools, want %s with 150", again.ID, len(again.PoolIDs), d.ID)
+		}
+	})
 }

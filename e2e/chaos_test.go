@@ -256,10 +256,13 @@ func runChaos(t *testing.T, plan chaosPlan, databaseURL string) {
 	}
 
 	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
 	start := time.Now()
 	r.start = start
 	var bg sync.WaitGroup
+	defer func() { // also when a process did not start again (t.Fatal)
+		stop()
+		bg.Wait()
+	}()
 	bg.Go(func() {
 		r.post(ctx, start)
 		r.postDone.Store(true)
@@ -268,8 +271,6 @@ func runChaos(t *testing.T, plan chaosPlan, databaseURL string) {
 	bg.Go(func() { r.pollImages(ctx) })
 	r.injectFaults(start)
 	imgs := r.waitAllEnded(3 * time.Minute)
-	stop()
-	bg.Wait()
 
 	var served int64
 	for _, f := range plan.files {

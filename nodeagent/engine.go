@@ -75,6 +75,7 @@ type transfer struct {
 	head         []byte
 	headChecked  bool
 	bufs         [][]byte
+	ckpts        *checkpoints  // saves the stream's checkpoints while it runs (stream.go)
 	m            *mirrors      // the URLs of the file and the one in use
 	limit        *rate.Limiter // the request's own bandwidth cap (transport.go)
 	// peer is the client of a peer copy's source, for peerURL (peer.go).
@@ -358,16 +359,36 @@ func (t *transfer) checkpoint() {
 // covers bytes the disk does not hold. When the sync fails, no checkpoint
 // is saved; the download goes on and the next one tries again. It fails
 // only when another node has taken the job over.
-func (t *transfer) saveCheckpoint(state []byte) error {
+func (t *transfer) saveCheckpoint(state []byte) error { return t.saveCheckpointAt(t.at(state)) }
+
+// checkpointAt is what a checkpoint records, taken when it falls due: it
+// may be saved later, by the stream's checkpoint goroutine.
+type checkpointAt struct {
+	state              []byte
+	done, total        int64
+	etag, lastModified string
+	served             []int64
+	mirror             int
+}
+
+// at is the checkpoint of the transfer as it is now, with the hash state
+// of its t.done bytes.
+func (t *transfer) at(state []byte) checkpointAt {
+	return checkpointAt{state: state, done: t.done, total: t.total, etag: t.etag, lastModified: t.lastModified,
+		served: t.j.servedNow(), mirror: t.m.cur}
+}
+
+// saveCheckpointAt is saveCheckpoint of a checkpoint taken before: the
+// sync covers at least its bytes, and later ones do no harm.
+func (t *transfer) saveCheckpointAt(cp checkpointAt) error {
 	if err := t.s.datasync(t.f); err != nil {
 		t.j.log.Warn("partial data not synced to disk; checkpoint skipped", "err", err)
 		return nil
 	}
-	served := t.j.servedNow()
 	t.j.update(func(r *record) {
-		r.BytesDone, r.BytesTotal, r.HashAlgo, r.HashState = t.done, t.total, t.algo, state
-		r.ETag, r.LastModified = t.etag, t.lastModified
-		r.MirrorBytes, r.Mirror = served, t.m.cur
+		r.BytesDone, r.BytesTotal, r.HashAlgo, r.HashState = cp.done, cp.total, t.algo, cp.state
+		r.ETag, r.LastModified = cp.etag, cp.lastModified
+		r.MirrorBytes, r.Mirror = cp.served, cp.mirror
 		r.TakenFrom = ""
 	})
 	if errors.Is(t.j.save(), errFenced) {

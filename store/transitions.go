@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/quantix/cloudimages/imagestate"
 )
 
 // A Transition moves an image to a status, with the fields that go with
@@ -96,17 +98,23 @@ type ToReady struct {
 	Compression      string
 	FileChecksum     string
 	Failovers        []Failover
+	// Mirrors, when the node said, are the final bytes each mirror served.
+	Mirrors []imagestate.MirrorBytes
 }
 
 // Status implements Transition.
 func (ToReady) Status() string { return StatusReady }
 
 func (t ToReady) fields() map[string]any {
-	return map[string]any{"node_id": t.NodeID, "path": t.Path, "size_bytes": t.SizeBytes, "checksum": t.Checksum,
+	m := map[string]any{"node_id": t.NodeID, "path": t.Path, "size_bytes": t.SizeBytes, "checksum": t.Checksum,
 		"source_checksum": t.Checksum, "file_checksum": t.FileChecksum, "format": t.Format,
 		"virtual_size_bytes": t.VirtualSizeBytes, "compression": t.Compression, "bytes_done": t.SizeBytes, "bytes_total": t.SizeBytes, "bytes_per_second": 0,
 		"progress_node_id": t.NodeID, "error_code": "", "error_message": "",
 		"failovers": Failovers(t.Failovers), "ready_at": time.Now().UTC(), "waiting_until": nil, "waiting_message": ""}
+	if t.Mirrors != nil {
+		m["mirror_bytes"] = MirrorBytes(t.Mirrors)
+	}
+	return m
 }
 
 // ToFailed: the download ended with an error of the contract.

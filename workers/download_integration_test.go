@@ -102,6 +102,39 @@ func TestKilledNodeFailsOverAndStartsAfreshOnLocalPool(t *testing.T) {
 	recordHistory(t, srv, workflows.WorkflowID(id), "failover-local.json")
 }
 
+// A local pool's only agent killed mid-download and started again after
+// the node grace (a node reboot): the download fails over, finds no other
+// node, and takes the same node back once it answers, which resumes its
+// own partial data. It used to leave the node for good and fail with
+// no_node_available (found by e2e's TestChaos).
+func TestPoolsOnlyNodeBackAfterTheGraceResumesTheDownload(t *testing.T) {
+	srv := testenv.StartDevServer(t)
+	size := 3 << 20
+	w := newWorld(t, srv, worldOptions{dbURL: testenv.SQLite(t), nodes: []string{"node-1"}, size: size, rate: 1 << 20})
+	id := "failover-comeback"
+	run := w.startDownload(id)
+	w.waitTransferring(id, 512<<10)
+	w.agents["node-1"].Kill()
+	// Past the grace: the download has left the node.
+	w.waitRecord(id, func(img store.Image) bool { return len(img.Failovers) > 0 })
+	w.agents["node-1"].Restart()
+
+	res := w.result(run)
+	w.checkReady(id, res)
+	if res.NodeID != "node-1" {
+		t.Fatalf("READY on %s, want node-1", res.NodeID)
+	}
+	s := w.progress(workflows.WorkflowID(id))
+	if len(s.Failovers) != 1 || s.Failovers[0].NodeID != "node-1" || s.Failovers[0].Code != "node_unreachable" {
+		t.Fatalf("failovers = %+v, want one of node-1, unreachable", s.Failovers)
+	}
+	// Resumed, not started again: the bytes before the kill were kept.
+	if served := w.up.BytesServed(imageFile); served >= int64(size)*3/2 {
+		t.Errorf("the mirror served %d bytes for a %d-byte file: the partial data was not resumed", served, size)
+	}
+	recordHistory(t, srv, workflows.WorkflowID(id), "failover-comeback.json")
+}
+
 func TestWorkerRestartReattachesWithoutRestartingTheTransfer(t *testing.T) {
 	srv := testenv.StartDevServer(t)
 	size := 3 << 20

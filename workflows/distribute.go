@@ -12,7 +12,7 @@ import (
 	"github.com/quantix/cloudimages/activities"
 	"github.com/quantix/cloudimages/fault"
 	"github.com/quantix/cloudimages/imagestate"
-	"github.com/quantix/cloudimages/store"
+	"github.com/quantix/cloudimages/workflows/contract"
 )
 
 // DistributeImageWorkflow puts one image onto many pools, fetching it from
@@ -37,17 +37,17 @@ func DistributeImageWorkflow(ctx workflow.Context, in DistributeInput) (Distribu
 	lctx := workflow.WithLocalActivityOptions(ctx, localOptions)
 	if err := workflow.ExecuteLocalActivity(lctx, a.PlanDistribution, in.DistributionID).Get(ctx, &r.plan); err != nil {
 		code, msg := failure(err)
-		r.finish(ctx, store.DistributionFailed, msg)
-		return r.result(store.DistributionFailed), temporal.NewNonRetryableApplicationError(msg, code, nil)
+		r.finish(ctx, contract.DistributionFailed, msg)
+		return r.result(contract.DistributionFailed), temporal.NewNonRetryableApplicationError(msg, code, nil)
 	}
 	r.run(ctx)
 	if ctx.Err() != nil {
 		r.cancelled(ctx)
-		return r.result(store.DistributionCancelled), temporal.NewCanceledError("distribution cancelled")
+		return r.result(contract.DistributionCancelled), temporal.NewCanceledError("distribution cancelled")
 	}
 	status, msg := r.outcome()
 	r.finish(ctx, status, msg)
-	if status == store.DistributionFailed {
+	if status == contract.DistributionFailed {
 		return r.result(status), temporal.NewNonRetryableApplicationError(msg, r.code, nil)
 	}
 	return r.result(status), nil
@@ -308,18 +308,18 @@ func (r *distribution) cancelled(ctx workflow.Context) {
 		r.record(dctx, activities.CopyRecord{PoolID: pc.PoolID, ImageID: pc.ImageID, Status: imagestate.Cancelled, Adopted: pc.Adopted || !pc.New,
 			Code: fault.Cancelled, Message: "the distribution was cancelled"})
 	}
-	r.finish(dctx, store.DistributionCancelled, "cancelled")
+	r.finish(dctx, contract.DistributionCancelled, "cancelled")
 }
 
 // outcome is how the distribution ended and what it says about it.
 func (r *distribution) outcome() (status, msg string) {
 	switch {
 	case len(r.failed) == 0:
-		return store.DistributionReady, ""
+		return contract.DistributionReady, ""
 	case len(r.ready) == 0:
-		return store.DistributionFailed, fmt.Sprintf("no copy was made; failed pools: %s", strings.Join(r.failed, ", "))
+		return contract.DistributionFailed, fmt.Sprintf("no copy was made; failed pools: %s", strings.Join(r.failed, ", "))
 	}
-	return store.DistributionPartial, fmt.Sprintf("the copies into %s failed (see each copy's error); post the distribution again to retry them",
+	return contract.DistributionPartial, fmt.Sprintf("the copies into %s failed (see each copy's error); post the distribution again to retry them",
 		strings.Join(r.failed, ", "))
 }
 
@@ -349,9 +349,9 @@ func (r *distribution) finish(ctx workflow.Context, status, msg string) {
 // from a node's READY copy.
 func copySource(nodeID string) string {
 	if nodeID == "" {
-		return store.SourceMirror
+		return contract.CopySourceMirror
 	}
-	return store.CopySourceNode(nodeID)
+	return contract.CopySourceNode(nodeID)
 }
 
 func contains(list []string, s string) bool {

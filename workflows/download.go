@@ -89,6 +89,7 @@ func (d *download) transfer(ctx workflow.Context) (activities.Finished, error) {
 		if err != nil {
 			return activities.Finished{}, err
 		}
+		d.leaveBehind(ctx, node.NodeID)
 		d.useNode(ctx, node.NodeID)
 		fin, err := d.downloadOn(ctx, node)
 		if err == nil {
@@ -184,6 +185,9 @@ func (d *download) markReady(ctx workflow.Context, fin activities.Finished) (Res
 		return Result{}, err
 	}
 	d.setProgress(fin.SizeBytes, fin.SizeBytes, 0)
+	if fin.Mirrors != nil {
+		d.progress.Mirrors = fin.Mirrors
+	}
 	d.setStatus(ctx, imagestate.Ready)
 	return Result{ImageID: d.imageID, NodeID: fin.NodeID, Path: fin.Path, SizeBytes: fin.SizeBytes, Checksum: sum,
 		FileChecksum: fin.FileChecksum, Format: fin.Format, Signature: d.src.Signature, SourceNodeID: sourceNode}, nil
@@ -219,8 +223,17 @@ func (d *download) end(ctx workflow.Context, err error) error {
 
 // cleanup asks the current node, best effort, to stop its job and remove
 // the partial data — or, when the file was published but the image could
-// not be marked READY, the file.
+// not be marked READY, the file. The local pool's nodes left behind while
+// unreachable are asked to remove theirs too.
 func (d *download) cleanup(ctx workflow.Context) {
+	for _, nodeID := range d.leftBehind {
+		req := activities.CancelRequest{NodeID: nodeID, DownloadID: d.downloadID()}
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cleanupOptions), a.CancelOnNode, req).Get(ctx, nil)
+		if err != nil {
+			workflow.GetLogger(ctx).Warn("clean up on the node left behind", "image_id", d.imageID, "node_id", nodeID, "error", err)
+		}
+	}
+	d.leftBehind = nil
 	if !d.jobStarted || d.nodeID == "" {
 		return
 	}

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 func (d *download) pickNode(ctx workflow.Context) (activities.Candidate, error) {
 	start := workflow.Now(ctx)
 	wait := noNodeFirstWait
-	req := activities.PickRequest{PoolID: d.plan.PoolID, PreferredNodeID: d.in.PreferredNodeID, Exclude: d.failed, Upload: d.upload}
+	req := activities.PickRequest{PoolID: d.plan.PoolID, PreferredNodeID: d.in.PreferredNodeID, Exclude: d.failed,
+		LastResort: d.mayReturn, Upload: d.upload}
 	for {
 		var pick activities.Pick
 		err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, pickOptions), a.PickNode, req).Get(ctx, &pick)
@@ -149,26 +151,88 @@ func listOr(items []string, none string) string {
 // too, so the API shows it at once) and leaves the node behind.
 // On a local pool the node is asked, best effort and in the background,
 // to stop its job and remove the partial data; on a shared pool that data is what the next
-// node resumes from, so it stays.
+// node resumes from, so it stays. A node that was only unreachable may
+// come back (see mayComeBack): its partial data on a local pool is kept
+// until the download goes on on another node.
 func (d *download) failover(ctx workflow.Context, nodeID, reason, code string) error {
 	workflow.GetLogger(ctx).Warn("failing over", "image_id", d.imageID, "node_id", nodeID, "code", code, "reason", reason)
 	d.failovers = append(d.failovers, Failover{NodeID: nodeID, Reason: reason, Code: code, At: workflow.Now(ctx).UTC()})
 	d.failed = append(d.failed, nodeID)
+	comesBack := d.mayComeBack(ctx, nodeID, code)
+	d.mayReturn = slices.DeleteFunc(d.mayReturn, func(id string) bool { return id == nodeID })
+	if comesBack {
+		d.mayReturn = append(d.mayReturn, nodeID)
+	}
 	d.showDetails(ctx)
 	if err := d.record(ctx, a.RecordFailovers, activities.FailoversRequest{ImageID: d.imageID, Failovers: d.failovers}); err != nil {
 		return err
 	}
-	if !d.plan.Shared {
-		// Not waited for: a node that is unreachable would hold the
-		// download up for the clean-up's timeouts.
-		req := activities.CancelRequest{NodeID: nodeID, DownloadID: d.downloadID()}
-		f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cleanupOptions), a.CancelOnNode, req)
-		workflow.Go(ctx, func(ctx workflow.Context) {
-			if err := f.Get(ctx, nil); err != nil {
-				workflow.GetLogger(ctx).Warn("clean up on the node left behind", "image_id", d.imageID, "node_id", nodeID, "error", err)
-			}
-		})
+	switch {
+	case d.plan.Shared:
+	case comesBack:
+		if !slices.Contains(d.leftBehind, nodeID) {
+			d.leftBehind = append(d.leftBehind, nodeID)
+		}
+	default:
+		d.cancelLeftBehind(ctx, nodeID)
 	}
 	d.jobStarted = false
 	return nil
+}
+
+// unreachableNodeMayReturn is the change that lets a node left because it
+// could not be reached be picked again (and keeps its partial data on a
+// local pool meanwhile); histories recorded before it replay without.
+const unreachableNodeMayReturn = "unreachable-node-may-return"
+
+// maxReturns bounds how often one download takes back a node that keeps
+// becoming unreachable: each round costs the node grace.
+const maxReturns = 3
+
+// mayComeBack says whether a node the download leaves may be picked again
+// when no other node can take it: it was unreachable (its agent crashed,
+// the node rebooted, the network was cut: not a failure of its own with
+// the image), not too often. Before, such a node was left for good, and a
+// pool's only node that restarted after the node grace lost every download
+// it had: they waited for another node and failed no_node_available.
+func (d *download) mayComeBack(ctx workflow.Context, nodeID, code string) bool {
+	if code != fault.NodeUnreachable {
+		return false
+	}
+	if workflow.GetVersion(ctx, unreachableNodeMayReturn, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return false
+	}
+	times := 0
+	for _, f := range d.failovers {
+		if f.NodeID == nodeID && f.Code == fault.NodeUnreachable {
+			times++
+		}
+	}
+	return times <= maxReturns
+}
+
+// leaveBehind removes, in the background, the partial data of the local
+// pool's nodes left while unreachable, now that the download goes on on
+// next ("" when it does not go on): but not next's own, which it resumes.
+func (d *download) leaveBehind(ctx workflow.Context, next string) {
+	for _, nodeID := range d.leftBehind {
+		if nodeID != next {
+			d.cancelLeftBehind(ctx, nodeID)
+		}
+	}
+	d.leftBehind = nil
+}
+
+// cancelLeftBehind asks a node left behind, best effort and in the
+// background, to stop its job and remove its partial data. Not waited
+// for: a node that is unreachable would hold the download up for the
+// clean-up's timeouts.
+func (d *download) cancelLeftBehind(ctx workflow.Context, nodeID string) {
+	req := activities.CancelRequest{NodeID: nodeID, DownloadID: d.downloadID()}
+	f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cleanupOptions), a.CancelOnNode, req)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		if err := f.Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("clean up on the node left behind", "image_id", d.imageID, "node_id", nodeID, "error", err)
+		}
+	})
 }

@@ -17,18 +17,25 @@ import (
 // the progress query, the search attributes and Temporal Web show comes
 // from here, so they always agree.
 type download struct {
-	in         Input
-	imageID    string
-	src        source.Source
-	plan       activities.Plan
-	status     string
-	nodeID     string
-	attempt    int
-	progress   Progress
-	failovers  []Failover
-	failed     []string // nodes that failed in this download
-	jobStarted bool     // a node-side job may exist on nodeID
-	published  bool     // the node published the file: it is the image's, or must go
+	in        Input
+	imageID   string
+	src       source.Source
+	plan      activities.Plan
+	status    string
+	nodeID    string
+	attempt   int
+	progress  Progress
+	failovers []Failover
+	failed    []string // nodes that failed in this download
+	// mayReturn are the nodes of failed that were only unreachable: the
+	// pick takes one back when no other node can take the download.
+	mayReturn []string
+	// leftBehind are the nodes of a local pool left while unreachable:
+	// their partial data is removed once the download goes on elsewhere,
+	// and resumed should such a node be picked again.
+	leftBehind []string
+	jobStarted bool // a node-side job may exist on nodeID
+	published  bool // the node published the file: it is the image's, or must go
 	// waitingUntil and waitingMessage: the download waits for its next
 	// transfer window (PENDING), until then.
 	waitingUntil   *time.Time

@@ -32,3 +32,19 @@ type DistributeResult struct {
 	Status         string   `json:"status"`
 	FailedPools    []string `json:"failed_pools,omitempty"`
 }
+
+// How a distribution ends (DistributeResult.Status), as in the contract.
+const (
+	DistributionRunning   = "RUNNING"
+	DistributionReady     = "READY"
+	DistributionPartial   = "PARTIAL"
+	DistributionFailed    = "FAILED"
+	DistributionCancelled = "CANCELLED"
+)
+
+// CopySourceMirror is a distribution copy's source when its bytes came from
+// the mirror; CopySourceNode names the node whose READY copy it read.
+const CopySourceMirror = "mirror"
+
+// CopySourceNode is the source of a copy read from a node's READY copy.
+func CopySourceNode(nodeID string) string { return "node:" + nodeID }

@@ -104,7 +104,11 @@ func distributionsCreate(cfg *clientConfig) *cobra.Command {
 			}
 			what := "started"
 			if status == http.StatusOK {
-				what = "the same source into the same pools: this one, " + d.Status
+				// A PARTIAL or FAILED one answers RUNNING: it is retried.
+				what = "asked for before (same source, same pools), " + d.Status
+				if d.Status == "RUNNING" {
+					what += "; pools that failed before are copied again"
+				}
 			}
 			if wait {
 				fmt.Fprintf(cmd.ErrOrStderr(), "distribution %s (%s into %s): %s\n", d.ID, distSourceText(d), distPoolsText(d), what)
@@ -410,8 +414,13 @@ func (v *distView) show(d api.Distribution, offline map[string]*time.Time) {
 			head += "  mirror read " + bytesText(d.MirrorBytes)
 		}
 		lines := []string{head}
+		width := 0 // of the pool ids, so that the bars line up
 		for _, cp := range d.Copies {
-			lines = append(lines, "  "+copyText(cp, true, offline))
+			width = max(width, len(cp.PoolID))
+		}
+		for _, cp := range d.Copies {
+			line := copyText(cp, true, offline)
+			lines = append(lines, "  "+cp.PoolID+strings.Repeat(" ", width-len(cp.PoolID))+strings.TrimPrefix(line, cp.PoolID))
 		}
 		for _, l := range lines {
 			fmt.Fprintf(v.w, "\x1b[2K%s\n", l)

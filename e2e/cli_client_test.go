@@ -377,6 +377,10 @@ func TestCLIUsageErrorsExit2(t *testing.T) {
 		{[]string{"images", "frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"images", "upload", "/no/such/file", "--pool", "p"}, "no such file"},
 		{[]string{"pools", "ls", "--api-token", "a-token-0123456789", "--api-token-file", "/x"}, "give one of them"},
+		{[]string{"dist", "create", "cirros-0.6.3"}, "--pool P"},
+		{[]string{"dist", "create", "cirros-0.6.3", "--pool", "p1", "--all-pools"}, "not both"},
+		{[]string{"dist", "create", "https://mirror.example/x.qcow2", "--pool", "p1"}, "--checksum is required with a URL"},
+		{[]string{"distributions", "get"}, "want the distribution's ID"},
 	} {
 		r := cli(t, env, tc.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || !strings.Contains(r.stderr, "--help") {

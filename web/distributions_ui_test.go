@@ -44,6 +44,9 @@ func (s *distributionsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					"progress": map[string]any{"bytes_done": done, "bytes_total": 1000, "percent": float64(done) / 10}},
 				{"pool_id": "pool-d", "image_id": "i-d", "status": "FAILED", "source": "node:node-1",
 					"error": map[string]any{"code": "disk_full", "message": "pool pool-d has no room"}},
+				{"pool_id": "pool-e", "image_id": "i-e", "status": "FAILED", "source": "",
+					"error": map[string]any{"code": "checksum_unavailable", "message": "no checksum file"}},
+				{"pool_id": "pool-f", "image_id": "", "status": "PENDING", "source": "", "error": nil},
 			}}))
 	case r.Method == "POST" && r.URL.Path == "/v1/distributions":
 		var body map[string]any
@@ -76,14 +79,22 @@ func TestUIDistributionsPageShowsAMatrixWithLiveProgressAndSources(t *testing.T)
 	b := newBrowser(t, 1280, 900)
 
 	b.run("open the distributions page", 30*time.Second, chromedp.Navigate(srv.URL+"/#distributions"))
-	b.waitFor("the matrix", `document.querySelectorAll('[data-distribution="d1"] td[data-pool]').length === 4`, 10*time.Second)
+	b.waitFor("the matrix", `document.querySelectorAll('[data-distribution="d1"] td[data-pool]').length === 6`, 10*time.Second)
 	for pool, want := range map[string]string{"pool-a": "from the mirror", "pool-b": "from node node-1", "pool-c": "from node node-2", "pool-d": "disk_full"} {
 		if got := b.text(`[data-distribution="d1"] td[data-pool="` + pool + `"]`); !strings.Contains(got, want) {
 			t.Errorf("cell %s = %q, want %q in it", pool, got, want)
 		}
 	}
-	if got := b.text(`[data-distribution="d1"] .dist-head`); !strings.Contains(got, "2 of 4 pools READY") || !strings.Contains(got, "fedora-41") {
-		t.Errorf("head = %q, want the entry and 2 of 4 READY", got)
+	// A copy that failed before it had a source is not "waiting"; one
+	// pending without a source is.
+	if got := b.text(`[data-distribution="d1"] td[data-pool="pool-e"]`); strings.Contains(got, "waiting") || !strings.Contains(got, "checksum_unavailable") {
+		t.Errorf("cell pool-e (FAILED, no source) = %q, want its code and no waiting", got)
+	}
+	if got := b.text(`[data-distribution="d1"] td[data-pool="pool-f"]`); !strings.Contains(got, "waiting for a source") {
+		t.Errorf("cell pool-f (PENDING, no source) = %q, want waiting for a source", got)
+	}
+	if got := b.text(`[data-distribution="d1"] .dist-head`); !strings.Contains(got, "2 of 6 pools READY") || !strings.Contains(got, "fedora-41") {
+		t.Errorf("head = %q, want the entry and 2 of 6 READY", got)
 	}
 	first := eval[float64](b, `Number(document.querySelector('td[data-pool="pool-c"] progress').value)`)
 	b.waitFor("the bar to move", `Number((document.querySelector('td[data-pool="pool-c"] progress') || {}).value) > `+jsNumber(first), 10*time.Second)

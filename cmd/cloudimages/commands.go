@@ -11,10 +11,19 @@ func clientCommands() []*cobra.Command {
 	return []*cobra.Command{
 		group("images", "list, pull, upload, follow and remove images", cfg,
 			imagesLs(cfg), imagesGet(cfg), imagesRm(cfg), imagesPull(cfg), imagesWait(cfg), imagesUpload(cfg)),
+		distributions(cfg),
 		group("catalog", "the catalog of images the API knows", cfg, catalogLs(cfg)),
 		group("nodes", "the hypervisor nodes and their agents", cfg, nodesLs(cfg)),
 		group("pools", "the storage pools", cfg, poolsLs(cfg)),
 	}
+}
+
+// distributions is the distributions group, `dist` for short.
+func distributions(cfg *clientConfig) *cobra.Command {
+	g := group("distributions", "put one image into many pools, copied from node to node", cfg,
+		distributionsCreate(cfg), distributionsLs(cfg), distributionsGet(cfg), distributionsRm(cfg), distributionsWait(cfg))
+	g.Aliases = []string{"dist"}
+	return g
 }
 
 // group is a command that only holds subcommands: alone it prints its

@@ -77,6 +77,7 @@ func (d *devRun) printWelcome() {
 	fmt.Fprintf(w, "  curl -s%s -X POST %s/v1/images -H 'Content-Type: application/json' -d '{\"catalog_id\": \"cirros-0.6.3\", \"pool_id\": \"shared-nfs\"}'\n", auth, api)
 	fmt.Fprintf(w, "  curl -s%s '%s/v1/images?pool_id=shared-nfs'\n", auth, api)
 	if len(d.nodes) > 1 {
+		fmt.Fprintf(w, "  bin/cloudimages distributions create cirros-0.6.3 --all-pools --wait   # once from the mirror, then node to node\n")
 		fmt.Fprintf(w, "  curl -s%s -X POST %s/v1/distributions -H 'Content-Type: application/json' -d '{\"catalog_id\": \"cirros-0.6.3\", \"all_pools\": true}'   # once from the mirror, then node to node\n", auth, api)
 	}
 	fmt.Fprintf(w, "  bin/temporal workflow list --address %s --query 'PoolId=\"shared-nfs\"'\n", d.cfg.temporalAddress)

@@ -40,7 +40,7 @@ type command struct {
 }
 
 var commands = []command{
-	{"dev", "run everything on embedded defaults: Temporal dev server, worker, API, two node agents", runDev},
+	{"dev", "run everything on embedded defaults: Temporal dev server, worker, API, node agents (two, or --agents N)", runDev},
 	{"api", "run the REST API and the web UI", runAPI},
 	{"worker", "run the Temporal worker (DownloadImageWorkflow and its activities)", runWorker},
 	{"nodeagent", "run the agent of one hypervisor node", runNodeAgent},

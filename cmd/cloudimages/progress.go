@@ -24,7 +24,7 @@ type progressView interface {
 
 // newProgressView returns the view that suits w.
 func newProgressView(w io.Writer) progressView {
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if isTerminal(w) {
 		return &barView{w: w}
 	}
 	return &lineView{w: w, every: 2 * time.Second}
@@ -41,7 +41,8 @@ func progressText(i api.Image, percent bool) string {
 	}
 	switch {
 	case p.BytesTotal > 0:
-		parts = append(parts, bytesText(p.BytesDone)+" of "+bytesText(p.BytesTotal))
+		// No "-" for nothing done yet: "0 B of 300 MiB" reads as a start.
+		parts = append(parts, humanize.IBytes(uint64(max(p.BytesDone, 0)))+" of "+bytesText(p.BytesTotal))
 	case p.BytesDone > 0:
 		parts = append(parts, bytesText(p.BytesDone))
 	}
@@ -56,6 +57,11 @@ func progressText(i api.Image, percent bool) string {
 	}
 	if p.Attempt > 1 {
 		parts = append(parts, fmt.Sprintf("attempt %d", p.Attempt))
+	}
+	if p.Message != "" {
+		// Why a download does not move: a transfer window, no node of its
+		// pool; without it PENDING alone looks stuck.
+		parts = append(parts, p.Message)
 	}
 	return strings.Join(parts, "  ")
 }
@@ -136,11 +142,14 @@ type uploadView struct {
 }
 
 func newUploadView(w io.Writer, name string) *uploadView {
-	v := &uploadView{w: w, name: name, every: 2 * time.Second}
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		v.tty = true
-	}
-	return v
+	return &uploadView{w: w, name: name, every: 2 * time.Second, tty: isTerminal(w)}
+}
+
+// isTerminal says whether w is a terminal, where a view may draw over its
+// lines; a log or a pipe gets plain lines instead.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // uploadText is the progress of an upload for people, with the

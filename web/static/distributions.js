@@ -15,7 +15,9 @@ function sourceName(d) {
 }
 
 function from(c) {
-  if (!c.source) return c.adopted ? 'already there' : 'waiting for a source';
+  // A copy that ended without a source (it failed before one was chosen)
+  // waits for nothing: say nothing rather than "waiting".
+  if (!c.source) return c.adopted ? 'already there' : live.has(c.status) ? 'waiting for a source' : '';
   if (c.source === 'mirror') return 'from the mirror';
   return 'from ' + c.source.replace(/^node:/, 'node ');
 }

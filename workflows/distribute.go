@@ -27,8 +27,9 @@ import (
 //  4. each copy is a child DownloadImageWorkflow, which moves to another
 //     READY copy (or the mirror) when its source dies mid-copy;
 //  5. it ends READY, or PARTIAL naming the pools whose copy failed
-//     (FAILED when none was made), or CANCELLED: cancelled, it cancels the
-//     copies in flight and keeps the finished ones.
+//     (FAILED when none was made: at once, the other copies not tried,
+//     when the mirror copy failed because of the source), or CANCELLED:
+//     cancelled, it cancels the copies in flight and keeps the finished ones.
 func DistributeImageWorkflow(ctx workflow.Context, in DistributeInput) (DistributeResult, error) {
 	r := newDistribution(ctx, in)
 	if err := workflow.UpsertTypedSearchAttributes(ctx, DistributionIDKey.ValueSet(in.DistributionID)); err != nil {
@@ -70,7 +71,10 @@ type distribution struct {
 	ready   map[string]bool // pools with a READY copy
 	failed  []string        // pools whose copy failed
 	code    string          // the first failure's contract code
-	sel     workflow.Selector
+	// sourceMsg says why the distribution ended early: the copy from the
+	// mirror failed because of the source (sourceFailed).
+	sourceMsg string
+	sel       workflow.Selector
 	// rctx records copies: disconnected, so that a copy that ends after a
 	// cancel is still recorded as it ended.
 	rctx workflow.Context
@@ -212,7 +216,54 @@ func (r *distribution) start(ctx workflow.Context, pc activities.PlannedCopy, sr
 			return
 		}
 		r.copied(ctx, pc, res, err)
+		if src == "" {
+			r.sourceFailed(ctx, pc, err)
+		}
 	})
+}
+
+// sourceFault are the codes of a copy's failure that are about the source
+// (its URL, checksum, signature or bytes), not the target pool: every other
+// copy from the mirror would fail the same way. disk_full, no_node_available,
+// node_unreachable, too_large (a node's cap) and upstream_error (a node's
+// network, DNS or proxy, or a mirror's passing trouble) are not among them.
+var sourceFault = map[string]string{
+	fault.ChecksumUnavailable: "check that the workers and nodes can reach the mirror (internet access, proxy), or pin a checksum in the catalog entry",
+	fault.UpstreamNotFound:    "check the URL (and credential) of the catalog entry or request",
+	fault.URLForbidden:        "check the URL against the URL policy",
+	fault.SignatureInvalid:    "check the catalog entry's signature and key",
+	fault.ChecksumMismatch:    "check the catalog entry's checksum and the mirror (or a proxy between)",
+	fault.NotADiskImage:       "check the URL: the mirror does not serve a disk image there",
+	fault.UnsafeImage:         "use the vendor's self-contained image",
+	fault.FormatMismatch:      "check the URL and the declared format",
+}
+
+// sourceFailsAll versions the early end of a distribution whose mirror
+// copy failed because of the source: older runs went on to the next pool.
+const sourceFailsAll = "distribute-source-failure-ends"
+
+// sourceFailed ends the distribution when the copy into pc's pool from the
+// mirror failed because of the source while no copy is READY (or may become
+// READY): the planned copies left would each read the same mirror and fail
+// alike, one after another. They are not started, and are recorded FAILED.
+func (r *distribution) sourceFailed(ctx workflow.Context, pc activities.PlannedCopy, err error) {
+	if err == nil || ctx.Err() != nil || len(r.sources) > 0 || r.waiting > 0 || len(r.pending) == 0 {
+		return
+	}
+	code, msg := failure(err)
+	hint, ok := sourceFault[code]
+	if !ok || workflow.GetVersion(ctx, sourceFailsAll, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	r.code = code // why the distribution ended, even after an earlier target failure
+	r.sourceMsg = fmt.Sprintf("the copy into pool %s from the mirror failed with %s (%s); the other pools were not tried, as they read the same source: %s, then post the distribution again",
+		pc.PoolID, code, msg, hint)
+	note := fmt.Sprintf("not tried: the source failed (the copy into pool %s from the mirror ended %s: %s)", pc.PoolID, code, msg)
+	for _, p := range r.pending {
+		r.fail(p.PoolID, code)
+		r.record(ctx, activities.CopyRecord{PoolID: p.PoolID, ImageID: p.ImageID, Status: imagestate.Failed, Code: code, Message: note})
+	}
+	r.pending = nil
 }
 
 // copied records a finished copy: READY, it becomes a source.
@@ -316,6 +367,8 @@ func (r *distribution) outcome() (status, msg string) {
 	switch {
 	case len(r.failed) == 0:
 		return contract.DistributionReady, ""
+	case len(r.ready) == 0 && r.sourceMsg != "":
+		return contract.DistributionFailed, r.sourceMsg
 	case len(r.ready) == 0:
 		return contract.DistributionFailed, fmt.Sprintf("no copy was made; failed pools: %s", strings.Join(r.failed, ", "))
 	}

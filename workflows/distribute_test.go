@@ -288,10 +288,79 @@ func TestDistributeEndsPartialNamingTheFailedPools(t *testing.T) {
 	}
 }
 
-// TestDistributeFailsWhenEveryCopyFails: the mirror copy fails; the next pool is tried from the mirror; all failing,
-// the distribution is FAILED with the copies' code.
-func TestDistributeFailsWhenEveryCopyFails(t *testing.T) {
+// TestDistributeEndsAtOnceWhenTheSourceFails: with no internet, the copy
+// from the mirror fails with checksum_unavailable; every other pool would
+// read the same mirror, so none is started: each is recorded FAILED with
+// that code, and the distribution ends FAILED saying what to check.
+func TestDistributeEndsAtOnceWhenTheSourceFails(t *testing.T) {
+	d := newDistEnv(t, newPlan(5))
+	for i := 1; i <= 5; i++ {
+		d.copies.fail[fmt.Sprintf("p%d", i)] = temporal.NewNonRetryableApplicationError("checksum file unreachable", fault.ChecksumUnavailable, nil)
+	}
+	_, err := d.run(t, 4)
+	var appErr *temporal.ApplicationError
+	if err == nil || !errors.As(err, &appErr) || appErr.Type() != fault.ChecksumUnavailable {
+		t.Fatalf("error %v, want the source's checksum_unavailable", err)
+	}
+	if len(d.copies.started) != 1 || d.copies.started[0].PoolID != "p1" {
+		t.Fatalf("copies started %+v, want only p1's, from the mirror", d.copies.started)
+	}
+	for _, r := range d.records {
+		if r.PoolID != "p1" && r.Status != imagestate.Failed {
+			t.Errorf("pool %s recorded %s: a copy that was not tried must not show as started", r.PoolID, r.Status)
+		}
+	}
+	fin := d.final()
+	if r := fin["p1"]; r.Status != imagestate.Failed || r.Code != fault.ChecksumUnavailable || r.Message != "checksum file unreachable" {
+		t.Fatalf("p1's record %+v, want FAILED with the copy's own error", r)
+	}
+	for _, p := range []string{"p2", "p3", "p4", "p5"} {
+		r := fin[p]
+		if r.Status != imagestate.Failed || r.Code != fault.ChecksumUnavailable || !strings.Contains(r.Message, "not tried") || !strings.Contains(r.Message, "pool p1") {
+			t.Errorf("%s's record %+v, want FAILED checksum_unavailable, not tried because p1's source failed", p, r)
+		}
+	}
+	if len(d.ends) != 1 || d.ends[0].Status != "FAILED" || !strings.Contains(d.ends[0].Message, fault.ChecksumUnavailable) ||
+		!strings.Contains(d.ends[0].Message, "internet access") || !strings.Contains(d.ends[0].Message, "post the distribution again") {
+		t.Fatalf("end %+v, want FAILED naming checksum_unavailable and what to check", d.ends)
+	}
+}
+
+// TestDistributeGoesOnAfterATargetFailure: the mirror copy fails because
+// its pool is full (the target's fault): the next pool is tried from the
+// mirror, and the rest from its copy. A source error once a copy is READY
+// (a peer copy's checksum_mismatch) fails that pool only.
+func TestDistributeGoesOnAfterATargetFailure(t *testing.T) {
+	d := newDistEnv(t, newPlan(5))
+	d.copies.fail["p1"] = temporal.NewNonRetryableApplicationError("pool p1 has no room", fault.DiskFull, nil)
+	d.copies.fail["p3"] = temporal.NewNonRetryableApplicationError("bytes differ", fault.ChecksumMismatch, nil)
+	res, err := d.run(t, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != "PARTIAL" || !slices.Equal(res.FailedPools, []string{"p1", "p3"}) {
+		t.Fatalf("result %+v, want PARTIAL with p1 and p3", res)
+	}
+	if m := d.copies.fromMirror(); !slices.Equal(m, []string{"p1", "p2"}) {
+		t.Fatalf("copies from the mirror %v, want p1's (disk full) then p2's", m)
+	}
+	if len(d.copies.started) != 5 {
+		t.Fatalf("%d copies started, want all 5", len(d.copies.started))
+	}
+	fin := d.final()
+	for p, code := range map[string]string{"p1": fault.DiskFull, "p3": fault.ChecksumMismatch} {
+		if r := fin[p]; r.Status != imagestate.Failed || r.Code != code || strings.Contains(r.Message, "not tried") {
+			t.Errorf("%s's record %+v, want FAILED %s from its own copy", p, r, code)
+		}
+	}
+}
+
+// TestDistributeOlderRunsTryEachPoolFromTheMirror: a run from before the
+// early end (its history has no version marker) goes on as it did: each
+// pool tried from the mirror in turn, so its replay still matches.
+func TestDistributeOlderRunsTryEachPoolFromTheMirror(t *testing.T) {
 	d := newDistEnv(t, newPlan(2))
+	d.env.OnGetVersion("distribute-source-failure-ends", workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	for _, p := range []string{"p1", "p2"} {
 		d.copies.fail[p] = temporal.NewNonRetryableApplicationError("no such file", fault.UpstreamNotFound, nil)
 	}
@@ -303,8 +372,8 @@ func TestDistributeFailsWhenEveryCopyFails(t *testing.T) {
 	if m := d.copies.fromMirror(); len(m) != 2 {
 		t.Fatalf("copies from the mirror %v, want each pool tried once", m)
 	}
-	if len(d.ends) != 1 || d.ends[0].Status != "FAILED" {
-		t.Fatalf("end %+v, want FAILED", d.ends)
+	if len(d.ends) != 1 || d.ends[0].Status != "FAILED" || !strings.Contains(d.ends[0].Message, "no copy was made") {
+		t.Fatalf("end %+v, want FAILED as before", d.ends)
 	}
 }
 

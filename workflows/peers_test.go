@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
@@ -28,8 +29,14 @@ func TestPeerCopyWhoseSourceDiesResumesTheSameJobFromTheNextCopyThenTheMirror(t 
 	f.env.OnActivity(a.PickNode, mock.Anything, mock.Anything).Return(pick("node-1"), nil)
 	var starts []activities.Job
 	var cancelled []string
+	// The removal runs in the background: the mirror job waits for it, as
+	// a real transfer would last longer, so the workflow does not end first.
+	removed := make(chan struct{})
 	f.env.OnActivity(a.CancelOnNode, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.CancelRequest) error {
 		cancelled = append(cancelled, r.DownloadID)
+		if len(cancelled) == 1 {
+			close(removed)
+		}
 		return nil
 	})
 	f.env.OnActivity(a.StartOnNode, mock.Anything, mock.Anything).Return(func(_ context.Context, j activities.Job) (activities.Started, error) {
@@ -51,6 +58,11 @@ func TestPeerCopyWhoseSourceDiesResumesTheSameJobFromTheNextCopyThenTheMirror(t 
 	f.env.OnActivity(a.WatchDownload, mock.Anything, mock.Anything).Return(func(_ context.Context, j activities.Job) (activities.Finished, error) {
 		if j.PeerImageID != "" {
 			return activities.Finished{}, temporal.NewNonRetryableApplicationError("source gone", activities.PeerFailedError, nil, fault.UpstreamError)
+		}
+		select {
+		case <-removed:
+		case <-time.After(10 * time.Second):
+			t.Errorf("the peer copy left for the mirror was not removed while the mirror job ran")
 		}
 		return finished("node-1"), nil
 	})

@@ -143,36 +143,10 @@ func distributionsLs(cfg *clientConfig) *cobra.Command {
 }
 
 func distributionsGet(cfg *clientConfig) *cobra.Command {
-	var o output
-	cmd := &cobra.Command{
-		Use:               "get ID",
-		Short:             "show one distribution and each pool's copy",
-		Args:              exactArgs(1, "the distribution's ID"),
-		ValidArgsFunction: completeDistributions(cfg),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.check(); err != nil {
-				return err
-			}
-			c, err := cfg.client(cmd)
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.get(cmd.Context(), distributionURL(args[0]), &raw); err != nil {
-				return err
-			}
-			if o.json() {
-				return printJSON(cmd.OutOrStdout(), raw)
-			}
-			var d api.Distribution
-			if err := json.Unmarshal(raw, &d); err != nil {
-				return err
-			}
-			return describeDistribution(cmd.OutOrStdout(), d)
-		},
-	}
-	o.register(cmd)
-	return cmd
+	return idCommand(cfg, "get ID", "show one distribution and each pool's copy", "the distribution's ID", nil, completeDistributions(cfg),
+		func(cmd *cobra.Command, c *conn, id string, o output) error {
+			return getAndDescribe(cmd, c, distributionURL(id), o, describeDistribution)
+		})
 }
 
 func distributionsRm(cfg *clientConfig) *cobra.Command {
@@ -206,26 +180,8 @@ func distributionsRm(cfg *clientConfig) *cobra.Command {
 }
 
 func distributionsWait(cfg *clientConfig) *cobra.Command {
-	var o output
-	cmd := &cobra.Command{
-		Use:               "wait ID",
-		Aliases:           []string{"watch"},
-		Short:             "show each pool's copy until the distribution is READY (exit 0), PARTIAL, FAILED or CANCELLED (exit 1)",
-		Args:              exactArgs(1, "the distribution's ID"),
-		ValidArgsFunction: completeDistributions(cfg),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.check(); err != nil {
-				return err
-			}
-			c, err := cfg.client(cmd)
-			if err != nil {
-				return err
-			}
-			return waitDistribution(cmd, c, args[0], o)
-		},
-	}
-	o.register(cmd)
-	return cmd
+	return idCommand(cfg, "wait ID", "show each pool's copy until the distribution is READY (exit 0), PARTIAL, FAILED or CANCELLED (exit 1)",
+		"the distribution's ID", []string{"watch"}, completeDistributions(cfg), waitDistribution)
 }
 
 // waitDistribution follows a distribution until it has ended, each pool's

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -75,36 +74,10 @@ func imagesLs(cfg *clientConfig) *cobra.Command {
 }
 
 func imagesGet(cfg *clientConfig) *cobra.Command {
-	var o output
-	cmd := &cobra.Command{
-		Use:               "get ID",
-		Short:             "show one image",
-		Args:              exactArgs(1, "the image's ID"),
-		ValidArgsFunction: completeImages(cfg),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.check(); err != nil {
-				return err
-			}
-			c, err := cfg.client(cmd)
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.get(cmd.Context(), imageURL(args[0]), &raw); err != nil {
-				return err
-			}
-			if o.json() {
-				return printJSON(cmd.OutOrStdout(), raw)
-			}
-			var img api.Image
-			if err := json.Unmarshal(raw, &img); err != nil {
-				return err
-			}
-			return describeImage(cmd.OutOrStdout(), img)
-		},
-	}
-	o.register(cmd)
-	return cmd
+	return idCommand(cfg, "get ID", "show one image", "the image's ID", nil, completeImages(cfg),
+		func(cmd *cobra.Command, c *conn, id string, o output) error {
+			return getAndDescribe(cmd, c, imageURL(id), o, describeImage)
+		})
 }
 
 func imagesRm(cfg *clientConfig) *cobra.Command {

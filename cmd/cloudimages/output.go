@@ -89,3 +89,47 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+// idCommand is a client command that takes one ID and prints with -o:
+// `images get|wait ID`, `distributions get|wait ID`. run gets the API
+// connection once the flags are good.
+func idCommand(cfg *clientConfig, use, short, what string, aliases []string, complete cobra.CompletionFunc,
+	run func(cmd *cobra.Command, c *conn, id string, o output) error) *cobra.Command {
+	var o output
+	cmd := &cobra.Command{
+		Use:               use,
+		Aliases:           aliases,
+		Short:             short,
+		Args:              exactArgs(1, what),
+		ValidArgsFunction: complete,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
+			c, err := cfg.client(cmd)
+			if err != nil {
+				return err
+			}
+			return run(cmd, c, args[0], o)
+		},
+	}
+	o.register(cmd)
+	return cmd
+}
+
+// getAndDescribe GETs one resource and prints it: the API's JSON as it
+// answered with -o json, else describe's text of it.
+func getAndDescribe[T any](cmd *cobra.Command, c *conn, url string, o output, describe func(io.Writer, T) error) error {
+	var raw json.RawMessage
+	if err := c.get(cmd.Context(), url, &raw); err != nil {
+		return err
+	}
+	if o.json() {
+		return printJSON(cmd.OutOrStdout(), raw)
+	}
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	return describe(cmd.OutOrStdout(), v)
+}

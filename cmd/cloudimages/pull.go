@@ -112,26 +112,8 @@ func imagesPull(cfg *clientConfig) *cobra.Command {
 }
 
 func imagesWait(cfg *clientConfig) *cobra.Command {
-	var o output
-	cmd := &cobra.Command{
-		Use:               "wait ID",
-		Aliases:           []string{"watch"},
-		Short:             "show an image's progress until it is READY (exit 0), FAILED or CANCELLED (exit 1)",
-		Args:              exactArgs(1, "the image's ID"),
-		ValidArgsFunction: completeImages(cfg),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.check(); err != nil {
-				return err
-			}
-			c, err := cfg.client(cmd)
-			if err != nil {
-				return err
-			}
-			return waitImage(cmd, c, args[0], o)
-		},
-	}
-	o.register(cmd)
-	return cmd
+	return idCommand(cfg, "wait ID", "show an image's progress until it is READY (exit 0), FAILED or CANCELLED (exit 1)",
+		"the image's ID", []string{"watch"}, completeImages(cfg), waitImage)
 }
 
 // waitImage follows an image until it is terminal, with progress on

@@ -277,6 +277,8 @@ function updateSignature(badge, img) {
 
 // What happened to a node, in a word, from the workflow's reason.
 function what(reason) {
+  // "is down": its agent crashed (refused), left at once without the grace.
+  if (/ is down/i.test(reason)) return 'down';
   if (/unreachable|does not answer|connection refused|no route/i.test(reason)) return 'unreachable';
   if (/timed out|timeout/i.test(reason)) return 'timed out';
   return 'failed';

@@ -74,7 +74,18 @@ func (s *stream) next(t *testing.T, what string, cond func(image) bool) image {
 				return img
 			}
 		case <-s.done:
-			t.Fatalf("the stream ended before %s", what)
+			// The stream's last events may still wait in the channel: select
+			// picks either ready case, so read them before saying it ended.
+			for {
+				select {
+				case img := <-s.images:
+					if cond(img) {
+						return img
+					}
+				default:
+					t.Fatalf("the stream ended before %s", what)
+				}
+			}
 		case <-timeout:
 			t.Fatalf("no event with %s", what)
 		}

@@ -50,7 +50,9 @@ const (
 )
 
 // bufPool recycles the pipeline's buffers from one download to the next,
-// so memory stays near what the running downloads hold.
+// so memory stays near what the running downloads hold. Buffers this
+// large are allocated page-aligned, as direct I/O needs (direct.go checks
+// it all the same).
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // transfer is one job's download in progress: the partial file, the hash
@@ -75,6 +77,8 @@ type transfer struct {
 	head         []byte
 	headChecked  bool
 	bufs         [][]byte
+	direct       bool          // O_DIRECT is set on f (direct.go)
+	noDirect     bool          // f's file system refused O_DIRECT: the page cache it is
 	ckpts        *checkpoints  // saves the stream's checkpoints while it runs (stream.go)
 	m            *mirrors      // the URLs of the file and the one in use
 	limit        *rate.Limiter // the request's own bandwidth cap (transport.go)

@@ -300,6 +300,10 @@ func (s *Server) patchAnswer(c echo.Context, u agentclient.Upload, err error) er
 func (s *Server) waitForNode(c echo.Context, id string) (store.Image, error) {
 	ctx := c.Request().Context()
 	deadline := time.Now().Add(nodeWait)
+	// The node usually has the upload within a tenth of a second of its
+	// creation, while the uploader waits: look again often for a second,
+	// then less often.
+	often := time.Now().Add(time.Second)
 	for {
 		img, err := s.upload(ctx, id)
 		if err != nil || img.Status != store.StatusPending {
@@ -310,10 +314,14 @@ func (s *Server) waitForNode(c echo.Context, id string) (store.Image, error) {
 			return img, &fault.Error{Code: fault.NoNodeAvailable, Retryable: true, Message: fmt.Sprintf(
 				"upload %s has no node to receive it yet (waited %s): is a worker running (cloudimages worker), and a node agent of pool %s? Try again later", id, nodeWait, img.PoolID)}
 		}
+		wait := 200 * time.Millisecond
+		if time.Now().Before(often) {
+			wait = 20 * time.Millisecond
+		}
 		select {
 		case <-ctx.Done():
 			return img, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }

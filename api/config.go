@@ -27,4 +27,7 @@ type Config struct {
 	AgentTLS  *tls.Config
 	// UploadTTL is how long an upload may receive nothing before it expires.
 	UploadTTL time.Duration
+	// ShutdownTimeout is how long a shutdown waits for the requests in
+	// flight, uploads included (default DefaultShutdownTimeout).
+	ShutdownTimeout time.Duration
 }

@@ -16,9 +16,9 @@ import (
 	"github.com/quantix/cloudimages/store"
 )
 
-// shutdownTimeout bounds how long Run waits for requests in flight once
-// ctx is done.
-const shutdownTimeout = 20 * time.Second
+// DefaultShutdownTimeout bounds how long Run waits for requests in flight
+// once ctx is done, when Config.ShutdownTimeout is not set.
+const DefaultShutdownTimeout = 20 * time.Second
 
 // Run opens the store, loads the catalog, and serves the API until ctx is
 // done (SIGTERM); then it shuts down gracefully. The Temporal client is
@@ -58,10 +58,17 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Warn("INSECURE: the API has no token (--insecure-no-auth): anyone who reaches "+ln.Addr().String()+" can register nodes, start downloads and delete images; give --api-token-file",
 			"listen", ln.Addr().String())
 	}
-	return serve(ctx, srv, ln, log, cfg.APIToken != "")
+	timeout := cfg.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = DefaultShutdownTimeout
+	}
+	return serve(ctx, srv, ln, log, cfg.APIToken != "", timeout)
 }
 
-func serve(ctx context.Context, srv *Server, ln net.Listener, log *slog.Logger, auth bool) error {
+// serve serves the API on ln until ctx is done, then shuts down: it takes
+// no new connection, and waits up to timeout for the requests in flight,
+// uploads included, to be answered.
+func serve(ctx context.Context, srv *Server, ln net.Listener, log *slog.Logger, auth bool, timeout time.Duration) error {
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -77,12 +84,25 @@ func serve(ctx context.Context, srv *Server, ln net.Listener, log *slog.Logger, 
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("API shutting down")
+	log.Info("API shutting down", "shutdown_timeout", timeout)
 	srv.Close() // ends the events streams, which would hold Shutdown up
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	// A PATCH that reaches its handler from now on is streamed, which
+	// Shutdown waits for, rather than relayed on a hijacked connection,
+	// which it forgets; the relays already running are waited for (or cut
+	// at the timeout) by drain.
+	srv.relays.stopNew()
+	var err error
+	if serr := hs.Shutdown(sctx); serr != nil {
+		err = fmt.Errorf("shutdown: %w (raise --shutdown-timeout to let long requests finish)", serr)
+	}
+	if cut := srv.relays.drain(sctx); cut > 0 {
+		log.Warn("API shutdown cut uploads in flight: their clients resume from the offset the node kept", "uploads_cut", cut, "shutdown_timeout", timeout)
+		err = errors.Join(err, fmt.Errorf("shutdown: cut %d upload PATCH bodies still being relayed after %s (their clients resume); raise --shutdown-timeout to let long uploads finish", cut, timeout))
+	}
+	if err != nil {
+		return err
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -94,6 +94,7 @@ type Server struct {
 	metrics  *metrics
 
 	closing   chan struct{} // closed by Close: events streams end
+	relays    *relays       // PATCH bodies relayed on hijacked connections
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 }
@@ -121,6 +122,7 @@ func New(deps Deps) (*Server, error) {
 		opts:     deps.Options.withDefaults(),
 		log:      log.With("component", "api"),
 		closing:  make(chan struct{}),
+		relays:   newRelays(),
 	}
 	s.metrics = newMetrics(s)
 	s.echo = s.routes()
@@ -130,7 +132,9 @@ func New(deps Deps) (*Server, error) {
 // Handler is the API and UI as an http.Handler.
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// Close ends every open events stream and waits for background work.
+// Close ends every open events stream and waits for background work. It
+// leaves uploads alone: a PATCH streamed through the HTTP server is waited
+// for by its Shutdown, a relayed one by serve (relays.drain).
 func (s *Server) Close() {
 	s.closeOnce.Do(func() { close(s.closing) })
 	s.wg.Wait()

@@ -255,25 +255,53 @@ func (s *Server) patchUpload(c echo.Context) error {
 	}
 	s.metrics.uploadsActive.Inc()
 	defer s.metrics.uploadsActive.Dec()
-	if agent.CanRelay() && req.ContentLength > 0 && req.ProtoMajor == 1 {
-		// Take the connection over, so the kernel moves the body from the
-		// uploader's socket to the agent's (agentclient.RelayUpload).
-		if raw, head, err := hijackBody(c); err == nil {
-			defer raw.close()
-			u, n, err := agent.RelayUpload(req.Context(), img.ID, offset, head, raw.conn, req.ContentLength)
-			s.metrics.uploadBytes.Add(float64(n))
-			s.log.Debug("upload body relayed", "image_id", img.ID, "node_id", img.NodeID, "offset", offset, "bytes", n, "error", err)
-			if err := s.patchAnswer(c, u, err); err != nil {
-				c.Error(err)
-			}
-			return nil
-		}
+	if agent.CanRelay() && req.ContentLength > 0 && req.ProtoMajor == 1 && s.relayPatch(c, agent, img, offset) {
+		return nil
 	}
 	body := &countedBody{r: req.Body}
 	u, err := agent.WriteUpload(req.Context(), img.ID, offset, bigCopies{body}, req.ContentLength)
 	s.metrics.uploadBytes.Add(float64(body.n))
 	s.log.Debug("upload body streamed", "image_id", img.ID, "node_id", img.NodeID, "offset", offset, "bytes", body.n, "error", err)
 	return s.patchAnswer(c, u, err)
+}
+
+// relayPatch takes the PATCH's connection over, so that the kernel moves
+// the body from the uploader's socket to the agent's
+// (agentclient.RelayUpload), and answers on it. It returns false, having
+// done nothing, when the server is shutting down or the connection cannot
+// be taken over: the body is then streamed, and http.Server.Shutdown
+// waits for it. A relay still running when the shutdown times out is cut:
+// the node keeps what reached it, and the uploader, answered 503, resumes
+// from there.
+func (s *Server) relayPatch(c echo.Context, agent *agentclient.Client, img store.Image, offset int64) bool {
+	if !s.relays.begin() {
+		return false
+	}
+	cut := false
+	defer func() { s.relays.end(cut) }() // after raw.close: the answer is sent
+	raw, head, err := hijackBody(c)
+	if err != nil {
+		return false
+	}
+	defer raw.close()
+	ctx, cancel := context.WithCancel(c.Request().Context())
+	defer cancel()
+	defer context.AfterFunc(s.relays.cut, cancel)()
+	u, n, err := agent.RelayUpload(ctx, img.ID, offset, head, raw.conn, c.Request().ContentLength)
+	cut = err != nil && s.relays.cut.Err() != nil
+	s.metrics.uploadBytes.Add(float64(n))
+	s.log.Debug("upload body relayed", "image_id", img.ID, "node_id", img.NodeID, "offset", offset, "bytes", n, "error", err, "cut", cut)
+	if cut {
+		s.log.Warn("upload PATCH cut by the shutdown timeout", "image_id", img.ID, "node_id", img.NodeID, "offset", offset, "bytes", n)
+		c.Response().Header().Set(echo.HeaderRetryAfter, "1")
+		_ = tusFail(c, http.StatusServiceUnavailable, fault.Retryable(fault.Cancelled,
+			"the API is shutting down and stopped this PATCH after %d bytes of its body: the node kept what reached it; ask HEAD for the upload's offset and send the rest from there", n))
+		return true
+	}
+	if err := s.patchAnswer(c, u, err); err != nil {
+		c.Error(err)
+	}
+	return true
 }
 
 // patchAnswer answers a PATCH once the node has answered the body: 204
@@ -304,10 +332,13 @@ func (s *Server) waitForNode(c echo.Context, id string) (store.Image, error) {
 	// creation, while the uploader waits: look again often for a second,
 	// then less often.
 	often := time.Now().Add(time.Second)
-	for {
+	for waited := false; ; waited = true {
 		img, err := s.upload(ctx, id)
 		if err != nil || img.Status != store.StatusPending {
 			return img, err
+		}
+		if !waited {
+			s.log.Debug("upload PATCH waits for its node", "image_id", id, "pool_id", img.PoolID)
 		}
 		if time.Now().After(deadline) {
 			c.Response().Header().Set(echo.HeaderRetryAfter, "5")

@@ -19,6 +19,7 @@ func runAPI(ctx context.Context, args []string) error {
 	f.bool(&cfg.InsecureNoAuth, "insecure-no-auth", "CLOUDIMAGES_INSECURE_NO_AUTH", false, "serve beyond loopback without --api-token: anyone who reaches the API can drive it")
 	f.string(&cfg.TemporalWebURL, "temporal-web-url", "CLOUDIMAGES_TEMPORAL_WEB_URL", "http://127.0.0.1:8233", "Temporal Web, for links from the UI")
 	f.duration(&cfg.UploadTTL, "upload-ttl", "CLOUDIMAGES_UPLOAD_TTL", 24*time.Hour, "how long an upload may receive no bytes before it expires and its partial data is removed")
+	f.duration(&cfg.ShutdownTimeout, "shutdown-timeout", "CLOUDIMAGES_SHUTDOWN_TIMEOUT", api.DefaultShutdownTimeout, "on SIGTERM, how long requests in flight (uploads included) may take to finish before they are cut; keep it below the orchestrator's grace period")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -36,6 +37,9 @@ func runAPI(ctx context.Context, args []string) error {
 	cfg.NodeToken, cfg.AgentTLS = cp.nodeToken, cp.agentTLS
 	if cfg.UploadTTL <= 0 {
 		return usagef("--upload-ttl must be positive, e.g. 24h")
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		return usagef("--shutdown-timeout must be positive, e.g. 20s")
 	}
 	cfg.Version = version
 	return api.Run(ctx, cfg)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,6 +70,21 @@ func (p *Process) startOnFreePort(setPorts func()) {
 
 // Kill sends SIGKILL to the process (and its group) and waits until it is gone.
 func (p *Process) Kill() { p.p.Kill() }
+
+// Terminate sends SIGTERM and returns at once, as an orchestrator does
+// when a rolling restart begins: Wait tells when the process has exited,
+// State how.
+func (p *Process) Terminate() {
+	p.t.Helper()
+	if pid := p.p.Pid(); pid == 0 || !p.p.Running() {
+		p.t.Fatalf("SIGTERM to %s: it does not run", p.p.Name)
+	} else if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		p.t.Fatalf("SIGTERM to %s (pid %d): %v", p.p.Name, pid, err)
+	}
+}
+
+// State says how the current run ended (e.g. "exit status 0"), or "running".
+func (p *Process) State() string { return p.p.State() }
 
 // Stop sends SIGTERM and waits until the process exits, killing it after 30 s.
 func (p *Process) Stop() {

@@ -2,6 +2,8 @@ package nodeagent
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -31,14 +33,24 @@ const dioAlign = 4096
 // the two coherent (a direct write flushes and drops cached pages in its
 // range), and the ranges here never share a page anyway.
 //
-// A file system that refuses O_DIRECT (tmpfs before Linux 6.6, some
-// FUSE or network file systems) refuses it at fcntl or at the first
-// write with EINVAL: the transfer then writes through the page cache,
-// as it always did, and says so once in its log.
+// Only local disk file systems (ext4, XFS, Btrfs) get direct I/O. On NFS,
+// which shared pools often are, a direct write is a synchronous round
+// trip to the server, where the page cache lets the client pipeline
+// them; other file systems have their own ideas of O_DIRECT. A file
+// system that refuses O_DIRECT all the same answers the fcntl or the
+// first write with EINVAL: the transfer then writes through the page
+// cache, as it always did, and says so once in its log.
 
 // writeData writes b at t.done, which is the file's position: direct
 // where it can, through the page cache where it cannot.
 func (t *transfer) writeData(b []byte) (int, error) {
+	if t.s.directIO && !t.fsChecked {
+		t.fsChecked = true
+		if kind, ok := localDiskFS(t.f); !ok {
+			t.noDirect = true
+			t.j.log.Debug("pool not on a local disk file system: writing through the page cache", "pool_id", t.j.pool.id, "fs_magic", kind)
+		}
+	}
 	if !t.s.directIO || t.noDirect {
 		if err := t.setDirect(false); err != nil {
 			return 0, err
@@ -98,6 +110,20 @@ func (t *transfer) writePart(b []byte, direct bool) (int, error) {
 func (t *transfer) directRefused(err error) {
 	t.noDirect = true
 	t.j.log.Info("the pool's file system refuses direct I/O; writing through the page cache", "pool_id", t.j.pool.id, "err", err)
+}
+
+// localDiskFS reports whether f is on ext4, XFS or Btrfs, with the file
+// system's magic number.
+func localDiskFS(f *os.File) (string, bool) {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return err.Error(), false
+	}
+	switch uint32(st.Type) {
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC:
+		return "", true
+	}
+	return fmt.Sprintf("%#x", uint32(st.Type)), false
 }
 
 // setDirect turns O_DIRECT on or off for the partial file, if it is not

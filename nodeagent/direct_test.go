@@ -130,3 +130,29 @@ func TestFileSystemRefusingDirectIOGetsThePageCache(t *testing.T) {
 		t.Errorf("%d direct writes refused, %d log lines saying so; want one line for each, and some", refused, n)
 	}
 }
+
+// A pool on a file system other than a local disk's (tmpfs here; NFS in a
+// cluster, where a direct write is a synchronous round trip) is written
+// through the page cache, and the image is whole.
+func TestPoolOffALocalDiskIsWrittenThroughThePageCache(t *testing.T) {
+	dir, err := os.MkdirTemp("/dev/shm", "cloudimages-pool-")
+	if err != nil {
+		t.Fatalf("a pool on tmpfs (/dev/shm): %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	var logs lockedBuffer
+	h := newHarness(t, func(c *nodeagent.Config) {
+		c.Pools = []nodeagent.PoolDir{{ID: "pool-1", Dir: dir}}
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	nodeagent.SetDirectFault(h.srv, func() error {
+		t.Error("a direct write on tmpfs")
+		return nil
+	})
+	data := testenv.QCOW2Image(3<<20+5, 33)
+	d := uploadOddly(t, h, "up-tmpfs", data)
+	assertPublished(t, d, h.pool, data, testenv.SHA256(data))
+	if !strings.Contains(logs.String(), "not on a local disk file system") || !strings.Contains(logs.String(), "fs_magic=0x1021994") {
+		t.Errorf("no log line saying the tmpfs pool is written through the page cache:\n%s", logs.String())
+	}
+}

@@ -78,6 +78,7 @@ type transfer struct {
 	headChecked  bool
 	bufs         [][]byte
 	direct       bool          // O_DIRECT is set on f (direct.go)
+	fsChecked    bool          // f's file system was looked at for direct I/O
 	noDirect     bool          // f's file system refused O_DIRECT: the page cache it is
 	ckpts        *checkpoints  // saves the stream's checkpoints while it runs (stream.go)
 	m            *mirrors      // the URLs of the file and the one in use

@@ -50,9 +50,7 @@ const (
 )
 
 // bufPool recycles the pipeline's buffers from one download to the next,
-// so memory stays near what the running downloads hold. Buffers this
-// large are allocated page-aligned, as direct I/O needs (direct.go checks
-// it all the same).
+// so memory stays near what the running downloads hold.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // transfer is one job's download in progress: the partial file, the hash
@@ -76,13 +74,14 @@ type transfer struct {
 	qcow2        bool
 	head         []byte
 	headChecked  bool
-	bufs         [][]byte
-	direct       bool          // O_DIRECT is set on f (direct.go)
-	fsChecked    bool          // f's file system was looked at for direct I/O
-	noDirect     bool          // f's file system refused O_DIRECT: the page cache it is
-	ckpts        *checkpoints  // saves the stream's checkpoints while it runs (stream.go)
-	m            *mirrors      // the URLs of the file and the one in use
-	limit        *rate.Limiter // the request's own bandwidth cap (transport.go)
+	// dropCache: the partial file will not be read back whole (it is
+	// neither compressed nor to be converted), so its pages leave the page
+	// cache at each checkpoint (pagecache.go).
+	dropCache bool
+	bufs      [][]byte
+	ckpts     *checkpoints  // saves the stream's checkpoints while it runs (stream.go)
+	m         *mirrors      // the URLs of the file and the one in use
+	limit     *rate.Limiter // the request's own bandwidth cap (transport.go)
 	// peer is the client of a peer copy's source, for peerURL (peer.go).
 	peer    *http.Client
 	peerURL string
@@ -225,6 +224,7 @@ func (t *transfer) resumeAt(f *os.File, rec record) bool {
 		return false
 	}
 	t.headChecked = len(t.head) >= headSize
+	t.dropCache = t.headChecked && !t.readBack()
 	return true
 }
 
@@ -344,7 +344,7 @@ func (t *transfer) reset() error {
 	}
 	t.h.Reset()
 	t.done, t.flushed, t.total, t.etag, t.lastModified = 0, 0, -1, "", ""
-	t.head, t.headChecked = nil, false
+	t.head, t.headChecked, t.dropCache = nil, false, false
 	t.j.progress(0)
 	t.j.setServed(nil)
 	return nil
@@ -374,13 +374,14 @@ type checkpointAt struct {
 	etag, lastModified string
 	served             []int64
 	mirror             int
+	dropCache          bool
 }
 
 // at is the checkpoint of the transfer as it is now, with the hash state
 // of its t.done bytes.
 func (t *transfer) at(state []byte) checkpointAt {
 	return checkpointAt{state: state, done: t.done, total: t.total, etag: t.etag, lastModified: t.lastModified,
-		served: t.j.servedNow(), mirror: t.m.cur}
+		served: t.j.servedNow(), mirror: t.m.cur, dropCache: t.dropCache}
 }
 
 // saveCheckpointAt is saveCheckpoint of a checkpoint taken before: the
@@ -389,6 +390,9 @@ func (t *transfer) saveCheckpointAt(cp checkpointAt) error {
 	if err := t.s.datasync(t.f); err != nil {
 		t.j.log.Warn("partial data not synced to disk; checkpoint skipped", "err", err)
 		return nil
+	}
+	if cp.dropCache {
+		dropCached(t.f, cp.done)
 	}
 	t.j.update(func(r *record) {
 		r.BytesDone, r.BytesTotal, r.HashAlgo, r.HashState = cp.done, cp.total, t.algo, cp.state

@@ -11,12 +11,6 @@ func SetWriteFault(s *Server, f func(n int) error) { s.writeFault = f }
 // where the file system refuses RENAME_NOREPLACE (NFS).
 func SetLinkPublish(s *Server, on bool) { s.linkPublish = on }
 
-// SetDirectIO turns direct I/O for partial files on or off (it is on).
-func SetDirectIO(s *Server, on bool) { s.directIO = on }
-
-// SetDirectFault makes each direct write fail with what f returns first.
-func SetDirectFault(s *Server, f func() error) { s.directFault = f }
-
 // SetDatasync replaces the fdatasync done before each checkpoint.
 func SetDatasync(s *Server, f func(*os.File) error) { s.datasync = f }
 

@@ -64,13 +64,6 @@ type Server struct {
 	// machines where a tiny file system cannot be mounted to produce a
 	// real ENOSPC.
 	writeFault func(n int) error
-	// directIO writes partial files with O_DIRECT where the file system
-	// takes it (direct.go); tests turn it off to compare.
-	directIO bool
-	// directFault, when set (by tests only), is called before each direct
-	// write; an error it returns is the write's, as a file system that
-	// refuses O_DIRECT at the first write answers EINVAL.
-	directFault func() error
 	// datasync flushes a partial file before a checkpoint is recorded
 	// (fdatasync; tests watch or fail it through export_test.go).
 	datasync func(*os.File) error
@@ -114,7 +107,6 @@ func New(cfg Config) (*Server, error) {
 		slots:        make(chan struct{}, cfg.MaxConcurrent),
 		minFree:      minFree,
 		datasync:     fdatasync,
-		directIO:     true,
 		jobs:         map[string]*job{},
 		draining:     make(chan struct{}),
 	}

@@ -17,7 +17,6 @@ import (
 // is due.
 type chunk struct {
 	buf    []byte
-	whole  []byte // the buffer buf is in (see alignedStart)
 	err    error
 	before []byte
 	state  []byte
@@ -67,20 +66,14 @@ func (t *transfer) pump(ctx context.Context, cancel context.CancelCauseFunc, bod
 				unhashed = c.before
 			}
 		}
-		free <- c.whole
+		free <- c.buf[:cap(c.buf)]
 	}
 	// No checkpoint is saved after this: the record then holds the last
 	// one, and what the caller saves next comes after it.
 	ckptErr := t.ckpts.stop()
 	t.ckpts = nil
 	if writeErr != nil {
-		_ = t.setDirect(false)
 		return readErr, t.unwrite(unhashed, writeErr)
-	}
-	// Reads of the file after the stream (the head, inspection,
-	// decompression) must not need alignment.
-	if err := t.setDirect(false); err != nil && ckptErr == nil {
-		ckptErr = diskError(t.j.pool, err)
 	}
 	return readErr, ckptErr
 }
@@ -98,13 +91,12 @@ func (t *transfer) read(ctx context.Context, body io.Reader, free chan []byte, c
 			chunks <- chunk{err: context.Cause(ctx)}
 			return
 		}
-		at := t.alignedStart(hashed)
-		n, err := t.fill(ctx, body, buf[at:], stall, at)
+		n, err := t.fill(ctx, body, buf, stall)
 		if n > 0 {
 			stall.Reset(t.s.cfg.StallTimeout)
-			c := chunk{buf: buf[at : at+n], whole: buf}
+			c := chunk{buf: buf[:n]}
 			c.before, _ = t.h.(encoding.BinaryMarshaler).MarshalBinary()
-			t.h.Write(c.buf)
+			t.h.Write(buf[:n])
 			hashed += int64(n)
 			if hashed-lastState >= checkpointBytes || time.Since(lastAt) >= checkpointEvery {
 				c.state, _ = t.h.(encoding.BinaryMarshaler).MarshalBinary()
@@ -137,9 +129,9 @@ func (t *transfer) write(c chunk) error {
 			return diskError(t.j.pool, err)
 		}
 	}
-	n, err := t.writeData(c.buf)
+	n, err := t.f.Write(c.buf)
 	if err != nil {
-		return diskError(t.j.pool, err) // unwrite cuts what part of it went in
+		return diskError(t.j.pool, err)
 	}
 	t.done += int64(n)
 	t.j.addServed(t.m.cur, int64(n))
@@ -276,10 +268,6 @@ func (t *transfer) unwrite(before []byte, err error) error {
 // while the download goes on, so the fsync before publishing has little
 // left to do and dirty pages do not pile up in memory.
 func (t *transfer) writeBack() {
-	if t.direct {
-		t.flushed = t.done // nothing of it is in the page cache
-		return
-	}
 	if t.done-t.flushed < writeBackBytes {
 		return
 	}

@@ -253,17 +253,14 @@ const fillTo = 128 << 10
 // fill reads the body into buf until it holds fillTo bytes (or buf is
 // full), the body ends, or fillFor has passed: a TLS connection returns
 // one record (16 KiB at most) per read, and the work done per chunk (hash
-// state, write, free-space check, progress) must not run for every
-// record. With direct I/O it reads on past fillTo to a chunk end whose
-// file offset is aligned (at is the offset's remainder where buf starts),
-// so that the next chunk is written direct whole. Every read that brings
-// bytes resets the stall timer; each read is held to the node's bandwidth
+// state, write, free-space check, progress) must not run for every record. Every read that brings bytes
+// resets the stall timer; each read is held to the node's bandwidth
 // (--max-bandwidth) and the download's own cap, if any.
-func (t *transfer) fill(ctx context.Context, body io.Reader, buf []byte, stall *time.Timer, at int) (int, error) {
+func (t *transfer) fill(ctx context.Context, body io.Reader, buf []byte, stall *time.Timer) (int, error) {
 	limits := t.limiters()
 	began := time.Now()
 	n := 0
-	for n < min(len(buf), fillTo) || t.s.directIO && n < len(buf) && (at+n)%dioAlign != 0 {
+	for n < min(len(buf), fillTo) {
 		want := buf[n:]
 		for _, l := range limits {
 			want = want[:min(len(want), l.Burst())]

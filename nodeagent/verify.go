@@ -44,6 +44,7 @@ func (t *transfer) checkHead() error {
 		}
 		return fault.New(fault.NotADiskImage, "%s should be a qcow2 image but does not start with the qcow2 magic (first bytes %q): check the URL and the format", t.req.FileName, string(t.head[:min(len(t.head), 8)]))
 	}
+	t.dropCache = !t.readBack()
 	return nil
 }
 
@@ -115,6 +116,7 @@ func (t *transfer) publish(ctx context.Context) error {
 		return diskError(j.pool, err)
 	}
 	j.log.Debug("data synced to disk", "took", time.Since(syncStart))
+	dropCached(out.f, 0)
 	if err := t.closeFiles(); err != nil {
 		return err
 	}

@@ -59,21 +59,7 @@ func TestUploadRelayedPatchFinishesAcrossAPIShutdown(t *testing.T) {
 	if _, err := conn.Write(data[sent:]); err != nil {
 		t.Fatalf("sending the rest of the body (%d bytes from %d) after SIGTERM: %v; the API cut the PATCH it relayed instead of letting it finish", len(data)-sent, sent, err)
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("the PATCH relayed when the API got SIGTERM was not answered: %v", err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Upload-Offset") != strconv.Itoa(len(data)) {
-		t.Fatalf("the PATCH relayed across the shutdown: %s, Upload-Offset %q; want 204 with %d", resp.Status, resp.Header.Get("Upload-Offset"), len(data))
-	}
-	if !s.APIServer.Wait(30 * time.Second) {
-		t.Fatal("the API did not exit after the PATCH it waited for was answered")
-	}
-	if state := s.APIServer.State(); state != "exit status 0" {
-		t.Fatalf("the API ended with %q after a shutdown with nothing cut, want exit status 0", state)
-	}
+	answeredThenExited(t, s, conn, len(data), "the PATCH relayed when the API got SIGTERM")
 	if log := s.APIServer.Log(); !strings.Contains(log, "upload body relayed") {
 		t.Fatal("the API did not relay the PATCH (its log has no \"upload body relayed\"): this test is about the hijacked connection")
 	}
@@ -172,24 +158,32 @@ func TestUploadPatchWaitingForItsNodeAtAPIShutdownIsAnswered(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("the PATCH that went on during the shutdown was not answered: %v", err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Upload-Offset") != strconv.Itoa(len(data)) {
-		t.Fatalf("the PATCH that went on during the shutdown: %s, Upload-Offset %q; want 204 with %d", resp.Status, resp.Header.Get("Upload-Offset"), len(data))
-	}
-	if !s.APIServer.Wait(30 * time.Second) {
-		t.Fatal("the API did not exit after answering the PATCH")
-	}
-	if state := s.APIServer.State(); state != "exit status 0" {
-		t.Fatalf("the API ended with %q, want exit status 0", state)
-	}
+	answeredThenExited(t, s, conn, len(data), "the PATCH that went on during the shutdown")
 	if log := s.APIServer.Log(); !strings.Contains(log, "upload body streamed") || strings.Contains(log, "upload body relayed") {
 		t.Error("the PATCH that went on during the shutdown was relayed on a taken-over connection (the API's log says \"upload body relayed\"), not streamed through the HTTP server, whose shutdown waits for it")
 	}
 	s.APIServer.Start()
 	checkUploaded(t, waitStatus(t, s, strings.TrimPrefix(loc, "/v1/uploads/"), "READY", time.Minute), data, true)
+}
+
+// answeredThenExited reads the answer to the PATCH on conn (what names it
+// in failures), wants 204 with Upload-Offset size, then the API's exit
+// with status 0: a shutdown that cut nothing.
+func answeredThenExited(t *testing.T, s *testenv.Stack, conn net.Conn, size int, what string) {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("%s was not answered: %v", what, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Upload-Offset") != strconv.Itoa(size) {
+		t.Fatalf("%s: %s, Upload-Offset %q; want 204 with %d", what, resp.Status, resp.Header.Get("Upload-Offset"), size)
+	}
+	if !s.APIServer.Wait(30 * time.Second) {
+		t.Fatalf("the API did not exit after %s was answered", what)
+	}
+	if state := s.APIServer.State(); state != "exit status 0" {
+		t.Fatalf("the API ended with %q after a shutdown with nothing cut, want exit status 0", state)
+	}
 }

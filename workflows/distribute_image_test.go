@@ -93,13 +93,13 @@ func TestImageCopyWhoseSourceDiesFailsNodeUnreachableWithoutAMirror(t *testing.T
 		return activities.Started{NodeID: j.NodeID, BytesTotal: 1000, Peer: &activities.PeerUsed{ImageID: "img-src", NodeID: "node-src"}}, nil
 	})
 	f.env.OnActivity(a.WatchDownload, mock.Anything, mock.Anything).Return(activities.Finished{},
-		temporal.NewNonRetryableApplicationError("node node-1: copying image img-src from its peer failed: upstream_error: dial node-src: connection refused",
+		temporal.NewNonRetryableApplicationError("node node-1: copying image img-src from its peer failed: upstream_error: cannot reach the mirror 127.0.0.1:1: connection refused",
 			activities.PeerFailedError, nil, fault.UpstreamError))
 	f.defaults()
 	f.env.ExecuteWorkflow(workflows.WorkflowType, imageCopyInput)
 	var appErr *temporal.ApplicationError
 	err := f.env.GetWorkflowError()
-	if !errors.As(err, &appErr) || appErr.Type() != fault.NodeUnreachable || !strings.Contains(appErr.Message(), "node-src") ||
+	if !errors.As(err, &appErr) || appErr.Type() != fault.NodeUnreachable || !strings.Contains(appErr.Message(), "the copy from node node-src failed") ||
 		!strings.Contains(appErr.Message(), "no mirror") {
 		t.Fatalf("error %v, want node_unreachable naming node-src and saying there is no mirror", err)
 	}

@@ -52,7 +52,9 @@ func (d *download) peerFailed(ctx workflow.Context, err error) bool {
 // partial data.
 func (d *download) leavePeer(ctx workflow.Context, job activities.Job, node activities.Candidate, err error) (activities.Job, error) {
 	workflow.GetLogger(ctx).Warn("the copy's source failed", "image_id", d.imageID, "node_id", job.NodeID, "error", err)
+	from := ""
 	if d.peer != nil {
+		from = d.peer.NodeID
 		d.deadPeers = append(d.deadPeers, d.peer.ImageID)
 		d.peer = nil
 	}
@@ -63,7 +65,7 @@ func (d *download) leavePeer(ctx workflow.Context, job activities.Job, node acti
 	}
 	if code == fault.NoNodeAvailable || len(d.deadPeers) >= len(d.in.Peers) {
 		if d.in.SourceImageID != "" {
-			return job, noSourceLeft(d.in.SourceImageID, code, err)
+			return job, noSourceLeft(d.in.SourceImageID, from, code, err)
 		}
 		d.toMirror = true
 		req := activities.CancelRequest{NodeID: job.NodeID, DownloadID: job.DownloadID}
@@ -79,13 +81,16 @@ func (d *download) leavePeer(ctx workflow.Context, job activities.Job, node acti
 
 // noSourceLeft is the failure of a copy of an image none of whose READY
 // copies could be read: no_node_available when none was usable to begin
-// with (their nodes offline), node_unreachable when the copy from the last
-// one failed. The message names the nodes (err's) and says what to do.
-func noSourceLeft(imageID, code string, err error) error {
+// with (the activity's message names their nodes), node_unreachable when
+// the copy from the last one, on node from, failed. It says what to do.
+func noSourceLeft(imageID, from, code string, err error) error {
+	_, msg := failure(err)
 	if code != fault.NoNodeAvailable {
 		code = fault.NodeUnreachable
+		if from != "" {
+			msg = fmt.Sprintf("the copy from node %s failed (%s)", from, msg)
+		}
 	}
-	_, msg := failure(err)
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 		"%s; image %s has no mirror to download from instead: bring its node back online (or distribute another READY copy of it), then post the distribution again",
 		msg, imageID), code, nil)

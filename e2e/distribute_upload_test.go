@@ -47,8 +47,9 @@ func uploadInto(t *testing.T, s *testenv.Stack, pool, name string, data []byte) 
 // p1, then a distribution by image_id to all pools: p1's upload is the
 // first copy (adopted), p2 and p3 copies from peers with the upload's
 // bytes and file checksum, no mirror byte anywhere; posted again, the same
-// distribution. Refused: image_id with a url (400), an unknown image
-// (404), an upload not finished (409, saying to wait).
+// distribution, also from the CLI's --image. Refused: image_id with a url
+// (400), an unknown image (404), an upload not finished (409, saying to
+// wait).
 func TestUploadedImageIsDistributedToEveryPoolFromItsNode(t *testing.T) {
 	s := airGappedStack(t)
 	data := testenv.QCOW2Image(6<<20, 41)
@@ -108,6 +109,15 @@ func TestUploadedImageIsDistributedToEveryPoolFromItsNode(t *testing.T) {
 	s.API.MustDo(t, http.MethodPost, "/v1/distributions", map[string]any{"image_id": up.ID, "all_pools": true}, &again, http.StatusOK)
 	if again.ID != d.ID || again.Status != "READY" {
 		t.Fatalf("posted again: %s %s, want %s READY", again.ID, again.Status, d.ID)
+	}
+	// The CLI's --image asks for the same, and says where the copies came from.
+	r := cli(t, cliEnv(s, s.API.Token), "dist", "create", "--image", up.ID, "--all-pools", "--wait")
+	want := fmt.Sprintf("distribution %s READY: image %s (golden.qcow2) into 3/3 pools, 2 from peers, 1 already there", d.ID, up.ID)
+	if r.code != 0 || !strings.Contains(r.stdout, want) {
+		t.Fatalf("dist create --image --wait: %s\nwant stdout with %q", r, want)
+	}
+	if r := cli(t, cliEnv(s, s.API.Token), "dist", "create", "--image", up.ID, "cirros-0.6.3", "--all-pools"); r.code != 2 || !strings.Contains(r.stderr, "not both") {
+		t.Fatalf("dist create --image with a catalog id: %s, want exit 2 saying not both", r)
 	}
 }
 

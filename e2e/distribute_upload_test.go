@@ -126,6 +126,8 @@ func TestUploadedImageIsDistributedToEveryPoolFromItsNode(t *testing.T) {
 // no mirror to fall back to, the copies into p2 and p3 fail, each saying
 // which node could not be read, and the distribution ends PARTIAL (p1's
 // upload is still its READY copy) in bounded time, rather than hanging.
+// Then, as the error says, the node is brought back and the distribution
+// posted again: it copies p2 and p3 and ends READY.
 func TestDistributionOfAnUploadWhoseNodeIsKilledFailsTheCopiesClearly(t *testing.T) {
 	s := airGappedStack(t)
 	data := testenv.QCOW2Image(2<<20, 42)
@@ -160,6 +162,27 @@ func TestDistributionOfAnUploadWhoseNodeIsKilledFailsTheCopiesClearly(t *testing
 		}
 	}
 	recordDistributionHistory(t, s, d.WorkflowID, "distribute-image-source-killed.json")
+
+	// As the error says: bring the node back, post the same distribution
+	// again; only p2 and p3 are copied, now READY with the upload's bytes.
+	restartAgent(t, s, s.Agent("node-1"))
+	var again api.Distribution
+	s.API.MustDo(t, http.MethodPost, "/v1/distributions", map[string]any{"image_id": up.ID, "all_pools": true}, &again, http.StatusOK)
+	if again.ID != d.ID {
+		t.Fatalf("posted again: %s, want the same distribution %s", again.ID, d.ID)
+	}
+	again = waitDistribution(t, s, d.ID, 3*time.Minute)
+	if again.Status != "READY" {
+		t.Fatalf("retried after node-1 came back: %s, copies %+v; want READY", again.Status, again.Copies)
+	}
+	sum := testenv.SHA256(data)
+	for _, c := range again.Copies {
+		img := getImage(t, s, c.ImageID)
+		file := filepath.Join(s.PoolDir(c.PoolID, img.NodeID), agentclient.ImagesDir, img.FileName)
+		if got := fileSHA256(t, file); got != sum || img.FileChecksum != sum {
+			t.Errorf("pool %s: %s hashes %s (image says %s), want the upload's %s", c.PoolID, file, got, img.FileChecksum, sum)
+		}
+	}
 }
 
 // recordDistributionHistory replays the history of a workflow of a

@@ -142,3 +142,28 @@ func TestImageCopyWithNoUsableSourceFailsNoNodeAvailable(t *testing.T) {
 		t.Fatalf("%d starts, want 1 (no mirror job after it)", starts)
 	}
 }
+
+// TestImageCopyWhoseSourceFileIsBadKeepsItsCode: the source's file fails
+// the copy's check: the copy fails checksum_mismatch (not
+// node_unreachable: the node answered), naming the node.
+func TestImageCopyWhoseSourceFileIsBadKeepsItsCode(t *testing.T) {
+	f := newFixture(t, false)
+	f.env.OnActivity(a.ResolveImageSource, mock.Anything, "img-src").Return(source.Source{Name: "disk.qcow2", FileName: "disk.qcow2",
+		SourceKey: "upload:img-src", Checksum: sum}, nil).Once()
+	f.env.OnActivity(a.ResolveChecksum, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.ChecksumRequest) (source.Source, error) {
+		return r.Source, nil
+	})
+	f.env.OnActivity(a.PickNode, mock.Anything, mock.Anything).Return(pick("node-1"), nil)
+	f.env.OnActivity(a.StartOnNode, mock.Anything, mock.Anything).Return(activities.Started{NodeID: "node-1", BytesTotal: 1000,
+		Peer: &activities.PeerUsed{ImageID: "img-src", NodeID: "node-src"}}, nil)
+	f.env.OnActivity(a.WatchDownload, mock.Anything, mock.Anything).Return(activities.Finished{},
+		temporal.NewNonRetryableApplicationError("node node-1: copying image img-src from its peer failed: checksum_mismatch: the copy differs",
+			activities.PeerFailedError, nil, fault.ChecksumMismatch))
+	f.defaults()
+	f.env.ExecuteWorkflow(workflows.WorkflowType, imageCopyInput)
+	var appErr *temporal.ApplicationError
+	err := f.env.GetWorkflowError()
+	if !errors.As(err, &appErr) || appErr.Type() != fault.ChecksumMismatch || !strings.Contains(appErr.Message(), "the copy from node node-src failed") {
+		t.Fatalf("error %v, want checksum_mismatch naming node-src", err)
+	}
+}

@@ -82,13 +82,18 @@ func (d *download) leavePeer(ctx workflow.Context, job activities.Job, node acti
 // noSourceLeft is the failure of a copy of an image none of whose READY
 // copies could be read: no_node_available when none was usable to begin
 // with (the activity's message names their nodes), node_unreachable when
-// the copy from the last one, on node from, failed. It says what to do.
+// the copy from the last one, on node from, could not reach it, and the
+// copy's own code for another fault of the source (checksum_mismatch: its
+// file is not what it was). It says what to do.
 func noSourceLeft(imageID, from, code string, err error) error {
 	_, msg := failure(err)
 	if code != fault.NoNodeAvailable {
-		code = fault.NodeUnreachable
 		if from != "" {
 			msg = fmt.Sprintf("the copy from node %s failed (%s)", from, msg)
+		}
+		switch code {
+		case fault.UpstreamError, fault.UpstreamNotFound, fault.NodeUnreachable, fault.Internal, "":
+			code = fault.NodeUnreachable
 		}
 	}
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(

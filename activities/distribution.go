@@ -26,7 +26,12 @@ type DistributionPlan struct {
 	URL            string
 	Name           string
 	Checksum       string
-	Copies         []PlannedCopy
+	// SourceImageID is the READY image a distribution of an image copies
+	// (there is no mirror then), and SourceNodeID its node: the first
+	// source, whether or not its pool is one of the targets.
+	SourceImageID string `json:",omitempty"`
+	SourceNodeID  string `json:",omitempty"`
+	Copies        []PlannedCopy
 }
 
 // PlannedCopy is one pool's copy as the plan found it.
@@ -56,10 +61,9 @@ func (a *Activities) PlanDistribution(ctx context.Context, distributionID string
 	if err != nil {
 		return DistributionPlan{}, asStoreError(err)
 	}
-	src, err := source.Resolve(a.Catalog, source.Request{CatalogID: d.CatalogID, URL: d.URL, Name: d.Name, Checksum: d.Checksum, PoolID: "-"})
+	src, srcImg, err := a.distributionSource(ctx, d)
 	if err != nil {
-		fe := fault.From(err)
-		return DistributionPlan{}, fatal(fe.Code, "%s", fe.Message)
+		return DistributionPlan{}, err
 	}
 	poolIDs := []string(d.PoolIDs)
 	if d.AllPools {
@@ -79,7 +83,8 @@ func (a *Activities) PlanDistribution(ctx context.Context, distributionID string
 	for _, c := range d.Copies {
 		had[c.PoolID] = c
 	}
-	plan := DistributionPlan{DistributionID: d.ID, CatalogID: d.CatalogID, URL: d.URL, Name: d.Name, Checksum: src.Checksum}
+	plan := DistributionPlan{DistributionID: d.ID, CatalogID: d.CatalogID, URL: d.URL, Name: d.Name, Checksum: src.Checksum,
+		SourceImageID: srcImg.ID, SourceNodeID: srcImg.NodeID}
 	for _, poolID := range poolIDs {
 		pc, err := a.planCopy(ctx, d, src, poolID, had[poolID])
 		if err != nil {
@@ -89,6 +94,52 @@ func (a *Activities) PlanDistribution(ctx context.Context, distributionID string
 	}
 	activity.GetLogger(ctx).Info("distribution planned", "distribution_id", d.ID, "pools", len(poolIDs))
 	return plan, nil
+}
+
+// distributionSource is the source every copy of d is of: the catalog
+// entry or URL, resolved as for an image, or, for a distribution of an
+// image, that image as it is now, which must still be READY.
+func (a *Activities) distributionSource(ctx context.Context, d store.Distribution) (source.Source, store.Image, error) {
+	if d.SourceImageID == "" {
+		src, err := source.Resolve(a.Catalog, source.Request{CatalogID: d.CatalogID, URL: d.URL, Name: d.Name, Checksum: d.Checksum, PoolID: "-"})
+		if err != nil {
+			fe := fault.From(err)
+			return src, store.Image{}, fatal(fe.Code, "%s", fe.Message)
+		}
+		return src, store.Image{}, nil
+	}
+	img, src, err := a.readyImage(ctx, d.SourceImageID)
+	return src, img, err
+}
+
+// readyImage is the source image of a distribution of an image, with the
+// source its copies are of: its name, file name, source key and checksums.
+// Gone or no longer READY, there is nothing to copy, and no mirror to get
+// it from instead.
+func (a *Activities) readyImage(ctx context.Context, imageID string) (store.Image, source.Source, error) {
+	img, err := a.Store.Image(ctx, imageID)
+	if errors.Is(err, store.ErrNotFound) {
+		return img, source.Source{}, fatal(fault.NotFound, "the source image %q was deleted: upload it again, then distribute the new image", imageID)
+	} else if err != nil {
+		return img, source.Source{}, err
+	}
+	if img.Status != store.StatusReady || img.FileChecksum == "" {
+		return img, source.Source{}, fatal(fault.Conflict, "the source image %q is %s, not READY with a file checksum: distribute a READY image (GET /v1/images?status=READY)", imageID, img.Status)
+	}
+	sum := img.Checksum
+	if sum == "" {
+		sum = img.FileChecksum
+	}
+	return img, source.Source{CatalogID: img.CatalogID, Name: img.Name, FileName: img.FileName, SourceKey: img.SourceKey, Checksum: sum, SizeBytes: img.SizeBytes,
+		Format: img.Format, Unverified: img.Unverified, Signature: img.Signature, Version: img.Version}, nil
+}
+
+// ResolveImageSource is the first step of a copy of a distribution of an
+// image (Input.SourceImageID), in place of ResolveSource: the source is
+// the image's, read from the store, and the bytes come from its node.
+func (a *Activities) ResolveImageSource(ctx context.Context, imageID string) (source.Source, error) {
+	_, src, err := a.readyImage(ctx, imageID)
+	return src, err
 }
 
 func (a *Activities) planCopy(ctx context.Context, d store.Distribution, src source.Source, poolID string, had store.DistributionCopy) (PlannedCopy, error) {

@@ -3,7 +3,9 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -35,17 +37,23 @@ func (a *Activities) peerOrURLRequest(ctx context.Context, job Job, node store.N
 		return req, nil, err
 	}
 	if !slices.Contains(job.NodeFeatures, agentclient.FeaturePeerCopy) {
+		if job.URL == "" {
+			// A copy of an image (an upload) has no mirror to download
+			// from instead.
+			return req, nil, failover(fault.NoNodeAvailable, "the agent of %s cannot copy from peers, and image %s has no mirror to download from: upgrade its cloudimages",
+				node.ID, job.ImageID)
+		}
 		activity.GetLogger(ctx).Info("the node's agent cannot copy from peers: downloading from the mirror", "image_id", job.ImageID, "node_id", node.ID)
 		return req, nil, nil
 	}
-	src, peer, ok, err := a.resolvePeer(ctx, job)
+	src, peer, skipped, err := a.resolvePeer(ctx, job)
 	if err != nil {
 		return req, nil, err
 	}
-	if !ok {
+	if src.ID == "" {
 		// The agent holds this job as a peer copy (or will): the mirror is
 		// another request, under another id, which the workflow starts.
-		return req, nil, peerFailed(fault.NoNodeAvailable, "no READY copy is left to copy image %s from", job.ImageID)
+		return req, nil, peerFailed(fault.NoNodeAvailable, "no READY copy is left to copy image %s from%s", job.ImageID, skipped)
 	}
 	req.URL, req.Mirrors, req.Credential = "", nil, nil
 	req.Peer = &peer
@@ -61,34 +69,48 @@ func (a *Activities) peerOrURLRequest(ctx context.Context, job Job, node store.N
 // the target and not known to be offline. It mints the token the target
 // reads the file with, from the SOURCE node's credential: it opens that one
 // file on that node, for a while, and nothing else.
-func (a *Activities) resolvePeer(ctx context.Context, job Job) (store.Image, agentclient.PeerSource, bool, error) {
+//
+// With none usable, the image is empty and skipped says why each was not
+// (": image X on node N: node N is offline; …"), so that the error names
+// the nodes to look at.
+func (a *Activities) resolvePeer(ctx context.Context, job Job) (store.Image, agentclient.PeerSource, string, error) {
+	var why []string
 	for _, id := range job.Peers {
 		if slices.Contains(job.DeadPeers, id) {
+			why = append(why, fmt.Sprintf("image %s failed this copy before", id))
 			continue
 		}
 		img, err := a.Store.Image(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
+			why = append(why, fmt.Sprintf("image %s was deleted", id))
 			continue
 		} else if err != nil {
-			return img, agentclient.PeerSource{}, false, err
+			return store.Image{}, agentclient.PeerSource{}, "", err
 		}
 		if img.Status != store.StatusReady || img.FileChecksum == "" || img.NodeID == "" || img.NodeID == job.NodeID {
+			why = append(why, fmt.Sprintf("image %s is %s on node %q", id, img.Status, img.NodeID))
 			continue
 		}
 		n, err := a.Store.Node(ctx, img.NodeID)
 		if errors.Is(err, store.ErrNotFound) {
+			why = append(why, fmt.Sprintf("image %s is on node %s, which was deleted", id, img.NodeID))
 			continue
 		} else if err != nil {
-			return img, agentclient.PeerSource{}, false, err
+			return store.Image{}, agentclient.PeerSource{}, "", err
 		}
 		if n.Status == store.NodeOffline {
+			why = append(why, fmt.Sprintf("image %s is on node %s, which is offline", id, n.ID))
 			continue
 		}
 		token := nodeauth.MintFileRead(nodeauth.Credential(a.NodeToken, n.ID), img.PoolID, img.FileName, time.Now().Add(peerTokenLifetime))
-		return img, agentclient.PeerSource{NodeID: n.ID, Address: n.Address, PoolID: img.PoolID, FileName: img.FileName, Token: token}, true, nil
+		return img, agentclient.PeerSource{NodeID: n.ID, Address: n.Address, PoolID: img.PoolID, FileName: img.FileName, Token: token}, "", nil
 	}
-	activity.GetLogger(ctx).Info("no READY copy is left to copy from", "image_id", job.ImageID, "node_id", job.NodeID)
-	return store.Image{}, agentclient.PeerSource{}, false, nil
+	activity.GetLogger(ctx).Info("no READY copy is left to copy from", "image_id", job.ImageID, "node_id", job.NodeID, "skipped", why)
+	skipped := ""
+	if len(why) > 0 {
+		skipped = ": " + strings.Join(why, "; ")
+	}
+	return store.Image{}, agentclient.PeerSource{}, skipped, nil
 }
 
 // SourcePeer is ReadyRequest.Source for a copy made from another node's

@@ -70,6 +70,9 @@ func (a *Activities) ResolveChecksum(ctx context.Context, in ChecksumRequest) (s
 	if src.Checksum != "" && src.Version != "" && in.BuildSignature != "" {
 		src.Signature = in.BuildSignature // a build a subscription's check found in a checksum file
 	}
+	if src.Checksum != "" && in.Source.Signature != "" {
+		src.Signature = in.Source.Signature // a copy of an image (ResolveImageSource) is what its source was
+	}
 	listed := ""
 	if src.Checksum == "" {
 		f, err := a.fetchChecksumFile(ctx, src, Validators{})

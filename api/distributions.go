@@ -31,6 +31,7 @@ const maxMaxParallel = 64
 // distributionRequest is the body of POST /v1/distributions.
 type distributionRequest struct {
 	CatalogID   string   `json:"catalog_id"`
+	ImageID     string   `json:"image_id"`
 	URL         string   `json:"url"`
 	Checksum    string   `json:"checksum"`
 	Name        string   `json:"name"`
@@ -61,10 +62,12 @@ type Distribution struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 }
 
-// DistributionSource is the request's source: a catalog entry, or a URL
-// with its name and checksum.
+// DistributionSource is the request's source: a catalog entry, a URL
+// with its name and checksum, or a READY image (an upload, say) whose file
+// is copied, with its name and file checksum.
 type DistributionSource struct {
 	CatalogID string `json:"catalog_id,omitempty"`
+	ImageID   string `json:"image_id,omitempty"`
 	URL       string `json:"url,omitempty"`
 	Name      string `json:"name,omitempty"`
 	Checksum  string `json:"checksum,omitempty"`
@@ -157,8 +160,11 @@ func (s *Server) answerExistingDistribution(c echo.Context, d store.Distribution
 // asks for, not yet stored. The source package judges the source, as it
 // does for an image.
 func (s *Server) checkDistribution(c echo.Context, req *distributionRequest) (*store.Distribution, error) {
+	if req.ImageID != "" {
+		return s.checkImageDistribution(c, req)
+	}
 	if req.CatalogID == "" && req.URL == "" {
-		return nil, apiErr(fault.InvalidRequest, "give catalog_id (GET /v1/catalog lists them), or url with checksum and name")
+		return nil, apiErr(fault.InvalidRequest, "give catalog_id (GET /v1/catalog lists them), url with checksum and name, or image_id (a READY image, e.g. an upload)")
 	}
 	if req.URL != "" && req.Checksum == "" {
 		return nil, apiErr(fault.InvalidRequest, "checksum is missing: a distribution verifies every copy, so give the url's checksum (\"sha256:HEX\")")
@@ -168,14 +174,7 @@ func (s *Server) checkDistribution(c echo.Context, req *distributionRequest) (*s
 	if err != nil {
 		return nil, err
 	}
-	maxParallel := contract.DefaultMaxParallel
-	if req.MaxParallel != nil {
-		maxParallel = *req.MaxParallel
-	}
-	if maxParallel < 1 || maxParallel > maxMaxParallel {
-		return nil, apiErr(fault.InvalidRequest, "max_parallel is %d: give how many copies may read from one node at once, from 1 to %d", maxParallel, maxMaxParallel)
-	}
-	poolKey, err := s.checkDistributionPools(c, req)
+	maxParallel, poolKey, err := s.checkDistributionTargets(c, req)
 	if err != nil {
 		return nil, err
 	}
@@ -183,6 +182,55 @@ func (s *Server) checkDistribution(c echo.Context, req *distributionRequest) (*s
 	return &store.Distribution{ID: id, Status: store.DistributionRunning, SourceKey: src.SourceKey, PoolKey: poolKey,
 		CatalogID: src.CatalogID, URL: req.URL, Name: src.Name, Checksum: src.Checksum, PoolIDs: req.PoolIDs,
 		AllPools: req.AllPools, MaxParallel: maxParallel, WorkflowID: contract.DistributionWorkflowID(id)}, nil
+}
+
+// checkImageDistribution checks a distribution of an image already in a
+// pool (an upload, in a cluster without a mirror): the image must be
+// READY, with the checksum of its file known, which every copy is
+// verified against. Its source key is the image's: the same image into
+// the same pools is the same distribution.
+func (s *Server) checkImageDistribution(c echo.Context, req *distributionRequest) (*store.Distribution, error) {
+	switch {
+	case req.CatalogID != "" || req.URL != "":
+		return nil, apiErr(fault.InvalidRequest, "give one source: image_id, catalog_id, or url with checksum and name — not image_id with another")
+	case req.Name != "" || req.Checksum != "":
+		return nil, apiErr(fault.InvalidRequest, "image_id names the image, its name and its checksum: leave out name and checksum")
+	}
+	if err := checkID("image_id", req.ImageID); err != nil {
+		return nil, err
+	}
+	img, err := s.image(c.Request().Context(), req.ImageID)
+	if err != nil {
+		return nil, err
+	}
+	if img.Status != store.StatusReady {
+		return nil, apiErr(fault.Conflict, "image %q is %s: only a READY image can be distributed; wait for it to be READY (cloudimages images wait %s), then post the distribution again",
+			img.ID, img.Status, img.ID)
+	}
+	if img.FileChecksum == "" || img.NodeID == "" {
+		return nil, apiErr(fault.UnprocessableRequest, "image %q has no recorded file checksum or node (its agent is older than distributions): copies could not be verified; upgrade the agents and download or upload it again", img.ID)
+	}
+	maxParallel, poolKey, err := s.checkDistributionTargets(c, req)
+	if err != nil {
+		return nil, err
+	}
+	id := uuid.NewString()
+	return &store.Distribution{ID: id, Status: store.DistributionRunning, SourceKey: store.ImageSourceKey(img.ID), PoolKey: poolKey,
+		SourceImageID: img.ID, Name: img.Name, Checksum: img.FileChecksum, PoolIDs: req.PoolIDs,
+		AllPools: req.AllPools, MaxParallel: maxParallel, WorkflowID: contract.DistributionWorkflowID(id)}, nil
+}
+
+// checkDistributionTargets checks max_parallel and the pools.
+func (s *Server) checkDistributionTargets(c echo.Context, req *distributionRequest) (maxParallel int, poolKey string, err error) {
+	maxParallel = contract.DefaultMaxParallel
+	if req.MaxParallel != nil {
+		maxParallel = *req.MaxParallel
+	}
+	if maxParallel < 1 || maxParallel > maxMaxParallel {
+		return 0, "", apiErr(fault.InvalidRequest, "max_parallel is %d: give how many copies may read from one node at once, from 1 to %d", maxParallel, maxMaxParallel)
+	}
+	poolKey, err = s.checkDistributionPools(c, req)
+	return maxParallel, poolKey, err
 }
 
 // checkDistributionPools checks pool_ids or all_pools and returns the pool
@@ -270,8 +318,11 @@ func (s *Server) startDistribution(ctx context.Context, d store.Distribution, re
 }
 
 func distributionSourceName(d store.Distribution) string {
-	if d.CatalogID != "" {
+	switch {
+	case d.CatalogID != "":
 		return d.CatalogID
+	case d.SourceImageID != "":
+		return fmt.Sprintf("image %s (%s)", d.SourceImageID, d.Name)
 	}
 	return d.Name
 }
@@ -357,7 +408,10 @@ func (s *Server) viewDistribution(ctx context.Context, d store.Distribution) Dis
 		MaxParallel: d.MaxParallel, Copies: make([]DistributionCopy, 0, len(d.Copies)), MirrorBytes: d.MirrorBytes(),
 		FailedPools: []string{}, Message: d.ErrorMessage, WorkflowID: d.WorkflowID, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
 		Source: DistributionSource{CatalogID: d.CatalogID}}
-	if d.CatalogID == "" {
+	switch {
+	case d.SourceImageID != "":
+		v.Source = DistributionSource{ImageID: d.SourceImageID, Name: d.Name, Checksum: d.Checksum}
+	case d.CatalogID == "":
 		v.Source = DistributionSource{URL: d.URL, Name: d.Name, Checksum: d.Checksum}
 	}
 	for _, cp := range d.Copies {

@@ -33,11 +33,14 @@ type Distribution struct {
 	Status    string `gorm:"size:16;not null"`
 	SourceKey string `gorm:"size:2048;not null"`
 	PoolKey   string `gorm:"not null"`
-	// The request's source: CatalogID, or URL with Name and Checksum.
-	CatalogID string `gorm:"size:100"`
-	URL       string `gorm:"size:2048"`
-	Name      string `gorm:"size:200"`
-	Checksum  string `gorm:"size:200"`
+	// The request's source: CatalogID, or URL with Name and Checksum, or
+	// SourceImageID, a READY image whose file is copied (Checksum is then
+	// its file checksum).
+	CatalogID     string `gorm:"size:100"`
+	SourceImageID string `gorm:"size:64"`
+	URL           string `gorm:"size:2048"`
+	Name          string `gorm:"size:200"`
+	Checksum      string `gorm:"size:200"`
 	// PoolIDs are the pools asked for, or, with AllPools, those found when
 	// the distribution started.
 	PoolIDs      StringList `gorm:"type:text"`
@@ -221,3 +224,7 @@ func (s *Store) DeleteDistribution(ctx context.Context, id string) error {
 		return res.Error
 	})
 }
+
+// ImageSourceKey is the source key of a distribution of a READY image
+// (Distribution.SourceImageID): one distribution per image and pool set.
+func ImageSourceKey(imageID string) string { return "image:" + imageID }

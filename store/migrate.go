@@ -201,6 +201,9 @@ var migrations = []string{
 		updated_at {{time}} NOT NULL,
 		PRIMARY KEY (distribution_id, pool_id)
 	)`,
+	// 12: a distribution of an image already in a pool (an upload, in an
+	// air-gapped cluster): the image it copies; '' for a catalog entry or URL.
+	`ALTER TABLE distributions ADD COLUMN source_image_id VARCHAR(64) NOT NULL DEFAULT ''`,
 }
 
 // migrate brings the schema up to date. It is safe to run twice and from

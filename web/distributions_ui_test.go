@@ -22,6 +22,7 @@ type distributionsAPI struct {
 	gets    int
 	posts   []map[string]any
 	deletes int
+	images  []map[string]any // GET /v1/images
 }
 
 func (s *distributionsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -61,7 +62,9 @@ func (s *distributionsAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == "GET" && r.URL.Path == "/v1/pools":
 		writeJSON(w, 200, items(map[string]any{"id": "pool-a", "name": "pool-a", "type": "local", "node_ids": []string{"node-1"}},
 			map[string]any{"id": "pool-b", "name": "pool-b", "type": "local", "node_ids": []string{"node-2"}}))
-	case r.Method == "GET" && (r.URL.Path == "/v1/nodes" || r.URL.Path == "/v1/images" || r.URL.Path == "/v1/subscriptions"):
+	case r.Method == "GET" && r.URL.Path == "/v1/images":
+		writeJSON(w, 200, items(s.images...))
+	case r.Method == "GET" && (r.URL.Path == "/v1/nodes" || r.URL.Path == "/v1/subscriptions"):
 		writeJSON(w, 200, items())
 	default:
 		apiError(w, 404, "not_found", "no route "+r.Method+" "+r.URL.Path)
@@ -122,4 +125,35 @@ func TestUIDistributionsPageShowsAMatrixWithLiveProgressAndSources(t *testing.T)
 func jsNumber(f float64) string {
 	b, _ := json.Marshal(f)
 	return string(b)
+}
+
+// TestUIDistributionOfAReadyImage: the form offers the READY images (an
+// upload) as sources beside the catalog entries, and not the ones still
+// moving; chosen, it posts image_id and no catalog_id.
+func TestUIDistributionOfAReadyImage(t *testing.T) {
+	api := &distributionsAPI{images: []map[string]any{
+		{"id": "up-1-0000-ready", "name": "golden.qcow2", "pool_id": "pool-a", "status": "READY", "source": "upload"},
+		{"id": "up-2-0000-moving", "name": "half.qcow2", "pool_id": "pool-a", "status": "DOWNLOADING", "source": "upload"},
+	}}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	b := newBrowser(t, 1280, 900)
+
+	b.run("open the distributions page", 30*time.Second, chromedp.Navigate(srv.URL+"/#distributions"))
+	b.waitFor("the READY image among the sources", `!!document.querySelector('#dist-source option[value="image:up-1-0000-ready"]')`, 10*time.Second)
+	if n := eval[float64](b, `document.querySelectorAll('#dist-source option[value="image:up-2-0000-moving"]').length`); n != 0 {
+		t.Fatal("an image that is not READY is offered as a source")
+	}
+	if got := b.text(`#dist-source option[value="image:up-1-0000-ready"]`); !strings.Contains(got, "golden.qcow2 in pool-a") {
+		t.Errorf("the image's option says %q, want its name and pool", got)
+	}
+	b.choose("dist-source", "image:up-1-0000-ready")
+	b.run("all pools", 10*time.Second, chromedp.Click(chromedp.ID("dist-all")))
+	b.run("distribute", 10*time.Second, chromedp.Click(chromedp.ID("dist-submit")))
+	b.waitFor("started", `document.getElementById('dist-status').textContent.includes('Started')`, 10*time.Second)
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if len(api.posts) != 1 || api.posts[0]["image_id"] != "up-1-0000-ready" || api.posts[0]["catalog_id"] != nil || api.posts[0]["all_pools"] != true {
+		t.Fatalf("the page posted %v, want image_id up-1-0000-ready into all pools, no catalog_id", api.posts)
+	}
 }

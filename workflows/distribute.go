@@ -20,13 +20,16 @@ import (
 //  1. plan: one copy per pool (all_pools resolved now); a pool that has a
 //     live or READY image of the source already is adopted (waited for),
 //     not copied again;
-//  2. the first copy comes from the mirror (unless an adopted one will do);
+//  2. the first copy comes from the mirror (unless an adopted one, or the
+//     image distributed, will do);
 //  3. each READY copy becomes a source: every later copy reads from one,
 //     at most MaxParallel at a time from each, so the copies can double
 //     each round;
 //  4. each copy is a child DownloadImageWorkflow, which moves to another
 //     READY copy (or the mirror) when its source dies mid-copy;
-//  5. it ends READY, or PARTIAL naming the pools whose copy failed
+//  5. a distribution of an image (an upload) has no mirror: the image is
+//     the first source, and a copy none of whose sources can be read fails;
+//  6. it ends READY, or PARTIAL naming the pools whose copy failed
 //     (FAILED when none was made: at once, the other copies not tried,
 //     when the mirror copy failed because of the source), or CANCELLED:
 //     cancelled, it cancels the copies in flight and keeps the finished ones.
@@ -109,6 +112,12 @@ func (r *distribution) run(ctx workflow.Context) {
 		default:
 			r.wait(ctx, pc)
 		}
+	}
+	if id := r.plan.SourceImageID; id != "" && !contains(r.sources, id) {
+		// A distribution of an image: the image is the first source even
+		// when its pool is not a target (it is then no copy of its own).
+		r.sources = append(r.sources, id)
+		r.nodeOf[id] = r.plan.SourceNodeID
 	}
 	for {
 		r.schedule(ctx)
@@ -193,7 +202,7 @@ func (r *distribution) start(ctx workflow.Context, pc activities.PlannedCopy, sr
 		StaticSummary: fmt.Sprintf("distribution %s: copy into pool %s from %s", r.in.DistributionID, pc.PoolID, from),
 	})
 	in := Input{ImageID: pc.ImageID, CatalogID: r.plan.CatalogID, URL: r.plan.URL, Name: r.plan.Name, Checksum: r.checksum,
-		PoolID: pc.PoolID, Peers: peers, DistributionID: r.in.DistributionID}
+		PoolID: pc.PoolID, Peers: peers, DistributionID: r.in.DistributionID, SourceImageID: r.plan.SourceImageID}
 	if r.plan.CatalogID != "" {
 		in.URL = ""
 	}

@@ -59,6 +59,10 @@ func (d *download) run(ctx workflow.Context) (Result, error) {
 }
 
 func (d *download) resolveSource(ctx workflow.Context) error {
+	if d.in.SourceImageID != "" {
+		// A copy of a READY image: new input, so no version is needed.
+		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions), a.ResolveImageSource, d.in.SourceImageID).Get(ctx, &d.src)
+	}
 	req := source.Request{CatalogID: d.in.CatalogID, URL: d.in.URL, Name: d.in.Name,
 		Checksum: d.in.Checksum, PoolID: d.in.PoolID, Format: d.in.Format, AllowUnverified: d.in.AllowUnverified,
 		Credential: d.in.Credential,
@@ -121,7 +125,9 @@ func (d *download) downloadOn(ctx workflow.Context, node activities.Candidate) (
 			fin, paused, err = d.watchOn(ctx, node, job)
 		}
 		if d.peerFailed(ctx, err) {
-			job = d.leavePeer(ctx, job, node, err)
+			if job, err = d.leavePeer(ctx, job, node, err); err != nil {
+				return activities.Finished{}, err
+			}
 			continue
 		}
 		if err != nil || !paused {

@@ -46,9 +46,15 @@ func (d *download) peerFailed(ctx workflow.Context, err error) bool {
 // keeps them: the bytes are pinned by the checksum, whichever peer sends
 // them). With none left, the job and its partial data are removed (in the
 // background: the target is fine) and the download goes to the mirror.
-func (d *download) leavePeer(ctx workflow.Context, job activities.Job, node activities.Candidate, err error) activities.Job {
+//
+// A copy of an image (Input.SourceImageID) has no mirror: with no READY
+// copy left, it fails (noSourceLeft), and the workflow's end removes the
+// partial data.
+func (d *download) leavePeer(ctx workflow.Context, job activities.Job, node activities.Candidate, err error) (activities.Job, error) {
 	workflow.GetLogger(ctx).Warn("the copy's source failed", "image_id", d.imageID, "node_id", job.NodeID, "error", err)
+	from := ""
 	if d.peer != nil {
+		from = d.peer.NodeID
 		d.deadPeers = append(d.deadPeers, d.peer.ImageID)
 		d.peer = nil
 	}
@@ -58,6 +64,9 @@ func (d *download) leavePeer(ctx workflow.Context, job activities.Job, node acti
 		_ = appErr.Details(&code)
 	}
 	if code == fault.NoNodeAvailable || len(d.deadPeers) >= len(d.in.Peers) {
+		if d.in.SourceImageID != "" {
+			return job, noSourceLeft(d.in.SourceImageID, from, code, err)
+		}
 		d.toMirror = true
 		req := activities.CancelRequest{NodeID: job.NodeID, DownloadID: job.DownloadID}
 		f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cleanupOptions), a.CancelOnNode, req)
@@ -67,7 +76,29 @@ func (d *download) leavePeer(ctx workflow.Context, job activities.Job, node acti
 			}
 		})
 	}
-	return d.job(node)
+	return d.job(node), nil
+}
+
+// noSourceLeft is the failure of a copy of an image none of whose READY
+// copies could be read: no_node_available when none was usable to begin
+// with (the activity's message names their nodes), node_unreachable when
+// the copy from the last one, on node from, could not reach it, and the
+// copy's own code for another fault of the source (checksum_mismatch: its
+// file is not what it was). It says what to do.
+func noSourceLeft(imageID, from, code string, err error) error {
+	_, msg := failure(err)
+	if code != fault.NoNodeAvailable {
+		if from != "" {
+			msg = fmt.Sprintf("the copy from node %s failed (%s)", from, msg)
+		}
+		switch code {
+		case fault.UpstreamError, fault.UpstreamNotFound, fault.NodeUnreachable, fault.Internal, "":
+			code = fault.NodeUnreachable
+		}
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+		"%s; image %s has no mirror to download from instead: bring its node back online (or distribute another READY copy of it), then post the distribution again",
+		msg, imageID), code, nil)
 }
 
 // poolFull reports whether every node tried so far gave up because its

@@ -26,19 +26,24 @@ const distPollEvery = time.Second
 // distributionRequest is what `distributions create` asks of
 // POST /v1/distributions.
 type distributionRequest struct {
+	image          string // --image: a READY image's id, instead of SOURCE
 	name, checksum string
 	pools          []string
 	allPools       bool
 	maxParallel    int
 }
 
-// body is the request's JSON: a source that looks like a URL is one, any
-// other is a catalog entry's id, as for `images pull`.
+// body is the request's JSON: --image names a READY image; otherwise a
+// source that looks like a URL is one, any other is a catalog entry's id,
+// as for `images pull`.
 func (r distributionRequest) body(source string) map[string]any {
 	b := map[string]any{}
-	if strings.Contains(source, "://") {
+	switch {
+	case r.image != "":
+		b["image_id"] = r.image
+	case strings.Contains(source, "://"):
 		b["url"] = source
-	} else {
+	default:
 		b["catalog_id"] = source
 	}
 	if r.allPools {
@@ -62,18 +67,32 @@ func distributionsCreate(cfg *clientConfig) *cobra.Command {
 	var wait bool
 	var o output
 	cmd := &cobra.Command{
-		Use:   "create CATALOG_ID|URL (--pool POOL ... | --all-pools)",
+		Use:   "create (CATALOG_ID|URL | --image ID) (--pool POOL ... | --all-pools)",
 		Short: "put one image into many pools: downloaded once, copied from node to node",
 		Long: "Starts a distribution (POST /v1/distributions): the image is downloaded from its mirror once,\n" +
 			"then copied from the nodes that hold it to the other pools' nodes, every copy verified. The same\n" +
 			"source into the same pools answers with that distribution; one that ended PARTIAL or FAILED is\n" +
 			"retried (only its failed pools are copied again).\n\n" +
+			"--image ID distributes an image already in a pool instead (an upload, in a cluster without\n" +
+			"internet): it must be READY ('cloudimages images wait ID'); every other pool gets a copy from the\n" +
+			"node that holds it, verified against its file checksum. There is no mirror to fall back to: if\n" +
+			"that node is down, the copies fail saying so.\n\n" +
 			"With --wait it shows each pool's copy (and where its bytes come from: the mirror or node:ID) until\n" +
 			"the distribution ends: READY exits 0; PARTIAL, FAILED or CANCELLED exit 1 with each failed pool's\n" +
 			"error. Ctrl-C stops following, not the copies.",
 		Example: "  cloudimages distributions create cirros-0.6.3 --all-pools --wait\n" +
-			"  cloudimages dist create https://mirror.example/x.qcow2 --checksum sha256:HEX --name x --pool local-1 --pool local-2",
-		Args:              exactArgs(1, "a catalog entry's id or a URL"),
+			"  cloudimages dist create https://mirror.example/x.qcow2 --checksum sha256:HEX --name x --pool local-1 --pool local-2\n" +
+			"  cloudimages images upload ./golden.qcow2 --pool local-1 --wait   # prints the image's id\n" +
+			"  cloudimages dist create --image IMAGE_ID --all-pools --wait",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if req.image != "" {
+				if len(args) > 0 {
+					return usagef("give a catalog entry's id, a URL or --image ID, not both (--image %s and %q)", req.image, args[0])
+				}
+				return nil
+			}
+			return exactArgs(1, "a catalog entry's id or a URL (or --image ID)")(cmd, args)
+		},
 		ValidArgsFunction: completeCatalog(cfg),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.check(); err != nil {
@@ -86,15 +105,21 @@ func distributionsCreate(cfg *clientConfig) *cobra.Command {
 				return usagef("name the pools with --pool P (repeatable, or comma-separated) or give --all-pools ('cloudimages pools ls' lists them)")
 			case req.maxParallel < 0:
 				return usagef("--max-parallel %d: want how many copies may read from one node at once, e.g. 4", req.maxParallel)
-			case strings.Contains(args[0], "://") && req.checksum == "":
+			case req.image != "" && (req.name != "" || req.checksum != ""):
+				return usagef("--image names the image, its name and its checksum: leave out --name and --checksum")
+			case req.image == "" && strings.Contains(args[0], "://") && req.checksum == "":
 				return usagef("--checksum is required with a URL: every copy is verified against it (sha256:HEX)")
+			}
+			source := ""
+			if len(args) > 0 {
+				source = args[0]
 			}
 			c, err := cfg.client(cmd)
 			if err != nil {
 				return err
 			}
 			var raw json.RawMessage
-			status, err := c.Call(cmd.Context(), http.MethodPost, "/v1/distributions", req.body(args[0]), &raw)
+			status, err := c.Call(cmd.Context(), http.MethodPost, "/v1/distributions", req.body(source), &raw)
 			if err != nil {
 				return c.explain(err)
 			}
@@ -124,11 +149,13 @@ func distributionsCreate(cfg *clientConfig) *cobra.Command {
 	f := cmd.Flags()
 	f.StringSliceVar(&req.pools, "pool", nil, "a pool to put the image into (repeatable, or comma-separated)")
 	f.BoolVar(&req.allPools, "all-pools", false, "every pool the API knows")
+	f.StringVar(&req.image, "image", "", "a READY image's id (an upload, say) to copy from its node to the pools, instead of CATALOG_ID|URL")
 	f.StringVar(&req.checksum, "checksum", "", "sha256:HEX or sha512:HEX of the URL's bytes (required with a URL)")
 	f.StringVar(&req.name, "name", "", "the images' name (default: the catalog entry's, or the URL's file name)")
 	f.IntVar(&req.maxParallel, "max-parallel", 0, "how many copies may read from one node at once (0: the API's default, 4)")
 	f.BoolVar(&wait, "wait", false, "show each pool's copy until the distribution is READY (exit 0), PARTIAL, FAILED or CANCELLED (exit 1)")
 	cmd.RegisterFlagCompletionFunc("pool", completePools(cfg))
+	cmd.RegisterFlagCompletionFunc("image", completeImages(cfg))
 	o.register(cmd)
 	return cmd
 }
@@ -474,17 +501,23 @@ func sourcesText(d api.Distribution) string {
 		}
 	}
 	s := fmt.Sprintf("%d from the mirror (%s read), %d from peers", mirror, bytesText(d.MirrorBytes), peers)
+	if d.Source.ImageID != "" {
+		s = fmt.Sprintf("%d from peers", peers) // no mirror: the image's node was the first source
+	}
 	if adopted > 0 {
 		s += fmt.Sprintf(", %d already there", adopted)
 	}
 	return s
 }
 
-// distSourceText is the distribution's source: a catalog entry or a name.
+// distSourceText is the distribution's source: a catalog entry, an image
+// or a name.
 func distSourceText(d api.Distribution) string {
 	switch {
 	case d.Source.CatalogID != "":
 		return d.Source.CatalogID
+	case d.Source.ImageID != "":
+		return fmt.Sprintf("image %s (%s)", d.Source.ImageID, orDash(d.Source.Name))
 	case d.Source.Name != "":
 		return d.Source.Name
 	}

@@ -51,6 +51,7 @@ async function refreshImages() {
   await load('images', async () => {
     state.images = await list('/v1/images');
     renderImages(state.images);
+    renderDistributionChoices(state); // a READY image may be a distribution's source
   });
 }
 

@@ -11,7 +11,14 @@ const live = new Set(['PENDING', 'DOWNLOADING', 'VERIFYING', 'CONVERTING']);
 
 function sourceName(d) {
   const s = d.source || {};
+  if (s.image_id) return 'image ' + (s.name || s.image_id);
   return s.catalog_id || s.name || s.url || d.id;
+}
+
+// mirrorText says what the mirror served; a distribution of an image has
+// no mirror: its copies come from the image's node.
+function mirrorText(d) {
+  return d.source && d.source.image_id ? 'no mirror: copied from the image\'s node' : 'mirror served ' + bytes(d.mirror_bytes);
 }
 
 function from(c) {
@@ -54,7 +61,7 @@ function card(d, refresh) {
     h('div', { class: 'dist-head' },
       h('strong', {}, sourceName(d)),
       h('span', { class: 'badge badge-' + d.status.toLowerCase() }, d.status),
-      h('span', { class: 'sub' }, ready + ' of ' + d.copies.length + ' pools READY · mirror served ' + bytes(d.mirror_bytes) +
+      h('span', { class: 'sub' }, ready + ' of ' + d.copies.length + ' pools READY · ' + mirrorText(d) +
         ' · max ' + d.max_parallel + ' per source · started ' + ago(d.created_at))),
     d.message ? h('p', { class: d.status === 'READY' ? 'note' : 'error-text' }, d.message) : null,
     h('table', { class: 'matrix' }, h('tbody', {}, h('tr', {}, ...d.copies.map(cellOf)))),
@@ -68,12 +75,17 @@ export function renderDistributions(ds, refresh) {
     : h('li', { class: 'muted' }, 'No distributions yet: start one below or with POST /v1/distributions.'));
 }
 
-/** Fills the form's catalog and pool choices. */
+/** Fills the form's source (catalog entries, then READY images) and pool choices. */
 export function renderDistributionChoices(state) {
-  const entry = document.getElementById('dist-catalog');
+  const source = document.getElementById('dist-source');
   const pools = document.getElementById('dist-pools');
-  const keepEntry = entry.value;
-  fill(entry, state.catalog.map((e) => h('option', { value: e.id, selected: e.id === keepEntry }, e.name + ' (' + e.id + ')')));
+  const keep = source.value;
+  const option = (value, text) => h('option', { value, selected: value === keep }, text);
+  const ready = (state.images || []).filter((i) => i.status === 'READY');
+  fill(source,
+    h('optgroup', { label: 'Catalog entries' }, ...state.catalog.map((e) => option('catalog:' + e.id, e.name + ' (' + e.id + ')'))),
+    ready.length ? h('optgroup', { label: 'READY images' },
+      ...ready.map((i) => option('image:' + i.id, i.name + ' in ' + i.pool_id + ' (' + (i.source || 'mirror') + ', ' + i.id.slice(0, 8) + ')'))) : null);
   const chosen = new Set([...pools.selectedOptions].map((o) => o.value));
   fill(pools, state.pools.map((p) => h('option', { value: p.id, selected: chosen.has(p.id) }, p.name || p.id)));
 }
@@ -85,7 +97,8 @@ export function wireDistributionForm(refresh) {
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const all = document.getElementById('dist-all').checked;
-    const body = { catalog_id: document.getElementById('dist-catalog').value,
+    const [kind, id] = document.getElementById('dist-source').value.split(/:(.*)/s);
+    const body = { [kind === 'image' ? 'image_id' : 'catalog_id']: id,
       max_parallel: Number(document.getElementById('dist-parallel').value || 4) };
     if (all) body.all_pools = true;
     else body.pool_ids = [...document.getElementById('dist-pools').selectedOptions].map((o) => o.value);

@@ -70,6 +70,11 @@ type Input struct {
 	// Only agents that support it (agentclient.FeaturePeerCopy) copy from
 	// peers; others download from the mirror.
 	Peers []string `json:"peers,omitempty"`
+	// SourceImageID, instead of a catalog entry or URL, makes the download
+	// a copy of that READY image (a distribution of an upload): its source
+	// is the image's, its bytes come only from Peers, and there is no
+	// mirror to fall back to when none of them can be read.
+	SourceImageID string `json:"source_image_id,omitempty"`
 	// DistributionID names the distribution that started the download.
 	DistributionID string `json:"distribution_id,omitempty"`
 }

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -15,9 +14,6 @@ import (
 	"github.com/quantix/cloudimages/internal/testenv"
 	"github.com/quantix/cloudimages/nodeagent/agentclient"
 	"github.com/quantix/cloudimages/tusclient"
-	"github.com/quantix/cloudimages/workflows"
-	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 )
 
 // airGappedStack is three agents with a local pool each (p1 on node-1, …)
@@ -104,7 +100,7 @@ func TestUploadedImageIsDistributedToEveryPoolFromItsNode(t *testing.T) {
 			}
 		}
 	}
-	recordDistributionHistory(t, s, d.WorkflowID, "distribute-image.json")
+	recordHistory(t, s, d.WorkflowID, "distribute-image.json")
 	var again api.Distribution
 	s.API.MustDo(t, http.MethodPost, "/v1/distributions", map[string]any{"image_id": up.ID, "all_pools": true}, &again, http.StatusOK)
 	if again.ID != d.ID || again.Status != "READY" {
@@ -158,10 +154,10 @@ func TestDistributionOfAnUploadWhoseNodeIsKilledFailsTheCopiesClearly(t *testing
 			t.Errorf("pool %s: its image is %s, want FAILED", c.PoolID, img.Status)
 		}
 		if c.PoolID == "p2" {
-			recordDistributionHistory(t, s, "image-"+c.ImageID, "image-copy-source-killed.json")
+			recordHistory(t, s, "image-"+c.ImageID, "image-copy-source-killed.json")
 		}
 	}
-	recordDistributionHistory(t, s, d.WorkflowID, "distribute-image-source-killed.json")
+	recordHistory(t, s, d.WorkflowID, "distribute-image-source-killed.json")
 
 	// As the error says: bring the node back, post the same distribution
 	// again; only p2 and p3 are copied, now READY with the upload's bytes.
@@ -182,35 +178,6 @@ func TestDistributionOfAnUploadWhoseNodeIsKilledFailsTheCopiesClearly(t *testing
 		if got := fileSHA256(t, file); got != sum || img.FileChecksum != sum {
 			t.Errorf("pool %s: %s hashes %s (image says %s), want the upload's %s", c.PoolID, file, got, img.FileChecksum, sum)
 		}
-	}
-}
-
-// recordDistributionHistory replays the history of a workflow of a
-// distribution (its own, or a copy's) against the current code and, with
-// CLOUDIMAGES_RECORD_HISTORY set, keeps it in workflows/testdata for the
-// replay test.
-func recordDistributionHistory(t *testing.T, s *testenv.Stack, workflowID, name string) {
-	t.Helper()
-	out, err := s.TemporalCLI("workflow", "show", "--workflow-id", workflowID, "--output", "json")
-	if err != nil {
-		t.Fatalf("temporal workflow show: %v\n%s", err, out)
-	}
-	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(workflows.DownloadImageWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
-	r.RegisterWorkflowWithOptions(workflows.DistributeImageWorkflow, workflow.RegisterOptions{Name: workflows.DistributeWorkflowType})
-	if err := r.ReplayWorkflowHistoryFromJSONFile(nil, path); err != nil {
-		t.Fatalf("replay %s: %v", name, err)
-	}
-	if os.Getenv("CLOUDIMAGES_RECORD_HISTORY") != "" {
-		dst := filepath.Join(testenv.RepoRoot(t), "workflows", "testdata", name)
-		if err := os.WriteFile(dst, []byte(out), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("recorded %s", dst)
 	}
 }
 

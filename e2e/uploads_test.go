@@ -127,7 +127,7 @@ func TestUploadsEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkUploaded(t, waitStatus(t, s, res.ImageID, "READY", time.Minute), data, true)
-		recordUploadHistory(t, s, res.ImageID, "upload-ready.json")
+		recordHistory(t, s, "image-"+res.ImageID, "upload-ready.json")
 		if n := metricValue(t, s.APIURL()+"/metrics", "cloudimages_api_upload_bytes_total"); n < float64(len(data)) {
 			t.Errorf("cloudimages_api_upload_bytes_total = %v, want at least the %d bytes uploaded", n, len(data))
 		}
@@ -192,7 +192,7 @@ func TestUploadsEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkUploaded(t, waitStatus(t, s, res.ImageID, "READY", 90*time.Second), data, true)
-		recordUploadHistory(t, s, res.ImageID, "upload-agent-killed.json")
+		recordHistory(t, s, "image-"+res.ImageID, "upload-agent-killed.json")
 		if killedAt == 0 || killedAt >= int64(len(data)) || agent.Pid() == pid {
 			t.Fatalf("the agent was not killed mid-upload (at %d of %d bytes, pid %d then %d)", killedAt, len(data), pid, agent.Pid())
 		}
@@ -371,7 +371,7 @@ func TestUploadsEndToEnd(t *testing.T) {
 		}
 		img := waitStatus(t, s, strings.TrimPrefix(loc, "/v1/uploads/"), "FAILED", uploadTTL+time.Minute)
 		wantError(t, img, "upload_expired")
-		recordUploadHistory(t, s, img.ID, "upload-expired.json")
+		recordHistory(t, s, "image-"+img.ID, "upload-expired.json")
 		eventually(t, 30*time.Second, "partial data removed", func() bool { return len(partials(t, s.PoolDir("local-2", "node-2"))) == 0 })
 	})
 }
@@ -382,12 +382,13 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-// recordUploadHistory replays the history of an upload's workflow against
-// the current code and, with CLOUDIMAGES_RECORD_HISTORY set, keeps it in
-// workflows/testdata for the replay test.
-func recordUploadHistory(t *testing.T, s *testenv.Stack, imageID, name string) {
+// recordHistory replays the history of workflow workflowID (an image's,
+// an upload's or a distribution's) against the current code and, with
+// CLOUDIMAGES_RECORD_HISTORY set, keeps it in workflows/testdata as name
+// for the replay test.
+func recordHistory(t *testing.T, s *testenv.Stack, workflowID, name string) {
 	t.Helper()
-	out, err := s.TemporalCLI("workflow", "show", "--workflow-id", "image-"+imageID, "--output", "json")
+	out, err := s.TemporalCLI("workflow", "show", "--workflow-id", workflowID, "--output", "json")
 	if err != nil {
 		t.Fatalf("temporal workflow show: %v\n%s", err, out)
 	}
@@ -396,7 +397,9 @@ func recordUploadHistory(t *testing.T, s *testenv.Stack, imageID, name string) {
 		t.Fatal(err)
 	}
 	r := worker.NewWorkflowReplayer()
+	r.RegisterWorkflowWithOptions(workflows.DownloadImageWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	r.RegisterWorkflowWithOptions(workflows.UploadImageWorkflow, workflow.RegisterOptions{Name: workflows.UploadWorkflowType})
+	r.RegisterWorkflowWithOptions(workflows.DistributeImageWorkflow, workflow.RegisterOptions{Name: workflows.DistributeWorkflowType})
 	if err := r.ReplayWorkflowHistoryFromJSONFile(nil, path); err != nil {
 		t.Fatalf("replay %s: %v", name, err)
 	}

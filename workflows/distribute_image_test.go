@@ -70,18 +70,24 @@ func TestDistributeAnImageCopiesFromItNeverFromAMirror(t *testing.T) {
 // itself.
 var imageCopyInput = workflows.Input{ImageID: imageID, PoolID: poolID, Peers: []string{"img-src"}, DistributionID: "d1", SourceImageID: "img-src"}
 
-// TestImageCopyWhoseSourceDiesFailsNodeUnreachableWithoutAMirror: the copy
-// of an image reads its only source, whose node dies: the copy fails
-// node_unreachable naming the node and the image, its job removed, with
-// no job started without a peer (there is no mirror to read).
-func TestImageCopyWhoseSourceDiesFailsNodeUnreachableWithoutAMirror(t *testing.T) {
-	f := newFixture(t, false)
+// copyOfImage mocks what a copy of image img-src resolves before its first
+// job: the image as its source, the checksum as given, node-1 to copy to.
+func (f *fixture) copyOfImage() {
 	f.env.OnActivity(a.ResolveImageSource, mock.Anything, "img-src").Return(source.Source{Name: "disk.qcow2", FileName: "disk.qcow2",
 		SourceKey: "upload:img-src", Checksum: sum}, nil).Once()
 	f.env.OnActivity(a.ResolveChecksum, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.ChecksumRequest) (source.Source, error) {
 		return r.Source, nil
 	})
 	f.env.OnActivity(a.PickNode, mock.Anything, mock.Anything).Return(pick("node-1"), nil)
+}
+
+// TestImageCopyWhoseSourceDiesFailsNodeUnreachableWithoutAMirror: the copy
+// of an image reads its only source, whose node dies: the copy fails
+// node_unreachable naming the node and the image, its job removed, with
+// no job started without a peer (there is no mirror to read).
+func TestImageCopyWhoseSourceDiesFailsNodeUnreachableWithoutAMirror(t *testing.T) {
+	f := newFixture(t, false)
+	f.copyOfImage()
 	var starts []activities.Job
 	var cancelled []string
 	f.env.OnActivity(a.CancelOnNode, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.CancelRequest) error {
@@ -119,12 +125,7 @@ func TestImageCopyWhoseSourceDiesFailsNodeUnreachableWithoutAMirror(t *testing.T
 // the copy fails no_node_available with the activity's reason.
 func TestImageCopyWithNoUsableSourceFailsNoNodeAvailable(t *testing.T) {
 	f := newFixture(t, false)
-	f.env.OnActivity(a.ResolveImageSource, mock.Anything, "img-src").Return(source.Source{Name: "disk.qcow2", FileName: "disk.qcow2",
-		SourceKey: "upload:img-src", Checksum: sum}, nil).Once()
-	f.env.OnActivity(a.ResolveChecksum, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.ChecksumRequest) (source.Source, error) {
-		return r.Source, nil
-	})
-	f.env.OnActivity(a.PickNode, mock.Anything, mock.Anything).Return(pick("node-1"), nil)
+	f.copyOfImage()
 	starts := 0
 	f.env.OnActivity(a.StartOnNode, mock.Anything, mock.Anything).Return(func(context.Context, activities.Job) (activities.Started, error) {
 		starts++
@@ -148,12 +149,7 @@ func TestImageCopyWithNoUsableSourceFailsNoNodeAvailable(t *testing.T) {
 // node_unreachable: the node answered), naming the node.
 func TestImageCopyWhoseSourceFileIsBadKeepsItsCode(t *testing.T) {
 	f := newFixture(t, false)
-	f.env.OnActivity(a.ResolveImageSource, mock.Anything, "img-src").Return(source.Source{Name: "disk.qcow2", FileName: "disk.qcow2",
-		SourceKey: "upload:img-src", Checksum: sum}, nil).Once()
-	f.env.OnActivity(a.ResolveChecksum, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.ChecksumRequest) (source.Source, error) {
-		return r.Source, nil
-	})
-	f.env.OnActivity(a.PickNode, mock.Anything, mock.Anything).Return(pick("node-1"), nil)
+	f.copyOfImage()
 	f.env.OnActivity(a.StartOnNode, mock.Anything, mock.Anything).Return(activities.Started{NodeID: "node-1", BytesTotal: 1000,
 		Peer: &activities.PeerUsed{ImageID: "img-src", NodeID: "node-src"}}, nil)
 	f.env.OnActivity(a.WatchDownload, mock.Anything, mock.Anything).Return(activities.Finished{},

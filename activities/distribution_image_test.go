@@ -15,18 +15,7 @@ import (
 // upload adds a READY uploaded image in a pool of its own on node.
 func (b *bench) upload(id, poolID, nodeID string) {
 	b.t.Helper()
-	ctx := context.Background()
-	if err := b.store.CreatePool(ctx, &store.Pool{ID: poolID, Type: "local"}, []string{nodeID}); err != nil {
-		b.t.Fatal(err)
-	}
-	img := &store.Image{ID: id, Name: "disk.qcow2", SourceKey: "upload:" + id, Source: store.SourceUpload, PoolID: poolID, FileName: "disk.qcow2"}
-	if _, _, err := b.store.CreateImage(ctx, img); err != nil {
-		b.t.Fatal(err)
-	}
-	err := b.store.Transition(ctx, id, store.ToReady{NodeID: nodeID, Path: "/p/" + id, SizeBytes: 1234, Checksum: sum256, Format: "qcow2", FileChecksum: fileSum})
-	if err != nil {
-		b.t.Fatal(err)
-	}
+	b.readyIn(&store.Image{ID: id, Name: "disk.qcow2", SourceKey: "upload:" + id, Source: store.SourceUpload, PoolID: poolID, FileName: "disk.qcow2"}, nodeID)
 }
 
 // TestPlanDistributionOfAnImageAdoptsItsPoolAndCopiesItsFileName: the

@@ -18,14 +18,20 @@ const fileSum = "sha256:00000000000000000000000000000000000000000000000000000000
 // readyCopy adds a READY image of the source in a pool of its own on node.
 func (b *bench) readyCopy(id, poolID, nodeID string) {
 	b.t.Helper()
+	b.readyIn(&store.Image{ID: id, Name: "x", SourceKey: "catalog:x", PoolID: poolID, FileName: "x.qcow2"}, nodeID)
+}
+
+// readyIn adds img, READY on node, in a pool of its own (img.PoolID).
+func (b *bench) readyIn(img *store.Image, nodeID string) {
+	b.t.Helper()
 	ctx := context.Background()
-	if err := b.store.CreatePool(ctx, &store.Pool{ID: poolID, Type: "local"}, []string{nodeID}); err != nil {
+	if err := b.store.CreatePool(ctx, &store.Pool{ID: img.PoolID, Type: "local"}, []string{nodeID}); err != nil {
 		b.t.Fatal(err)
 	}
-	if _, _, err := b.store.CreateImage(ctx, &store.Image{ID: id, Name: "x", SourceKey: "catalog:x", PoolID: poolID, FileName: "x.qcow2"}); err != nil {
+	if _, _, err := b.store.CreateImage(ctx, img); err != nil {
 		b.t.Fatal(err)
 	}
-	err := b.store.Transition(ctx, id, store.ToReady{NodeID: nodeID, Path: "/p/" + id, SizeBytes: 1234, Checksum: sum256, Format: "qcow2", FileChecksum: fileSum})
+	err := b.store.Transition(ctx, img.ID, store.ToReady{NodeID: nodeID, Path: "/p/" + img.ID, SizeBytes: 1234, Checksum: sum256, Format: "qcow2", FileChecksum: fileSum})
 	if err != nil {
 		b.t.Fatal(err)
 	}

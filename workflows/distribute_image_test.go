@@ -3,7 +3,6 @@ package workflows_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -21,13 +20,8 @@ import (
 // imagePlan is the plan of a distribution of image img-src (an upload in
 // pool p0, on node-src) into pools p1..pN: no mirror, no URL.
 func imagePlan(pools int) activities.DistributionPlan {
-	p := activities.DistributionPlan{DistributionID: distID, Name: "disk.qcow2", Checksum: "sha256:aa",
-		SourceImageID: "img-src", SourceNodeID: "node-src"}
-	for i := 1; i <= pools; i++ {
-		id := fmt.Sprintf("p%d", i)
-		p.Copies = append(p.Copies, activities.PlannedCopy{PoolID: id, ImageID: "img-" + id, Status: imagestate.Pending, New: true})
-	}
-	return p
+	return withCopies(activities.DistributionPlan{DistributionID: distID, Name: "disk.qcow2", Checksum: "sha256:aa",
+		SourceImageID: "img-src", SourceNodeID: "node-src"}, pools)
 }
 
 // TestDistributeAnImageCopiesFromItNeverFromAMirror: the image's pool is

@@ -136,7 +136,11 @@ func (d *distEnv) final() map[string]activities.CopyRecord {
 }
 
 func newPlan(pools int) activities.DistributionPlan {
-	p := activities.DistributionPlan{DistributionID: distID, URL: "https://mirror.example/x.qcow2", Name: "x", Checksum: "sha256:aa"}
+	return withCopies(activities.DistributionPlan{DistributionID: distID, URL: "https://mirror.example/x.qcow2", Name: "x", Checksum: "sha256:aa"}, pools)
+}
+
+// withCopies is plan p with PENDING copies into new pools p1..pN.
+func withCopies(p activities.DistributionPlan, pools int) activities.DistributionPlan {
 	for i := 1; i <= pools; i++ {
 		id := fmt.Sprintf("p%d", i)
 		p.Copies = append(p.Copies, activities.PlannedCopy{PoolID: id, ImageID: "img-" + id, Status: imagestate.Pending, New: true})

@@ -208,8 +208,11 @@ func TestDistributeReadsTheMirrorOnceAndDoublesTheCopiesEachRound(t *testing.T) 
 			t.Fatalf("copy input %+v: want peers, the distribution and the checksum", in)
 		}
 	}
-	if last := d.copies.started[7]; len(last.Peers) < 4 {
-		t.Fatalf("the last copy names peers %v, want every READY copy (4 at least)", last.Peers)
+	// The last copy starts in round 4, when the 2 copies of round 3 end
+	// at one instant: it may start between the two ends, so it sees 3 or
+	// 4 READY copies (it was 4 at least, and failed about 1 run in 10).
+	if last := d.copies.started[7]; len(last.Peers) < 3 {
+		t.Fatalf("the last copy names peers %v, want every READY copy (3 at least)", last.Peers)
 	}
 }
 

@@ -74,14 +74,10 @@ type transfer struct {
 	qcow2        bool
 	head         []byte
 	headChecked  bool
-	// dropCache: the partial file will not be read back whole (it is
-	// neither compressed nor to be converted), so its pages leave the page
-	// cache at each checkpoint (pagecache.go).
-	dropCache bool
-	bufs      [][]byte
-	ckpts     *checkpoints  // saves the stream's checkpoints while it runs (stream.go)
-	m         *mirrors      // the URLs of the file and the one in use
-	limit     *rate.Limiter // the request's own bandwidth cap (transport.go)
+	bufs         [][]byte
+	ckpts        *checkpoints  // saves the stream's checkpoints while it runs (stream.go)
+	m            *mirrors      // the URLs of the file and the one in use
+	limit        *rate.Limiter // the request's own bandwidth cap (transport.go)
 	// peer is the client of a peer copy's source, for peerURL (peer.go).
 	peer    *http.Client
 	peerURL string
@@ -224,7 +220,6 @@ func (t *transfer) resumeAt(f *os.File, rec record) bool {
 		return false
 	}
 	t.headChecked = len(t.head) >= headSize
-	t.dropCache = t.headChecked && !t.readBack()
 	return true
 }
 
@@ -344,7 +339,7 @@ func (t *transfer) reset() error {
 	}
 	t.h.Reset()
 	t.done, t.flushed, t.total, t.etag, t.lastModified = 0, 0, -1, "", ""
-	t.head, t.headChecked, t.dropCache = nil, false, false
+	t.head, t.headChecked = nil, false
 	t.j.progress(0)
 	t.j.setServed(nil)
 	return nil
@@ -374,14 +369,17 @@ type checkpointAt struct {
 	etag, lastModified string
 	served             []int64
 	mirror             int
-	dropCache          bool
+	// dropCache: the partial file will not be read back whole (it is
+	// neither compressed nor to be converted), so the checkpoint drops its
+	// pages from the page cache once synced (pagecache.go).
+	dropCache bool
 }
 
 // at is the checkpoint of the transfer as it is now, with the hash state
 // of its t.done bytes.
 func (t *transfer) at(state []byte) checkpointAt {
 	return checkpointAt{state: state, done: t.done, total: t.total, etag: t.etag, lastModified: t.lastModified,
-		served: t.j.servedNow(), mirror: t.m.cur, dropCache: t.dropCache}
+		served: t.j.servedNow(), mirror: t.m.cur, dropCache: t.headChecked && !t.readBack()}
 }
 
 // saveCheckpointAt is saveCheckpoint of a checkpoint taken before: the

@@ -44,7 +44,6 @@ func (t *transfer) checkHead() error {
 		}
 		return fault.New(fault.NotADiskImage, "%s should be a qcow2 image but does not start with the qcow2 magic (first bytes %q): check the URL and the format", t.req.FileName, string(t.head[:min(len(t.head), 8)]))
 	}
-	t.dropCache = !t.readBack()
 	return nil
 }
 

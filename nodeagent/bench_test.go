@@ -63,19 +63,7 @@ func benchDownloads(b *testing.B, url, sum string, size int64, change ...func(*n
 		if _, err := c.StartDownload(context.Background(), agentclient.DownloadRequest{ID: id, URL: url, PoolID: "pool-1", FileName: id + ".qcow2", Checksum: sum}); err != nil {
 			b.Fatal(err)
 		}
-		for {
-			d, err := c.Download(context.Background(), id)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if d.Finished() {
-				if d.State != agentclient.StateCompleted {
-					b.Fatalf("download failed: %+v", d.Error)
-				}
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
+		awaitCompleted(b, c, id)
 	}
 }
 
@@ -140,18 +128,24 @@ func BenchmarkUpload(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for {
-			d, err := c.Download(context.Background(), id)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if d.Finished() {
-				if d.State != agentclient.StateCompleted {
-					b.Fatalf("upload failed: %+v", d.Error)
-				}
-				break
-			}
-			time.Sleep(time.Millisecond)
+		awaitCompleted(b, c, id)
+	}
+}
+
+// awaitCompleted polls job id until it ends, and fails the benchmark
+// unless it completed.
+func awaitCompleted(b *testing.B, c *agentclient.Client, id string) {
+	for {
+		d, err := c.Download(context.Background(), id)
+		if err != nil {
+			b.Fatal(err)
 		}
+		if d.Finished() {
+			if d.State != agentclient.StateCompleted {
+				b.Fatalf("%s failed: %+v", id, d.Error)
+			}
+			return
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
